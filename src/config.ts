@@ -1,0 +1,236 @@
+/**
+ * One typed, validated configuration object.
+ *
+ * Precedence (lowest first): built-in defaults < JSON config file
+ * (`herald.config.json` in the working directory, or the file named by
+ * HERALD_CONFIG / --config) < HERALD_* environment variables < CLI flags.
+ *
+ * Every key has one name per source: `httpPort` in the file,
+ * `HERALD_HTTP_PORT` in the environment, `--http-port` on the command line.
+ */
+import { readFileSync, existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+
+type Kind =
+  | { type: 'int'; min: number; max: number }
+  | { type: 'string'; allowEmpty: boolean; oneOf?: readonly string[] }
+  | { type: 'bool' };
+
+interface KeySpec<T> {
+  kind: Kind;
+  default: T;
+  help: string;
+}
+
+const port = (def: number, help: string): KeySpec<number> => ({
+  kind: { type: 'int', min: 0, max: 65535 },
+  default: def,
+  help,
+});
+const int = (def: number, min: number, max: number, help: string): KeySpec<number> => ({
+  kind: { type: 'int', min, max },
+  default: def,
+  help,
+});
+const str = (def: string, help: string, oneOf?: readonly string[]): KeySpec<string> => ({
+  kind: { type: 'string', allowEmpty: oneOf === undefined, ...(oneOf ? { oneOf } : {}) },
+  default: def,
+  help,
+});
+const bool = (def: boolean, help: string): KeySpec<boolean> => ({ kind: { type: 'bool' }, default: def, help });
+
+/** The schema: the single place a configuration key is declared. */
+export const CONFIG_SCHEMA = {
+  host: str('0.0.0.0', 'Address every listener binds to'),
+  httpPort: port(8080, 'HTTP API and all WebSocket paths (0 = pick a free port)'),
+  stompPort: port(61613, 'STOMP over raw TCP (0 = pick a free port)'),
+  mqttPort: port(1883, 'MQTT over raw TCP (0 = pick a free port)'),
+  dataDir: str('./data', 'Directory for the embedded SQLite database'),
+  databaseUrl: str('', 'postgres://… selects PostgreSQL instead of SQLite'),
+  redisUrl: str('', 'redis://… selects the Redis bus for cluster mode'),
+  adminPassword: str('', 'Password of the `admin` user created on first start (random and printed once if empty)'),
+  tokenIdleSeconds: int(600, 1, 31_536_000, 'A login token dies after this many seconds without an authenticated HTTP call'),
+  tokenSweepMs: int(1000, 50, 60_000, 'How often sessions are checked for dead tokens'),
+  jwtSecret: str('', 'HS256 secret: JWTs signed with it are accepted as tokens'),
+  jwtPublicKey: str('', 'RS256 public key (PEM text, or a path to a PEM file): JWTs signed by its private key are accepted'),
+  jwtIssuer: str('', 'If set, a JWT must carry this `iss`'),
+  jwtAudience: str('', 'If set, a JWT must carry this `aud`'),
+  corsOrigins: str('*', 'Origins allowed to call the HTTP API from a browser: `*`, empty for none, or a comma-separated list'),
+  httpBodyLimit: int(1_048_576, 1024, 67_108_864, 'Largest HTTP request body in bytes (larger: 413)'),
+  loginMaxAttempts: int(10, 1, 1_000_000, 'Login attempts allowed per user name and per address in each window (then 429)'),
+  loginWindowSeconds: int(300, 1, 86_400, 'Length of the login rate-limit window'),
+  shutdownTimeoutMs: int(10_000, 100, 600_000, 'Longest a graceful shutdown may take before the process exits anyway'),
+  sqliteSynchronous: str('FULL', 'SQLite synchronous mode: FULL survives power loss, NORMAL only process crashes', [
+    'FULL',
+    'NORMAL',
+  ]),
+  trustProxy: bool(false, 'Take the client address from X-Forwarded-For (only behind a trusted proxy)'),
+  logLevel: str('info', 'Log level', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+  logPretty: str('auto', 'Human-readable logs: auto (when stdout is a terminal), true or false', ['auto', 'true', 'false']),
+} as const satisfies Record<string, KeySpec<number> | KeySpec<string> | KeySpec<boolean>>;
+
+type Schema = typeof CONFIG_SCHEMA;
+export type ConfigKey = keyof Schema;
+export type Config = { readonly [K in ConfigKey]: Schema[K]['default'] extends number ? number : Schema[K]['default'] extends boolean ? boolean : string };
+export type ConfigInput = { [K in ConfigKey]?: Config[K] };
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export function envName(key: string): string {
+  return 'HERALD_' + key.replace(/([A-Z])/g, '_$1').toUpperCase();
+}
+export function flagName(key: string): string {
+  return '--' + key.replace(/([A-Z])/g, '-$1').toLowerCase();
+}
+
+const KEYS = Object.keys(CONFIG_SCHEMA) as ConfigKey[];
+
+function describe(kind: Kind): string {
+  switch (kind.type) {
+    case 'int':
+      return `an integer from ${kind.min} to ${kind.max}`;
+    case 'bool':
+      return 'true or false';
+    case 'string':
+      return kind.oneOf ? `one of ${kind.oneOf.join(', ')}` : kind.allowEmpty ? 'a string' : 'a non-empty string';
+  }
+}
+
+/** Converts and checks one raw value; `where` names the source for the error message. */
+function coerce(key: ConfigKey, raw: unknown, where: string): number | string | boolean {
+  const kind = CONFIG_SCHEMA[key].kind as Kind;
+  const fail = (): never => {
+    throw new ConfigError(`invalid configuration: ${where} = ${JSON.stringify(raw)}; ${key} must be ${describe(kind)}`);
+  };
+  switch (kind.type) {
+    case 'int': {
+      let n: number;
+      if (typeof raw === 'number') n = raw;
+      else if (typeof raw === 'string' && /^-?\d+$/.test(raw.trim())) n = Number(raw.trim());
+      else return fail();
+      if (!Number.isInteger(n) || n < kind.min || n > kind.max) fail();
+      return n;
+    }
+    case 'bool': {
+      if (typeof raw === 'boolean') return raw;
+      if (typeof raw === 'string') {
+        const v = raw.trim().toLowerCase();
+        if (['true', '1', 'yes', 'on'].includes(v)) return true;
+        if (['false', '0', 'no', 'off'].includes(v)) return false;
+      }
+      return fail();
+    }
+    case 'string': {
+      if (typeof raw !== 'string') return fail();
+      if (kind.oneOf && !kind.oneOf.includes(raw)) fail();
+      return raw;
+    }
+  }
+}
+
+export interface ConfigSources {
+  /** Environment (defaults to process.env). */
+  env?: NodeJS.ProcessEnv;
+  /** CLI flags already split into key/value pairs by parseFlags. */
+  flags?: Record<string, string>;
+  /** Values set in code (tests); highest precedence. */
+  overrides?: ConfigInput;
+  /** Working directory used to find herald.config.json. */
+  cwd?: string;
+}
+
+/**
+ * Splits `--http-port 0`, `--http-port=0` and `--flag` (boolean true) into a map
+ * keyed by config key. Unknown flags are an error naming the flag.
+ * Returns the leftover positional arguments too.
+ */
+export function parseFlags(argv: readonly string[], extraFlags: readonly string[] = []): {
+  flags: Record<string, string>;
+  extra: Record<string, string>;
+  positional: string[];
+} {
+  const byFlag = new Map(KEYS.map((k) => [flagName(k), k]));
+  byFlag.set('--config', 'config' as ConfigKey);
+  const flags: Record<string, string> = {};
+  const extra: Record<string, string> = {};
+  const positional: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (!arg.startsWith('--')) {
+      positional.push(arg);
+      continue;
+    }
+    const eq = arg.indexOf('=');
+    const name = eq >= 0 ? arg.slice(0, eq) : arg;
+    let value: string;
+    const key = byFlag.get(name);
+    const isBool = key !== undefined && key in CONFIG_SCHEMA && CONFIG_SCHEMA[key].kind.type === 'bool';
+    if (eq >= 0) value = arg.slice(eq + 1);
+    else if (isBool && (argv[i + 1] === undefined || argv[i + 1]!.startsWith('--'))) value = 'true';
+    else {
+      const next = argv[i + 1];
+      if (next === undefined) throw new ConfigError(`option ${name} needs a value`);
+      value = next;
+      i++;
+    }
+    if (key !== undefined) flags[key] = value;
+    else if (extraFlags.includes(name)) extra[name.slice(2)] = value;
+    else throw new ConfigError(`unknown option ${name}; run "herald --help" for the list`);
+  }
+  return { flags, extra, positional };
+}
+
+export function loadConfig(sources: ConfigSources = {}): Config {
+  const env = sources.env ?? process.env;
+  const cwd = sources.cwd ?? process.cwd();
+  const values: Record<string, number | string | boolean> = {};
+  for (const k of KEYS) values[k] = CONFIG_SCHEMA[k].default;
+
+  // 1. config file
+  const explicit = sources.flags?.['config'] ?? env['HERALD_CONFIG'];
+  const file = explicit ? resolve(cwd, explicit) : resolve(cwd, 'herald.config.json');
+  if (explicit && !existsSync(file)) throw new ConfigError(`config file ${file} does not exist`);
+  if (existsSync(file)) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(readFileSync(file, 'utf8'));
+    } catch (err) {
+      throw new ConfigError(`config file ${file} is not valid JSON: ${(err as Error).message}`);
+    }
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+      throw new ConfigError(`config file ${file} must hold a JSON object`);
+    }
+    for (const [k, v] of Object.entries(parsed)) {
+      if (!(k in CONFIG_SCHEMA)) {
+        throw new ConfigError(`config file ${file}: unknown key "${k}"; known keys: ${KEYS.join(', ')}`);
+      }
+      values[k] = coerce(k as ConfigKey, v, `${k} in ${file}`);
+    }
+  }
+  // 2. environment
+  for (const k of KEYS) {
+    const raw = env[envName(k)];
+    if (raw !== undefined) values[k] = coerce(k, raw, envName(k));
+  }
+  // 3. flags
+  for (const [k, raw] of Object.entries(sources.flags ?? {})) {
+    if (k === 'config') continue;
+    values[k] = coerce(k as ConfigKey, raw, flagName(k));
+  }
+  // 4. code overrides
+  for (const [k, raw] of Object.entries(sources.overrides ?? {})) {
+    if (!(k in CONFIG_SCHEMA)) throw new ConfigError(`unknown configuration key "${k}"`);
+    if (raw !== undefined) values[k] = coerce(k as ConfigKey, raw, k);
+  }
+  return Object.freeze(values) as unknown as Config;
+}
+
+/** Text for `herald --help`: every key with its env var, flag and default. */
+export function configHelp(): string {
+  return KEYS.map((k) => {
+    const s = CONFIG_SCHEMA[k];
+    return `  ${flagName(k).padEnd(24)} ${envName(k).padEnd(30)} default ${JSON.stringify(s.default)}\n      ${s.help}`;
+  }).join('\n');
+}

@@ -1,0 +1,93 @@
+/**
+ * Sessions: one connected client, whatever its protocol. The registry knows
+ * every session on this node, by id and by user, and ends them when their
+ * credential dies or the server shuts down.
+ */
+import type { Auth, Principal } from './auth.js';
+import type { Metrics } from './metrics.js';
+
+export type Protocol = 'stomp-ws' | 'stomp-tcp' | 'json-ws' | 'mqtt-tcp' | 'mqtt-ws';
+
+export type CloseCode = 'shutdown' | 'token_expired' | 'token_revoked' | 'kicked';
+
+/** Why the server ends a session; protocols turn it into an ERROR frame, a close code or a DISCONNECT. */
+export interface CloseReason {
+  code: CloseCode;
+  message: string;
+}
+
+export interface SessionInfo {
+  readonly id: string;
+  readonly protocol: Protocol;
+  readonly principal: Principal;
+  readonly remoteAddress: string;
+  readonly device: string;
+  readonly connectedAt: number;
+}
+
+export interface Session extends SessionInfo {
+  /** Tells the client why in its protocol's words, then closes the connection. */
+  close(reason: CloseReason): void;
+}
+
+export const TOKEN_DEATH: Record<'expired' | 'revoked', CloseReason> = {
+  expired: { code: 'token_expired', message: 'token expired' },
+  revoked: { code: 'token_revoked', message: 'token revoked' },
+};
+
+export class SessionRegistry {
+  private readonly byId = new Map<string, Session>();
+  private readonly byUser = new Map<string, Set<Session>>();
+  private readonly unwatch = new Map<string, () => void>();
+
+  constructor(
+    private readonly auth: Auth,
+    private readonly metrics: Metrics,
+  ) {}
+
+  add(session: Session): void {
+    this.byId.set(session.id, session);
+    let set = this.byUser.get(session.principal.userId);
+    if (!set) this.byUser.set(session.principal.userId, (set = new Set()));
+    set.add(session);
+    this.metrics.connections.inc({ protocol: session.protocol });
+    this.unwatch.set(
+      session.id,
+      this.auth.watch(session.principal, (reason) => session.close(TOKEN_DEATH[reason])),
+    );
+  }
+
+  remove(session: Session): void {
+    if (this.byId.get(session.id) !== session) return;
+    this.byId.delete(session.id);
+    const set = this.byUser.get(session.principal.userId);
+    set?.delete(session);
+    if (set?.size === 0) this.byUser.delete(session.principal.userId);
+    this.metrics.connections.dec({ protocol: session.protocol });
+    this.unwatch.get(session.id)?.();
+    this.unwatch.delete(session.id);
+  }
+
+  get(id: string): Session | undefined {
+    return this.byId.get(id);
+  }
+
+  ofUser(userId: string): ReadonlySet<Session> {
+    return this.byUser.get(userId) ?? EMPTY;
+  }
+
+  all(): IterableIterator<Session> {
+    return this.byId.values();
+  }
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  /** Closes every session (shutdown). Each session removes itself as it closes. */
+  closeAll(reason: CloseReason): void {
+    for (const s of [...this.byId.values()]) s.close(reason);
+  }
+}
+
+const EMPTY: ReadonlySet<Session> = new Set();

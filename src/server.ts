@@ -1,0 +1,164 @@
+/**
+ * Wires Herald together: config → store → auth → sessions → HTTP and protocol
+ * listeners; and takes it apart again on shutdown.
+ */
+import type { Clock } from './clock.js';
+import { systemClock } from './clock.js';
+import { ConfigError, type Config } from './config.js';
+import type { HeraldContext } from './context.js';
+import { Auth } from './core/auth.js';
+import { Metrics, timedStore } from './core/metrics.js';
+import { randomPassword } from './core/passwords.js';
+import { SessionRegistry } from './core/session.js';
+import { createHttpApp } from './http/app.js';
+import { registerHealthRoutes } from './http/health.js';
+import { registerLoginRoutes } from './http/login.js';
+import { registerUserRoutes } from './http/users.js';
+import { createLogger, type Logger } from './log.js';
+import { SqliteStore } from './store/sqlite/sqlite-store.js';
+import type { Store } from './store/store.js';
+import { NetworkListeners, type BoundAddress } from './transports/listeners.js';
+
+export interface StartOptions {
+  config: Config;
+  clock?: Clock;
+  log?: Logger;
+  /** Where `listening …` lines and the first admin password go (stdout by default). */
+  announce?: (line: string) => void;
+}
+
+/** A protocol front end: registers its routes and listeners, nothing else. */
+export type ProtocolModule = (ctx: HeraldContext) => void;
+
+const PROTOCOLS: readonly ProtocolModule[] = [];
+
+function openStore(config: Config): Store {
+  if (config.databaseUrl) {
+    throw new ConfigError(
+      `databaseUrl = ${JSON.stringify(config.databaseUrl)}: PostgreSQL is not available in this build yet; unset HERALD_DATABASE_URL to use the embedded SQLite store`,
+    );
+  }
+  if (config.redisUrl) {
+    throw new ConfigError(
+      `redisUrl = ${JSON.stringify(config.redisUrl)}: the Redis bus is not available in this build yet; unset HERALD_REDIS_URL to run a single node`,
+    );
+  }
+  return new SqliteStore({ dataDir: config.dataDir, synchronous: config.sqliteSynchronous as 'FULL' | 'NORMAL' });
+}
+
+export class HeraldServer {
+  private draining = false;
+  private stopping: Promise<void> | undefined;
+
+  private constructor(
+    readonly ctx: HeraldContext,
+    private readonly network: NetworkListeners,
+    readonly addresses: readonly BoundAddress[],
+  ) {}
+
+  /** Address of a listener by name (`http`, `stomp`, `mqtt`). */
+  address(name: string): BoundAddress {
+    const a = this.addresses.find((x) => x.name === name);
+    if (!a) throw new Error(`no listener named ${name}`);
+    return a;
+  }
+
+  get httpUrl(): string {
+    const a = this.address('http');
+    return `http://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
+  }
+
+  static async start(options: StartOptions): Promise<HeraldServer> {
+    const { config } = options;
+    const clock = options.clock ?? systemClock;
+    const log = options.log ?? createLogger(config);
+    const announce = options.announce ?? ((line: string) => void process.stdout.write(line + '\n'));
+    const startedAt = clock.now();
+
+    const metrics = new Metrics();
+    const store = timedStore(openStore(config), metrics);
+    const auth = new Auth(store, config, clock, log.child({ component: 'auth' }));
+    try {
+      await auth.start();
+      await ensureAdmin(store, auth, config, log, announce);
+    } catch (err) {
+      auth.stop();
+      await store.close();
+      throw err;
+    }
+    const sessions = new SessionRegistry(auth, metrics);
+    const network = new NetworkListeners(log.child({ component: 'net' }));
+    const base = { config, log, clock, store, auth, sessions, metrics };
+    const http = createHttpApp(base);
+    const ctx: HeraldContext = { ...base, http, listeners: network };
+
+    let server: HeraldServer | undefined;
+    registerHealthRoutes(ctx, { draining: () => server?.draining ?? false, startedAt });
+    registerLoginRoutes(ctx);
+    registerUserRoutes(ctx);
+    for (const register of PROTOCOLS) register(ctx);
+
+    http.server.on('upgrade', (req, socket, head) => network.handleUpgrade(req, socket, head));
+    const addresses: BoundAddress[] = [];
+    try {
+      await http.listen({ host: config.host, port: config.httpPort });
+      const a = http.server.address();
+      if (a && typeof a === 'object') addresses.push({ name: 'http', host: a.address, port: a.port });
+      addresses.push(...(await network.startTcp(config.host)));
+    } catch (err) {
+      network.stopAccepting();
+      await http.close();
+      auth.stop();
+      await store.close();
+      throw err;
+    }
+    for (const a of addresses) announce(`listening ${a.name} ${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`);
+    log.info({ addresses, store: store.kind }, 'herald started');
+    server = new HeraldServer(ctx, network, addresses);
+    return server;
+  }
+
+  /**
+   * Graceful shutdown: stop accepting, tell every connected client, wait for
+   * in-flight HTTP requests, flush and close the store. Idempotent.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= this.drain();
+    return this.stopping;
+  }
+
+  private async drain(): Promise<void> {
+    const { log, sessions, http, auth, store } = this.ctx;
+    this.draining = true;
+    log.info({ sessions: sessions.size }, 'shutting down');
+    this.network.stopAccepting();
+    sessions.closeAll({ code: 'shutdown', message: 'server shutting down' });
+    // Give clients a moment to read the goodbye and close their side; then cut what is left.
+    const deadline = Date.now() + Math.min(2000, this.ctx.config.shutdownTimeoutMs / 2);
+    while (sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    this.network.closeAll();
+    await http.close();
+    auth.stop();
+    await store.close();
+    log.info('stopped');
+  }
+}
+
+/** First start with no users: create `admin` with the configured or a random password (printed once). */
+async function ensureAdmin(
+  store: Store,
+  auth: Auth,
+  config: Config,
+  log: Logger,
+  announce: (line: string) => void,
+): Promise<void> {
+  if ((await store.countUsers()) > 0) return;
+  const password = config.adminPassword || randomPassword();
+  await auth.createUser('admin', password, 'admin');
+  if (config.adminPassword) {
+    log.info('created user "admin" with the password from adminPassword');
+  } else {
+    log.warn('created user "admin" with a random password; it is printed once, below');
+    announce(`admin password: ${password}`);
+  }
+}

@@ -1,0 +1,59 @@
+/**
+ * SQLite schema, versioned. A migration never changes once released: add a
+ * new one. Applied in order inside a transaction each; the applied version is
+ * recorded in schema_version.
+ */
+export interface Migration {
+  version: number;
+  sql: string;
+}
+
+export const SQLITE_MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    sql: `
+      CREATE TABLE users (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        name          TEXT NOT NULL UNIQUE,
+        role          TEXT NOT NULL CHECK (role IN ('user', 'admin', 'service')),
+        password_hash TEXT NOT NULL,
+        disabled      INTEGER NOT NULL DEFAULT 0,
+        created_at    INTEGER NOT NULL
+      );
+
+      -- Tokens are stored as SHA-256 hashes; user_id is text so that JWT-only
+      -- principals and database users share one id space.
+      CREATE TABLE tokens (
+        hash         TEXT PRIMARY KEY,
+        user_id      TEXT NOT NULL,
+        created_at   INTEGER NOT NULL,
+        last_used_at INTEGER NOT NULL,
+        expires_at   INTEGER,
+        idle_expiry  INTEGER NOT NULL
+      );
+      CREATE INDEX tokens_user ON tokens (user_id);
+
+      -- A message (seed 002: title, content, type, sender) and one delivery row
+      -- per receiver with its own status.
+      CREATE TABLE messages (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        sender     TEXT NOT NULL,
+        title      TEXT NOT NULL,
+        content    TEXT NOT NULL,
+        type       TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+      );
+      CREATE INDEX messages_created ON messages (created_at);
+      CREATE INDEX messages_sender ON messages (sender);
+
+      CREATE TABLE message_receivers (
+        message_id INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        receiver   TEXT NOT NULL,
+        status     TEXT NOT NULL CHECK (status IN ('PENDING', 'DELIVERED', 'READ')),
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (message_id, receiver)
+      );
+      CREATE INDEX message_receivers_inbox ON message_receivers (receiver, status, message_id);
+    `,
+  },
+];

@@ -1,0 +1,316 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  DuplicateError,
+  type DeliveryStatus,
+  type MessageQuery,
+  type MessageRecord,
+  type NewMessage,
+  type NewUser,
+  type Page,
+  type Receipt,
+  type Role,
+  type Store,
+  type StoredMessage,
+  type TokenRecord,
+  type UserPatch,
+  type UserRecord,
+} from '../store.js';
+import { SQLITE_MIGRATIONS } from './migrations.js';
+
+interface UserRow {
+  id: number;
+  name: string;
+  role: string;
+  password_hash: string;
+  disabled: number;
+  created_at: number;
+}
+interface TokenRow {
+  hash: string;
+  user_id: string;
+  created_at: number;
+  last_used_at: number;
+  expires_at: number | null;
+  idle_expiry: number;
+}
+interface MessageRow {
+  id: number;
+  sender: string;
+  title: string;
+  content: string;
+  type: string;
+  created_at: number;
+}
+interface ReceiptRow {
+  message_id: number;
+  receiver: string;
+  status: string;
+  updated_at: number;
+}
+
+const toUser = (r: UserRow): UserRecord => ({
+  id: String(r.id),
+  name: r.name,
+  role: r.role as Role,
+  passwordHash: r.password_hash,
+  disabled: r.disabled !== 0,
+  createdAt: r.created_at,
+});
+const toToken = (r: TokenRow): TokenRecord => ({
+  hash: r.hash,
+  userId: r.user_id,
+  createdAt: r.created_at,
+  lastUsedAt: r.last_used_at,
+  expiresAt: r.expires_at,
+  idleExpiry: r.idle_expiry !== 0,
+});
+const toMessage = (r: MessageRow): StoredMessage => ({
+  id: String(r.id),
+  sender: r.sender,
+  title: r.title,
+  content: r.content,
+  type: r.type,
+  createdAt: r.created_at,
+});
+
+/** Ids arrive as strings; anything that is not a positive integer cannot exist here. */
+function rowId(id: string): number | null {
+  return /^[1-9]\d{0,15}$/.test(id) ? Number(id) : null;
+}
+
+export interface SqliteStoreOptions {
+  /** Directory holding herald.db; ':memory:' for a throw-away database. */
+  dataDir: string;
+  synchronous?: 'FULL' | 'NORMAL';
+}
+
+/**
+ * SQLite Store on better-sqlite3. Calls are synchronous underneath (one
+ * connection, WAL), so each promise resolves after the commit, which with
+ * synchronous=FULL is also after the fsync.
+ */
+export class SqliteStore implements Store {
+  readonly kind = 'sqlite' as const;
+  private readonly db: Database.Database;
+  private readonly stmts;
+
+  constructor(options: SqliteStoreOptions) {
+    let file = ':memory:';
+    if (options.dataDir !== ':memory:') {
+      mkdirSync(options.dataDir, { recursive: true });
+      file = join(options.dataDir, 'herald.db');
+    }
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`);
+    this.db.pragma('foreign_keys = ON');
+    this.db.pragma('busy_timeout = 5000');
+    this.migrate();
+    const db = this.db;
+    this.stmts = {
+      insertUser: db.prepare<[string, string, string, number]>(
+        'INSERT INTO users (name, role, password_hash, disabled, created_at) VALUES (?, ?, ?, 0, ?)',
+      ),
+      userById: db.prepare<[number], UserRow>('SELECT * FROM users WHERE id = ?'),
+      userByName: db.prepare<[string], UserRow>('SELECT * FROM users WHERE name = ?'),
+      listUsers: db.prepare<[], UserRow>('SELECT * FROM users ORDER BY id'),
+      countUsers: db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM users'),
+      insertToken: db.prepare<[string, string, number, number, number | null, number]>(
+        'INSERT INTO tokens (hash, user_id, created_at, last_used_at, expires_at, idle_expiry) VALUES (?, ?, ?, ?, ?, ?)',
+      ),
+      getToken: db.prepare<[string], TokenRow>('SELECT * FROM tokens WHERE hash = ?'),
+      touchToken: db.prepare<[number, string, number]>(
+        'UPDATE tokens SET last_used_at = ? WHERE hash = ? AND last_used_at < ?',
+      ),
+      deleteToken: db.prepare<[string]>('DELETE FROM tokens WHERE hash = ?'),
+      tokensOfUser: db.prepare<[string], { hash: string }>('SELECT hash FROM tokens WHERE user_id = ?'),
+      deleteTokensOfUser: db.prepare<[string]>('DELETE FROM tokens WHERE user_id = ?'),
+      deleteDeadTokens: db.prepare<[number, number]>(
+        'DELETE FROM tokens WHERE (idle_expiry = 1 AND last_used_at < ?) OR (expires_at IS NOT NULL AND expires_at <= ?)',
+      ),
+      insertMessage: db.prepare<[string, string, string, string, number]>(
+        'INSERT INTO messages (sender, title, content, type, created_at) VALUES (?, ?, ?, ?, ?)',
+      ),
+      insertReceipt: db.prepare<[number | bigint, string, number]>(
+        "INSERT OR IGNORE INTO message_receivers (message_id, receiver, status, updated_at) VALUES (?, ?, 'PENDING', ?)",
+      ),
+      getMessage: db.prepare<[number], MessageRow>('SELECT * FROM messages WHERE id = ?'),
+      receiptsOf: db.prepare<[number], ReceiptRow>(
+        'SELECT * FROM message_receivers WHERE message_id = ? ORDER BY receiver',
+      ),
+      pendingFor: db.prepare<[string, number], MessageRow>(
+        `SELECT m.* FROM message_receivers r JOIN messages m ON m.id = r.message_id
+         WHERE r.receiver = ? AND r.status = 'PENDING' ORDER BY m.id LIMIT ?`,
+      ),
+      setStatus: db.prepare<[string, number, number, string, string]>(
+        `UPDATE message_receivers SET status = ?, updated_at = ?
+         WHERE message_id = ? AND receiver = ?
+           AND (CASE status WHEN 'PENDING' THEN 0 WHEN 'DELIVERED' THEN 1 ELSE 2 END)
+             < (CASE ? WHEN 'PENDING' THEN 0 WHEN 'DELIVERED' THEN 1 ELSE 2 END)`,
+      ),
+      deleteMessage: db.prepare<[number]>('DELETE FROM messages WHERE id = ?'),
+    };
+  }
+
+  private migrate(): void {
+    this.db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
+    const row = this.db.prepare<[], { v: number | null }>('SELECT MAX(version) AS v FROM schema_version').get();
+    const current = row?.v ?? 0;
+    for (const m of SQLITE_MIGRATIONS) {
+      if (m.version <= current) continue;
+      this.db.transaction(() => {
+        this.db.exec(m.sql);
+        this.db.prepare('INSERT INTO schema_version (version) VALUES (?)').run(m.version);
+      })();
+    }
+  }
+
+  async ping(): Promise<void> {
+    this.db.prepare('SELECT 1').get();
+  }
+
+  async close(): Promise<void> {
+    if (!this.db.open) return;
+    this.db.pragma('wal_checkpoint(TRUNCATE)');
+    this.db.close();
+  }
+
+  async createUser(user: NewUser): Promise<UserRecord> {
+    try {
+      const info = this.stmts.insertUser.run(user.name, user.role, user.passwordHash, user.createdAt);
+      return toUser(this.stmts.userById.get(Number(info.lastInsertRowid))!);
+    } catch (err) {
+      if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
+        throw new DuplicateError(`a user named "${user.name}" already exists`);
+      }
+      throw err;
+    }
+  }
+
+  async getUserById(id: string): Promise<UserRecord | null> {
+    const n = rowId(id);
+    if (n === null) return null;
+    const r = this.stmts.userById.get(n);
+    return r ? toUser(r) : null;
+  }
+
+  async getUserByName(name: string): Promise<UserRecord | null> {
+    const r = this.stmts.userByName.get(name);
+    return r ? toUser(r) : null;
+  }
+
+  async listUsers(): Promise<UserRecord[]> {
+    return this.stmts.listUsers.all().map(toUser);
+  }
+
+  async countUsers(): Promise<number> {
+    return this.stmts.countUsers.get()!.n;
+  }
+
+  async updateUser(id: string, patch: UserPatch): Promise<UserRecord | null> {
+    const n = rowId(id);
+    if (n === null) return null;
+    const sets: string[] = [];
+    const args: (string | number)[] = [];
+    if (patch.role !== undefined) (sets.push('role = ?'), args.push(patch.role));
+    if (patch.passwordHash !== undefined) (sets.push('password_hash = ?'), args.push(patch.passwordHash));
+    if (patch.disabled !== undefined) (sets.push('disabled = ?'), args.push(patch.disabled ? 1 : 0));
+    if (sets.length > 0) this.db.prepare(`UPDATE users SET ${sets.join(', ')} WHERE id = ?`).run(...args, n);
+    const r = this.stmts.userById.get(n);
+    return r ? toUser(r) : null;
+  }
+
+  async insertToken(t: TokenRecord): Promise<void> {
+    this.stmts.insertToken.run(t.hash, t.userId, t.createdAt, t.lastUsedAt, t.expiresAt, t.idleExpiry ? 1 : 0);
+  }
+
+  async getToken(hash: string): Promise<TokenRecord | null> {
+    const r = this.stmts.getToken.get(hash);
+    return r ? toToken(r) : null;
+  }
+
+  async touchToken(hash: string, lastUsedAt: number): Promise<void> {
+    this.stmts.touchToken.run(lastUsedAt, hash, lastUsedAt);
+  }
+
+  async deleteToken(hash: string): Promise<boolean> {
+    return this.stmts.deleteToken.run(hash).changes > 0;
+  }
+
+  async deleteTokensOfUser(userId: string): Promise<string[]> {
+    return this.db.transaction(() => {
+      const hashes = this.stmts.tokensOfUser.all(userId).map((r) => r.hash);
+      this.stmts.deleteTokensOfUser.run(userId);
+      return hashes;
+    })();
+  }
+
+  async deleteDeadTokens(idleBefore: number, now: number): Promise<number> {
+    return this.stmts.deleteDeadTokens.run(idleBefore, now).changes;
+  }
+
+  async insertMessage(m: NewMessage): Promise<string> {
+    return this.db.transaction(() => {
+      const info = this.stmts.insertMessage.run(m.sender, m.title, m.content, m.type, m.createdAt);
+      for (const r of m.receivers) this.stmts.insertReceipt.run(info.lastInsertRowid, r, m.createdAt);
+      return String(info.lastInsertRowid);
+    })();
+  }
+
+  private receiptsOf(id: number): Receipt[] {
+    return this.stmts.receiptsOf.all(id).map((r) => ({
+      receiver: r.receiver,
+      status: r.status as DeliveryStatus,
+      updatedAt: r.updated_at,
+    }));
+  }
+
+  async getMessage(id: string): Promise<MessageRecord | null> {
+    const n = rowId(id);
+    if (n === null) return null;
+    const r = this.stmts.getMessage.get(n);
+    return r ? { ...toMessage(r), receivers: this.receiptsOf(n) } : null;
+  }
+
+  async pendingFor(receiver: string, limit: number): Promise<StoredMessage[]> {
+    return this.stmts.pendingFor.all(receiver, limit).map(toMessage);
+  }
+
+  async setDeliveryStatus(messageId: string, receiver: string, status: DeliveryStatus, at: number): Promise<boolean> {
+    const n = rowId(messageId);
+    if (n === null) return false;
+    return this.stmts.setStatus.run(status, at, n, receiver, status).changes > 0;
+  }
+
+  async queryMessages(q: MessageQuery): Promise<Page<MessageRecord>> {
+    const where: string[] = [];
+    const args: (string | number)[] = [];
+    if (q.sender !== undefined) (where.push('m.sender = ?'), args.push(q.sender));
+    if (q.type !== undefined) (where.push('m.type = ?'), args.push(q.type));
+    if (q.from !== undefined) (where.push('m.created_at >= ?'), args.push(q.from));
+    if (q.to !== undefined) (where.push('m.created_at <= ?'), args.push(q.to));
+    if (q.status !== undefined || q.receiver !== undefined) {
+      const sub: string[] = ['r.message_id = m.id'];
+      if (q.status !== undefined) (sub.push('r.status = ?'), args.push(q.status));
+      if (q.receiver !== undefined) (sub.push('r.receiver = ?'), args.push(q.receiver));
+      where.push(`EXISTS (SELECT 1 FROM message_receivers r WHERE ${sub.join(' AND ')})`);
+    }
+    const clause = where.length ? `WHERE ${where.join(' AND ')}` : '';
+    return this.db.transaction(() => {
+      const total = this.db.prepare<unknown[], { n: number }>(`SELECT COUNT(*) AS n FROM messages m ${clause}`).get(...args)!.n;
+      const rows = this.db
+        .prepare<unknown[], MessageRow>(`SELECT m.* FROM messages m ${clause} ORDER BY m.id DESC LIMIT ? OFFSET ?`)
+        .all(...args, q.size, (q.page - 1) * q.size);
+      const items = rows.map((r) => ({ ...toMessage(r), receivers: this.receiptsOf(r.id) }));
+      return { items, total, page: q.page, size: q.size };
+    })();
+  }
+
+  async deleteMessage(id: string): Promise<boolean> {
+    const n = rowId(id);
+    if (n === null) return false;
+    return this.stmts.deleteMessage.run(n).changes > 0;
+  }
+}

@@ -1,0 +1,142 @@
+/**
+ * The Store: everything Herald keeps on disk. Two implementations share one
+ * contract and one test suite (test/helpers/store-suite.ts): SQLite (embedded,
+ * default) and PostgreSQL (cluster mode).
+ *
+ * Every method that returns resolves only after the write is durable, so a
+ * caller may acknowledge a client as soon as the promise settles.
+ * Identifiers are strings at this boundary whatever the database uses.
+ */
+
+export const ROLES = ['user', 'admin', 'service'] as const;
+export type Role = (typeof ROLES)[number];
+
+export interface UserRecord {
+  id: string;
+  name: string;
+  role: Role;
+  passwordHash: string;
+  disabled: boolean;
+  createdAt: number;
+}
+
+export interface NewUser {
+  name: string;
+  role: Role;
+  passwordHash: string;
+  createdAt: number;
+}
+
+export interface UserPatch {
+  role?: Role;
+  passwordHash?: string;
+  disabled?: boolean;
+}
+
+export interface TokenRecord {
+  /** SHA-256 of the token text, hex. The text itself is never stored. */
+  hash: string;
+  userId: string;
+  createdAt: number;
+  lastUsedAt: number;
+  /** Absolute expiry (ms since epoch), or null for none. */
+  expiresAt: number | null;
+  /** True when the token dies after the configured idle time (login tokens). */
+  idleExpiry: boolean;
+}
+
+export const DELIVERY_STATUSES = ['PENDING', 'DELIVERED', 'READ'] as const;
+export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
+
+export interface NewMessage {
+  sender: string;
+  title: string;
+  content: string;
+  type: string;
+  createdAt: number;
+  /** User ids; one delivery row each, PENDING. */
+  receivers: readonly string[];
+}
+
+export interface StoredMessage {
+  id: string;
+  sender: string;
+  title: string;
+  content: string;
+  type: string;
+  createdAt: number;
+}
+
+export interface Receipt {
+  receiver: string;
+  status: DeliveryStatus;
+  updatedAt: number;
+}
+
+export interface MessageRecord extends StoredMessage {
+  receivers: Receipt[];
+}
+
+export interface MessageQuery {
+  /** 1-based. */
+  page: number;
+  size: number;
+  status?: DeliveryStatus;
+  sender?: string;
+  receiver?: string;
+  type?: string;
+  /** createdAt >= from (ms). */
+  from?: number;
+  /** createdAt <= to (ms). */
+  to?: number;
+}
+
+export interface Page<T> {
+  items: T[];
+  total: number;
+  page: number;
+  size: number;
+}
+
+/** Raised when a unique value (a user name) is already taken. */
+export class DuplicateError extends Error {
+  override name = 'DuplicateError';
+}
+
+export interface Store {
+  readonly kind: 'sqlite' | 'postgres';
+  /** Cheap round trip, for /readyz. */
+  ping(): Promise<void>;
+  /** Flushes and releases the database. */
+  close(): Promise<void>;
+
+  createUser(user: NewUser): Promise<UserRecord>;
+  getUserById(id: string): Promise<UserRecord | null>;
+  getUserByName(name: string): Promise<UserRecord | null>;
+  listUsers(): Promise<UserRecord[]>;
+  countUsers(): Promise<number>;
+  updateUser(id: string, patch: UserPatch): Promise<UserRecord | null>;
+
+  insertToken(token: TokenRecord): Promise<void>;
+  getToken(hash: string): Promise<TokenRecord | null>;
+  touchToken(hash: string, lastUsedAt: number): Promise<void>;
+  deleteToken(hash: string): Promise<boolean>;
+  /** Deletes every token of a user; returns their hashes. */
+  deleteTokensOfUser(userId: string): Promise<string[]>;
+  /** Deletes idle-expiring tokens unused since `idleBefore` and tokens past their absolute expiry. */
+  deleteDeadTokens(idleBefore: number, now: number): Promise<number>;
+
+  /** Stores a message and its delivery rows in one transaction; returns the id. */
+  insertMessage(message: NewMessage): Promise<string>;
+  getMessage(id: string): Promise<MessageRecord | null>;
+  /** A receiver's PENDING messages, oldest first. */
+  pendingFor(receiver: string, limit: number): Promise<StoredMessage[]>;
+  /**
+   * Moves a delivery row forward (PENDING → DELIVERED → READ; never back).
+   * Returns false when the row does not exist or is already at or past `status`.
+   */
+  setDeliveryStatus(messageId: string, receiver: string, status: DeliveryStatus, at: number): Promise<boolean>;
+  /** Newest first. */
+  queryMessages(query: MessageQuery): Promise<Page<MessageRecord>>;
+  deleteMessage(id: string): Promise<boolean>;
+}

@@ -1,0 +1,191 @@
+/**
+ * The one small interface protocols use to reach the network:
+ * WebSocket paths on the HTTP port, and TCP listeners on their own ports.
+ * A protocol module registers here in its `register` function; the server
+ * binds everything at start and closes it at shutdown.
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { Logger } from '../log.js';
+
+/** Thrown from `WebSocketRoute.accept` to answer the upgrade with an HTTP error instead. */
+export class UpgradeRefusal extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface WebSocketRoute<A> {
+  /** Names the route in logs. */
+  name: string;
+  /** Exact path (`/stomp`), or with `prefix: true` a path prefix (`/websocket/` matches `/websocket/abc`). */
+  path: string;
+  prefix?: boolean;
+  /** Subprotocols spoken, in the server's order of preference. */
+  protocols?: readonly string[];
+  /** Largest WebSocket message accepted (bytes); larger closes with 1009. */
+  maxPayload?: number;
+  /** Checks the request before the upgrade (token, path); throw UpgradeRefusal to refuse. */
+  accept(req: IncomingMessage, url: URL): Promise<A>;
+  onConnection(ws: WebSocket, req: IncomingMessage, accepted: A): void;
+}
+
+interface ErasedRoute {
+  name: string;
+  path: string;
+  prefix: boolean;
+  handle(req: IncomingMessage, socket: Duplex, head: Buffer, url: URL): void;
+  close(): void;
+}
+
+export interface TcpListenerSpec {
+  name: string;
+  port: number;
+  onConnection(socket: Socket): void;
+}
+
+export interface BoundAddress {
+  name: string;
+  host: string;
+  port: number;
+}
+
+export interface Listeners {
+  addWebSocketRoute<A>(route: WebSocketRoute<A>): void;
+  addTcpListener(spec: TcpListenerSpec): void;
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  426: 'Upgrade Required',
+  429: 'Too Many Requests',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
+};
+
+/** Answers an upgrade request with a plain HTTP error in the JSON envelope, then closes. */
+export function refuseUpgrade(socket: Duplex, status: number, message: string): void {
+  if (socket.destroyed) return;
+  const body = JSON.stringify({ code: status, message, data: null });
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\n` +
+      'Content-Type: application/json; charset=utf-8\r\n' +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+      'Connection: close\r\n\r\n' +
+      body,
+  );
+}
+
+export class NetworkListeners implements Listeners {
+  private readonly routes: ErasedRoute[] = [];
+  private readonly tcpSpecs: TcpListenerSpec[] = [];
+  private readonly tcpServers: Server[] = [];
+  private readonly tcpSockets = new Set<Socket>();
+  private draining = false;
+
+  constructor(private readonly log: Logger) {}
+
+  addWebSocketRoute<A>(route: WebSocketRoute<A>): void {
+    const preferred = route.protocols ?? [];
+    const wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: route.maxPayload ?? 1024 * 1024,
+      perMessageDeflate: false,
+      handleProtocols: (offered) => preferred.find((p) => offered.has(p)) ?? false,
+    });
+    const log = this.log;
+    this.routes.push({
+      name: route.name,
+      path: route.path,
+      prefix: route.prefix ?? false,
+      handle: (req, socket, head, url) => {
+        route.accept(req, url).then(
+          (accepted) => {
+            if (socket.destroyed) return;
+            wss.handleUpgrade(req, socket, head, (ws) => route.onConnection(ws, req, accepted));
+          },
+          (err: unknown) => {
+            if (err instanceof UpgradeRefusal) {
+              refuseUpgrade(socket, err.status, err.message);
+            } else {
+              log.error({ err, route: route.name }, 'websocket upgrade failed');
+              refuseUpgrade(socket, 500, 'internal error during the WebSocket handshake');
+            }
+          },
+        );
+      },
+      close: () => {
+        for (const ws of wss.clients) ws.terminate();
+        wss.close();
+      },
+    });
+  }
+
+  addTcpListener(spec: TcpListenerSpec): void {
+    this.tcpSpecs.push(spec);
+  }
+
+  /** Routes HTTP upgrade requests on the HTTP server to the registered WebSocket paths. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => socket.destroy());
+    if (this.draining) return refuseUpgrade(socket, 503, 'server is shutting down; reconnect to another node');
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://localhost');
+    } catch {
+      return refuseUpgrade(socket, 400, 'request URL is not valid');
+    }
+    const path = url.pathname;
+    const route = this.routes.find((r) => (r.prefix ? path.startsWith(r.path) : path === r.path));
+    if (!route) {
+      const known = this.routes.map((r) => (r.prefix ? r.path + '…' : r.path)).join(', ');
+      return refuseUpgrade(socket, 404, `no WebSocket endpoint at ${path}; endpoints: ${known || 'none'}`);
+    }
+    route.handle(req, socket, head, url);
+  }
+
+  /** Binds every TCP listener; resolves with the bound addresses. */
+  async startTcp(host: string): Promise<BoundAddress[]> {
+    const bound: BoundAddress[] = [];
+    for (const spec of this.tcpSpecs) {
+      const server = createServer({ noDelay: true }, (socket) => {
+        if (this.draining) return socket.destroy();
+        this.tcpSockets.add(socket);
+        socket.once('close', () => this.tcpSockets.delete(socket));
+        spec.onConnection(socket);
+      });
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(spec.port, host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      server.on('error', (err) => this.log.error({ err, listener: spec.name }, 'listener error'));
+      this.tcpServers.push(server);
+      const addr = server.address();
+      if (addr && typeof addr === 'object') bound.push({ name: spec.name, host: addr.address, port: addr.port });
+    }
+    return bound;
+  }
+
+  /** Stops accepting new connections (TCP and WebSocket upgrades). */
+  stopAccepting(): void {
+    this.draining = true;
+    for (const s of this.tcpServers) s.close();
+  }
+
+  /** Drops whatever is still connected after sessions were told to go. */
+  closeAll(): void {
+    for (const r of this.routes) r.close();
+    for (const s of this.tcpSockets) s.destroy();
+  }
+}

@@ -1,0 +1,214 @@
+/**
+ * The Store contract, as one suite every implementation runs unchanged
+ * (SQLite now; PostgreSQL in cluster mode).
+ */
+import assert from 'node:assert/strict';
+import { describe, it, beforeEach, afterEach } from 'node:test';
+import { DuplicateError, type Store } from '../../src/store/store.js';
+
+export interface StoreFactory {
+  /** A fresh, empty store. */
+  open(): Promise<Store>;
+  /** Reopens the same database after `close` (durability). Optional. */
+  reopen?(): Promise<Store>;
+}
+
+export function storeSuite(name: string, factory: StoreFactory): void {
+  describe(`Store contract: ${name}`, () => {
+    let store: Store;
+    beforeEach(async () => {
+      store = await factory.open();
+    });
+    afterEach(async () => {
+      await store.close();
+    });
+
+    const user = (n: string, role: 'user' | 'admin' | 'service' = 'user') =>
+      store.createUser({ name: n, role, passwordHash: 'h-' + n, createdAt: 1000 });
+
+    it('creates, finds, lists and counts users', async () => {
+      assert.equal(await store.countUsers(), 0);
+      const a = await user('alice');
+      const b = await user('bob', 'service');
+      assert.equal(typeof a.id, 'string');
+      assert.notEqual(a.id, b.id);
+      assert.deepEqual(await store.getUserById(a.id), a);
+      assert.deepEqual(await store.getUserByName('bob'), b);
+      assert.equal(await store.getUserByName('carol'), null);
+      assert.equal(await store.getUserById('999999'), null);
+      assert.equal(await store.getUserById('not-a-number'), null);
+      assert.deepEqual(
+        (await store.listUsers()).map((u) => u.name),
+        ['alice', 'bob'],
+      );
+      assert.equal(await store.countUsers(), 2);
+      assert.equal(a.disabled, false);
+      assert.equal(b.role, 'service');
+    });
+
+    it('refuses a second user with the same name', async () => {
+      await user('alice');
+      await assert.rejects(user('alice'), DuplicateError);
+    });
+
+    it('updates role, password and disabled', async () => {
+      const a = await user('alice');
+      const u = await store.updateUser(a.id, { role: 'admin', disabled: true, passwordHash: 'new' });
+      assert.equal(u?.role, 'admin');
+      assert.equal(u?.disabled, true);
+      assert.equal(u?.passwordHash, 'new');
+      assert.equal(await store.updateUser('424242', { disabled: true }), null);
+    });
+
+    it('stores tokens, touches only forward, deletes them one by one and per user', async () => {
+      const a = await user('alice');
+      const base = { userId: a.id, createdAt: 10, lastUsedAt: 10, expiresAt: null, idleExpiry: true };
+      await store.insertToken({ ...base, hash: 't1' });
+      await store.insertToken({ ...base, hash: 't2' });
+      await store.insertToken({ ...base, hash: 't3', userId: 'other' });
+      assert.deepEqual(await store.getToken('t1'), { ...base, hash: 't1' });
+      await store.touchToken('t1', 50);
+      await store.touchToken('t1', 40); // older: ignored
+      assert.equal((await store.getToken('t1'))?.lastUsedAt, 50);
+      assert.equal(await store.deleteToken('t1'), true);
+      assert.equal(await store.deleteToken('t1'), false);
+      assert.equal(await store.getToken('t1'), null);
+      assert.deepEqual(await store.deleteTokensOfUser(a.id), ['t2']);
+      assert.equal(await store.getToken('t2'), null);
+      assert.notEqual(await store.getToken('t3'), null);
+    });
+
+    it('purges idle-dead and expired tokens but keeps live and non-idle ones', async () => {
+      const t = { userId: '1', createdAt: 0, expiresAt: null as number | null };
+      await store.insertToken({ ...t, hash: 'idle-dead', lastUsedAt: 100, idleExpiry: true });
+      await store.insertToken({ ...t, hash: 'idle-live', lastUsedAt: 900, idleExpiry: true });
+      await store.insertToken({ ...t, hash: 'script', lastUsedAt: 100, idleExpiry: false });
+      await store.insertToken({ ...t, hash: 'expired', lastUsedAt: 900, idleExpiry: false, expiresAt: 950 });
+      assert.equal(await store.deleteDeadTokens(500, 1000), 2);
+      assert.equal(await store.getToken('idle-dead'), null);
+      assert.equal(await store.getToken('expired'), null);
+      assert.notEqual(await store.getToken('idle-live'), null);
+      assert.notEqual(await store.getToken('script'), null);
+    });
+
+    it('stores a message with one PENDING row per receiver and lists pending oldest first', async () => {
+      const id1 = await store.insertMessage({
+        sender: 's',
+        title: 'first',
+        content: '{"x":1}',
+        type: '0',
+        createdAt: 100,
+        receivers: ['u1', 'u2'],
+      });
+      const id2 = await store.insertMessage({ sender: 's', title: 'second', content: 'c', type: '0', createdAt: 200, receivers: ['u1'] });
+      const m = await store.getMessage(id1);
+      assert.equal(m?.title, 'first');
+      assert.equal(m?.content, '{"x":1}');
+      assert.deepEqual(
+        m?.receivers.map((r) => [r.receiver, r.status]),
+        [
+          ['u1', 'PENDING'],
+          ['u2', 'PENDING'],
+        ],
+      );
+      assert.deepEqual(
+        (await store.pendingFor('u1', 100)).map((p) => p.id),
+        [id1, id2],
+      );
+      assert.deepEqual(
+        (await store.pendingFor('u1', 1)).map((p) => p.id),
+        [id1],
+      );
+      assert.deepEqual(await store.pendingFor('nobody', 10), []);
+    });
+
+    it('moves delivery status forward only', async () => {
+      const id = await store.insertMessage({ sender: 's', title: 't', content: 'c', type: '0', createdAt: 1, receivers: ['u1'] });
+      assert.equal(await store.setDeliveryStatus(id, 'u1', 'DELIVERED', 5), true);
+      assert.equal(await store.setDeliveryStatus(id, 'u1', 'DELIVERED', 6), false);
+      assert.equal(await store.setDeliveryStatus(id, 'u1', 'PENDING', 7), false);
+      assert.deepEqual(await store.pendingFor('u1', 10), []);
+      assert.equal(await store.setDeliveryStatus(id, 'u1', 'READ', 8), true);
+      assert.equal(await store.setDeliveryStatus(id, 'u1', 'DELIVERED', 9), false);
+      const r = (await store.getMessage(id))!.receivers[0]!;
+      assert.equal(r.status, 'READ');
+      assert.equal(r.updatedAt, 8);
+      assert.equal(await store.setDeliveryStatus(id, 'u2', 'READ', 8), false);
+      assert.equal(await store.setDeliveryStatus('999999', 'u1', 'READ', 8), false);
+      // PENDING straight to READ is allowed (a read implies delivery)
+      const id2 = await store.insertMessage({ sender: 's', title: 't', content: 'c', type: '0', createdAt: 1, receivers: ['u1'] });
+      assert.equal(await store.setDeliveryStatus(id2, 'u1', 'READ', 8), true);
+    });
+
+    it('pages messages newest first with filters and a total', async () => {
+      for (let i = 1; i <= 7; i++) {
+        await store.insertMessage({
+          sender: i % 2 ? 'odd' : 'even',
+          title: 't' + i,
+          content: 'c',
+          type: i <= 3 ? 'A' : 'B',
+          createdAt: i * 100,
+          receivers: ['u1', 'u' + i],
+        });
+      }
+      const p1 = await store.queryMessages({ page: 1, size: 3 });
+      assert.equal(p1.total, 7);
+      assert.deepEqual(
+        p1.items.map((m) => m.title),
+        ['t7', 't6', 't5'],
+      );
+      const p3 = await store.queryMessages({ page: 3, size: 3 });
+      assert.deepEqual(
+        p3.items.map((m) => m.title),
+        ['t1'],
+      );
+      assert.equal((await store.queryMessages({ page: 9, size: 3 })).items.length, 0);
+      assert.equal((await store.queryMessages({ page: 1, size: 10, sender: 'odd' })).total, 4);
+      assert.equal((await store.queryMessages({ page: 1, size: 10, type: 'A' })).total, 3);
+      assert.equal((await store.queryMessages({ page: 1, size: 10, from: 200, to: 400 })).total, 3);
+      assert.equal((await store.queryMessages({ page: 1, size: 10, receiver: 'u3' })).total, 1);
+      const first = p1.items[0]!;
+      await store.setDeliveryStatus(first.id, 'u7', 'DELIVERED', 1);
+      const delivered = await store.queryMessages({ page: 1, size: 10, status: 'DELIVERED' });
+      assert.deepEqual(
+        delivered.items.map((m) => m.title),
+        ['t7'],
+      );
+      // status and receiver apply to the same delivery row
+      assert.equal((await store.queryMessages({ page: 1, size: 10, status: 'DELIVERED', receiver: 'u1' })).total, 0);
+      assert.equal((await store.queryMessages({ page: 1, size: 10, status: 'PENDING', receiver: 'u1' })).total, 7);
+    });
+
+    it('deletes a message with its delivery rows', async () => {
+      const id = await store.insertMessage({ sender: 's', title: 't', content: 'c', type: '0', createdAt: 1, receivers: ['u1'] });
+      assert.equal(await store.deleteMessage(id), true);
+      assert.equal(await store.deleteMessage(id), false);
+      assert.equal(await store.getMessage(id), null);
+      assert.deepEqual(await store.pendingFor('u1', 10), []);
+      assert.equal(await store.deleteMessage('nope'), false);
+    });
+
+    it('keeps UTF-8 and large contents intact', async () => {
+      const content = '消息 ✓ ' + 'x'.repeat(200_000);
+      const id = await store.insertMessage({ sender: '用户', title: '标题', content, type: '0', createdAt: 1, receivers: ['接收者'] });
+      const m = await store.getMessage(id);
+      assert.equal(m?.content, content);
+      assert.equal(m?.sender, '用户');
+      assert.equal((await store.pendingFor('接收者', 1))[0]?.title, '标题');
+    });
+
+    if (factory.reopen) {
+      const reopen = factory.reopen;
+      it('keeps everything across close and reopen', async () => {
+        const a = await user('alice');
+        const id = await store.insertMessage({ sender: 's', title: 't', content: 'c', type: '0', createdAt: 1, receivers: [a.id] });
+        await store.insertToken({ hash: 'h', userId: a.id, createdAt: 1, lastUsedAt: 1, expiresAt: null, idleExpiry: true });
+        await store.close();
+        store = await reopen();
+        assert.equal((await store.getUserByName('alice'))?.id, a.id);
+        assert.equal((await store.pendingFor(a.id, 10))[0]?.id, id);
+        assert.equal((await store.getToken('h'))?.userId, a.id);
+      });
+    }
+  });
+}
