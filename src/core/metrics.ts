@@ -43,7 +43,7 @@ export class Metrics {
   });
 
   constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: 'herald_process_' });
+    collectDefaultMetrics({ register: this.registry, prefix: 'herald_' });
   }
 }
 

@@ -1,0 +1,212 @@
+import assert from 'node:assert/strict';
+import { describe, it, beforeEach, afterEach } from 'node:test';
+import { SignJWT, generateKeyPair, exportSPKI } from 'jose';
+import { pino } from 'pino';
+import { ManualClock } from '../../src/clock.js';
+import { loadConfig, type ConfigInput } from '../../src/config.js';
+import { Auth, AuthError, hashToken } from '../../src/core/auth.js';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+
+const silent = pino({ level: 'silent' });
+
+async function setup(overrides: ConfigInput = {}) {
+  const clock = new ManualClock();
+  const store = new SqliteStore({ dataDir: ':memory:' });
+  const config = loadConfig({ env: {}, cwd: '/', overrides: { tokenIdleSeconds: 600, ...overrides } });
+  const auth = new Auth(store, config, clock, silent);
+  await auth.start();
+  return { clock, store, auth };
+}
+
+const code = (c: string) => (e: unknown) => e instanceof AuthError && e.code === c;
+
+describe('auth: passwords and login tokens', () => {
+  let t: Awaited<ReturnType<typeof setup>>;
+  beforeEach(async () => {
+    t = await setup();
+    await t.auth.createUser('alice', 'correct horse', 'user');
+  });
+  afterEach(async () => {
+    t.auth.stop();
+    await t.store.close();
+  });
+
+  it('logs in with the right password and refuses a wrong one or an unknown user', async () => {
+    const { token, user } = await t.auth.login('alice', 'correct horse', '127.0.0.1');
+    assert.match(token, /^[A-Za-z0-9_-]{22}$/, '128-bit base64url token');
+    assert.equal(user.name, 'alice');
+    await assert.rejects(t.auth.login('alice', 'wrong', '127.0.0.1'), code('bad_credentials'));
+    await assert.rejects(t.auth.login('mallory', 'x', '127.0.0.1'), code('bad_credentials'));
+  });
+
+  it('stores only the hash of a token', async () => {
+    const { token } = await t.auth.login('alice', 'correct horse', '127.0.0.1');
+    assert.equal(await t.store.getToken(token), null);
+    assert.notEqual(await t.store.getToken(hashToken(token)), null);
+  });
+
+  it('kills a token after the idle time, and each renewing call extends it', async () => {
+    const { token } = await t.auth.login('alice', 'correct horse', '127.0.0.1');
+    t.clock.advance(599_000);
+    await t.auth.authenticate(token, { renew: true }); // renewed at 599 s
+    t.clock.advance(599_000);
+    const p = await t.auth.authenticate(token, { renew: false }); // 1198 s: alive thanks to renewal
+    assert.equal(p.name, 'alice');
+    t.clock.advance(1_000); // 600 s since the last renewing call
+    await assert.rejects(t.auth.authenticate(token, { renew: true }), (e: unknown) => {
+      return e instanceof AuthError && e.code === 'token_expired' && /expired/.test(e.message);
+    });
+  });
+
+  it('does not renew on non-renewing use (socket traffic)', async () => {
+    const { token } = await t.auth.login('alice', 'correct horse', '127.0.0.1');
+    t.clock.advance(300_000);
+    await t.auth.authenticate(token, { renew: false });
+    t.clock.advance(300_000);
+    await assert.rejects(t.auth.authenticate(token, { renew: false }), code('token_expired'));
+  });
+
+  it('persists renewals so a restart does not lose them', async () => {
+    const { token } = await t.auth.login('alice', 'correct horse', '127.0.0.1');
+    t.clock.advance(500_000);
+    await t.auth.authenticate(token, { renew: true });
+    await new Promise((r) => setImmediate(r));
+    const fresh = new Auth(t.store, loadConfig({ env: {}, cwd: '/' }), t.clock, silent);
+    t.clock.advance(500_000); // 1000 s after login, 500 s after the renewal
+    assert.equal((await fresh.authenticate(token, { renew: false })).name, 'alice');
+  });
+
+  it('refuses unknown and empty tokens', async () => {
+    await assert.rejects(t.auth.authenticate('AAAAAAAAAAAAAAAAAAAAAA', { renew: true }), code('invalid_token'));
+    await assert.rejects(t.auth.authenticate('', { renew: true }), code('invalid_token'));
+  });
+
+  it('tells watchers "expired" when the idle time passes and "revoked" on logout', async () => {
+    const a = await t.auth.login('alice', 'correct horse', '127.0.0.1');
+    const b = await t.auth.login('alice', 'correct horse', '127.0.0.1');
+    const pa = await t.auth.authenticate(a.token, { renew: false });
+    const pb = await t.auth.authenticate(b.token, { renew: false });
+    const deaths: string[] = [];
+    t.auth.watch(pa, (r) => deaths.push('a:' + r));
+    t.auth.watch(pb, (r) => deaths.push('b:' + r));
+    await t.auth.revokeToken(b.token);
+    assert.deepEqual(deaths, ['b:revoked']);
+    await assert.rejects(t.auth.authenticate(b.token, { renew: true }), code('invalid_token'));
+    t.clock.advance(599_999);
+    await t.auth.sweep();
+    assert.deepEqual(deaths, ['b:revoked']);
+    t.clock.advance(1);
+    await t.auth.sweep();
+    assert.deepEqual(deaths, ['b:revoked', 'a:expired']);
+    await t.auth.sweep();
+    assert.equal(deaths.length, 2, 'a death is told once');
+  });
+
+  it('stops telling a watcher once it unwatches', async () => {
+    const a = await t.auth.login('alice', 'correct horse', '127.0.0.1');
+    const p = await t.auth.authenticate(a.token, { renew: false });
+    let told = 0;
+    const unwatch = t.auth.watch(p, () => told++);
+    unwatch();
+    await t.auth.revokeToken(a.token);
+    assert.equal(told, 0);
+  });
+
+  it('revokes every token of a user and refuses a disabled user', async () => {
+    const a = await t.auth.login('alice', 'correct horse', '127.0.0.1');
+    const user = (await t.store.getUserByName('alice'))!;
+    assert.equal(await t.auth.revokeUser(user.id), 1);
+    await assert.rejects(t.auth.authenticate(a.token, { renew: true }), code('invalid_token'));
+    await t.store.updateUser(user.id, { disabled: true });
+    await assert.rejects(t.auth.login('alice', 'correct horse', '127.0.0.1'), code('user_disabled'));
+  });
+
+  it('script tokens do not idle out but honour an absolute expiry', async () => {
+    const user = (await t.store.getUserByName('alice'))!;
+    const forever = await t.auth.issueToken(user, { idleExpiry: false });
+    const hour = await t.auth.issueToken(user, { idleExpiry: false, expiresAt: t.clock.now() + 3_600_000 });
+    t.clock.advance(3_600_000);
+    assert.equal((await t.auth.authenticate(forever, { renew: false })).name, 'alice');
+    await assert.rejects(t.auth.authenticate(hour, { renew: false }), code('token_expired'));
+  });
+});
+
+describe('auth: login rate limit', () => {
+  it('blocks a user name after too many failures and tells when to retry', async () => {
+    const t = await setup({ loginMaxAttempts: 3, loginWindowSeconds: 60 });
+    await t.auth.createUser('bob', 'bob-password', 'user');
+    for (let i = 0; i < 3; i++) {
+      await assert.rejects(t.auth.login('bob', 'nope', '10.0.0.' + i), code('bad_credentials'));
+    }
+    await assert.rejects(t.auth.login('bob', 'bob-password', '10.0.0.9'), (e: unknown) => {
+      return e instanceof AuthError && e.code === 'rate_limited' && e.retryAfterSeconds === 60;
+    });
+    t.clock.advance(60_000);
+    assert.equal((await t.auth.login('bob', 'bob-password', '10.0.0.9')).user.name, 'bob');
+    t.auth.stop();
+  });
+
+  it('blocks an address that tries many names', async () => {
+    const t = await setup({ loginMaxAttempts: 3, loginWindowSeconds: 60 });
+    for (let i = 0; i < 3; i++) await assert.rejects(t.auth.login('user' + i, 'x', '10.1.1.1'), code('bad_credentials'));
+    await assert.rejects(t.auth.login('other', 'x', '10.1.1.1'), code('rate_limited'));
+    await assert.rejects(t.auth.login('other', 'x', '10.1.1.2'), code('bad_credentials'));
+    t.auth.stop();
+  });
+});
+
+describe('auth: JWT', () => {
+  const secret = 'a-long-shared-secret-for-hs256-tests';
+
+  it('accepts an HS256 JWT with sub, and maps sub to an existing user', async () => {
+    const t = await setup({ jwtSecret: secret });
+    const alice = await t.auth.createUser('alice', 'correct horse', 'service');
+    const jwt = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('alice').setExpirationTime(t.clock.now() / 1000 + 60).sign(new TextEncoder().encode(secret));
+    const p = await t.auth.authenticate(jwt, { renew: true });
+    assert.equal(p.userId, alice.id);
+    assert.equal(p.role, 'service');
+    assert.equal(p.credential.kind, 'jwt');
+    const ext = await new SignJWT({ role: 'admin', name: 'Ext' }).setProtectedHeader({ alg: 'HS256' }).setSubject('ext-42').sign(new TextEncoder().encode(secret));
+    const q = await t.auth.authenticate(ext, { renew: true });
+    assert.deepEqual([q.userId, q.name, q.role], ['ext-42', 'Ext', 'admin']);
+    t.auth.stop();
+  });
+
+  it('refuses a bad signature, an expired JWT, a missing sub, a wrong issuer and alg none', async () => {
+    const t = await setup({ jwtSecret: secret, jwtIssuer: 'backend' });
+    const key = new TextEncoder().encode(secret);
+    const now = t.clock.now() / 1000;
+    const forged = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('x').setIssuer('backend').sign(new TextEncoder().encode('another-secret-of-enough-length'));
+    await assert.rejects(t.auth.authenticate(forged, { renew: true }), (e: unknown) => e instanceof AuthError && /signature/.test(e.message));
+    const expired = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('x').setIssuer('backend').setExpirationTime(now - 10).sign(key);
+    await assert.rejects(t.auth.authenticate(expired, { renew: true }), code('token_expired'));
+    const nosub = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setIssuer('backend').sign(key);
+    await assert.rejects(t.auth.authenticate(nosub, { renew: true }), (e: unknown) => e instanceof AuthError && /sub/.test(e.message));
+    const wrongIss = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('x').setIssuer('evil').sign(key);
+    await assert.rejects(t.auth.authenticate(wrongIss, { renew: true }), (e: unknown) => e instanceof AuthError && /iss/.test(e.message));
+    const none = Buffer.from('{"alg":"none"}').toString('base64url') + '.' + Buffer.from('{"sub":"x","iss":"backend"}').toString('base64url') + '.';
+    await assert.rejects(t.auth.authenticate(none, { renew: true }), code('invalid_token'));
+    t.auth.stop();
+  });
+
+  it('accepts RS256 with the configured public key and tells watchers at exp', async () => {
+    const { publicKey, privateKey } = await generateKeyPair('RS256');
+    const t = await setup({ jwtPublicKey: await exportSPKI(publicKey) });
+    const exp = Math.floor(t.clock.now() / 1000) + 30;
+    const jwt = await new SignJWT({}).setProtectedHeader({ alg: 'RS256' }).setSubject('device-1').setExpirationTime(exp).sign(privateKey);
+    const p = await t.auth.authenticate(jwt, { renew: true });
+    assert.equal(p.userId, 'device-1');
+    const deaths: string[] = [];
+    t.auth.watch(p, (r) => deaths.push(r));
+    t.clock.advance(29_000);
+    await t.auth.sweep();
+    assert.deepEqual(deaths, []);
+    t.clock.advance(2_000);
+    await t.auth.sweep();
+    assert.deepEqual(deaths, ['expired']);
+    // HS256 is not accepted when only an RS256 key is configured
+    const hs = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('x').sign(new TextEncoder().encode(secret));
+    await assert.rejects(t.auth.authenticate(hs, { renew: true }), code('invalid_token'));
+    t.auth.stop();
+  });
+});

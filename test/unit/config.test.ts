@@ -1,0 +1,89 @@
+import assert from 'node:assert/strict';
+import { writeFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it, after } from 'node:test';
+import { ConfigError, envName, flagName, loadConfig, parseFlags } from '../../src/config.js';
+import { tempDir } from '../helpers/server.js';
+
+const dir = tempDir('herald-config-');
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('config', () => {
+  it('has the SPEC defaults', () => {
+    const c = loadConfig({ env: {}, cwd: dir });
+    assert.equal(c.httpPort, 8080);
+    assert.equal(c.stompPort, 61613);
+    assert.equal(c.mqttPort, 1883);
+    assert.equal(c.dataDir, './data');
+    assert.equal(c.tokenIdleSeconds, 600);
+    assert.equal(c.databaseUrl, '');
+  });
+
+  it('names env vars and flags after the keys', () => {
+    assert.equal(envName('httpPort'), 'HERALD_HTTP_PORT');
+    assert.equal(envName('tokenIdleSeconds'), 'HERALD_TOKEN_IDLE_SECONDS');
+    assert.equal(flagName('httpPort'), '--http-port');
+  });
+
+  it('applies defaults < file < env < flags', () => {
+    const sub = tempDir('herald-config-prec-');
+    writeFileSync(join(sub, 'herald.config.json'), JSON.stringify({ httpPort: 1111, stompPort: 2222, mqttPort: 3333 }));
+    const c = loadConfig({
+      cwd: sub,
+      env: { HERALD_STOMP_PORT: '4444', HERALD_MQTT_PORT: '5555' },
+      flags: parseFlags(['--mqtt-port', '6666']).flags,
+    });
+    assert.equal(c.httpPort, 1111, 'file beats default');
+    assert.equal(c.stompPort, 4444, 'env beats file');
+    assert.equal(c.mqttPort, 6666, 'flag beats env');
+    assert.equal(c.tokenIdleSeconds, 600, 'untouched key keeps its default');
+    rmSync(sub, { recursive: true, force: true });
+  });
+
+  it('reads the file named by HERALD_CONFIG or --config', () => {
+    const file = join(dir, 'other.json');
+    writeFileSync(file, JSON.stringify({ tokenIdleSeconds: 42 }));
+    assert.equal(loadConfig({ cwd: dir, env: { HERALD_CONFIG: file } }).tokenIdleSeconds, 42);
+    assert.equal(loadConfig({ cwd: dir, env: {}, flags: parseFlags(['--config', file]).flags }).tokenIdleSeconds, 42);
+    assert.throws(() => loadConfig({ cwd: dir, env: { HERALD_CONFIG: join(dir, 'missing.json') } }), /does not exist/);
+  });
+
+  it('stops on an invalid value with the key, the value and what is allowed', () => {
+    assert.throws(
+      () => loadConfig({ cwd: dir, env: { HERALD_HTTP_PORT: 'eighty' } }),
+      (e: Error) =>
+        e instanceof ConfigError &&
+        e.message.includes('HERALD_HTTP_PORT') &&
+        e.message.includes('"eighty"') &&
+        e.message.includes('an integer from 0 to 65535'),
+    );
+    assert.throws(() => loadConfig({ cwd: dir, env: { HERALD_HTTP_PORT: '70000' } }), /from 0 to 65535/);
+    assert.throws(() => loadConfig({ cwd: dir, env: { HERALD_TOKEN_IDLE_SECONDS: '0' } }), /tokenIdleSeconds must be an integer from 1/);
+    assert.throws(() => loadConfig({ cwd: dir, env: { HERALD_LOG_LEVEL: 'loud' } }), /one of fatal, error/);
+    assert.throws(() => loadConfig({ cwd: dir, env: { HERALD_TRUST_PROXY: 'maybe' } }), /true or false/);
+    assert.throws(() => loadConfig({ cwd: dir, env: {}, flags: parseFlags(['--stomp-port=-1']).flags }), /--stomp-port = "-1"/);
+  });
+
+  it('rejects unknown keys, wrong types and broken JSON in the file', () => {
+    const f = join(dir, 'bad.json');
+    writeFileSync(f, JSON.stringify({ httpPortt: 1 }));
+    assert.throws(() => loadConfig({ cwd: dir, env: { HERALD_CONFIG: f } }), /unknown key "httpPortt"/);
+    writeFileSync(f, JSON.stringify({ httpPort: '80' }));
+    assert.equal(loadConfig({ cwd: dir, env: { HERALD_CONFIG: f } }).httpPort, 80, 'numeric strings are accepted');
+    writeFileSync(f, JSON.stringify({ httpPort: true }));
+    assert.throws(() => loadConfig({ cwd: dir, env: { HERALD_CONFIG: f } }), /httpPort in .* = true/);
+    writeFileSync(f, '{"httpPort": ');
+    assert.throws(() => loadConfig({ cwd: dir, env: { HERALD_CONFIG: f } }), /not valid JSON/);
+    writeFileSync(f, '[1]');
+    assert.throws(() => loadConfig({ cwd: dir, env: { HERALD_CONFIG: f } }), /must hold a JSON object/);
+  });
+
+  it('parses flags in both forms, booleans without a value, and refuses unknown flags', () => {
+    const p = parseFlags(['serve', '--http-port=0', '--host', '127.0.0.1', '--trust-proxy', '--role', 'admin'], ['--role']);
+    assert.deepEqual(p.positional, ['serve']);
+    assert.deepEqual(p.flags, { httpPort: '0', host: '127.0.0.1', trustProxy: 'true' });
+    assert.deepEqual(p.extra, { role: 'admin' });
+    assert.throws(() => parseFlags(['--http-prot', '1']), /unknown option --http-prot/);
+    assert.throws(() => parseFlags(['--http-port']), /needs a value/);
+  });
+});
