@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import type { Auth } from './core/auth.js';
+import type { Broker } from './core/broker.js';
 import type { Metrics } from './core/metrics.js';
 import type { SessionRegistry } from './core/session.js';
 import type { Logger } from './log.js';
@@ -16,6 +17,7 @@ export interface HeraldContext {
   readonly store: Store;
   readonly auth: Auth;
   readonly sessions: SessionRegistry;
+  readonly broker: Broker;
   readonly metrics: Metrics;
   readonly http: FastifyInstance;
   readonly listeners: Listeners;

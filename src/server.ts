@@ -6,15 +6,19 @@ import type { Clock } from './clock.js';
 import { systemClock } from './clock.js';
 import { ConfigError, type Config } from './config.js';
 import type { HeraldContext } from './context.js';
+import { registerTestEcho } from './apps/test-echo.js';
 import { Auth } from './core/auth.js';
+import { Broker } from './core/broker.js';
 import { Metrics, timedStore } from './core/metrics.js';
 import { randomPassword } from './core/passwords.js';
 import { SessionRegistry } from './core/session.js';
 import { createHttpApp } from './http/app.js';
 import { registerHealthRoutes } from './http/health.js';
 import { registerLoginRoutes } from './http/login.js';
+import { registerPublishRoute } from './http/publish.js';
 import { registerUserRoutes } from './http/users.js';
 import { createLogger, type Logger } from './log.js';
+import { registerStomp } from './protocols/stomp/index.js';
 import { SqliteStore } from './store/sqlite/sqlite-store.js';
 import type { Store } from './store/store.js';
 import { NetworkListeners, type BoundAddress } from './transports/listeners.js';
@@ -30,7 +34,7 @@ export interface StartOptions {
 /** A protocol front end: registers its routes and listeners, nothing else. */
 export type ProtocolModule = (ctx: HeraldContext) => void;
 
-const PROTOCOLS: readonly ProtocolModule[] = [];
+const PROTOCOLS: readonly ProtocolModule[] = [registerStomp];
 
 function openStore(config: Config): Store {
   if (config.databaseUrl) {
@@ -88,7 +92,13 @@ export class HeraldServer {
     }
     const sessions = new SessionRegistry(auth, metrics);
     const network = new NetworkListeners(log.child({ component: 'net' }));
-    const base = { config, log, clock, store, auth, sessions, metrics };
+    const broker = new Broker(store, log.child({ component: 'broker' }), {
+      queueMemoryMessages: 10_000,
+      parkedPerUser: 1000,
+      maxRedeliveries: 10,
+    });
+    registerTestEcho(broker);
+    const base = { config, log, clock, store, auth, sessions, metrics, broker };
     const http = createHttpApp(base);
     const ctx: HeraldContext = { ...base, http, listeners: network };
 
@@ -96,6 +106,7 @@ export class HeraldServer {
     registerHealthRoutes(ctx, { draining: () => server?.draining ?? false, startedAt });
     registerLoginRoutes(ctx);
     registerUserRoutes(ctx);
+    registerPublishRoute(ctx);
     for (const register of PROTOCOLS) register(ctx);
 
     http.server.on('upgrade', (req, socket, head) => network.handleUpgrade(req, socket, head));

@@ -98,6 +98,20 @@ export interface Page<T> {
   size: number;
 }
 
+/** A message kept on a point-to-point `/queue/` until a consumer acknowledges it. */
+export interface NewQueuedMessage {
+  queue: string;
+  body: Buffer;
+  contentType: string | null;
+  headers: [string, string][];
+  createdAt: number;
+}
+
+export interface QueuedMessage extends NewQueuedMessage {
+  /** Increases with insertion order within the store. */
+  id: string;
+}
+
 /** Raised when a unique value (a user name) is already taken. */
 export class DuplicateError extends Error {
   override name = 'DuplicateError';
@@ -139,4 +153,11 @@ export interface Store {
   /** Newest first. */
   queryMessages(query: MessageQuery): Promise<Page<MessageRecord>>;
   deleteMessage(id: string): Promise<boolean>;
+
+  /** Keeps a queue message until `dequeue`; returns its id. */
+  enqueue(message: NewQueuedMessage): Promise<string>;
+  /** Up to `limit` messages of a queue with id greater than `afterId` (null: from the start), oldest first. */
+  loadQueue(queue: string, afterId: string | null, limit: number): Promise<QueuedMessage[]>;
+  /** Removes a consumed queue message. */
+  dequeue(id: string): Promise<boolean>;
 }

@@ -197,6 +197,26 @@ export function storeSuite(name: string, factory: StoreFactory): void {
       assert.equal((await store.pendingFor('接收者', 1))[0]?.title, '标题');
     });
 
+    it('keeps queue messages in order until dequeued, per queue', async () => {
+      const body = Buffer.from([1, 0, 2, 255]);
+      const a1 = await store.enqueue({ queue: 'jobs', body, contentType: 'application/octet-stream', headers: [['x', '1'], ['x', '2']], createdAt: 5 });
+      const b1 = await store.enqueue({ queue: 'other', body: Buffer.from('b'), contentType: null, headers: [], createdAt: 6 });
+      const a2 = await store.enqueue({ queue: 'jobs', body: Buffer.from('second'), contentType: null, headers: [], createdAt: 7 });
+      const all = await store.loadQueue('jobs', null, 10);
+      assert.deepEqual(all.map((m) => m.id), [a1, a2]);
+      assert.deepEqual(all[0]!.body, body);
+      assert.deepEqual(all[0]!.headers, [['x', '1'], ['x', '2']]);
+      assert.equal(all[0]!.contentType, 'application/octet-stream');
+      assert.equal(all[1]!.contentType, null);
+      assert.deepEqual((await store.loadQueue('jobs', a1, 10)).map((m) => m.id), [a2]);
+      assert.deepEqual((await store.loadQueue('jobs', null, 1)).map((m) => m.id), [a1]);
+      assert.equal(await store.dequeue(a1), true);
+      assert.equal(await store.dequeue(a1), false);
+      assert.deepEqual((await store.loadQueue('jobs', null, 10)).map((m) => m.id), [a2]);
+      assert.deepEqual((await store.loadQueue('other', null, 10)).map((m) => m.id), [b1]);
+      assert.equal(await store.dequeue('garbage'), false);
+    });
+
     if (factory.reopen) {
       const reopen = factory.reopen;
       it('keeps everything across close and reopen', async () => {

@@ -56,4 +56,19 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX message_receivers_inbox ON message_receivers (receiver, status, message_id);
     `,
   },
+  {
+    version: 2,
+    sql: `
+      -- Point-to-point /queue/ messages, kept until a consumer acknowledges them.
+      CREATE TABLE queue_messages (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        queue        TEXT NOT NULL,
+        body         BLOB NOT NULL,
+        content_type TEXT,
+        headers      TEXT NOT NULL,
+        created_at   INTEGER NOT NULL
+      );
+      CREATE INDEX queue_messages_queue ON queue_messages (queue, id);
+    `,
+  },
 ];

@@ -8,7 +8,9 @@ import {
   type MessageRecord,
   type NewMessage,
   type NewUser,
+  type NewQueuedMessage,
   type Page,
+  type QueuedMessage,
   type Receipt,
   type Role,
   type Store,
@@ -41,6 +43,14 @@ interface MessageRow {
   title: string;
   content: string;
   type: string;
+  created_at: number;
+}
+interface QueueRow {
+  id: number;
+  queue: string;
+  body: Buffer;
+  content_type: string | null;
+  headers: string;
   created_at: number;
 }
 interface ReceiptRow {
@@ -151,6 +161,13 @@ export class SqliteStore implements Store {
              < (CASE ? WHEN 'PENDING' THEN 0 WHEN 'DELIVERED' THEN 1 ELSE 2 END)`,
       ),
       deleteMessage: db.prepare<[number]>('DELETE FROM messages WHERE id = ?'),
+      enqueue: db.prepare<[string, Buffer, string | null, string, number]>(
+        'INSERT INTO queue_messages (queue, body, content_type, headers, created_at) VALUES (?, ?, ?, ?, ?)',
+      ),
+      loadQueue: db.prepare<[string, number, number], QueueRow>(
+        'SELECT * FROM queue_messages WHERE queue = ? AND id > ? ORDER BY id LIMIT ?',
+      ),
+      dequeue: db.prepare<[number]>('DELETE FROM queue_messages WHERE id = ?'),
     };
   }
 
@@ -312,5 +329,28 @@ export class SqliteStore implements Store {
     const n = rowId(id);
     if (n === null) return false;
     return this.stmts.deleteMessage.run(n).changes > 0;
+  }
+
+  async enqueue(m: NewQueuedMessage): Promise<string> {
+    const info = this.stmts.enqueue.run(m.queue, m.body, m.contentType, JSON.stringify(m.headers), m.createdAt);
+    return String(info.lastInsertRowid);
+  }
+
+  async loadQueue(queue: string, afterId: string | null, limit: number): Promise<QueuedMessage[]> {
+    const after = afterId === null ? 0 : (rowId(afterId) ?? 0);
+    return this.stmts.loadQueue.all(queue, after, limit).map((r) => ({
+      id: String(r.id),
+      queue: r.queue,
+      body: r.body,
+      contentType: r.content_type,
+      headers: JSON.parse(r.headers) as [string, string][],
+      createdAt: r.created_at,
+    }));
+  }
+
+  async dequeue(id: string): Promise<boolean> {
+    const n = rowId(id);
+    if (n === null) return false;
+    return this.stmts.dequeue.run(n).changes > 0;
   }
 }

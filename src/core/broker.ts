@@ -1,0 +1,389 @@
+/**
+ * The broker: where every protocol's publishes meet every protocol's
+ * subscriptions. Three kinds of destination (see SPEC.md):
+ *
+ * - topic: fan-out to current subscribers, fire-and-forget.
+ * - queue: point to point; each message is stored until one consumer
+ *   acknowledges it; consumers compete, round-robin, within their windows.
+ * - user mailbox: `(user, name)`; every subscribed session of that user gets
+ *   a copy. A message left unacknowledged by a session that goes away is
+ *   parked and handed to the user's next subscriber of that name.
+ *
+ * Server-side destinations (`/app/…`, `/test`) are handlers registered by
+ * prefix; the protocol adapter routes to them.
+ */
+import type { Logger } from '../log.js';
+import type { Store } from '../store/store.js';
+import type { Principal } from './auth.js';
+import { createMessage, type CoreMessage, type HeaderList } from './message.js';
+import { TopicIndex } from './router.js';
+
+export type Outcome = 'ack' | 'nack' | 'requeue';
+
+export interface Delivery {
+  redelivered: boolean;
+  /**
+   * Present when the broker must learn what became of the message:
+   * `ack` (consumed), `nack` (refused: give it to someone again),
+   * `requeue` (the consumer went away before acknowledging).
+   */
+  settle: ((outcome: Outcome) => void) | undefined;
+}
+
+/** One subscription of one session, as the broker sees it. Adapters implement it. */
+export interface Consumer {
+  readonly sessionId: string;
+  readonly principal: Principal;
+  /** Writes the message (or holds it if the client's window is full). */
+  deliver(msg: CoreMessage, delivery: Delivery): void;
+  /** Whether the consumer can take one more queue message now. */
+  hasCapacity(): boolean;
+}
+
+export interface AppRequest {
+  sessionId: string;
+  principal: Principal;
+  /** Full destination as sent, e.g. `/app/chat.42` or `/test`. */
+  destination: string;
+  body: Buffer;
+  contentType: string | undefined;
+  headers: HeaderList;
+}
+
+/** Business-rule refusal from an app handler: reported to the sender, connection stays up. */
+export class AppRefusal extends Error {
+  override name = 'AppRefusal';
+}
+
+export type AppHandler = (req: AppRequest) => void | Promise<void>;
+
+interface QueuedEntry {
+  storeId: string;
+  msg: CoreMessage;
+  redelivered: boolean;
+}
+
+interface QueueState {
+  name: string;
+  consumers: Consumer[];
+  next: number;
+  ready: QueuedEntry[];
+  /** Messages may sit in the store that are not in `ready` (after start, or past the memory cap). */
+  backlogInStore: boolean;
+  /** Highest store id read into memory; the next backlog read starts after it. */
+  lastLoadedId: string | null;
+  loading: boolean;
+  publishedWhileLoading: boolean;
+  inflight: number;
+}
+
+interface Parked {
+  msg: CoreMessage;
+  attempts: number;
+}
+
+export interface BrokerLimits {
+  /** Queue messages held in memory per queue; more stay in the store until needed. */
+  queueMemoryMessages: number;
+  /** Unacknowledged user-mailbox messages parked per user while no session is subscribed. */
+  parkedPerUser: number;
+  /** Deliveries of one user-mailbox message before it is dropped as poison. */
+  maxRedeliveries: number;
+}
+
+const BACKLOG_BATCH = 500;
+
+export class Broker {
+  private readonly topics = new TopicIndex<Consumer>();
+  private readonly users = new Map<string, Map<string, Set<Consumer>>>();
+  private readonly parked = new Map<string, Map<string, Parked[]>>();
+  private readonly queues = new Map<string, QueueState>();
+  private readonly queuesOf = new Map<Consumer, Set<QueueState>>();
+  private readonly apps: [prefix: string, handler: AppHandler][] = [];
+
+  constructor(
+    private readonly store: Store,
+    private readonly log: Logger,
+    private readonly limits: BrokerLimits,
+  ) {}
+
+  // ---- topics ----------------------------------------------------------------
+
+  subscribeTopic(filter: string, consumer: Consumer): void {
+    this.topics.add(filter, consumer);
+  }
+
+  unsubscribeTopic(filter: string, consumer: Consumer): void {
+    this.topics.remove(filter, consumer);
+  }
+
+  /** Fan-out to current subscribers; returns the number of deliveries. */
+  publishTopic(msg: CoreMessage): number {
+    let n = 0;
+    this.topics.match((msg.target as { topic: string }).topic, (c) => {
+      n++;
+      c.deliver(msg, NO_SETTLE);
+    });
+    return n;
+  }
+
+  // ---- user mailboxes --------------------------------------------------------
+
+  subscribeUser(userId: string, name: string, consumer: Consumer): void {
+    let byName = this.users.get(userId);
+    if (!byName) this.users.set(userId, (byName = new Map()));
+    let set = byName.get(name);
+    if (!set) byName.set(name, (set = new Set()));
+    set.add(consumer);
+    const parked = this.parked.get(userId)?.get(name);
+    if (parked) {
+      this.parked.get(userId)!.delete(name);
+      if (this.parked.get(userId)!.size === 0) this.parked.delete(userId);
+      for (const p of parked) this.deliverUser(userId, name, consumer, p.msg, p.attempts, true);
+    }
+  }
+
+  unsubscribeUser(userId: string, name: string, consumer: Consumer): void {
+    const byName = this.users.get(userId);
+    const set = byName?.get(name);
+    if (!set?.delete(consumer)) return;
+    if (set.size === 0) byName!.delete(name);
+    if (byName!.size === 0) this.users.delete(userId);
+  }
+
+  /** Whether a user has at least one subscriber for the mailbox name on this node. */
+  hasUserSubscriber(userId: string, name: string): boolean {
+    return (this.users.get(userId)?.get(name)?.size ?? 0) > 0;
+  }
+
+  /** Delivers to every subscribed session of the user; returns the number of deliveries. */
+  publishUser(msg: CoreMessage): number {
+    const t = msg.target as { userId: string; name: string };
+    const set = this.users.get(t.userId)?.get(t.name);
+    if (!set) return 0;
+    for (const c of set) this.deliverUser(t.userId, t.name, c, msg, 1, false);
+    return set.size;
+  }
+
+  private deliverUser(userId: string, name: string, consumer: Consumer, msg: CoreMessage, attempt: number, redelivered: boolean): void {
+    consumer.deliver(msg, {
+      redelivered,
+      settle: (outcome) => {
+        if (outcome === 'ack') return;
+        if (attempt >= this.limits.maxRedeliveries) {
+          this.log.warn({ userId, name, messageId: msg.id, attempt }, 'user message dropped after too many redeliveries');
+          return;
+        }
+        const stillThere = this.users.get(userId)?.get(name);
+        if (outcome === 'nack' && stillThere?.has(consumer)) {
+          this.deliverUser(userId, name, consumer, msg, attempt + 1, true);
+        } else if (!stillThere || stillThere.size === 0) {
+          this.park(userId, name, msg, attempt + 1);
+        }
+        // requeue while another session of the user is subscribed: that session has its own copy.
+      },
+    });
+  }
+
+  private park(userId: string, name: string, msg: CoreMessage, attempts: number): void {
+    let byName = this.parked.get(userId);
+    if (!byName) this.parked.set(userId, (byName = new Map()));
+    let list = byName.get(name);
+    if (!list) byName.set(name, (list = []));
+    list.push({ msg, attempts });
+    let total = 0;
+    for (const l of byName.values()) total += l.length;
+    if (total > this.limits.parkedPerUser) {
+      list.shift();
+      this.log.warn({ userId, name }, 'parked user messages over the limit; oldest dropped');
+    }
+  }
+
+  // ---- queues ----------------------------------------------------------------
+
+  private queue(name: string): QueueState {
+    let q = this.queues.get(name);
+    if (!q) {
+      q = {
+        name,
+        consumers: [],
+        next: 0,
+        ready: [],
+        backlogInStore: true,
+        lastLoadedId: null,
+        loading: false,
+        publishedWhileLoading: false,
+        inflight: 0,
+      };
+      this.queues.set(name, q);
+    }
+    return q;
+  }
+
+  subscribeQueue(name: string, consumer: Consumer): void {
+    const q = this.queue(name);
+    q.consumers.push(consumer);
+    let set = this.queuesOf.get(consumer);
+    if (!set) this.queuesOf.set(consumer, (set = new Set()));
+    set.add(q);
+    this.dispatch(q);
+  }
+
+  unsubscribeQueue(name: string, consumer: Consumer): void {
+    const q = this.queues.get(name);
+    if (!q) return;
+    const i = q.consumers.indexOf(consumer);
+    if (i >= 0) q.consumers.splice(i, 1);
+    this.queuesOf.get(consumer)?.delete(q);
+    if (this.queuesOf.get(consumer)?.size === 0) this.queuesOf.delete(consumer);
+  }
+
+  /** A consumer's window opened again: give it what waits on its queues. */
+  consumerReady(consumer: Consumer): void {
+    const qs = this.queuesOf.get(consumer);
+    if (qs) for (const q of qs) this.dispatch(q);
+  }
+
+  /** Stores the message (durable when this resolves), then hands it to a consumer if one has room. */
+  async publishQueue(msg: CoreMessage): Promise<string> {
+    const name = (msg.target as { name: string }).name;
+    const storeId = await this.store.enqueue({
+      queue: name,
+      body: msg.body,
+      contentType: msg.contentType ?? null,
+      headers: msg.headers,
+      createdAt: msg.timestamp,
+    });
+    const q = this.queue(name);
+    if (q.loading) q.publishedWhileLoading = true;
+    if (!q.backlogInStore) {
+      if (q.ready.length < this.limits.queueMemoryMessages) {
+        q.ready.push({ storeId, msg: withId(msg, 'q' + storeId), redelivered: false });
+        q.lastLoadedId = storeId;
+      } else {
+        q.backlogInStore = true;
+      }
+    }
+    this.dispatch(q);
+    return storeId;
+  }
+
+  private dispatch(q: QueueState): void {
+    while (q.consumers.length > 0) {
+      if (q.ready.length === 0) {
+        if (q.backlogInStore) void this.loadBacklog(q);
+        return;
+      }
+      const consumer = this.pickConsumer(q);
+      if (!consumer) return;
+      const entry = q.ready.shift()!;
+      this.deliverQueued(q, consumer, entry);
+    }
+  }
+
+  private pickConsumer(q: QueueState): Consumer | undefined {
+    const n = q.consumers.length;
+    for (let i = 0; i < n; i++) {
+      const c = q.consumers[(q.next + i) % n]!;
+      if (c.hasCapacity()) {
+        q.next = (q.next + i + 1) % n;
+        return c;
+      }
+    }
+    return undefined;
+  }
+
+  private deliverQueued(q: QueueState, consumer: Consumer, entry: QueuedEntry): void {
+    q.inflight++;
+    let settled = false;
+    consumer.deliver(entry.msg, {
+      redelivered: entry.redelivered,
+      settle: (outcome) => {
+        if (settled) return;
+        settled = true;
+        q.inflight--;
+        if (outcome === 'ack') {
+          void this.store.dequeue(entry.storeId).catch((err: unknown) => {
+            this.log.error({ err, queue: q.name, id: entry.storeId }, 'could not remove a consumed queue message');
+          });
+          return;
+        }
+        q.ready.unshift({ ...entry, redelivered: true });
+        // Let the current call stack finish (e.g. a NACK loop) before dispatching again.
+        setImmediate(() => this.dispatch(q));
+      },
+    });
+  }
+
+  private async loadBacklog(q: QueueState): Promise<void> {
+    if (q.loading) return;
+    q.loading = true;
+    q.publishedWhileLoading = false;
+    try {
+      // Skip what is in flight or ready in memory: they are above lastLoadedId or already handed out.
+      const rows = await this.store.loadQueue(q.name, q.lastLoadedId, BACKLOG_BATCH);
+      for (const r of rows) {
+        q.ready.push({
+          storeId: r.id,
+          redelivered: false,
+          msg: createMessage({
+            id: 'q' + r.id,
+            target: { kind: 'queue', name: q.name },
+            body: r.body,
+            contentType: r.contentType ?? undefined,
+            headers: r.headers,
+            timestamp: r.createdAt,
+          }),
+        });
+        q.lastLoadedId = r.id;
+      }
+      if (rows.length < BACKLOG_BATCH && !q.publishedWhileLoading) q.backlogInStore = false;
+    } catch (err) {
+      this.log.error({ err, queue: q.name }, 'could not read queue backlog');
+      q.loading = false;
+      return;
+    }
+    q.loading = false;
+    if (q.ready.length > 0 || q.backlogInStore) this.dispatch(q);
+  }
+
+  /** Queue depth in memory and in flight (for tests and the console). */
+  queueStats(name: string): { ready: number; inflight: number; consumers: number } | undefined {
+    const q = this.queues.get(name);
+    return q && { ready: q.ready.length, inflight: q.inflight, consumers: q.consumers.length };
+  }
+
+  // ---- server-side destinations ---------------------------------------------------
+
+  /** Registers a handler for destinations starting with `prefix` (an exact name when it does not end in `/`). */
+  registerApp(prefix: string, handler: AppHandler): void {
+    this.apps.push([prefix, handler]);
+    this.apps.sort((a, b) => b[0].length - a[0].length);
+  }
+
+  findApp(destination: string): AppHandler | undefined {
+    for (const [prefix, handler] of this.apps) {
+      if (prefix.endsWith('/') ? destination.startsWith(prefix) : destination === prefix) return handler;
+    }
+    return undefined;
+  }
+
+  /** Routes a message to its destination kind; resolves after queue messages are stored. */
+  async publish(msg: CoreMessage): Promise<number> {
+    switch (msg.target.kind) {
+      case 'topic':
+        return this.publishTopic(msg);
+      case 'user':
+        return this.publishUser(msg);
+      case 'queue':
+        await this.publishQueue(msg);
+        return 1;
+    }
+  }
+}
+
+const NO_SETTLE: Delivery = { redelivered: false, settle: undefined };
+
+function withId(msg: CoreMessage, id: string): CoreMessage {
+  return { ...msg, id, encoded: new Map<string, Buffer>() };
+}

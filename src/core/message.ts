@@ -1,0 +1,62 @@
+/**
+ * A message as the core sees it: bytes plus the few properties every
+ * protocol can express. Protocol adapters cache their encoded form on the
+ * message (`encoded`) so a fan-out to N subscribers encodes once per protocol
+ * (and per variant, such as a STOMP subscription id), never once per subscriber.
+ */
+import { isUtf8 } from 'node:buffer';
+import { randomBytes } from 'node:crypto';
+
+/** Name/value pairs in order; repeats allowed. */
+export type HeaderList = [name: string, value: string][];
+
+export type Target =
+  | { kind: 'topic'; topic: string }
+  | { kind: 'queue'; name: string }
+  | { kind: 'user'; userId: string; name: string };
+
+export interface CoreMessage {
+  /** Unique per message on this node: `<boot id>-<counter>`; queue messages carry their store id. */
+  readonly id: string;
+  readonly target: Target;
+  readonly body: Buffer;
+  /** Whether the body is valid UTF-8 (text protocols send it as text). */
+  readonly textBody: boolean;
+  readonly contentType: string | undefined;
+  /** Application headers (STOMP custom headers, MQTT v5 user properties). */
+  readonly headers: HeaderList;
+  /** Session that published it (for no-local), if any. */
+  readonly publisherSession: string | undefined;
+  readonly timestamp: number;
+  /** Per-protocol encodings, filled lazily by adapters. */
+  readonly encoded: Map<string, Buffer>;
+}
+
+const BOOT = randomBytes(4).toString('hex');
+let counter = 0;
+
+export function nextMessageId(): string {
+  return `${BOOT}-${(++counter).toString(36)}`;
+}
+
+export function createMessage(init: {
+  target: Target;
+  body: Buffer;
+  contentType?: string | undefined;
+  headers?: HeaderList;
+  publisherSession?: string | undefined;
+  id?: string;
+  timestamp?: number;
+}): CoreMessage {
+  return {
+    id: init.id ?? nextMessageId(),
+    target: init.target,
+    body: init.body,
+    textBody: isUtf8(init.body),
+    contentType: init.contentType,
+    headers: init.headers ?? [],
+    publisherSession: init.publisherSession,
+    timestamp: init.timestamp ?? Date.now(),
+    encoded: new Map(),
+  };
+}

@@ -1,0 +1,88 @@
+/**
+ * POST /api/publish: a back end pushes to any destination, e.g. a media
+ * service sending a StrmNotif to /user/{user}/queue/strm (seed 000).
+ */
+import type { HeraldContext } from '../context.js';
+import { AppRefusal } from '../core/broker.js';
+import { parseDestination, topicProblem } from '../core/destination.js';
+import { resolveUserId } from '../core/mailbox.js';
+import { createMessage, type CoreMessage, type HeaderList } from '../core/message.js';
+import { HttpError, badRequest, ok } from './envelope.js';
+import { requireAuth } from './app.js';
+
+interface PublishBody {
+  destination: string;
+  body: unknown;
+  headers?: Record<string, string>;
+  contentType?: string;
+}
+
+export function registerPublishRoute(ctx: HeraldContext): void {
+  const { http, broker } = ctx;
+  http.post<{ Body: PublishBody }>(
+    '/api/publish',
+    {
+      preHandler: requireAuth(ctx, ['admin', 'service']),
+      schema: {
+        body: {
+          type: 'object',
+          required: ['destination', 'body'],
+          additionalProperties: false,
+          properties: {
+            destination: { type: 'string', minLength: 1, maxLength: 1024 },
+            body: {},
+            headers: { type: 'object', additionalProperties: { type: 'string' }, maxProperties: 64 },
+            contentType: { type: 'string', minLength: 1, maxLength: 256 },
+          },
+        },
+      },
+    },
+    async (req) => {
+      const p = req.principal!;
+      const { destination } = req.body;
+      const text = typeof req.body.body === 'string' ? req.body.body : JSON.stringify(req.body.body);
+      const body = Buffer.from(text, 'utf8');
+      if (body.length > ctx.config.maxBodyBytes) {
+        throw new HttpError(413, `body is ${body.length} bytes; the limit is ${ctx.config.maxBodyBytes} (maxBodyBytes)`);
+      }
+      const contentType = req.body.contentType ?? (typeof req.body.body === 'string' ? 'text/plain' : 'application/json');
+      const headers: HeaderList = Object.entries(req.body.headers ?? {});
+      const parsed = parseDestination(destination);
+      if (typeof parsed === 'string') throw badRequest(parsed);
+      const base = { body, contentType, headers };
+      ctx.metrics.messagesIn.inc({ protocol: 'http' });
+      let msg: CoreMessage;
+      let deliveries: number;
+      switch (parsed.kind) {
+        case 'topic': {
+          const problem = topicProblem(parsed.topic);
+          if (problem) throw badRequest(`${destination}: ${problem}`);
+          msg = createMessage({ ...base, target: { kind: 'topic', topic: parsed.topic } });
+          deliveries = broker.publishTopic(msg);
+          break;
+        }
+        case 'queue':
+          msg = createMessage({ ...base, target: { kind: 'queue', name: parsed.name } });
+          return ok({ id: 'q' + (await broker.publishQueue(msg)), deliveries: 0, stored: true });
+        case 'user': {
+          const userId = parsed.who === null ? p.userId : await resolveUserId(ctx.store, ctx.auth, parsed.who);
+          msg = createMessage({ ...base, target: { kind: 'user', userId, name: parsed.name } });
+          deliveries = broker.publishUser(msg);
+          break;
+        }
+        case 'server': {
+          const handler = broker.findApp(destination);
+          if (!handler) throw badRequest(`nothing on this server handles ${destination}`);
+          try {
+            await handler({ sessionId: 'http', principal: p, destination, ...base });
+          } catch (err) {
+            if (err instanceof AppRefusal) throw badRequest(err.message);
+            throw err;
+          }
+          return ok({ id: null, deliveries: null, stored: false });
+        }
+      }
+      return ok({ id: msg.id, deliveries, stored: false });
+    },
+  );
+}

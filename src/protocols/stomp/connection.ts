@@ -1,0 +1,746 @@
+/**
+ * One STOMP connection (over WebSocket or TCP): frames in, core calls out,
+ * MESSAGE frames back. Holds the protocol state: negotiated version,
+ * heart-beats, subscriptions with their ack windows, transactions.
+ *
+ * Frames are handled strictly in arrival order; a frame whose handling waits
+ * (CONNECT's authentication, a queue SEND's disk write) holds back the
+ * frames behind it.
+ */
+import type { HeraldContext } from '../../context.js';
+import { AuthError, type Principal } from '../../core/auth.js';
+import { AppRefusal, type Broker, type Consumer, type Delivery, type Outcome } from '../../core/broker.js';
+import { parseDestination, topicProblem, topicToDotted } from '../../core/destination.js';
+import { isSelf, resolveUserId } from '../../core/mailbox.js';
+import { createMessage, type CoreMessage, type HeaderList, type Target } from '../../core/message.js';
+import type { CloseReason, Protocol, Session } from '../../core/session.js';
+import {
+  encodeFrame,
+  header,
+  HEARTBEAT,
+  StompParser,
+  StompSyntaxError,
+  type ParseEvent,
+  type StompFrame,
+} from './codec.js';
+
+export interface StompTransport {
+  send(data: Buffer, text: boolean): void;
+  /** Bytes written but not yet flushed to the network. */
+  buffered(): number;
+  /** Flushes, then closes (WebSocket: close handshake with code and reason). */
+  close(code: number, reason: string): void;
+  pause(): void;
+  resume(): void;
+}
+
+type Version = '1.0' | '1.1' | '1.2';
+const VERSIONS: readonly Version[] = ['1.2', '1.1', '1.0'];
+type AckMode = 'auto' | 'client' | 'client-individual';
+
+/** Headers the protocol owns; everything else on a SEND travels with the message. */
+const RESERVED = new Set([
+  'destination',
+  'content-length',
+  'content-type',
+  'receipt',
+  'transaction',
+  'message-id',
+  'subscription',
+  'ack',
+  'redelivered',
+  'id',
+]);
+
+/** Raised while handling a frame: becomes an ERROR frame, then the connection closes. */
+class StompError extends Error {
+  constructor(
+    message: string,
+    readonly detail?: string,
+  ) {
+    super(message);
+  }
+}
+
+let sessionCounter = 0;
+
+interface Unacked {
+  msg: CoreMessage;
+  delivery: Delivery;
+}
+
+class StompSubscription implements Consumer {
+  readonly unacked = new Map<string, Unacked>();
+  /** Messages waiting for the client's window to open (topics and mailboxes). */
+  readonly held: [CoreMessage, Delivery][] = [];
+  /** Key under which this subscription's MESSAGE frames are cached on a message. */
+  readonly cacheKey: string;
+  private recheck: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly conn: StompConnection,
+    readonly id: string,
+    /** Destination as the client wrote it. */
+    readonly destination: string,
+    readonly target: Target,
+    readonly ackMode: AckMode,
+  ) {
+    const destPart = target.kind === 'user' ? destination : '';
+    this.cacheKey = `stomp\u0000${conn.version}\u0000${ackMode === 'auto' ? 'a' : 'c'}\u0000${id}\u0000${destPart}`;
+  }
+
+  get sessionId(): string {
+    return this.conn.id;
+  }
+  get principal(): Principal {
+    return this.conn.principal;
+  }
+
+  hasCapacity(): boolean {
+    return this.ackMode === 'auto' ? this.conn.writable() : this.unacked.size < this.conn.limits.maxUnacked && this.conn.writable();
+  }
+
+  deliver(msg: CoreMessage, delivery: Delivery): void {
+    if (this.conn.closed) {
+      delivery.settle?.('requeue');
+      return;
+    }
+    if (this.ackMode !== 'auto' && (this.unacked.size >= this.conn.limits.maxUnacked || this.held.length > 0)) {
+      this.held.push([msg, delivery]);
+      if (this.held.length > this.conn.limits.maxHeld) {
+        this.conn.fail('slow consumer', `subscription ${this.id} has ${this.held.length} messages waiting for acknowledgements; acknowledge faster or use ack:auto`);
+      }
+      return;
+    }
+    this.write(msg, delivery);
+  }
+
+  private write(msg: CoreMessage, delivery: Delivery): void {
+    if (this.ackMode === 'auto') {
+      this.conn.sendMessage(this, msg, delivery.redelivered);
+      delivery.settle?.('ack');
+      // A queue stops feeding a client whose socket is backed up; look again once it had time to drain.
+      if (this.target.kind === 'queue' && !this.conn.writable() && !this.recheck) {
+        this.recheck = setTimeout(() => {
+          this.recheck = undefined;
+          if (!this.conn.closed) this.conn.broker.consumerReady(this);
+        }, 50);
+      }
+      return;
+    }
+    const ackId = `${msg.id}:${this.id}`;
+    this.unacked.set(ackId, { msg, delivery });
+    this.conn.sendMessage(this, msg, delivery.redelivered);
+  }
+
+  /** ACK/NACK of `ackId`; cumulative in `client` mode. Returns false when unknown. */
+  settle(ackId: string, outcome: Outcome): boolean {
+    const entry = this.unacked.get(ackId);
+    if (!entry) return false;
+    if (this.ackMode === 'client') {
+      for (const [k, u] of this.unacked) {
+        this.unacked.delete(k);
+        u.delivery.settle?.(outcome);
+        if (k === ackId) break;
+      }
+    } else {
+      this.unacked.delete(ackId);
+      entry.delivery.settle?.(outcome);
+    }
+    this.drainHeld();
+    return true;
+  }
+
+  drainHeld(): void {
+    while (this.held.length > 0 && this.unacked.size < this.conn.limits.maxUnacked && !this.conn.closed) {
+      const [m, d] = this.held.shift()!;
+      this.write(m, d);
+    }
+    if (this.target.kind === 'queue') this.conn.broker.consumerReady(this);
+  }
+
+  /** The subscription ends: whatever the client did not acknowledge goes back. */
+  release(): void {
+    clearTimeout(this.recheck);
+    for (const u of this.unacked.values()) u.delivery.settle?.('requeue');
+    this.unacked.clear();
+    for (const [, d] of this.held) d.settle?.('requeue');
+    this.held.length = 0;
+  }
+}
+
+export interface StompLimits {
+  maxUnacked: number;
+  maxHeld: number;
+  maxSubscriptions: number;
+  maxConnectionsPerUser: number;
+  slowConsumerBytes: number;
+  heartbeatMs: number;
+  publishRate: number;
+}
+
+export class StompConnection implements Session {
+  readonly id: string;
+  principal!: Principal;
+  readonly connectedAt: number;
+  version: Version = '1.2';
+  closed = false;
+  readonly limits: StompLimits;
+  readonly broker: Broker;
+
+  private state: 'awaiting-connect' | 'connected' | 'closing' = 'awaiting-connect';
+  private readonly parser: StompParser;
+  private readonly subscriptions = new Map<string, StompSubscription>();
+  private readonly transactions = new Map<string, StompFrame[]>();
+  private readonly inbox: StompFrame[] = [];
+  private busy = false;
+  private lastRead = Date.now();
+  private lastWrite = Date.now();
+  private sendTimer: NodeJS.Timeout | undefined;
+  private readTimer: NodeJS.Timeout | undefined;
+  private tokens: number;
+  private tokensAt = Date.now();
+  private registered = false;
+  private paused = false;
+
+  constructor(
+    private readonly ctx: HeraldContext,
+    private readonly transport: StompTransport,
+    readonly protocol: Protocol,
+    readonly remoteAddress: string,
+    readonly device: string,
+    /** Authenticated at the WebSocket handshake (`__token`), if so. */
+    private readonly handshakePrincipal: Principal | undefined,
+  ) {
+    this.id = `stomp-${process.pid.toString(36)}-${(++sessionCounter).toString(36)}`;
+    this.connectedAt = ctx.clock.now();
+    this.broker = ctx.broker;
+    const c = ctx.config;
+    this.limits = {
+      maxUnacked: c.maxUnackedPerSubscription,
+      maxHeld: Math.max(1000, c.maxUnackedPerSubscription * 10),
+      maxSubscriptions: c.maxSubscriptionsPerConnection,
+      maxConnectionsPerUser: c.maxConnectionsPerUser,
+      slowConsumerBytes: c.slowConsumerBytes,
+      heartbeatMs: c.stompHeartbeatMs,
+      publishRate: c.publishRatePerSecond,
+    };
+    this.tokens = this.limits.publishRate;
+    this.parser = new StompParser({
+      maxHeaderBytes: c.stompMaxHeaderBytes,
+      maxHeaders: c.stompMaxHeaders,
+      maxBodyBytes: c.maxBodyBytes,
+    });
+    // A client that never sends CONNECT is dropped.
+    this.readTimer = setTimeout(() => this.fail('no CONNECT frame received in time', 'send CONNECT within 30 s of opening the connection'), 30_000);
+    this.readTimer.unref();
+  }
+
+  // ---- input -----------------------------------------------------------------
+
+  /** Bytes from the transport (a WebSocket message or a TCP chunk). */
+  receive(data: Buffer): void {
+    if (this.closed || this.state === 'closing') return;
+    this.lastRead = Date.now();
+    try {
+      this.parser.feed(data, this.onParse);
+    } catch (err) {
+      if (err instanceof StompSyntaxError) {
+        this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'syntax' });
+        this.sendError(err.message, undefined, err.receipt);
+        this.shutdown(1002, 'protocol error');
+        return;
+      }
+      throw err;
+    }
+  }
+
+  private readonly onParse = (ev: ParseEvent): void => {
+    if (ev.type === 'heartbeat') return;
+    this.inbox.push(ev.frame);
+    if (this.inbox.length > 1000 && !this.paused) {
+      this.paused = true;
+      this.transport.pause();
+    }
+    if (!this.busy) void this.drainInbox();
+  };
+
+  private async drainInbox(): Promise<void> {
+    this.busy = true;
+    while (this.inbox.length > 0 && !this.closed && this.state !== 'closing') {
+      const frame = this.inbox.shift()!;
+      // The CONNECT frame negotiates the version, which decides header escaping for what follows.
+      try {
+        const r = this.handle(frame);
+        if (r) await r;
+      } catch (err) {
+        if (err instanceof StompError) {
+          this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'frame' });
+          this.sendError(err.message, err.detail, header(frame, 'receipt'));
+          this.shutdown(1002, 'protocol error');
+        } else {
+          this.ctx.log.error({ err, command: frame.command, session: this.id }, 'STOMP frame handling failed');
+          this.sendError('internal error', 'the server could not handle this frame; the server log has the details', header(frame, 'receipt'));
+          this.shutdown(1011, 'internal error');
+        }
+        break;
+      }
+    }
+    this.busy = false;
+    if (this.paused && this.inbox.length < 100 && !this.closed) {
+      this.paused = false;
+      this.transport.resume();
+    }
+  }
+
+  private handle(frame: StompFrame): void | Promise<void> {
+    const cmd = frame.command;
+    if (this.state === 'awaiting-connect') {
+      if (cmd === 'CONNECT' || cmd === 'STOMP') return this.onConnect(frame);
+      throw new StompError(`${cmd} before CONNECT`, 'the first frame on a connection must be CONNECT (or STOMP)');
+    }
+    switch (cmd) {
+      case 'SEND':
+        return this.inTransaction(frame) ?? this.onSend(frame);
+      case 'SUBSCRIBE':
+        return this.onSubscribe(frame);
+      case 'UNSUBSCRIBE':
+        return this.onUnsubscribe(frame);
+      case 'ACK':
+      case 'NACK':
+        return this.inTransaction(frame) ?? this.onAck(frame);
+      case 'BEGIN':
+        return this.onBegin(frame);
+      case 'COMMIT':
+        return this.onCommit(frame);
+      case 'ABORT':
+        return this.onAbort(frame);
+      case 'DISCONNECT':
+        return this.onDisconnect(frame);
+      case 'CONNECT':
+      case 'STOMP':
+        throw new StompError('already connected', 'a connection sends CONNECT once');
+      default:
+        throw new StompError(`unknown command "${cmd.slice(0, 32)}"`, 'STOMP commands are SEND, SUBSCRIBE, UNSUBSCRIBE, ACK, NACK, BEGIN, COMMIT, ABORT, DISCONNECT');
+    }
+  }
+
+  // ---- CONNECT -------------------------------------------------------------------
+
+  private async onConnect(frame: StompFrame): Promise<void> {
+    const accept = (header(frame, 'accept-version') ?? '1.0').split(',').map((v) => v.trim());
+    const version = VERSIONS.find((v) => accept.includes(v));
+    if (!version) {
+      this.sendRaw(
+        encodeFrame('ERROR', [['version', '1.0,1.1,1.2'], ['content-type', 'text/plain'], ['message', 'unsupported STOMP version']], `this server speaks STOMP 1.0, 1.1 and 1.2; the client offered ${accept.join(',')}`, false),
+      );
+      this.shutdown(1002, 'unsupported version');
+      return;
+    }
+    this.version = version;
+    this.parser.escaping = version !== '1.0';
+
+    let principal = this.handshakePrincipal;
+    if (!principal) {
+      const login = header(frame, 'login');
+      const passcode = header(frame, 'passcode');
+      try {
+        if (login && passcode) {
+          // A user name with its password, or a token in either field.
+          try {
+            const user = await this.ctx.auth.checkPassword(login, passcode, this.remoteAddress);
+            principal = { userId: user.id, name: user.name, role: user.role, credential: { kind: 'password' } };
+          } catch (err) {
+            if (!(err instanceof AuthError) || err.code !== 'bad_credentials') throw err;
+            principal = await this.ctx.auth.authenticate(passcode, { renew: true });
+          }
+        } else if (login || passcode) {
+          principal = await this.ctx.auth.authenticate((login || passcode)!, { renew: true });
+        } else {
+          throw new AuthError('invalid_token', 'no credentials: pass a token as __token in the URL, or login/passcode in CONNECT');
+        }
+      } catch (err) {
+        if (!(err instanceof AuthError)) throw err;
+        this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'auth' });
+        const message = err.code === 'token_expired' ? 'token expired' : err.code === 'rate_limited' ? 'too many failed logins' : 'authentication failed';
+        this.sendError(message, err.message, header(frame, 'receipt'));
+        this.shutdown(err.code === 'token_expired' ? 4401 : 4403, message);
+        return;
+      }
+    }
+    if (this.closed) return;
+    if (this.ctx.sessions.ofUser(principal.userId).size >= this.limits.maxConnectionsPerUser) {
+      this.sendError('too many connections', `user "${principal.name}" already has ${this.limits.maxConnectionsPerUser} connections open (maxConnectionsPerUser)`, header(frame, 'receipt'));
+      this.shutdown(1008, 'too many connections');
+      return;
+    }
+    this.principal = principal;
+    this.ctx.sessions.add(this);
+    this.registered = true;
+
+    // Heart-beats: cx,cy from the client; the server offers sx = sy = heartbeatMs.
+    const [cx, cy] = (header(frame, 'heart-beat') ?? '0,0').split(',').map((n) => Number.parseInt(n, 10));
+    const hb = this.limits.heartbeatMs;
+    const sendEvery = version === '1.0' || !cy || !hb ? 0 : Math.max(hb, cy);
+    const expectEvery = version === '1.0' || !cx || !hb ? 0 : Math.max(hb, cx);
+    clearTimeout(this.readTimer);
+    this.readTimer = undefined;
+    this.startHeartbeats(sendEvery, expectEvery);
+
+    const headers: HeaderList = [
+      ['version', version],
+      ['heart-beat', `${version === '1.0' ? 0 : hb},${version === '1.0' ? 0 : hb}`],
+      ['server', 'Herald/' + SERVER_VERSION],
+      ['session', this.id],
+      ['user-name', principal.name],
+    ];
+    this.state = 'connected';
+    this.sendRaw(encodeFrame('CONNECTED', headers, undefined, false));
+    this.receipt(frame);
+  }
+
+  private startHeartbeats(sendEvery: number, expectEvery: number): void {
+    if (sendEvery > 0) {
+      this.sendTimer = setInterval(() => {
+        if (Date.now() - this.lastWrite >= sendEvery * 0.9) this.sendRaw(HEARTBEAT);
+      }, sendEvery);
+      this.sendTimer.unref();
+    }
+    if (expectEvery > 0) {
+      const grace = Math.max(2000, expectEvery / 2);
+      this.readTimer = setInterval(() => {
+        const silent = Date.now() - this.lastRead;
+        if (silent > expectEvery + grace) {
+          this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'heartbeat' });
+          this.fail('heart-beat timeout', `nothing received for ${silent} ms; the negotiated heart-beat was ${expectEvery} ms`);
+        }
+      }, Math.min(expectEvery, 5000));
+      this.readTimer.unref();
+    }
+  }
+
+  // ---- SEND ------------------------------------------------------------------
+
+  private consumeRateToken(): number {
+    const rate = this.limits.publishRate;
+    if (rate === 0) return 0;
+    const now = Date.now();
+    this.tokens = Math.min(rate, this.tokens + ((now - this.tokensAt) * rate) / 1000);
+    this.tokensAt = now;
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      return 0;
+    }
+    return Math.ceil(((1 - this.tokens) * 1000) / rate);
+  }
+
+  private async onSend(frame: StompFrame): Promise<void> {
+    const wait = this.consumeRateToken();
+    if (wait > 0) {
+      // Too fast: stop reading from this client until it may publish again.
+      this.transport.pause();
+      await new Promise((r) => setTimeout(r, wait));
+      if (!this.paused) this.transport.resume();
+      this.consumeRateToken();
+    }
+    const dest = header(frame, 'destination');
+    if (!dest) throw new StompError('SEND needs a destination header', 'add destination:/topic/…, /queue/…, /user/…/queue/… or /app/…');
+    const parsed = parseDestination(dest);
+    if (typeof parsed === 'string') throw new StompError('invalid destination', parsed);
+    this.ctx.metrics.messagesIn.inc({ protocol: this.protocol });
+    const contentType = header(frame, 'content-type');
+    const headers = customHeaders(frame);
+    const base = { body: frame.body, contentType, headers, publisherSession: this.id };
+    switch (parsed.kind) {
+      case 'topic': {
+        const problem = topicProblem(parsed.topic);
+        if (problem) throw new StompError('invalid destination', `${dest}: ${problem}`);
+        this.broker.publishTopic(createMessage({ ...base, target: { kind: 'topic', topic: parsed.topic } }));
+        break;
+      }
+      case 'queue':
+        await this.broker.publishQueue(createMessage({ ...base, target: { kind: 'queue', name: parsed.name } }));
+        break;
+      case 'user': {
+        let userId = this.principal.userId;
+        if (parsed.who !== null && !isSelf(this.principal, parsed.who)) {
+          const role = this.principal.role;
+          if (role === 'user' && !this.ctx.config.userSendToOthers) {
+            throw new StompError('not allowed', `sending to another user's mailbox (${dest}) needs the service or admin role`);
+          }
+          userId = await resolveUserId(this.ctx.store, this.ctx.auth, parsed.who);
+        }
+        this.broker.publishUser(createMessage({ ...base, target: { kind: 'user', userId, name: parsed.name } }));
+        break;
+      }
+      case 'server': {
+        const handler = this.broker.findApp(dest);
+        if (!handler) throw new StompError('no handler', `nothing on this server handles ${dest}`);
+        try {
+          await handler({ sessionId: this.id, principal: this.principal, destination: dest, ...base });
+        } catch (err) {
+          if (!(err instanceof AppRefusal)) throw err;
+          this.reportToSender(dest, err.message, header(frame, 'receipt'));
+        }
+        break;
+      }
+    }
+    this.receipt(frame);
+  }
+
+  /** Business-rule errors go to the sender's `/user/queue/errors`; the connection stays up. */
+  private reportToSender(destination: string, message: string, receipt: string | undefined): void {
+    const body = Buffer.from(JSON.stringify({ error: message, destination, ...(receipt ? { receipt } : {}) }));
+    this.broker.publishUser(
+      createMessage({ target: { kind: 'user', userId: this.principal.userId, name: 'errors' }, body, contentType: 'application/json' }),
+    );
+  }
+
+  // ---- SUBSCRIBE / UNSUBSCRIBE -----------------------------------------------------
+
+  private async onSubscribe(frame: StompFrame): Promise<void> {
+    const dest = header(frame, 'destination');
+    if (!dest) throw new StompError('SUBSCRIBE needs a destination header');
+    const id = header(frame, 'id') ?? (this.version === '1.0' ? dest : undefined);
+    if (id === undefined) throw new StompError('SUBSCRIBE needs an id header', 'STOMP 1.1 and 1.2 subscriptions carry a unique id');
+    if (this.subscriptions.has(id)) throw new StompError(`subscription id "${id}" is already in use on this connection`);
+    if (this.subscriptions.size >= this.limits.maxSubscriptions) {
+      throw new StompError('too many subscriptions', `this connection already has ${this.limits.maxSubscriptions} (maxSubscriptionsPerConnection)`);
+    }
+    const ack = header(frame, 'ack') ?? 'auto';
+    if (ack !== 'auto' && ack !== 'client' && ack !== 'client-individual') {
+      throw new StompError(`invalid ack mode "${ack}"`, 'ack is auto, client or client-individual');
+    }
+    const parsed = parseDestination(dest);
+    if (typeof parsed === 'string') throw new StompError('invalid destination', parsed);
+    let target: Target;
+    switch (parsed.kind) {
+      case 'topic':
+        target = { kind: 'topic', topic: parsed.topic };
+        break;
+      case 'queue':
+        target = { kind: 'queue', name: parsed.name };
+        break;
+      case 'user':
+        if (parsed.who !== null && !isSelf(this.principal, parsed.who)) {
+          throw new StompError('not allowed', `${dest} is another user's queue; subscribe to /user/queue/${parsed.name} for your own`);
+        }
+        target = { kind: 'user', userId: this.principal.userId, name: parsed.name };
+        break;
+      case 'server':
+        throw new StompError('cannot subscribe', `${dest} is handled by the server: SEND to it, do not SUBSCRIBE`);
+    }
+    const sub = new StompSubscription(this, id, dest, target, ack);
+    this.subscriptions.set(id, sub);
+    // RECEIPT before any message, so a client waiting for it sees the subscription live.
+    this.receipt(frame);
+    switch (target.kind) {
+      case 'topic':
+        this.broker.subscribeTopic(target.topic, sub);
+        break;
+      case 'queue':
+        this.broker.subscribeQueue(target.name, sub);
+        break;
+      case 'user':
+        this.broker.subscribeUser(target.userId, target.name, sub);
+        break;
+    }
+  }
+
+  private removeSubscription(sub: StompSubscription): void {
+    this.subscriptions.delete(sub.id);
+    const t = sub.target;
+    if (t.kind === 'topic') this.broker.unsubscribeTopic(t.topic, sub);
+    else if (t.kind === 'queue') this.broker.unsubscribeQueue(t.name, sub);
+    else this.broker.unsubscribeUser(t.userId, t.name, sub);
+    sub.release();
+  }
+
+  private onUnsubscribe(frame: StompFrame): void {
+    const id = header(frame, 'id') ?? (this.version === '1.0' ? header(frame, 'destination') : undefined);
+    if (id === undefined) throw new StompError('UNSUBSCRIBE needs an id header');
+    const sub = this.subscriptions.get(id);
+    if (!sub) throw new StompError(`no subscription with id "${id}"`);
+    this.removeSubscription(sub);
+    this.receipt(frame);
+  }
+
+  // ---- ACK / NACK -----------------------------------------------------------------
+
+  private onAck(frame: StompFrame): void {
+    const outcome: Outcome = frame.command === 'ACK' ? 'ack' : 'nack';
+    let found = false;
+    if (this.version === '1.2') {
+      const id = header(frame, 'id');
+      if (id === undefined) throw new StompError(`${frame.command} needs an id header`, 'use the value of the ack header of the MESSAGE');
+      for (const sub of this.subscriptions.values()) if (sub.settle(id, outcome)) (found = true);
+      if (!found) throw new StompError(`${frame.command} for unknown id "${id}"`, 'no unacknowledged message has that ack id on this connection');
+    } else {
+      const mid = header(frame, 'message-id');
+      if (mid === undefined) throw new StompError(`${frame.command} needs a message-id header`);
+      const subId = header(frame, 'subscription');
+      const subs = subId !== undefined ? [this.subscriptions.get(subId)] : [...this.subscriptions.values()];
+      for (const sub of subs) if (sub?.settle(`${mid}:${sub.id}`, outcome)) (found = true);
+      if (!found) throw new StompError(`${frame.command} for unknown message-id "${mid}"`, 'no unacknowledged message has that id on this connection');
+    }
+    this.receipt(frame);
+  }
+
+  // ---- transactions -------------------------------------------------------------
+
+  private inTransaction(frame: StompFrame): void | undefined {
+    const tx = header(frame, 'transaction');
+    if (tx === undefined) return undefined;
+    const list = this.transactions.get(tx);
+    if (!list) throw new StompError(`unknown transaction "${tx}"`, 'BEGIN it first');
+    list.push({ ...frame, headers: frame.headers.filter(([k]) => k !== 'transaction') });
+    this.receipt(frame);
+  }
+
+  private onBegin(frame: StompFrame): void {
+    const tx = header(frame, 'transaction');
+    if (!tx) throw new StompError('BEGIN needs a transaction header');
+    if (this.transactions.has(tx)) throw new StompError(`transaction "${tx}" is already open`);
+    this.transactions.set(tx, []);
+    this.receipt(frame);
+  }
+
+  private async onCommit(frame: StompFrame): Promise<void> {
+    const tx = header(frame, 'transaction');
+    if (!tx) throw new StompError('COMMIT needs a transaction header');
+    const list = this.transactions.get(tx);
+    if (!list) throw new StompError(`unknown transaction "${tx}"`);
+    this.transactions.delete(tx);
+    for (const f of list) {
+      const r = f.command === 'SEND' ? this.onSend(stripReceipt(f)) : this.onAck(stripReceipt(f));
+      if (r) await r;
+    }
+    this.receipt(frame);
+  }
+
+  private onAbort(frame: StompFrame): void {
+    const tx = header(frame, 'transaction');
+    if (!tx) throw new StompError('ABORT needs a transaction header');
+    if (!this.transactions.delete(tx)) throw new StompError(`unknown transaction "${tx}"`);
+    this.receipt(frame);
+  }
+
+  private onDisconnect(frame: StompFrame): void {
+    this.transactions.clear();
+    this.receipt(frame);
+    this.shutdown(1000, 'disconnect');
+  }
+
+  // ---- output ---------------------------------------------------------------------
+
+  /** Room to write more without nearing the slow-consumer limit. */
+  writable(): boolean {
+    return !this.closed && this.transport.buffered() < this.limits.slowConsumerBytes / 2;
+  }
+
+  private sendRaw(data: Buffer, text = true): void {
+    if (this.closed) return;
+    this.lastWrite = Date.now();
+    this.transport.send(data, text);
+    if (this.transport.buffered() > this.limits.slowConsumerBytes) {
+      this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'slow_consumer' });
+      this.fail('slow consumer', `more than ${this.limits.slowConsumerBytes} bytes are waiting to be read by this client`);
+    }
+  }
+
+  /** Writes one MESSAGE frame, encoded once per message for all subscriptions that look alike. */
+  sendMessage(sub: StompSubscription, msg: CoreMessage, redelivered: boolean): void {
+    let frame = redelivered ? undefined : msg.encoded.get(sub.cacheKey);
+    if (!frame) {
+      frame = encodeMessageFrame(sub, msg, redelivered, this.version);
+      if (!redelivered) msg.encoded.set(sub.cacheKey, frame);
+    }
+    this.ctx.metrics.messagesOut.inc({ protocol: this.protocol });
+    this.sendRaw(frame, msg.textBody);
+  }
+
+  private receipt(frame: StompFrame): void {
+    const r = header(frame, 'receipt');
+    if (r !== undefined) this.sendRaw(encodeFrame('RECEIPT', [['receipt-id', r]], undefined, this.version !== '1.0'));
+  }
+
+  private sendError(message: string, detail: string | undefined, receipt: string | undefined): void {
+    const headers: HeaderList = [
+      ['message', message],
+      ['content-type', 'text/plain'],
+    ];
+    if (receipt !== undefined) headers.push(['receipt-id', receipt]);
+    this.sendRaw(encodeFrame('ERROR', headers, detail ?? message, this.version !== '1.0' && this.state !== 'awaiting-connect'));
+  }
+
+  /** Sends ERROR with `message` and closes. */
+  fail(message: string, detail: string): void {
+    if (this.closed || this.state === 'closing') return;
+    this.sendError(message, detail, undefined);
+    this.shutdown(1008, message);
+  }
+
+  /** Session.close: the server ends the session (token death, shutdown, kick). */
+  close(reason: CloseReason): void {
+    if (this.closed || this.state === 'closing') return;
+    this.sendError(reason.message, reason.message, undefined);
+    const code = reason.code === 'shutdown' ? 1001 : reason.code === 'token_expired' ? 4401 : reason.code === 'token_revoked' ? 4403 : 1008;
+    this.shutdown(code, reason.message);
+  }
+
+  private shutdown(code: number, reason: string): void {
+    if (this.state === 'closing' || this.closed) return;
+    this.state = 'closing';
+    this.transport.close(code, reason);
+    this.cleanup();
+  }
+
+  /** The transport is gone (either side closed it). */
+  onTransportClosed(): void {
+    this.cleanup();
+  }
+
+  private cleanup(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.sendTimer);
+    clearInterval(this.readTimer);
+    clearTimeout(this.readTimer);
+    for (const sub of [...this.subscriptions.values()]) this.removeSubscription(sub);
+    this.transactions.clear();
+    this.inbox.length = 0;
+    if (this.registered) this.ctx.sessions.remove(this);
+  }
+}
+
+export const SERVER_VERSION = '0.1.0';
+
+function stripReceipt(f: StompFrame): StompFrame {
+  return { ...f, headers: f.headers.filter(([k]) => k !== 'receipt') };
+}
+
+function customHeaders(frame: StompFrame): HeaderList {
+  const out: HeaderList = [];
+  const seen = new Set<string>();
+  for (const [k, v] of frame.headers) {
+    if (RESERVED.has(k) || seen.has(k)) continue;
+    seen.add(k);
+    out.push([k, v]);
+  }
+  return out;
+}
+
+function encodeMessageFrame(sub: StompSubscription, msg: CoreMessage, redelivered: boolean, version: Version): Buffer {
+  const t = msg.target;
+  const destination = t.kind === 'topic' ? '/topic/' + topicToDotted(t.topic) : t.kind === 'queue' ? '/queue/' + t.name : sub.destination;
+  const headers: HeaderList = [
+    ['subscription', sub.id],
+    ['message-id', msg.id],
+    ['destination', destination],
+  ];
+  if (version === '1.2' && sub.ackMode !== 'auto') headers.push(['ack', `${msg.id}:${sub.id}`]);
+  if (redelivered) headers.push(['redelivered', 'true']);
+  if (msg.contentType) headers.push(['content-type', msg.contentType]);
+  for (const h of msg.headers) headers.push(h);
+  return encodeFrame('MESSAGE', headers, msg.body, version !== '1.0');
+}
