@@ -148,12 +148,10 @@ export class StompParser {
         }
       } else {
         end = buf.indexOf(NUL, h.bodyStart);
-        if (end < 0) {
-          if (buf.length - h.bodyStart > this.limits.maxBodyBytes) {
-            throw new StompSyntaxError(`frame body exceeds the ${this.limits.maxBodyBytes}-byte limit`, h.receipt);
-          }
-          break;
+        if ((end < 0 ? buf.length : end) - h.bodyStart > this.limits.maxBodyBytes) {
+          throw new StompSyntaxError(`frame body exceeds the ${this.limits.maxBodyBytes}-byte limit`, h.receipt);
         }
+        if (end < 0) break;
       }
       const body = end > h.bodyStart ? Buffer.from(buf.subarray(h.bodyStart, end)) : EMPTY;
       this.head = undefined;

@@ -301,14 +301,14 @@ export class StompConnection implements Session {
     }
     switch (cmd) {
       case 'SEND':
-        return this.inTransaction(frame) ?? this.onSend(frame);
+        return this.inTransaction(frame) ? undefined : this.onSend(frame);
       case 'SUBSCRIBE':
         return this.onSubscribe(frame);
       case 'UNSUBSCRIBE':
         return this.onUnsubscribe(frame);
       case 'ACK':
       case 'NACK':
-        return this.inTransaction(frame) ?? this.onAck(frame);
+        return this.inTransaction(frame) ? undefined : this.onAck(frame);
       case 'BEGIN':
         return this.onBegin(frame);
       case 'COMMIT':
@@ -588,13 +588,15 @@ export class StompConnection implements Session {
 
   // ---- transactions -------------------------------------------------------------
 
-  private inTransaction(frame: StompFrame): void | undefined {
+  /** Holds a SEND/ACK/NACK that names a transaction until COMMIT; false when it names none. */
+  private inTransaction(frame: StompFrame): boolean {
     const tx = header(frame, 'transaction');
-    if (tx === undefined) return undefined;
+    if (tx === undefined) return false;
     const list = this.transactions.get(tx);
     if (!list) throw new StompError(`unknown transaction "${tx}"`, 'BEGIN it first');
     list.push({ ...frame, headers: frame.headers.filter(([k]) => k !== 'transaction') });
     this.receipt(frame);
+    return true;
   }
 
   private onBegin(frame: StompFrame): void {
