@@ -25,7 +25,12 @@ import {
 } from './codec.js';
 
 export interface StompTransport {
-  send(data: Buffer, text: boolean): void;
+  /** Names the wire framing, so prepared frames can be cached per framing on a shared message. */
+  readonly framing: 'ws' | 'tcp';
+  /** Wraps a STOMP frame in the transport's framing (a WebSocket frame; nothing for TCP). */
+  prepare(frame: Buffer, text: boolean): Buffer;
+  /** Writes a prepared frame. */
+  write(prepared: Buffer): void;
   /** Bytes written but not yet flushed to the network. */
   buffered(): number;
   /** Flushes, then closes (WebSocket: close handshake with code and reason). */
@@ -202,6 +207,7 @@ export class StompConnection implements Session {
   private tokensAt = Date.now();
   private registered = false;
   private paused = false;
+  private readonly delivered: { inc(): void };
 
   constructor(
     private readonly ctx: HeraldContext,
@@ -226,6 +232,7 @@ export class StompConnection implements Session {
       publishRate: c.publishRatePerSecond,
     };
     this.tokens = this.limits.publishRate;
+    this.delivered = ctx.metrics.messagesOut.labels(protocol);
     this.parser = new StompParser({
       maxHeaderBytes: c.stompMaxHeaderBytes,
       maxHeaders: c.stompMaxHeaders,
@@ -642,8 +649,12 @@ export class StompConnection implements Session {
 
   private sendRaw(data: Buffer, text = true): void {
     if (this.closed) return;
+    this.writePrepared(this.transport.prepare(data, text));
+  }
+
+  private writePrepared(prepared: Buffer): void {
     this.lastWrite = Date.now();
-    this.transport.send(data, text);
+    this.transport.write(prepared);
     if (this.transport.buffered() > this.limits.slowConsumerBytes) {
       this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'slow_consumer' });
       this.fail('slow consumer', `more than ${this.limits.slowConsumerBytes} bytes are waiting to be read by this client`);
@@ -652,13 +663,19 @@ export class StompConnection implements Session {
 
   /** Writes one MESSAGE frame, encoded once per message for all subscriptions that look alike. */
   sendMessage(sub: StompSubscription, msg: CoreMessage, redelivered: boolean): void {
-    let frame = redelivered ? undefined : msg.encoded.get(sub.cacheKey);
-    if (!frame) {
-      frame = encodeMessageFrame(sub, msg, redelivered, this.version);
-      if (!redelivered) msg.encoded.set(sub.cacheKey, frame);
+    if (this.closed) return;
+    this.delivered.inc();
+    if (redelivered) {
+      this.sendRaw(encodeMessageFrame(sub, msg, true, this.version), msg.textBody);
+      return;
     }
-    this.ctx.metrics.messagesOut.inc({ protocol: this.protocol });
-    this.sendRaw(frame, msg.textBody);
+    const key = sub.cacheKey + this.transport.framing;
+    let prepared = msg.encoded.get(key);
+    if (!prepared) {
+      prepared = this.transport.prepare(encodeMessageFrame(sub, msg, false, this.version), msg.textBody);
+      msg.encoded.set(key, prepared);
+    }
+    this.writePrepared(prepared);
   }
 
   private receipt(frame: StompFrame): void {

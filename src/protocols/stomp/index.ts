@@ -10,14 +10,19 @@ import type { HeraldContext } from '../../context.js';
 import { AuthError, type Principal } from '../../core/auth.js';
 import { tokenFrom } from '../../http/app.js';
 import { UpgradeRefusal } from '../../transports/listeners.js';
+import { rawSocket, wsFrame, writeFrame } from '../../transports/ws-frame.js';
+import { writeBatched } from '../../transports/write-batch.js';
 import { StompConnection, type StompTransport } from './connection.js';
 
 const SUBPROTOCOLS = ['v12.stomp', 'v11.stomp', 'v10.stomp'] as const;
 
 function wsTransport(ws: WebSocket): StompTransport {
+  const socket = rawSocket(ws);
   return {
-    send: (data, text) => ws.send(data, { binary: !text }),
-    buffered: () => ws.bufferedAmount,
+    framing: 'ws',
+    prepare: wsFrame,
+    write: (frame) => writeFrame(ws, frame),
+    buffered: () => socket.writableLength,
     close(code, reason) {
       ws.close(code, reason.slice(0, 120));
       setTimeout(() => ws.terminate(), 2000).unref();
@@ -29,7 +34,9 @@ function wsTransport(ws: WebSocket): StompTransport {
 
 function tcpTransport(socket: Socket): StompTransport {
   return {
-    send: (data) => void socket.write(data),
+    framing: 'tcp',
+    prepare: (frame) => frame,
+    write: (frame) => writeBatched(socket, frame),
     buffered: () => socket.writableLength,
     close() {
       socket.end();
