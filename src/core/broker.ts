@@ -122,7 +122,7 @@ export class Broker {
     let n = 0;
     this.topics.match((msg.target as { topic: string }).topic, (c) => {
       n++;
-      c.deliver(msg, NO_SETTLE);
+      this.safeDeliver(c, msg, NO_SETTLE);
     });
     return n;
   }
@@ -165,8 +165,17 @@ export class Broker {
     return set.size;
   }
 
+  /** One consumer's failure must not stop the fan-out to the others, nor reach the publisher. */
+  private safeDeliver(consumer: Consumer, msg: CoreMessage, delivery: Delivery): void {
+    try {
+      consumer.deliver(msg, delivery);
+    } catch (err) {
+      this.log.error({ err, session: consumer.sessionId, messageId: msg.id }, 'delivery to a consumer failed');
+    }
+  }
+
   private deliverUser(userId: string, name: string, consumer: Consumer, msg: CoreMessage, attempt: number, redelivered: boolean): void {
-    consumer.deliver(msg, {
+    this.safeDeliver(consumer, msg, {
       redelivered,
       settle: (outcome) => {
         if (outcome === 'ack') return;
@@ -296,7 +305,7 @@ export class Broker {
   private deliverQueued(q: QueueState, consumer: Consumer, entry: QueuedEntry): void {
     q.inflight++;
     let settled = false;
-    consumer.deliver(entry.msg, {
+    this.safeDeliver(consumer, entry.msg, {
       redelivered: entry.redelivered,
       settle: (outcome) => {
         if (settled) return;

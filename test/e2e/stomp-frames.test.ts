@@ -362,3 +362,82 @@ describe('STOMP heart-beats and durability', () => {
     await s.stop();
   });
 });
+
+describe('STOMP limits: the client pays, not the server', () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startServer({ maxConnectionsPerUser: 3, maxSubscriptionsPerConnection: 2, slowConsumerBytes: 65_536, publishRatePerSecond: 20 });
+  });
+  after(() => s.stop());
+
+  it('refuses a connection over maxConnectionsPerUser', async () => {
+    const open = [await connected(s), await connected(s), await connected(s)];
+    const c = await RawStomp.tcp(s.server.address('stomp').port);
+    const f = await c.connect(ADMIN);
+    assert.equal(f.command, 'ERROR');
+    assert.equal(frameHeader(f, 'message'), 'too many connections');
+    assert.match(f.body.toString(), /already has 3 connections/);
+    for (const o of open) o.close();
+    await Promise.all(open.map((o) => o.closedPromise));
+  });
+
+  it('refuses a subscription over maxSubscriptionsPerConnection', async () => {
+    while (s.server.ctx.sessions.size > 0) await new Promise((r) => setImmediate(r));
+    const c = await connected(s);
+    c.send('SUBSCRIBE\nid:1\ndestination:/topic/a\n\n\0');
+    c.send('SUBSCRIBE\nid:2\ndestination:/topic/b\n\n\0');
+    await expectError(c, 'SUBSCRIBE\nid:3\ndestination:/topic/c\n\n\0', /too many subscriptions/);
+  });
+
+  it('refuses SEND to an /app destination nobody handles', async () => {
+    while (s.server.ctx.sessions.size > 0) await new Promise((r) => setImmediate(r));
+    await expectError(await connected(s), 'SEND\ndestination:/app/nothing.here\n\nx\0', /nothing on this server handles \/app\/nothing.here/);
+  });
+
+  it('disconnects a subscriber that stops reading, and only it', async () => {
+    while (s.server.ctx.sessions.size > 0) await new Promise((r) => setImmediate(r));
+    const port = s.server.address('stomp').port;
+    const { connect: tcpConnect } = await import('node:net');
+    // A subscriber that never reads its socket.
+    const slow = tcpConnect(port, '127.0.0.1');
+    await new Promise((r) => slow.once('connect', r));
+    slow.write(`CONNECT\naccept-version:1.2\nlogin:admin\npasscode:${ADMIN_PASSWORD}\n\n\0SUBSCRIBE\nid:1\ndestination:/topic/flood\nreceipt:ok\n\n\0`);
+    await new Promise((r) => setTimeout(r, 200));
+    slow.pause();
+    const healthy = await connected(s);
+    healthy.send('SUBSCRIBE\nid:1\ndestination:/topic/flood\nreceipt:ok\n\n\0');
+    await healthy.next('RECEIPT');
+    const p = await connected(s);
+    const chunk = 'z'.repeat(60_000);
+    let gone = false;
+    const closed = new Promise<void>((r) => slow.once('close', () => ((gone = true), r())));
+    for (let i = 0; i < 100 && !gone; i++) {
+      p.send(`SEND\ndestination:/topic/flood\n\n${chunk}\0`);
+      await healthy.next('MESSAGE');
+    }
+    slow.resume();
+    let text = '';
+    slow.on('data', (d: Buffer) => (text += d.toString('latin1')));
+    await closed;
+    assert.match(text, /message:slow consumer/);
+    assert.equal(healthy.closed, false, 'the reading subscriber is unaffected');
+    p.close();
+    healthy.close();
+  });
+
+  it('slows a fast publisher down without losing its messages', async () => {
+    while (s.server.ctx.sessions.size > 0) await new Promise((r) => setImmediate(r));
+    const c = await connected(s);
+    c.send('SUBSCRIBE\nid:1\ndestination:/topic/rate\nreceipt:ok\n\n\0');
+    await c.next('RECEIPT');
+    const p = await connected(s);
+    const started = Date.now();
+    for (let i = 0; i < 40; i++) p.send(`SEND\ndestination:/topic/rate\n\n${i}\0`);
+    const bodies: string[] = [];
+    for (let i = 0; i < 40; i++) bodies.push((await c.next('MESSAGE', 10_000)).body.toString());
+    assert.deepEqual(bodies, Array.from({ length: 40 }, (_, i) => String(i)));
+    assert.ok(Date.now() - started >= 900, `${Date.now() - started} ms: ` + 'a 20/s limit holds 40 messages back for about a second');
+    p.close();
+    c.close();
+  });
+});

@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Receiver } from 'ws';
+import type { EventEmitter } from 'node:events';
+import * as ws from 'ws';
+
+// ws exports its frame parser at run time; @types/ws does not declare it.
+const { Receiver } = ws as unknown as {
+  Receiver: new (opts: { isServer: boolean; maxPayload: number }) => EventEmitter & { write(b: Buffer): void };
+};
 import { wsFrame } from '../../src/transports/ws-frame.js';
 
 /** Decodes frames with ws's own client-side Receiver: what a real client would see. */

@@ -442,13 +442,13 @@ export class StompConnection implements Session {
   }
 
   private async onSend(frame: StompFrame): Promise<void> {
-    const wait = this.consumeRateToken();
+    let wait = this.consumeRateToken();
     if (wait > 0) {
       // Too fast: stop reading from this client until it may publish again.
       this.transport.pause();
-      await new Promise((r) => setTimeout(r, wait));
+      do await new Promise((r) => setTimeout(r, wait));
+      while ((wait = this.consumeRateToken()) > 0);
       if (!this.paused) this.transport.resume();
-      this.consumeRateToken();
     }
     const dest = header(frame, 'destination');
     if (!dest) throw new StompError('SEND needs a destination header', 'add destination:/topic/…, /queue/…, /user/…/queue/… or /app/…');
@@ -655,7 +655,7 @@ export class StompConnection implements Session {
   private writePrepared(prepared: Buffer): void {
     this.lastWrite = Date.now();
     this.transport.write(prepared);
-    if (this.transport.buffered() > this.limits.slowConsumerBytes) {
+    if (this.state !== 'closing' && this.transport.buffered() > this.limits.slowConsumerBytes) {
       this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'slow_consumer' });
       this.fail('slow consumer', `more than ${this.limits.slowConsumerBytes} bytes are waiting to be read by this client`);
     }
@@ -694,22 +694,20 @@ export class StompConnection implements Session {
 
   /** Sends ERROR with `message` and closes. */
   fail(message: string, detail: string): void {
-    if (this.closed || this.state === 'closing') return;
-    this.sendError(message, detail, undefined);
-    this.shutdown(1008, message);
+    this.shutdown(1008, message, { message, detail });
   }
 
   /** Session.close: the server ends the session (token death, shutdown, kick). */
   close(reason: CloseReason): void {
-    if (this.closed || this.state === 'closing') return;
-    this.sendError(reason.message, reason.message, undefined);
     const code = reason.code === 'shutdown' ? 1001 : reason.code === 'token_expired' ? 4401 : reason.code === 'token_revoked' ? 4403 : 1008;
-    this.shutdown(code, reason.message);
+    this.shutdown(code, reason.message, { message: reason.message, detail: reason.message });
   }
 
-  private shutdown(code: number, reason: string): void {
+  /** Closes once: the optional ERROR goes out first (past the slow-consumer check), then the transport closes. */
+  private shutdown(code: number, reason: string, error?: { message: string; detail: string }): void {
     if (this.state === 'closing' || this.closed) return;
     this.state = 'closing';
+    if (error) this.sendError(error.message, error.detail, undefined);
     this.transport.close(code, reason);
     this.cleanup();
   }
