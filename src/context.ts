@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import type { MessageService } from './apps/message-service.js';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import type { Auth } from './core/auth.js';
@@ -18,6 +19,8 @@ export interface HeraldContext {
   readonly auth: Auth;
   readonly sessions: SessionRegistry;
   readonly broker: Broker;
+  /** The message service (seed 002): stored per-user messages with delivery status. */
+  readonly messages: MessageService;
   readonly metrics: Metrics;
   readonly http: FastifyInstance;
   readonly listeners: Listeners;

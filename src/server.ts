@@ -6,6 +6,7 @@ import type { Clock } from './clock.js';
 import { systemClock } from './clock.js';
 import { ConfigError, type Config } from './config.js';
 import type { HeraldContext } from './context.js';
+import { MessageService } from './apps/message-service.js';
 import { registerTestEcho } from './apps/test-echo.js';
 import { Auth } from './core/auth.js';
 import { Broker } from './core/broker.js';
@@ -15,9 +16,11 @@ import { SessionRegistry } from './core/session.js';
 import { createHttpApp } from './http/app.js';
 import { registerHealthRoutes } from './http/health.js';
 import { registerLoginRoutes } from './http/login.js';
+import { registerMessageRoutes } from './http/messages.js';
 import { registerPublishRoute } from './http/publish.js';
 import { registerUserRoutes } from './http/users.js';
 import { createLogger, type Logger } from './log.js';
+import { registerJsonWebSocket } from './protocols/json-ws/index.js';
 import { registerStomp } from './protocols/stomp/index.js';
 import { SqliteStore } from './store/sqlite/sqlite-store.js';
 import type { Store } from './store/store.js';
@@ -34,7 +37,7 @@ export interface StartOptions {
 /** A protocol front end: registers its routes and listeners, nothing else. */
 export type ProtocolModule = (ctx: HeraldContext) => void;
 
-const PROTOCOLS: readonly ProtocolModule[] = [registerStomp];
+const PROTOCOLS: readonly ProtocolModule[] = [registerStomp, registerJsonWebSocket];
 
 function openStore(config: Config): Store {
   if (config.databaseUrl) {
@@ -98,7 +101,9 @@ export class HeraldServer {
       maxRedeliveries: 10,
     });
     registerTestEcho(broker);
-    const base = { config, log, clock, store, auth, sessions, metrics, broker };
+    const messages = new MessageService(store, broker, sessions, config, clock, log.child({ component: 'messages' }));
+    messages.start();
+    const base = { config, log, clock, store, auth, sessions, metrics, broker, messages };
     const http = createHttpApp(base);
     const ctx: HeraldContext = { ...base, http, listeners: network };
 
@@ -107,6 +112,7 @@ export class HeraldServer {
     registerLoginRoutes(ctx);
     registerUserRoutes(ctx);
     registerPublishRoute(ctx);
+    registerMessageRoutes(ctx, messages);
     for (const register of PROTOCOLS) register(ctx);
 
     http.server.on('upgrade', (req, socket, head) => network.handleUpgrade(req, socket, head));
@@ -120,6 +126,7 @@ export class HeraldServer {
       network.stopAccepting();
       await http.close();
       auth.stop();
+      messages.stop();
       await store.close();
       throw err;
     }
@@ -150,6 +157,7 @@ export class HeraldServer {
     this.network.closeAll();
     await http.close();
     auth.stop();
+    this.ctx.messages.stop();
     await store.close();
     log.info('stopped');
   }

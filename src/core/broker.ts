@@ -57,6 +57,18 @@ export class AppRefusal extends Error {
 
 export type AppHandler = (req: AppRequest) => void | Promise<void>;
 
+/**
+ * A mailbox whose messages live in the store (the message service's
+ * `messages`): what a new subscriber must get first, and what an
+ * acknowledgement means.
+ */
+export interface DurableMailbox {
+  /** The user's stored messages still owed, oldest first (each with `recordId`). */
+  pending(userId: string): Promise<CoreMessage[]>;
+  /** A session of the user acknowledged the message. */
+  acked(userId: string, msg: CoreMessage): void;
+}
+
 interface QueuedEntry {
   storeId: string;
   msg: CoreMessage;
@@ -100,6 +112,9 @@ export class Broker {
   private readonly queues = new Map<string, QueueState>();
   private readonly queuesOf = new Map<Consumer, Set<QueueState>>();
   private readonly apps: [prefix: string, handler: AppHandler][] = [];
+  private readonly durable = new Map<string, DurableMailbox>();
+  /** Subscribers still being sent their stored backlog; live messages wait here meanwhile. */
+  private readonly replaying = new Map<Consumer, CoreMessage[]>();
 
   constructor(
     private readonly store: Store,
@@ -129,12 +144,29 @@ export class Broker {
 
   // ---- user mailboxes --------------------------------------------------------
 
+  /** Makes mailbox `name` durable: its stored backlog is replayed to each new subscriber before live traffic. */
+  registerDurableMailbox(name: string, mailbox: DurableMailbox): void {
+    this.durable.set(name, mailbox);
+  }
+
   subscribeUser(userId: string, name: string, consumer: Consumer): void {
     let byName = this.users.get(userId);
     if (!byName) this.users.set(userId, (byName = new Map()));
     let set = byName.get(name);
     if (!set) byName.set(name, (set = new Set()));
     set.add(consumer);
+    const durable = this.durable.get(name);
+    if (durable) {
+      this.replaying.set(consumer, []);
+      durable.pending(userId).then(
+        (backlog) => this.finishReplay(userId, name, consumer, backlog),
+        (err: unknown) => {
+          this.log.error({ err, userId, name }, 'could not read the stored backlog of a mailbox');
+          this.finishReplay(userId, name, consumer, []);
+        },
+      );
+      return;
+    }
     const parked = this.parked.get(userId)?.get(name);
     if (parked) {
       this.parked.get(userId)!.delete(name);
@@ -143,9 +175,23 @@ export class Broker {
     }
   }
 
+  /** Backlog first, then what arrived live meanwhile, each record once. */
+  private finishReplay(userId: string, name: string, consumer: Consumer, backlog: CoreMessage[]): void {
+    const live = this.replaying.get(consumer);
+    this.replaying.delete(consumer);
+    if (!live || !this.users.get(userId)?.get(name)?.has(consumer)) return; // unsubscribed meanwhile
+    const seen = new Set<string>();
+    for (const m of backlog) {
+      if (m.recordId) seen.add(m.recordId);
+      this.deliverUser(userId, name, consumer, m, 1, false);
+    }
+    for (const m of live) if (!m.recordId || !seen.has(m.recordId)) this.deliverUser(userId, name, consumer, m, 1, false);
+  }
+
   unsubscribeUser(userId: string, name: string, consumer: Consumer): void {
     const byName = this.users.get(userId);
     const set = byName?.get(name);
+    this.replaying.delete(consumer);
     if (!set?.delete(consumer)) return;
     if (set.size === 0) byName!.delete(name);
     if (byName!.size === 0) this.users.delete(userId);
@@ -161,7 +207,11 @@ export class Broker {
     const t = msg.target as { userId: string; name: string };
     const set = this.users.get(t.userId)?.get(t.name);
     if (!set) return 0;
-    for (const c of set) this.deliverUser(t.userId, t.name, c, msg, 1, false);
+    for (const c of set) {
+      const waiting = this.replaying.get(c);
+      if (waiting) waiting.push(msg);
+      else this.deliverUser(t.userId, t.name, c, msg, 1, false);
+    }
     return set.size;
   }
 
@@ -178,7 +228,12 @@ export class Broker {
     this.safeDeliver(consumer, msg, {
       redelivered,
       settle: (outcome) => {
-        if (outcome === 'ack') return;
+        if (outcome === 'ack') {
+          if (msg.recordId !== undefined) this.durable.get(name)?.acked(userId, msg);
+          return;
+        }
+        // A stored message left unacknowledged stays owed in the store; the next subscriber gets it.
+        if (outcome === 'requeue' && msg.recordId !== undefined && this.durable.has(name)) return;
         if (attempt >= this.limits.maxRedeliveries) {
           this.log.warn({ userId, name, messageId: msg.id, attempt }, 'user message dropped after too many redeliveries');
           return;

@@ -25,6 +25,8 @@ export interface CoreMessage {
   readonly contentType: string | undefined;
   /** Application headers (STOMP custom headers, MQTT v5 user properties). */
   readonly headers: HeaderList;
+  /** Id of the stored message record (message service) this delivery carries, if any. */
+  readonly recordId: string | undefined;
   /** Session that published it (for no-local), if any. */
   readonly publisherSession: string | undefined;
   readonly timestamp: number;
@@ -45,6 +47,7 @@ export function createMessage(init: {
   contentType?: string | undefined;
   headers?: HeaderList;
   publisherSession?: string | undefined;
+  recordId?: string | undefined;
   id?: string;
   timestamp?: number;
 }): CoreMessage {
@@ -55,6 +58,7 @@ export function createMessage(init: {
     textBody: isUtf8(init.body),
     contentType: init.contentType,
     headers: init.headers ?? [],
+    recordId: init.recordId,
     publisherSession: init.publisherSession,
     timestamp: init.timestamp ?? Date.now(),
     encoded: new Map(),

@@ -42,3 +42,33 @@ export class WindowCounter {
     for (const [k, w] of this.windows) if (now >= w.resetAt) this.windows.delete(k);
   }
 }
+
+/**
+ * Token bucket for publish rates: `rate` tokens per second, bursts up to
+ * `rate`. `take` returns 0 when a token was taken, else the milliseconds to
+ * wait before trying again. A rate of 0 means no limit.
+ */
+export class TokenBucket {
+  private tokens: number;
+  private at: number;
+
+  constructor(
+    private readonly rate: number,
+    private readonly clock: Clock,
+  ) {
+    this.tokens = rate;
+    this.at = clock.now();
+  }
+
+  take(): number {
+    if (this.rate === 0) return 0;
+    const now = this.clock.now();
+    this.tokens = Math.min(this.rate, this.tokens + ((now - this.at) * this.rate) / 1000);
+    this.at = now;
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      return 0;
+    }
+    return Math.ceil(((1 - this.tokens) * 1000) / this.rate);
+  }
+}

@@ -153,6 +153,13 @@ export interface Store {
   /** Newest first. */
   queryMessages(query: MessageQuery): Promise<Page<MessageRecord>>;
   deleteMessage(id: string): Promise<boolean>;
+  /**
+   * Retention, one bounded step: deletes up to `batch` messages created before
+   * `olderThan`, and for each receiver with more than `maxPerReceiver` delivery
+   * rows, up to `batch` of its oldest rows (and a message once none of its rows
+   * remain). Returns how much it removed; 0 means done for now.
+   */
+  pruneMessages(olderThan: number, maxPerReceiver: number, batch: number): Promise<number>;
 
   /** Keeps a queue message until `dequeue`; returns its id. */
   enqueue(message: NewQueuedMessage): Promise<string>;

@@ -197,6 +197,23 @@ export function storeSuite(name: string, factory: StoreFactory): void {
       assert.equal((await store.pendingFor('接收者', 1))[0]?.title, '标题');
     });
 
+    it('prunes messages by age and by count per receiver, in bounded steps', async () => {
+      const ids: string[] = [];
+      for (let i = 1; i <= 6; i++) {
+        ids.push(await store.insertMessage({ sender: 's', title: 't' + i, content: 'c', type: '0', createdAt: i * 100, receivers: i === 6 ? ['u1', 'u2'] : ['u1'] }));
+      }
+      // by age: messages 1 and 2 are older than 250
+      assert.equal(await store.pruneMessages(250, 1000, 1), 1, 'one step removes at most `batch`');
+      assert.equal(await store.pruneMessages(250, 1000, 10), 1);
+      assert.equal(await store.pruneMessages(250, 1000, 10), 0);
+      assert.equal(await store.getMessage(ids[0]!), null);
+      // by count: u1 keeps its newest 2 rows (5 and 6); message 6 stays for u2 too
+      while ((await store.pruneMessages(0, 2, 1)) > 0);
+      assert.deepEqual((await store.pendingFor('u1', 10)).map((m) => m.title), ['t5', 't6']);
+      assert.equal(await store.getMessage(ids[2]!), null, 'a message with no rows left is gone');
+      assert.deepEqual((await store.pendingFor('u2', 10)).map((m) => m.title), ['t6']);
+    });
+
     it('keeps queue messages in order until dequeued, per queue', async () => {
       const body = Buffer.from([1, 0, 2, 255]);
       const a1 = await store.enqueue({ queue: 'jobs', body, contentType: 'application/octet-stream', headers: [['x', '1'], ['x', '2']], createdAt: 5 });

@@ -14,6 +14,8 @@ import { parseDestination, topicProblem, topicToDotted } from '../../core/destin
 import { isSelf, resolveUserId } from '../../core/mailbox.js';
 import { createMessage, type CoreMessage, type HeaderList, type Target } from '../../core/message.js';
 import type { CloseReason, Protocol, Session } from '../../core/session.js';
+import { TokenBucket } from '../../core/rate-limit.js';
+import { systemClock } from '../../clock.js';
 import {
   encodeFrame,
   header,
@@ -203,8 +205,7 @@ export class StompConnection implements Session {
   private lastWrite = Date.now();
   private sendTimer: NodeJS.Timeout | undefined;
   private readTimer: NodeJS.Timeout | undefined;
-  private tokens: number;
-  private tokensAt = Date.now();
+  private readonly bucket: TokenBucket;
   private registered = false;
   private paused = false;
   private readonly delivered: { inc(): void };
@@ -231,7 +232,7 @@ export class StompConnection implements Session {
       heartbeatMs: c.stompHeartbeatMs,
       publishRate: c.publishRatePerSecond,
     };
-    this.tokens = this.limits.publishRate;
+    this.bucket = new TokenBucket(this.limits.publishRate, systemClock);
     this.delivered = ctx.metrics.messagesOut.labels(protocol);
     this.parser = new StompParser({
       maxHeaderBytes: c.stompMaxHeaderBytes,
@@ -428,26 +429,13 @@ export class StompConnection implements Session {
 
   // ---- SEND ------------------------------------------------------------------
 
-  private consumeRateToken(): number {
-    const rate = this.limits.publishRate;
-    if (rate === 0) return 0;
-    const now = Date.now();
-    this.tokens = Math.min(rate, this.tokens + ((now - this.tokensAt) * rate) / 1000);
-    this.tokensAt = now;
-    if (this.tokens >= 1) {
-      this.tokens -= 1;
-      return 0;
-    }
-    return Math.ceil(((1 - this.tokens) * 1000) / rate);
-  }
-
   private async onSend(frame: StompFrame): Promise<void> {
-    let wait = this.consumeRateToken();
+    let wait = this.bucket.take();
     if (wait > 0) {
       // Too fast: stop reading from this client until it may publish again.
       this.transport.pause();
       do await new Promise((r) => setTimeout(r, wait));
-      while ((wait = this.consumeRateToken()) > 0);
+      while ((wait = this.bucket.take()) > 0);
       if (!this.paused) this.transport.resume();
     }
     const dest = header(frame, 'destination');

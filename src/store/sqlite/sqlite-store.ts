@@ -331,6 +331,34 @@ export class SqliteStore implements Store {
     return this.stmts.deleteMessage.run(n).changes > 0;
   }
 
+  async pruneMessages(olderThan: number, maxPerReceiver: number, batch: number): Promise<number> {
+    return this.db.transaction(() => {
+      let removed = this.db
+        .prepare<[number, number]>('DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE created_at < ? ORDER BY id LIMIT ?)')
+        .run(olderThan, batch).changes;
+      const crowded = this.db
+        .prepare<[number, number], { receiver: string }>(
+          'SELECT receiver FROM message_receivers GROUP BY receiver HAVING COUNT(*) > ? LIMIT ?',
+        )
+        .all(maxPerReceiver, batch);
+      for (const { receiver } of crowded) {
+        const ids = this.db
+          .prepare<[string, number, number], { message_id: number }>(
+            'SELECT message_id FROM message_receivers WHERE receiver = ? ORDER BY message_id DESC LIMIT ? OFFSET ?',
+          )
+          .all(receiver, batch, maxPerReceiver)
+          .map((r) => r.message_id);
+        if (ids.length === 0) continue;
+        const list = ids.join(',');
+        removed += this.db.prepare<[string]>(`DELETE FROM message_receivers WHERE receiver = ? AND message_id IN (${list})`).run(receiver).changes;
+        removed += this.db
+          .prepare(`DELETE FROM messages WHERE id IN (${list}) AND NOT EXISTS (SELECT 1 FROM message_receivers r WHERE r.message_id = messages.id)`)
+          .run().changes;
+      }
+      return removed;
+    })();
+  }
+
   async enqueue(m: NewQueuedMessage): Promise<string> {
     const info = this.stmts.enqueue.run(m.queue, m.body, m.contentType, JSON.stringify(m.headers), m.createdAt);
     return String(info.lastInsertRowid);

@@ -1,0 +1,163 @@
+/**
+ * The message service of seed 002: messages with a title, content and type,
+ * sent to listed users (or to everyone online), stored with one delivery row
+ * per receiver whose status moves PENDING → DELIVERED → READ.
+ *
+ * Delivery rides on the broker's user mailbox `messages`: every session of a
+ * receiver subscribed to it gets the message, whatever its protocol (STOMP
+ * `/user/queue/messages`, the JSON WebSocket, later MQTT `$user/messages`).
+ * The mailbox is durable: a subscriber first gets everything still PENDING
+ * for its user, oldest first, then live traffic, each record once.
+ */
+import type { Config } from '../config.js';
+import type { Principal } from '../core/auth.js';
+import type { Broker } from '../core/broker.js';
+import { createMessage, type CoreMessage } from '../core/message.js';
+import type { SessionRegistry } from '../core/session.js';
+import type { Logger } from '../log.js';
+import type { Clock } from '../clock.js';
+import type { DeliveryStatus, Store, StoredMessage } from '../store/store.js';
+
+export const MAILBOX = 'messages';
+const BACKLOG_LIMIT = 10_000;
+
+/** What clients see of a message: the `data` of a `message` event, and a STOMP MESSAGE body. */
+export function messageView(m: StoredMessage): { id: string; title: string; content: string; type: string | number; sender: string; createdAt: string } {
+  return {
+    id: m.id,
+    title: m.title,
+    content: m.content,
+    type: typeForOutput(m.type),
+    sender: m.sender,
+    createdAt: new Date(m.createdAt).toISOString(),
+  };
+}
+
+/** Seed 002 sends `type` as a number; it is stored as text and given back as it came. */
+export function typeForOutput(type: string): string | number {
+  return /^(0|-?[1-9]\d{0,14})$/.test(type) ? Number(type) : type;
+}
+
+export interface SendRequest {
+  title: string;
+  content: string;
+  type: string;
+  /** User ids or names; absent = everyone online now. */
+  receivers?: string[] | undefined;
+}
+
+export interface SendResult {
+  id: string;
+  receivers: string[];
+  unknownReceivers: string[];
+  delivered: number;
+}
+
+export class UnknownReceiversError extends Error {
+  constructor(readonly unknown: string[]) {
+    super(`none of the receivers exist: ${unknown.join(', ')}`);
+  }
+}
+
+export class MessageService {
+  private sweepTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly store: Store,
+    private readonly broker: Broker,
+    private readonly sessions: SessionRegistry,
+    private readonly config: Config,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+  ) {
+    broker.registerDurableMailbox(MAILBOX, {
+      pending: async (userId) => (await store.pendingFor(userId, BACKLOG_LIMIT)).map((m) => this.toCore(userId, m)),
+      acked: (userId, msg) => void this.setStatus(msg.recordId!, userId, 'DELIVERED'),
+    });
+  }
+
+  start(): void {
+    const everyMs = this.config.messageRetentionSweepSeconds * 1000;
+    this.sweepTimer = setInterval(() => void this.sweep(), everyMs);
+    this.sweepTimer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.sweepTimer);
+  }
+
+  private toCore(userId: string, m: StoredMessage): CoreMessage {
+    return createMessage({
+      target: { kind: 'user', userId, name: MAILBOX },
+      body: Buffer.from(JSON.stringify(messageView(m))),
+      contentType: 'application/json',
+      recordId: m.id,
+      timestamp: m.createdAt,
+    });
+  }
+
+  /**
+   * Resolves receivers (ids or names; JWT-only users have no row and are
+   * unknown here), stores the message and its rows in one transaction, then
+   * delivers to every online session of each receiver.
+   */
+  async send(sender: Principal, req: SendRequest): Promise<SendResult> {
+    const unknownReceivers: string[] = [];
+    let receivers: string[];
+    if (req.receivers === undefined) {
+      receivers = [...new Set([...this.sessions.all()].map((s) => s.principal.userId))];
+    } else {
+      const found = new Set<string>();
+      for (const r of req.receivers) {
+        const user = (await this.store.getUserById(r)) ?? (await this.store.getUserByName(r));
+        if (user) found.add(user.id);
+        else unknownReceivers.push(r);
+      }
+      receivers = [...found];
+      if (receivers.length === 0) throw new UnknownReceiversError(unknownReceivers);
+    }
+    const createdAt = this.clock.now();
+    const stored: StoredMessage = { id: '', sender: sender.name, title: req.title, content: req.content, type: req.type, createdAt };
+    stored.id = await this.store.insertMessage({ ...stored, receivers });
+    // One body for all receivers; only the mailbox address differs.
+    const body = Buffer.from(JSON.stringify(messageView(stored)));
+    let delivered = 0;
+    for (const userId of receivers) {
+      delivered += this.broker.publishUser(
+        createMessage({ target: { kind: 'user', userId, name: MAILBOX }, body, contentType: 'application/json', recordId: stored.id, timestamp: createdAt }),
+      );
+    }
+    return { id: stored.id, receivers, unknownReceivers, delivered };
+  }
+
+  /** Moves a receiver's row forward; false when there is no such row or it is already there. */
+  async setStatus(messageId: string, userId: string, status: DeliveryStatus): Promise<boolean> {
+    try {
+      return await this.store.setDeliveryStatus(messageId, userId, status, this.clock.now());
+    } catch (err) {
+      this.log.error({ err, messageId, userId, status }, 'could not record a delivery status');
+      return false;
+    }
+  }
+
+  /** HTTP fallback (seed 002's collectMessage): the caller's PENDING messages, now marked DELIVERED. */
+  async collect(userId: string, limit: number): Promise<ReturnType<typeof messageView>[]> {
+    const pending = await this.store.pendingFor(userId, limit);
+    for (const m of pending) await this.store.setDeliveryStatus(m.id, userId, 'DELIVERED', this.clock.now());
+    return pending.map(messageView);
+  }
+
+  /** Retention: a few bounded steps per run, yielding between them so delivery never waits long. */
+  async sweep(): Promise<number> {
+    const maxAge = this.config.messageRetentionDays * 86_400_000;
+    let total = 0;
+    for (let step = 0; step < 100; step++) {
+      const removed = await this.store.pruneMessages(this.clock.now() - maxAge, this.config.messageMaxPerUser, 500);
+      total += removed;
+      if (removed === 0) break;
+      await new Promise((r) => setImmediate(r));
+    }
+    if (total > 0) this.log.info({ removed: total }, 'message retention sweep');
+    return total;
+  }
+}

@@ -1,0 +1,211 @@
+/**
+ * The message service's HTTP API (seed 002): send, page through records,
+ * delete, list online clients, collect pending messages, mark read.
+ */
+import { MessageService, UnknownReceiversError, messageView } from '../apps/message-service.js';
+import type { HeraldContext } from '../context.js';
+import { DELIVERY_STATUSES, type DeliveryStatus } from '../store/store.js';
+import { HttpError, badRequest, forbidden, notFound, ok } from './envelope.js';
+import { requireAuth } from './app.js';
+
+interface SendBody {
+  content: string;
+  receiver?: (string | number)[];
+  title?: string;
+  type?: string | number;
+}
+
+interface PageQuery {
+  page?: number;
+  size?: number;
+  status?: DeliveryStatus;
+  sender?: string;
+  receiver?: string;
+  type?: string;
+  from?: string;
+  to?: string;
+}
+
+const MAX_PAGE_SIZE = 100;
+const ID = { anyOf: [{ type: 'string', minLength: 1, maxLength: 32 }, { type: 'integer', minimum: 1 }] };
+
+/** Epoch milliseconds or an ISO 8601 date. */
+function parseTime(value: string, name: string): number {
+  const t = /^\d+$/.test(value) ? Number(value) : Date.parse(value);
+  if (!Number.isFinite(t)) throw badRequest(`${name} must be epoch milliseconds or an ISO 8601 date, not "${value}"`);
+  return t;
+}
+
+export function registerMessageRoutes(ctx: HeraldContext, service: MessageService): void {
+  const { http, store, sessions, config } = ctx;
+  const anyone = requireAuth(ctx);
+  const managers = requireAuth(ctx, ['admin', 'service']);
+
+  http.post<{ Body: SendBody }>(
+    '/api/message/sendMessage',
+    {
+      preHandler: anyone,
+      schema: {
+        body: {
+          type: 'object',
+          required: ['content'],
+          additionalProperties: false,
+          properties: {
+            content: { type: 'string' },
+            receiver: { type: 'array', maxItems: 10_000, items: ID },
+            title: { type: 'string', maxLength: 512 },
+            type: { anyOf: [{ type: 'integer' }, { type: 'string', maxLength: 64 }] },
+          },
+        },
+      },
+    },
+    async (req) => {
+      const p = req.principal!;
+      const { content } = req.body;
+      if (content.length === 0) throw badRequest('content is empty; send the message text (or JSON text) in content');
+      const bytes = Buffer.byteLength(content);
+      if (bytes > config.messageMaxContentBytes) {
+        throw new HttpError(413, `content is ${bytes} bytes; the limit is ${config.messageMaxContentBytes} (messageMaxContentBytes)`);
+      }
+      const broadcast = req.body.receiver === undefined;
+      if (p.role === 'user' && (broadcast || !config.userSendToOthers)) {
+        throw forbidden(broadcast ? 'sending to everyone online needs the admin or service role' : 'sending messages needs the admin or service role');
+      }
+      if (!broadcast && req.body.receiver!.length === 0) throw badRequest('receiver is an empty list; leave it out to send to everyone online');
+      try {
+        const r = await service.send(p, {
+          title: req.body.title ?? '',
+          content,
+          type: String(req.body.type ?? 0),
+          receivers: req.body.receiver?.map(String),
+        });
+        return ok(r);
+      } catch (err) {
+        if (err instanceof UnknownReceiversError) throw new HttpError(400, err.message, {}, { unknownReceivers: err.unknown });
+        throw err;
+      }
+    },
+  );
+
+  http.get<{ Querystring: PageQuery }>(
+    '/api/message/getMessagePage',
+    {
+      preHandler: managers,
+      schema: {
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            page: { type: 'integer', minimum: 1, maximum: 1_000_000 },
+            size: { type: 'integer', minimum: 1, maximum: MAX_PAGE_SIZE },
+            status: { type: 'string', enum: [...DELIVERY_STATUSES] },
+            sender: { type: 'string', maxLength: 128 },
+            receiver: { type: 'string', maxLength: 128 },
+            type: { type: 'string', maxLength: 64 },
+            from: { type: 'string', maxLength: 40 },
+            to: { type: 'string', maxLength: 40 },
+          },
+        },
+      },
+    },
+    async (req) => {
+      const q = req.query;
+      const page = q.page ?? 1;
+      const size = q.size ?? 10;
+      let receiver = q.receiver;
+      if (receiver !== undefined) receiver = ((await store.getUserByName(receiver)) ?? (await store.getUserById(receiver)))?.id ?? receiver;
+      const result = await store.queryMessages({
+        page,
+        size,
+        ...(q.status !== undefined ? { status: q.status } : {}),
+        ...(q.sender !== undefined ? { sender: q.sender } : {}),
+        ...(receiver !== undefined ? { receiver } : {}),
+        ...(q.type !== undefined ? { type: q.type } : {}),
+        ...(q.from !== undefined ? { from: parseTime(q.from, 'from') } : {}),
+        ...(q.to !== undefined ? { to: parseTime(q.to, 'to') } : {}),
+      });
+      const names = new Map<string, string>();
+      for (const m of result.items) {
+        for (const r of m.receivers) {
+          if (!names.has(r.receiver)) names.set(r.receiver, (await store.getUserById(r.receiver))?.name ?? r.receiver);
+        }
+      }
+      return ok({
+        records: result.items.map((m) => ({
+          ...messageView(m),
+          receivers: m.receivers.map((r) => ({
+            receiver: r.receiver,
+            receiverName: names.get(r.receiver),
+            status: r.status,
+            updatedAt: new Date(r.updatedAt).toISOString(),
+          })),
+        })),
+        total: result.total,
+        current: page,
+        size,
+        pages: Math.ceil(result.total / size),
+      });
+    },
+  );
+
+  const deleteById = async (id: string): Promise<ReturnType<typeof ok>> => {
+    if (!(await store.deleteMessage(id))) throw notFound(`no message with id ${id}`);
+    return ok({ id, deleted: true });
+  };
+  http.delete<{ Querystring: { id: string } }>(
+    '/api/message/deleteMessageById',
+    {
+      preHandler: managers,
+      schema: { querystring: { type: 'object', required: ['id'], additionalProperties: false, properties: { id: { type: 'string', minLength: 1, maxLength: 32 } } } },
+    },
+    async (req) => deleteById(req.query.id),
+  );
+  http.post<{ Body: { id: string | number } }>(
+    '/api/message/deleteMessageById',
+    {
+      preHandler: managers,
+      schema: { body: { type: 'object', required: ['id'], additionalProperties: false, properties: { id: ID } } },
+    },
+    async (req) => deleteById(String(req.body.id)),
+  );
+
+  http.get('/api/message/getWebSocketClients', { preHandler: managers }, async () =>
+    ok(
+      [...sessions.all()].map((s) => ({
+        sessionId: s.id,
+        userId: s.principal.userId,
+        loginName: s.principal.name,
+        device: s.device,
+        protocol: s.protocol,
+        remoteAddress: s.remoteAddress,
+        loginTime: new Date(s.connectedAt).toISOString(),
+        status: 'ONLINE',
+      })),
+    ),
+  );
+
+  http.post<{ Body: { limit?: number } | undefined }>(
+    '/api/message/collectMessage',
+    {
+      preHandler: anyone,
+      schema: { body: { type: 'object', additionalProperties: false, properties: { limit: { type: 'integer', minimum: 1, maximum: 1000 } } } },
+    },
+    async (req) => ok(await service.collect(req.principal!.userId, req.body?.limit ?? 100)),
+  );
+
+  http.post<{ Body: { id: string | number } }>(
+    '/api/message/markRead',
+    {
+      preHandler: anyone,
+      schema: { body: { type: 'object', required: ['id'], additionalProperties: false, properties: { id: ID } } },
+    },
+    async (req) => {
+      const id = String(req.body.id);
+      const m = await store.getMessage(id);
+      const mine = m?.receivers.find((r) => r.receiver === req.principal!.userId);
+      if (!m || !mine) throw notFound(`no message with id ${id} for you`);
+      await service.setStatus(id, req.principal!.userId, 'READ');
+      return ok({ id, status: 'READ' });
+    },
+  );
+}

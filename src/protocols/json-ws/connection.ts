@@ -1,0 +1,346 @@
+/**
+ * The plain JSON WebSocket of seed 002 (`/websocket/{token}`): one JSON
+ * object per WebSocket message each way.
+ *
+ * Server → client:
+ *   {"event":"message","data":{id,title,content,type,sender,createdAt}}   the user's messages
+ *   {"event":"topic","topic":"a.b","data":…}                               subscribed topics
+ *   {"event":"ping"} keep-alive, {"event":"pong"} answer to a ping,
+ *   {"event":"ok","data":{"action":…}} confirmation, {"event":"error","data":{code,message}}
+ * Client → server:
+ *   {"action":"ack","id":…} {"action":"read","id":…} {"action":"ping"}
+ *   {"action":"subscribe","topic":…} {"action":"unsubscribe","topic":…}
+ *   {"action":"publish","topic":…,"data":…}
+ */
+import type { WebSocket } from 'ws';
+import { MAILBOX } from '../../apps/message-service.js';
+import { systemClock } from '../../clock.js';
+import type { HeraldContext } from '../../context.js';
+import type { Principal } from '../../core/auth.js';
+import type { Consumer, Delivery } from '../../core/broker.js';
+import { filterProblem, topicFromDotted, topicProblem, topicToDotted } from '../../core/destination.js';
+import { createMessage, type CoreMessage } from '../../core/message.js';
+import { TokenBucket } from '../../core/rate-limit.js';
+import type { CloseReason, Session } from '../../core/session.js';
+import { rawSocket, wsFrame, writeFrame } from '../../transports/ws-frame.js';
+
+let counter = 0;
+
+/** `data` of a topic event: JSON bodies inline, UTF-8 text as a string, other bytes as base64. */
+function topicData(msg: CoreMessage): string {
+  if (msg.textBody) {
+    const text = msg.body.toString('utf8');
+    if (msg.contentType?.includes('json')) {
+      try {
+        JSON.parse(text);
+        return text;
+      } catch {
+        // declared JSON but is not: send it as a string
+      }
+    }
+    return JSON.stringify(text);
+  }
+  return JSON.stringify(msg.body.toString('base64'));
+}
+
+class Subscription implements Consumer {
+  constructor(
+    readonly conn: JsonConnection,
+    readonly kind: 'mailbox' | 'topic',
+  ) {}
+  get sessionId(): string {
+    return this.conn.id;
+  }
+  get principal(): Principal {
+    return this.conn.principal;
+  }
+  hasCapacity(): boolean {
+    return this.conn.writable();
+  }
+  deliver(msg: CoreMessage, delivery: Delivery): void {
+    if (this.kind === 'mailbox') this.conn.deliverMessage(msg, delivery);
+    else this.conn.deliverTopic(msg);
+  }
+}
+
+export class JsonConnection implements Session {
+  readonly id = `json-${process.pid.toString(36)}-${(++counter).toString(36)}`;
+  readonly protocol = 'json-ws' as const;
+  readonly connectedAt: number;
+  closed = false;
+
+  private readonly mailbox = new Subscription(this, 'mailbox');
+  private readonly topics = new Map<string, Subscription>();
+  /** Messages written and not yet acknowledged, by message id. */
+  private readonly unacked = new Map<string, Delivery>();
+  private readonly held: [CoreMessage, Delivery][] = [];
+  private readonly bucket: TokenBucket;
+  private readonly delivered: { inc(): void };
+  private pingTimer: NodeJS.Timeout | undefined;
+  private alive = true;
+  private ending = false;
+  private chain: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly ctx: HeraldContext,
+    private readonly ws: WebSocket,
+    readonly principal: Principal,
+    readonly remoteAddress: string,
+    readonly device: string,
+  ) {
+    this.connectedAt = ctx.clock.now();
+    this.bucket = new TokenBucket(ctx.config.publishRatePerSecond, systemClock);
+    this.delivered = ctx.metrics.messagesOut.labels('json-ws');
+  }
+
+  start(): void {
+    this.ctx.sessions.add(this);
+    this.ws.on('message', (data: Buffer, isBinary: boolean) => {
+      // Handle in order, one at a time, even when a handler waits for the store.
+      this.chain = this.chain.then(() => this.onMessage(data, isBinary)).catch((err: unknown) => {
+        this.ctx.log.error({ err, session: this.id }, 'JSON WebSocket message handling failed');
+        this.sendError('internal', 'the server could not handle this message; the server log has the details');
+      });
+    });
+    this.ws.on('pong', () => (this.alive = true));
+    this.ws.on('close', () => this.cleanup());
+    this.ws.on('error', () => this.cleanup());
+    const every = this.ctx.config.jsonPingSeconds * 1000;
+    if (every > 0) {
+      this.pingTimer = setInterval(() => {
+        if (!this.alive) {
+          this.ctx.metrics.protocolErrors.inc({ protocol: 'json-ws', reason: 'keepalive' });
+          this.ws.terminate();
+          return;
+        }
+        this.alive = false;
+        this.ws.ping();
+        this.sendEvent('{"event":"ping"}');
+      }, every);
+      this.pingTimer.unref();
+    }
+    // Subscribing the mailbox replays the user's PENDING messages before live ones.
+    this.ctx.broker.subscribeUser(this.principal.userId, MAILBOX, this.mailbox);
+  }
+
+  // ---- output -----------------------------------------------------------------
+
+  writable(): boolean {
+    return !this.closed && rawSocket(this.ws).writableLength < this.ctx.config.slowConsumerBytes / 2;
+  }
+
+  private write(prepared: Buffer): void {
+    if (this.closed) return;
+    writeFrame(this.ws, prepared);
+    if (!this.ending && rawSocket(this.ws).writableLength > this.ctx.config.slowConsumerBytes) {
+      this.ctx.metrics.protocolErrors.inc({ protocol: 'json-ws', reason: 'slow_consumer' });
+      this.end('slow_consumer', `more than ${this.ctx.config.slowConsumerBytes} bytes are waiting to be read by this client`, 1008);
+    }
+  }
+
+  private sendEvent(json: string): void {
+    this.write(wsFrame(Buffer.from(json), true));
+  }
+
+  private sendError(code: string, message: string): void {
+    this.sendEvent(JSON.stringify({ event: 'error', data: { code, message } }));
+  }
+
+  deliverMessage(msg: CoreMessage, delivery: Delivery): void {
+    if (this.closed) {
+      delivery.settle?.('requeue');
+      return;
+    }
+    if (this.unacked.size >= this.ctx.config.maxUnackedPerSubscription || this.held.length > 0) {
+      this.held.push([msg, delivery]);
+      if (this.held.length > this.ctx.config.maxUnackedPerSubscription * 10) {
+        this.end('slow_consumer', 'too many messages wait for acknowledgements; send {"action":"ack","id":…} for each message', 1008);
+      }
+      return;
+    }
+    let prepared = msg.encoded.get('json:message');
+    if (!prepared) {
+      const body = msg.textBody ? msg.body.toString('utf8') : JSON.stringify(msg.body.toString('base64'));
+      prepared = wsFrame(Buffer.from(`{"event":"message","data":${msg.contentType?.includes('json') ? body : JSON.stringify(body)}}`), true);
+      msg.encoded.set('json:message', prepared);
+    }
+    const key = msg.recordId ?? msg.id;
+    const previous = this.unacked.get(key);
+    this.unacked.set(key, delivery);
+    previous?.settle?.('requeue');
+    this.delivered.inc();
+    this.write(prepared);
+  }
+
+  deliverTopic(msg: CoreMessage): void {
+    let prepared = msg.encoded.get('json:topic');
+    if (!prepared) {
+      const topic = JSON.stringify(topicToDotted((msg.target as { topic: string }).topic));
+      prepared = wsFrame(Buffer.from(`{"event":"topic","topic":${topic},"data":${topicData(msg)}}`), true);
+      msg.encoded.set('json:topic', prepared);
+    }
+    this.delivered.inc();
+    this.write(prepared);
+  }
+
+  private drainHeld(): void {
+    while (this.held.length > 0 && this.unacked.size < this.ctx.config.maxUnackedPerSubscription && !this.closed) {
+      const [m, d] = this.held.shift()!;
+      this.deliverMessage(m, d);
+    }
+  }
+
+  // ---- input ------------------------------------------------------------------
+
+  private async onMessage(data: Buffer, isBinary: boolean): Promise<void> {
+    if (this.closed) return;
+    this.alive = true;
+    if (isBinary) return this.sendError('bad_request', 'send JSON text messages, not binary ones');
+    let frame: unknown;
+    try {
+      frame = JSON.parse(data.toString('utf8'));
+    } catch (err) {
+      return this.sendError('bad_json', `message is not valid JSON: ${(err as Error).message}`);
+    }
+    if (frame === null || typeof frame !== 'object' || Array.isArray(frame)) {
+      return this.sendError('bad_request', 'each message must be a JSON object with an "action"');
+    }
+    const f = frame as Record<string, unknown>;
+    switch (f['action']) {
+      case 'ping':
+        return this.sendEvent('{"event":"pong"}');
+      case 'ack':
+        return this.onAck(f['id'], 'DELIVERED');
+      case 'read':
+        return this.onAck(f['id'], 'READ');
+      case 'subscribe':
+        return this.onSubscribe(f['topic']);
+      case 'unsubscribe':
+        return this.onUnsubscribe(f['topic']);
+      case 'publish':
+        return this.onPublish(f['topic'], f['data'], 'data' in f);
+      case undefined:
+        return this.sendError('bad_request', 'message has no "action"; actions are ack, read, ping, subscribe, unsubscribe, publish');
+      default:
+        return this.sendError('unknown_action', `unknown action ${JSON.stringify(f['action']).slice(0, 64)}; actions are ack, read, ping, subscribe, unsubscribe, publish`);
+    }
+  }
+
+  private async onAck(rawId: unknown, status: 'DELIVERED' | 'READ'): Promise<void> {
+    if ((typeof rawId !== 'string' || rawId === '') && !(typeof rawId === 'number' && Number.isInteger(rawId))) {
+      return this.sendError('bad_request', `${status === 'READ' ? 'read' : 'ack'} needs the message "id"`);
+    }
+    const id = String(rawId);
+    const delivery = this.unacked.get(id);
+    if (delivery) {
+      this.unacked.delete(id);
+      delivery.settle?.('ack');
+      this.drainHeld();
+      if (status === 'DELIVERED') return;
+    }
+    // Not in flight here (acked before, delivered elsewhere, or collected): go to the store.
+    const changed = await this.ctx.messages.setStatus(id, this.principal.userId, status);
+    if (!changed && !delivery) {
+      const m = await this.ctx.store.getMessage(id);
+      if (!m?.receivers.some((r) => r.receiver === this.principal.userId)) {
+        this.sendError('unknown_message', `no message with id ${id} for you`);
+      }
+    }
+  }
+
+  private topicOf(raw: unknown, forPublish: boolean): string | undefined {
+    if (typeof raw !== 'string' || raw === '') {
+      this.sendError('bad_request', '"topic" must be a non-empty string such as "news.sport"');
+      return undefined;
+    }
+    const topic = topicFromDotted(raw);
+    const problem = forPublish ? topicProblem(topic) : filterProblem(topic);
+    if (problem) {
+      this.sendError('bad_request', `topic "${raw.slice(0, 100)}": ${problem}`);
+      return undefined;
+    }
+    return topic;
+  }
+
+  private onSubscribe(raw: unknown): void {
+    const topic = this.topicOf(raw, false);
+    if (topic === undefined) return;
+    if (!this.topics.has(topic)) {
+      if (this.topics.size >= this.ctx.config.maxSubscriptionsPerConnection) {
+        return this.sendError('too_many_subscriptions', `this connection already has ${this.topics.size} subscriptions (maxSubscriptionsPerConnection)`);
+      }
+      const sub = new Subscription(this, 'topic');
+      this.topics.set(topic, sub);
+      this.ctx.broker.subscribeTopic(topic, sub);
+    }
+    this.sendEvent(JSON.stringify({ event: 'ok', data: { action: 'subscribe', topic: raw } }));
+  }
+
+  private onUnsubscribe(raw: unknown): void {
+    const topic = this.topicOf(raw, false);
+    if (topic === undefined) return;
+    const sub = this.topics.get(topic);
+    if (!sub) return this.sendError('bad_request', `not subscribed to "${String(raw).slice(0, 100)}"`);
+    this.topics.delete(topic);
+    this.ctx.broker.unsubscribeTopic(topic, sub);
+    this.sendEvent(JSON.stringify({ event: 'ok', data: { action: 'unsubscribe', topic: raw } }));
+  }
+
+  private async onPublish(raw: unknown, data: unknown, hasData: boolean): Promise<void> {
+    const topic = this.topicOf(raw, true);
+    if (topic === undefined) return;
+    if (!hasData) return this.sendError('bad_request', 'publish needs "data"');
+    const text = typeof data === 'string' ? data : JSON.stringify(data);
+    const body = Buffer.from(text, 'utf8');
+    if (body.length > this.ctx.config.maxBodyBytes) {
+      return this.sendError('too_large', `data is ${body.length} bytes; the limit is ${this.ctx.config.maxBodyBytes}`);
+    }
+    let wait = this.bucket.take();
+    if (wait > 0) {
+      // Too fast: stop reading from this client until it may publish again.
+      this.ws.pause();
+      do await new Promise((r) => setTimeout(r, wait));
+      while ((wait = this.bucket.take()) > 0);
+      this.ws.resume();
+    }
+    this.ctx.metrics.messagesIn.inc({ protocol: 'json-ws' });
+    this.ctx.broker.publishTopic(
+      createMessage({
+        target: { kind: 'topic', topic },
+        body,
+        contentType: typeof data === 'string' ? 'text/plain' : 'application/json',
+        publisherSession: this.id,
+      }),
+    );
+  }
+
+  // ---- ending -------------------------------------------------------------------
+
+  close(reason: CloseReason): void {
+    const code = reason.code === 'shutdown' ? 1001 : reason.code === 'token_expired' ? 4401 : reason.code === 'token_revoked' ? 4403 : 1008;
+    this.end(reason.code, reason.message, code);
+  }
+
+  private end(code: string, message: string, wsCode: number): void {
+    if (this.closed || this.ending) return;
+    this.ending = true;
+    this.sendError(code, message);
+    this.ws.close(wsCode, message.slice(0, 120));
+    setTimeout(() => this.ws.terminate(), 2000).unref();
+    this.cleanup();
+  }
+
+  private cleanup(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.pingTimer);
+    this.ctx.broker.unsubscribeUser(this.principal.userId, MAILBOX, this.mailbox);
+    for (const [topic, sub] of this.topics) this.ctx.broker.unsubscribeTopic(topic, sub);
+    this.topics.clear();
+    for (const d of this.unacked.values()) d.settle?.('requeue');
+    this.unacked.clear();
+    for (const [, d] of this.held) d.settle?.('requeue');
+    this.held.length = 0;
+    this.ctx.sessions.remove(this);
+  }
+}

@@ -1,0 +1,41 @@
+/** JSON WebSocket front end at `/websocket/{token}` (seed 002). */
+import type { HeraldContext } from '../../context.js';
+import { AuthError, type Principal } from '../../core/auth.js';
+import { UpgradeRefusal } from '../../transports/listeners.js';
+import { clientAddress, deviceOf } from '../stomp/index.js';
+import { JsonConnection } from './connection.js';
+
+export function registerJsonWebSocket(ctx: HeraldContext): void {
+  ctx.listeners.addWebSocketRoute<{ principal: Principal; device: string }>({
+    name: 'json /websocket',
+    path: '/websocket/',
+    prefix: true,
+    maxPayload: ctx.config.maxBodyBytes + 4096,
+    async accept(req, url) {
+      let token: string;
+      try {
+        token = decodeURIComponent(url.pathname.slice('/websocket/'.length));
+      } catch {
+        throw new UpgradeRefusal(400, 'the token in the path is not valid URL encoding');
+      }
+      if (!token || token.includes('/')) {
+        throw new UpgradeRefusal(401, 'token is missing: connect to /websocket/{authToken from POST /v1/login}');
+      }
+      let principal: Principal;
+      try {
+        principal = await ctx.auth.authenticate(token, { renew: true });
+      } catch (err) {
+        if (!(err instanceof AuthError)) throw err;
+        ctx.metrics.protocolErrors.inc({ protocol: 'json-ws', reason: 'auth' });
+        throw new UpgradeRefusal(err.code === 'user_disabled' ? 403 : 401, err.code === 'token_expired' ? 'token expired; log in again' : err.message);
+      }
+      if (ctx.sessions.ofUser(principal.userId).size >= ctx.config.maxConnectionsPerUser) {
+        throw new UpgradeRefusal(429, `user "${principal.name}" already has ${ctx.config.maxConnectionsPerUser} connections open (maxConnectionsPerUser)`);
+      }
+      return { principal, device: deviceOf(req, url) };
+    },
+    onConnection(ws, req, accepted) {
+      new JsonConnection(ctx, ws, accepted.principal, clientAddress(ctx, req), accepted.device).start();
+    },
+  });
+}
