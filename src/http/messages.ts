@@ -184,14 +184,23 @@ export function registerMessageRoutes(ctx: HeraldContext, service: MessageServic
     ),
   );
 
-  http.post<{ Body: { limit?: number } | undefined }>(
-    '/api/message/collectMessage',
-    {
-      preHandler: anyone,
-      schema: { body: { type: 'object', additionalProperties: false, properties: { limit: { type: 'integer', minimum: 1, maximum: 1000 } } } },
-    },
-    async (req) => ok(await service.collect(req.principal!.userId, req.body?.limit ?? 100)),
-  );
+  // Old clients POST with no body at all, so the body is optional and checked here.
+  http.post<{ Body: unknown }>('/api/message/collectMessage', { preHandler: anyone }, async (req) => {
+    let limit = 100;
+    if (req.body !== undefined && req.body !== null) {
+      const b = req.body as Record<string, unknown>;
+      if (typeof b !== 'object' || Array.isArray(b)) throw badRequest('body must be a JSON object such as {"limit": 100}, or empty');
+      const unknown = Object.keys(b).find((k) => k !== 'limit');
+      if (unknown !== undefined) throw badRequest(`body has unknown field "${unknown}"`);
+      if (b['limit'] !== undefined) {
+        if (!Number.isInteger(b['limit']) || (b['limit'] as number) < 1 || (b['limit'] as number) > 1000) {
+          throw badRequest('body/limit must be an integer from 1 to 1000');
+        }
+        limit = b['limit'] as number;
+      }
+    }
+    return ok(await service.collect(req.principal!.userId, limit));
+  });
 
   http.post<{ Body: { id: string | number } }>(
     '/api/message/markRead',
