@@ -8,6 +8,7 @@ import { ConfigError, type Config } from './config.js';
 import type { HeraldContext } from './context.js';
 import { MessageService } from './apps/message-service.js';
 import { registerTestEcho } from './apps/test-echo.js';
+import { ThreadService } from './apps/threads.js';
 import { Auth } from './core/auth.js';
 import { Broker } from './core/broker.js';
 import { Metrics, timedStore } from './core/metrics.js';
@@ -18,6 +19,7 @@ import { registerHealthRoutes } from './http/health.js';
 import { registerLoginRoutes } from './http/login.js';
 import { registerMessageRoutes } from './http/messages.js';
 import { registerPublishRoute } from './http/publish.js';
+import { registerThreadRoutes } from './http/threads.js';
 import { registerUserRoutes } from './http/users.js';
 import { createLogger, type Logger } from './log.js';
 import { registerJsonWebSocket } from './protocols/json-ws/index.js';
@@ -60,6 +62,7 @@ export class HeraldServer {
   private constructor(
     readonly ctx: HeraldContext,
     private readonly network: NetworkListeners,
+    readonly threads: ThreadService,
     readonly addresses: readonly BoundAddress[],
   ) {}
 
@@ -103,6 +106,8 @@ export class HeraldServer {
     registerTestEcho(broker);
     const messages = new MessageService(store, broker, sessions, config, clock, log.child({ component: 'messages' }));
     messages.start();
+    const threads = new ThreadService(store, broker, config, clock, log.child({ component: 'threads' }));
+    threads.start();
     const base = { config, log, clock, store, auth, sessions, metrics, broker, messages };
     const http = createHttpApp(base);
     const ctx: HeraldContext = { ...base, http, listeners: network };
@@ -113,6 +118,7 @@ export class HeraldServer {
     registerUserRoutes(ctx);
     registerPublishRoute(ctx);
     registerMessageRoutes(ctx, messages);
+    registerThreadRoutes(ctx, threads);
     for (const register of PROTOCOLS) register(ctx);
 
     http.server.on('upgrade', (req, socket, head) => network.handleUpgrade(req, socket, head));
@@ -127,12 +133,13 @@ export class HeraldServer {
       await http.close();
       auth.stop();
       messages.stop();
+      threads.stop();
       await store.close();
       throw err;
     }
     for (const a of addresses) announce(`listening ${a.name} ${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`);
     log.info({ addresses, store: store.kind }, 'herald started');
-    server = new HeraldServer(ctx, network, addresses);
+    server = new HeraldServer(ctx, network, threads, addresses);
     return server;
   }
 
@@ -158,6 +165,7 @@ export class HeraldServer {
     await http.close();
     auth.stop();
     this.ctx.messages.stop();
+    this.threads.stop();
     await store.close();
     log.info('stopped');
   }

@@ -55,6 +55,19 @@ export class AppRefusal extends Error {
   override name = 'AppRefusal';
 }
 
+/** The sender may not use this destination at all (not a member): a protocol error, the connection ends. */
+export class AppForbidden extends Error {
+  override name = 'AppForbidden';
+}
+
+/** Decides who may subscribe to a topic and what a recovering subscriber missed (chat threads). */
+export interface TopicAuthority {
+  /** A refusal in words, or undefined to allow. */
+  authorize(principal: Principal, filter: string): Promise<string | undefined>;
+  /** Messages after `since` (a history position or a time) for `topic`, oldest first; undefined if the topic keeps no history. */
+  backlog(principal: Principal, topic: string, since: string): Promise<CoreMessage[] | undefined>;
+}
+
 export type AppHandler = (req: AppRequest) => void | Promise<void>;
 
 /**
@@ -113,6 +126,7 @@ export class Broker {
   private readonly queuesOf = new Map<Consumer, Set<QueueState>>();
   private readonly apps: [prefix: string, handler: AppHandler][] = [];
   private readonly durable = new Map<string, DurableMailbox>();
+  private authority: TopicAuthority | undefined;
   /** Subscribers still being sent their stored backlog; live messages wait here meanwhile. */
   private readonly replaying = new Map<Consumer, CoreMessage[]>();
 
@@ -124,20 +138,61 @@ export class Broker {
 
   // ---- topics ----------------------------------------------------------------
 
-  subscribeTopic(filter: string, consumer: Consumer): void {
+  setTopicAuthority(authority: TopicAuthority): void {
+    this.authority = authority;
+  }
+
+  /** Why `principal` may not subscribe to `filter`, or undefined when it may. */
+  async authorizeTopic(principal: Principal, filter: string): Promise<string | undefined> {
+    return this.authority?.authorize(principal, filter);
+  }
+
+  /**
+   * Subscribes; with `since`, the subscriber first gets what the topic's
+   * history holds after that point, then live messages, with no gap and no
+   * message twice (live ones wait while the history is read).
+   */
+  subscribeTopic(filter: string, consumer: Consumer, since?: { principal: Principal; position: string }): void {
     this.topics.add(filter, consumer);
+    if (since && this.authority) {
+      this.replaying.set(consumer, []);
+      this.authority.backlog(since.principal, filter, since.position).then(
+        (backlog) => this.finishTopicReplay(consumer, backlog ?? []),
+        (err: unknown) => {
+          this.log.error({ err, filter }, 'could not read topic history for recovery');
+          this.finishTopicReplay(consumer, []);
+        },
+      );
+    }
+  }
+
+  private finishTopicReplay(consumer: Consumer, backlog: CoreMessage[]): void {
+    const live = this.replaying.get(consumer);
+    this.replaying.delete(consumer);
+    if (!live) return; // unsubscribed meanwhile
+    const seen = new Set<string>();
+    for (const m of backlog) {
+      if (m.recordId) seen.add(m.recordId);
+      this.safeDeliver(consumer, m, NO_SETTLE);
+    }
+    for (const m of live) if (!m.recordId || !seen.has(m.recordId)) this.safeDeliver(consumer, m, NO_SETTLE);
   }
 
   unsubscribeTopic(filter: string, consumer: Consumer): void {
     this.topics.remove(filter, consumer);
+    this.replaying.delete(consumer);
   }
 
   /** Fan-out to current subscribers; returns the number of deliveries. */
   publishTopic(msg: CoreMessage): number {
     let n = 0;
+    const audience = msg.audience;
     this.topics.match((msg.target as { topic: string }).topic, (c) => {
+      if (audience && !audience(c.principal)) return;
       n++;
-      this.safeDeliver(c, msg, NO_SETTLE);
+      const waiting = this.replaying.get(c);
+      if (waiting) waiting.push(msg);
+      else this.safeDeliver(c, msg, NO_SETTLE);
     });
     return n;
   }

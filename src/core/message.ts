@@ -6,6 +6,7 @@
  */
 import { isUtf8 } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
+import type { Principal } from './auth.js';
 
 /** Name/value pairs in order; repeats allowed. */
 export type HeaderList = [name: string, value: string][];
@@ -27,6 +28,8 @@ export interface CoreMessage {
   readonly headers: HeaderList;
   /** Id of the stored message record (message service) this delivery carries, if any. */
   readonly recordId: string | undefined;
+  /** When set, only subscribers whose principal passes it get the message (thread members). */
+  readonly audience: ((p: Principal) => boolean) | undefined;
   /** Session that published it (for no-local), if any. */
   readonly publisherSession: string | undefined;
   readonly timestamp: number;
@@ -48,6 +51,7 @@ export function createMessage(init: {
   headers?: HeaderList;
   publisherSession?: string | undefined;
   recordId?: string | undefined;
+  audience?: ((p: Principal) => boolean) | undefined;
   id?: string;
   timestamp?: number;
 }): CoreMessage {
@@ -59,6 +63,7 @@ export function createMessage(init: {
     contentType: init.contentType,
     headers: init.headers ?? [],
     recordId: init.recordId,
+    audience: init.audience,
     publisherSession: init.publisherSession,
     timestamp: init.timestamp ?? Date.now(),
     encoded: new Map(),

@@ -112,6 +112,52 @@ export interface QueuedMessage extends NewQueuedMessage {
   id: string;
 }
 
+export type ThreadRole = 'visitor' | 'agent';
+export type ThreadStatus = 'OPEN' | 'CLOSED';
+
+export interface ThreadMember {
+  userId: string;
+  role: ThreadRole;
+}
+
+/** A chat thread (seed 003): a topic with members and persistent history. */
+export interface ThreadRecord {
+  id: string;
+  /** Canonical topic key (`org/1/visitor/7`); STOMP clients use `/topic/org.1.visitor.7`. */
+  topic: string;
+  status: ThreadStatus;
+  createdBy: string;
+  createdAt: number;
+  lastActivityAt: number;
+  closedAt: number | null;
+  members: ThreadMember[];
+}
+
+export interface NewThreadMessage {
+  threadId: string;
+  /** The client's idempotency key. */
+  uid: string;
+  type: string;
+  /** User id of the sender (from the connection, not from the message). */
+  author: string;
+  /** The message as broadcast, JSON text. */
+  body: string;
+  createdAt: number;
+}
+
+export interface ThreadMessageRecord extends NewThreadMessage {
+  /** Position in the thread's history; increases with every stored message. */
+  seq: string;
+  recalled: boolean;
+}
+
+export interface ThreadSummary {
+  thread: ThreadRecord;
+  lastMessage: ThreadMessageRecord | null;
+  /** Messages by others that this user has no READ receipt for. */
+  unread: number;
+}
+
 /** Raised when a unique value (a user name) is already taken. */
 export class DuplicateError extends Error {
   override name = 'DuplicateError';
@@ -160,6 +206,30 @@ export interface Store {
    * remain). Returns how much it removed; 0 means done for now.
    */
   pruneMessages(olderThan: number, maxPerReceiver: number, batch: number): Promise<number>;
+
+  /** Creates a thread with its members; DuplicateError if the topic has one. */
+  createThread(topic: string, createdBy: string, createdAt: number, members: ThreadMember[]): Promise<ThreadRecord>;
+  getThread(topic: string): Promise<ThreadRecord | null>;
+  /** Adds a member or changes its role (an agent taking over a transfer). */
+  addThreadMember(threadId: string, member: ThreadMember): Promise<void>;
+  /** Threads, newest activity first; `member` limits to a user's threads. */
+  listThreads(opts: { member?: string; status?: ThreadStatus; limit: number }): Promise<ThreadSummary[]>;
+  setThreadStatus(threadId: string, status: ThreadStatus, at: number): Promise<boolean>;
+  /** OPEN threads with no activity since `before`. */
+  idleThreads(before: number, limit: number): Promise<ThreadRecord[]>;
+  /**
+   * Stores a thread message unless the thread already has one with this uid
+   * (then returns that one with `duplicate: true`). Also marks thread activity.
+   */
+  addThreadMessage(message: NewThreadMessage): Promise<{ record: ThreadMessageRecord; duplicate: boolean }>;
+  getThreadMessage(threadId: string, uid: string): Promise<ThreadMessageRecord | null>;
+  markRecalled(threadId: string, uid: string): Promise<boolean>;
+  /** History in seq order: after `afterSeq`, before `beforeSeq`, or from `sinceTime` (createdAt >). Newest `limit` when only `beforeSeq` or nothing is given. */
+  threadHistory(threadId: string, opts: { afterSeq?: string; beforeSeq?: string; sinceTime?: number; limit: number }): Promise<ThreadMessageRecord[]>;
+  /** Moves a member's receipt for a message forward (DELIVERED → READ); false if not moved. */
+  setThreadReceipt(threadId: string, uid: string, userId: string, status: 'DELIVERED' | 'READ', at: number): Promise<boolean>;
+  /** Receipts of one message, by member. */
+  threadReceipts(threadId: string, uid: string): Promise<{ userId: string; status: 'DELIVERED' | 'READ'; updatedAt: number }[]>;
 
   /** Keeps a queue message until `dequeue`; returns its id. */
   enqueue(message: NewQueuedMessage): Promise<string>;

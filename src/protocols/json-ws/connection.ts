@@ -262,9 +262,11 @@ export class JsonConnection implements Session {
     return topic;
   }
 
-  private onSubscribe(raw: unknown): void {
+  private async onSubscribe(raw: unknown): Promise<void> {
     const topic = this.topicOf(raw, false);
     if (topic === undefined) return;
+    const refusal = await this.ctx.broker.authorizeTopic(this.principal, topic);
+    if (refusal) return this.sendError('not_allowed', refusal);
     if (!this.topics.has(topic)) {
       if (this.topics.size >= this.ctx.config.maxSubscriptionsPerConnection) {
         return this.sendError('too_many_subscriptions', `this connection already has ${this.topics.size} subscriptions (maxSubscriptionsPerConnection)`);

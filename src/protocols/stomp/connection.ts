@@ -9,7 +9,7 @@
  */
 import type { HeraldContext } from '../../context.js';
 import { AuthError, type Principal } from '../../core/auth.js';
-import { AppRefusal, type Broker, type Consumer, type Delivery, type Outcome } from '../../core/broker.js';
+import { AppForbidden, AppRefusal, type Broker, type Consumer, type Delivery, type Outcome } from '../../core/broker.js';
 import { parseDestination, topicProblem, topicToDotted } from '../../core/destination.js';
 import { isSelf, resolveUserId } from '../../core/mailbox.js';
 import { createMessage, type CoreMessage, type HeaderList, type Target } from '../../core/message.js';
@@ -474,6 +474,7 @@ export class StompConnection implements Session {
         try {
           await handler({ sessionId: this.id, principal: this.principal, destination: dest, ...base });
         } catch (err) {
+          if (err instanceof AppForbidden) throw new StompError('not allowed', err.message);
           if (!(err instanceof AppRefusal)) throw err;
           this.reportToSender(dest, err.message, header(frame, 'receipt'));
         }
@@ -510,9 +511,12 @@ export class StompConnection implements Session {
     if (typeof parsed === 'string') throw new StompError('invalid destination', parsed);
     let target: Target;
     switch (parsed.kind) {
-      case 'topic':
+      case 'topic': {
+        const refusal = await this.broker.authorizeTopic(this.principal, parsed.topic);
+        if (refusal) throw new StompError('not allowed', refusal);
         target = { kind: 'topic', topic: parsed.topic };
         break;
+      }
       case 'queue':
         target = { kind: 'queue', name: parsed.name };
         break;
@@ -530,9 +534,12 @@ export class StompConnection implements Session {
     // RECEIPT before any message, so a client waiting for it sees the subscription live.
     this.receipt(frame);
     switch (target.kind) {
-      case 'topic':
-        this.broker.subscribeTopic(target.topic, sub);
+      case 'topic': {
+        // `since:<last message id or time>` recovers what a reconnecting client missed (chat threads).
+        const since = header(frame, 'since');
+        this.broker.subscribeTopic(target.topic, sub, since ? { principal: this.principal, position: since } : undefined);
         break;
+      }
       case 'queue':
         this.broker.subscribeQueue(target.name, sub);
         break;

@@ -71,4 +71,52 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX queue_messages_queue ON queue_messages (queue, id);
     `,
   },
+  {
+    version: 3,
+    sql: `
+      -- Chat threads (seed 003): a topic with members and persistent history.
+      CREATE TABLE threads (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        topic            TEXT NOT NULL UNIQUE,
+        status           TEXT NOT NULL CHECK (status IN ('OPEN', 'CLOSED')),
+        created_by       TEXT NOT NULL,
+        created_at       INTEGER NOT NULL,
+        last_activity_at INTEGER NOT NULL,
+        closed_at        INTEGER
+      );
+      CREATE INDEX threads_activity ON threads (status, last_activity_at);
+
+      CREATE TABLE thread_members (
+        thread_id INTEGER NOT NULL REFERENCES threads (id) ON DELETE CASCADE,
+        user_id   TEXT NOT NULL,
+        role      TEXT NOT NULL CHECK (role IN ('visitor', 'agent')),
+        PRIMARY KEY (thread_id, user_id)
+      );
+      CREATE INDEX thread_members_user ON thread_members (user_id);
+
+      -- seq is the history position clients recover from (SUBSCRIBE since:<seq>).
+      CREATE TABLE thread_messages (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        thread_id  INTEGER NOT NULL REFERENCES threads (id) ON DELETE CASCADE,
+        uid        TEXT NOT NULL,
+        type       TEXT NOT NULL,
+        author     TEXT NOT NULL,
+        body       TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        recalled   INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (thread_id, uid)
+      );
+      CREATE INDEX thread_messages_thread ON thread_messages (thread_id, seq);
+
+      CREATE TABLE thread_receipts (
+        thread_id  INTEGER NOT NULL,
+        uid        TEXT NOT NULL,
+        user_id    TEXT NOT NULL,
+        status     TEXT NOT NULL CHECK (status IN ('DELIVERED', 'READ')),
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (thread_id, uid, user_id),
+        FOREIGN KEY (thread_id, uid) REFERENCES thread_messages (thread_id, uid) ON DELETE CASCADE
+      );
+    `,
+  },
 ];

@@ -11,6 +11,13 @@ import {
   type NewQueuedMessage,
   type Page,
   type QueuedMessage,
+  type NewThreadMessage,
+  type ThreadMember,
+  type ThreadMessageRecord,
+  type ThreadRecord,
+  type ThreadRole,
+  type ThreadStatus,
+  type ThreadSummary,
   type Receipt,
   type Role,
   type Store,
@@ -53,6 +60,35 @@ interface QueueRow {
   headers: string;
   created_at: number;
 }
+interface ThreadRow {
+  id: number;
+  topic: string;
+  status: string;
+  created_by: string;
+  created_at: number;
+  last_activity_at: number;
+  closed_at: number | null;
+}
+interface ThreadMessageRow {
+  seq: number;
+  thread_id: number;
+  uid: string;
+  type: string;
+  author: string;
+  body: string;
+  created_at: number;
+  recalled: number;
+}
+const toThreadMessage = (r: ThreadMessageRow): ThreadMessageRecord => ({
+  seq: String(r.seq),
+  threadId: String(r.thread_id),
+  uid: r.uid,
+  type: r.type,
+  author: r.author,
+  body: r.body,
+  createdAt: r.created_at,
+  recalled: r.recalled !== 0,
+});
 interface ReceiptRow {
   message_id: number;
   receiver: string;
@@ -357,6 +393,169 @@ export class SqliteStore implements Store {
       }
       return removed;
     })();
+  }
+
+  private threadFromRow(r: ThreadRow): ThreadRecord {
+    const members = this.db
+      .prepare<[number], { user_id: string; role: string }>('SELECT user_id, role FROM thread_members WHERE thread_id = ? ORDER BY user_id')
+      .all(r.id)
+      .map((m) => ({ userId: m.user_id, role: m.role as ThreadRole }));
+    return {
+      id: String(r.id),
+      topic: r.topic,
+      status: r.status as ThreadStatus,
+      createdBy: r.created_by,
+      createdAt: r.created_at,
+      lastActivityAt: r.last_activity_at,
+      closedAt: r.closed_at,
+      members,
+    };
+  }
+
+  async createThread(topic: string, createdBy: string, createdAt: number, members: ThreadMember[]): Promise<ThreadRecord> {
+    return this.db.transaction(() => {
+      let id: number;
+      try {
+        id = Number(
+          this.db
+            .prepare<[string, string, number, number]>(
+              "INSERT INTO threads (topic, status, created_by, created_at, last_activity_at) VALUES (?, 'OPEN', ?, ?, ?)",
+            )
+            .run(topic, createdBy, createdAt, createdAt).lastInsertRowid,
+        );
+      } catch (err) {
+        if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') throw new DuplicateError(`thread ${topic} already exists`);
+        throw err;
+      }
+      const add = this.db.prepare<[number, string, string]>('INSERT OR REPLACE INTO thread_members (thread_id, user_id, role) VALUES (?, ?, ?)');
+      for (const m of members) add.run(id, m.userId, m.role);
+      return this.threadFromRow(this.db.prepare<[number], ThreadRow>('SELECT * FROM threads WHERE id = ?').get(id)!);
+    })();
+  }
+
+  async getThread(topic: string): Promise<ThreadRecord | null> {
+    const r = this.db.prepare<[string], ThreadRow>('SELECT * FROM threads WHERE topic = ?').get(topic);
+    return r ? this.threadFromRow(r) : null;
+  }
+
+  async addThreadMember(threadId: string, member: ThreadMember): Promise<void> {
+    const n = rowId(threadId);
+    if (n === null) throw new Error(`no thread ${threadId}`);
+    this.db.prepare<[number, string, string]>('INSERT OR REPLACE INTO thread_members (thread_id, user_id, role) VALUES (?, ?, ?)').run(n, member.userId, member.role);
+  }
+
+  async listThreads(opts: { member?: string; status?: ThreadStatus; limit: number }): Promise<ThreadSummary[]> {
+    const where: string[] = [];
+    const args: (string | number)[] = [];
+    if (opts.member !== undefined) (where.push('t.id IN (SELECT thread_id FROM thread_members WHERE user_id = ?)'), args.push(opts.member));
+    if (opts.status !== undefined) (where.push('t.status = ?'), args.push(opts.status));
+    const rows = this.db
+      .prepare<unknown[], ThreadRow>(
+        `SELECT t.* FROM threads t ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY t.last_activity_at DESC, t.id DESC LIMIT ?`,
+      )
+      .all(...args, opts.limit);
+    const last = this.db.prepare<[number], ThreadMessageRow>('SELECT * FROM thread_messages WHERE thread_id = ? ORDER BY seq DESC LIMIT 1');
+    const unread = this.db.prepare<[number, string, string], { n: number }>(
+      `SELECT COUNT(*) AS n FROM thread_messages m
+       WHERE m.thread_id = ? AND m.author <> ? AND m.type NOT IN ('READ', 'DELIVERED', 'TYPING', 'PROCESSING') AND m.recalled = 0
+         AND NOT EXISTS (SELECT 1 FROM thread_receipts r WHERE r.thread_id = m.thread_id AND r.uid = m.uid AND r.user_id = ? AND r.status = 'READ')`,
+    );
+    return rows.map((r) => {
+      const l = last.get(r.id);
+      return {
+        thread: this.threadFromRow(r),
+        lastMessage: l ? toThreadMessage(l) : null,
+        unread: opts.member !== undefined ? unread.get(r.id, opts.member, opts.member)!.n : 0,
+      };
+    });
+  }
+
+  async setThreadStatus(threadId: string, status: ThreadStatus, at: number): Promise<boolean> {
+    const n = rowId(threadId);
+    if (n === null) return false;
+    return (
+      this.db
+        .prepare<[string, number | null, number, number, string]>('UPDATE threads SET status = ?, closed_at = ?, last_activity_at = ? WHERE id = ? AND status <> ?')
+        .run(status, status === 'CLOSED' ? at : null, at, n, status).changes > 0
+    );
+  }
+
+  async idleThreads(before: number, limit: number): Promise<ThreadRecord[]> {
+    return this.db
+      .prepare<[number, number], ThreadRow>("SELECT * FROM threads WHERE status = 'OPEN' AND last_activity_at < ? ORDER BY last_activity_at LIMIT ?")
+      .all(before, limit)
+      .map((r) => this.threadFromRow(r));
+  }
+
+  async addThreadMessage(m: NewThreadMessage): Promise<{ record: ThreadMessageRecord; duplicate: boolean }> {
+    const threadId = rowId(m.threadId);
+    if (threadId === null) throw new Error(`no thread ${m.threadId}`);
+    return this.db.transaction(() => {
+      const existing = this.db.prepare<[number, string], ThreadMessageRow>('SELECT * FROM thread_messages WHERE thread_id = ? AND uid = ?').get(threadId, m.uid);
+      if (existing) return { record: toThreadMessage(existing), duplicate: true };
+      const seq = this.db
+        .prepare<[number, string, string, string, string, number]>(
+          'INSERT INTO thread_messages (thread_id, uid, type, author, body, created_at) VALUES (?, ?, ?, ?, ?, ?)',
+        )
+        .run(threadId, m.uid, m.type, m.author, m.body, m.createdAt).lastInsertRowid;
+      this.db.prepare<[number, number]>('UPDATE threads SET last_activity_at = ? WHERE id = ?').run(m.createdAt, threadId);
+      return { record: { ...m, seq: String(seq), recalled: false }, duplicate: false };
+    })();
+  }
+
+  async getThreadMessage(threadId: string, uid: string): Promise<ThreadMessageRecord | null> {
+    const n = rowId(threadId);
+    if (n === null) return null;
+    const r = this.db.prepare<[number, string], ThreadMessageRow>('SELECT * FROM thread_messages WHERE thread_id = ? AND uid = ?').get(n, uid);
+    return r ? toThreadMessage(r) : null;
+  }
+
+  async markRecalled(threadId: string, uid: string): Promise<boolean> {
+    const n = rowId(threadId);
+    if (n === null) return false;
+    return this.db.prepare<[number, string]>('UPDATE thread_messages SET recalled = 1 WHERE thread_id = ? AND uid = ? AND recalled = 0').run(n, uid).changes > 0;
+  }
+
+  async threadHistory(threadId: string, opts: { afterSeq?: string; beforeSeq?: string; sinceTime?: number; limit: number }): Promise<ThreadMessageRecord[]> {
+    const n = rowId(threadId);
+    if (n === null) return [];
+    const where = ['thread_id = ?'];
+    const args: number[] = [n];
+    if (opts.afterSeq !== undefined) (where.push('seq > ?'), args.push(Number(opts.afterSeq)));
+    if (opts.beforeSeq !== undefined) (where.push('seq < ?'), args.push(Number(opts.beforeSeq)));
+    if (opts.sinceTime !== undefined) (where.push('created_at > ?'), args.push(opts.sinceTime));
+    // Reading forward from a point: oldest first. Otherwise: the newest page, returned oldest first.
+    const forward = opts.afterSeq !== undefined || opts.sinceTime !== undefined;
+    const rows = this.db
+      .prepare<number[], ThreadMessageRow>(`SELECT * FROM thread_messages WHERE ${where.join(' AND ')} ORDER BY seq ${forward ? 'ASC' : 'DESC'} LIMIT ?`)
+      .all(...args, opts.limit);
+    if (!forward) rows.reverse();
+    return rows.map(toThreadMessage);
+  }
+
+  async setThreadReceipt(threadId: string, uid: string, userId: string, status: 'DELIVERED' | 'READ', at: number): Promise<boolean> {
+    const n = rowId(threadId);
+    if (n === null) return false;
+    return (
+      this.db
+        .prepare<[number, string, string, string, number, string]>(
+          `INSERT INTO thread_receipts (thread_id, uid, user_id, status, updated_at) VALUES (?, ?, ?, ?, ?)
+           ON CONFLICT (thread_id, uid, user_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at
+           WHERE thread_receipts.status = 'DELIVERED' AND ? = 'READ'`,
+        )
+        .run(n, uid, userId, status, at, status).changes > 0
+    );
+  }
+
+  async threadReceipts(threadId: string, uid: string): Promise<{ userId: string; status: 'DELIVERED' | 'READ'; updatedAt: number }[]> {
+    const n = rowId(threadId);
+    if (n === null) return [];
+    return this.db
+      .prepare<[number, string], { user_id: string; status: string; updated_at: number }>(
+        'SELECT user_id, status, updated_at FROM thread_receipts WHERE thread_id = ? AND uid = ? ORDER BY user_id',
+      )
+      .all(n, uid)
+      .map((r) => ({ userId: r.user_id, status: r.status as 'DELIVERED' | 'READ', updatedAt: r.updated_at }));
   }
 
   async enqueue(m: NewQueuedMessage): Promise<string> {

@@ -1,0 +1,380 @@
+/**
+ * Chat threads (seed 003). A thread is a topic with members and persistent
+ * history. Clients subscribe `/topic/{thread}` (the thread id with `/` turned
+ * into `.`) and publish to `/app/{thread}`, or POST the same JSON to
+ * `/api/v1/message/send` when the socket is down. The server validates the
+ * message, stamps server time and `status: SUCCESS`, stores it (once per
+ * `uid`), and broadcasts it to the thread's members.
+ */
+import type { Clock } from '../clock.js';
+import type { Config } from '../config.js';
+import type { Principal } from '../core/auth.js';
+import { AppForbidden, AppRefusal, type Broker, type TopicAuthority } from '../core/broker.js';
+import { topicFromDotted, topicToDotted } from '../core/destination.js';
+import { createMessage, type CoreMessage } from '../core/message.js';
+import { TokenBucket } from '../core/rate-limit.js';
+import type { Logger } from '../log.js';
+import type { Store, ThreadMember, ThreadMessageRecord, ThreadRecord } from '../store/store.js';
+
+export const THREAD_TYPES = [
+  'TEXT',
+  'IMAGE',
+  'FILE',
+  'READ',
+  'DELIVERED',
+  'TYPING',
+  'PROCESSING',
+  'RECALL',
+  'RATE_SUBMIT',
+  'LEAVE_MSG_SUBMIT',
+  'TRANSFER',
+  'TRANSFER_ACCEPT',
+  'TRANSFER_REJECT',
+  'INVITE_VISITOR',
+  'AUTO_CLOSED',
+] as const;
+export type ThreadMessageType = (typeof THREAD_TYPES)[number];
+const EPHEMERAL = new Set(['TYPING', 'PROCESSING']);
+const RECEIPTS = new Set(['READ', 'DELIVERED']);
+
+/** Thread ids use `/` (`org/1/visitor/7`); STOMP topics use `.`; either names the same thread. */
+export function threadTopic(id: string): string {
+  return topicFromDotted(id.replace(/\//g, '.'));
+}
+
+/** The form seed 003 subscribes to: `org.1.visitor.7`. */
+export function dottedThread(topic: string): string {
+  return topicToDotted(topic);
+}
+
+/** No such thread: a refusal to the sender (HTTP 404). */
+export class ThreadMissing extends AppRefusal {}
+
+interface CachedThread {
+  record: ThreadRecord;
+  members: Set<string>;
+}
+
+/** The message as broadcast and stored. */
+export interface ThreadMessageView {
+  id: string;
+  uid: string;
+  type: string;
+  content: string;
+  status: string;
+  createdAt: string;
+  channel: string;
+  extra: unknown;
+  thread: unknown;
+  user: unknown;
+  recalled?: boolean;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+export class ThreadService implements TopicAuthority {
+  private readonly cache = new Map<string, CachedThread | null>();
+  private readonly typing = new Map<string, TokenBucket>();
+  private sweepTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly store: Store,
+    private readonly broker: Broker,
+    private readonly config: Config,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+  ) {
+    broker.setTopicAuthority(this);
+    broker.registerApp('/app/', (req) =>
+      this.publish(req.principal, req.body.toString('utf8'), { destination: req.destination.slice('/app/'.length), sessionId: req.sessionId }).then(() => undefined),
+    );
+  }
+
+  start(): void {
+    if (this.config.threadIdleCloseSeconds > 0) {
+      this.sweepTimer = setInterval(() => void this.closeIdle(), Math.min(60_000, this.config.threadIdleCloseSeconds * 500));
+      this.sweepTimer.unref();
+    }
+  }
+
+  stop(): void {
+    clearInterval(this.sweepTimer);
+  }
+
+  // ---- threads ---------------------------------------------------------------------
+
+  private async load(topic: string): Promise<CachedThread | null> {
+    if (this.cache.has(topic)) return this.cache.get(topic)!;
+    const record = await this.store.getThread(topic);
+    const cached = record ? { record, members: new Set(record.members.map((m) => m.userId)) } : null;
+    if (this.cache.size > 100_000) this.cache.clear();
+    this.cache.set(topic, cached);
+    return cached;
+  }
+
+  /** Members, admins and services may read and write a thread. */
+  private mayJoin(p: Principal, t: CachedThread): boolean {
+    return p.role !== 'user' || t.members.has(p.userId);
+  }
+
+  async get(id: string): Promise<ThreadRecord> {
+    const t = await this.load(threadTopic(id));
+    if (!t) throw new ThreadMissing(`no thread ${id}`);
+    return t.record;
+  }
+
+  async getFor(p: Principal, id: string): Promise<ThreadRecord> {
+    const t = await this.load(threadTopic(id));
+    if (!t) throw new ThreadMissing(`no thread ${id}`);
+    if (!this.mayJoin(p, t)) throw new AppForbidden(`you are not a member of thread ${dottedThread(t.record.topic)}`);
+    return t.record;
+  }
+
+  async create(by: Principal, id: string, members: ThreadMember[]): Promise<ThreadRecord> {
+    const topic = threadTopic(id);
+    this.cache.delete(topic);
+    const record = await this.store.createThread(topic, by.userId, this.clock.now(), members);
+    this.cache.set(topic, { record, members: new Set(members.map((m) => m.userId)) });
+    return record;
+  }
+
+  async addMember(by: Principal, id: string, member: ThreadMember): Promise<ThreadRecord> {
+    const record = await this.getFor(by, id);
+    await this.store.addThreadMember(record.id, member);
+    this.cache.delete(record.topic);
+    return (await this.load(record.topic))!.record;
+  }
+
+  async close(by: Principal, id: string, reason: string): Promise<ThreadRecord> {
+    const record = await this.getFor(by, id);
+    if (by.role === 'user' && !record.members.some((m) => m.userId === by.userId && m.role === 'agent')) {
+      throw new AppForbidden(`only an agent of thread ${dottedThread(record.topic)} or an admin can close it`);
+    }
+    if (record.status === 'CLOSED') return record;
+    await this.announce(record, 'AUTO_CLOSED', reason, by);
+    await this.store.setThreadStatus(record.id, 'CLOSED', this.clock.now());
+    this.cache.delete(record.topic);
+    return (await this.load(record.topic))!.record;
+  }
+
+  /** Closes threads idle longer than threadIdleCloseSeconds, with an AUTO_CLOSED message. */
+  async closeIdle(): Promise<number> {
+    const before = this.clock.now() - this.config.threadIdleCloseSeconds * 1000;
+    const idle = await this.store.idleThreads(before, 500);
+    const system: Principal = { userId: 'system', name: 'system', role: 'service', credential: { kind: 'anonymous' } };
+    for (const t of idle) {
+      try {
+        await this.announce(t, 'AUTO_CLOSED', `closed after ${this.config.threadIdleCloseSeconds} s without messages`, system);
+        await this.store.setThreadStatus(t.id, 'CLOSED', this.clock.now());
+        this.cache.delete(t.topic);
+      } catch (err) {
+        this.log.error({ err, thread: t.topic }, 'could not auto-close a thread');
+      }
+    }
+    return idle.length;
+  }
+
+  private async announce(t: ThreadRecord, type: ThreadMessageType, content: string, by: Principal): Promise<void> {
+    const view: Omit<ThreadMessageView, 'id'> = {
+      uid: `${type.toLowerCase()}-${t.id}-${this.clock.now()}`,
+      type,
+      content,
+      status: 'SUCCESS',
+      createdAt: new Date(this.clock.now()).toISOString(),
+      channel: 'SYSTEM',
+      extra: '',
+      thread: { topic: dottedThread(t.topic) },
+      user: { uid: by.name },
+    };
+    await this.storeAndBroadcast(t, view, by);
+  }
+
+  // ---- messages ----------------------------------------------------------------------
+
+  /**
+   * Validates, stores and broadcasts one message. `destination` is the
+   * `/app/` suffix when it came over STOMP (the thread named in the message
+   * must match it). Returns the stored view (the earlier one for a repeated uid).
+   */
+  async publish(p: Principal, raw: string | Record<string, unknown>, via: { destination?: string; sessionId: string }): Promise<ThreadMessageView> {
+    let m: Record<string, unknown>;
+    if (typeof raw === 'string') {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(raw);
+      } catch {
+        throw new AppRefusal('message is not valid JSON');
+      }
+      if (!isObject(parsed)) throw new AppRefusal('message must be a JSON object with uid, type, content and thread');
+      m = parsed;
+    } else {
+      m = raw;
+    }
+    const uid = m['uid'];
+    if (typeof uid !== 'string' || uid === '' || uid.length > 128) throw new AppRefusal('uid must be a non-empty string of at most 128 characters');
+    const type = m['type'];
+    if (typeof type !== 'string' || !(THREAD_TYPES as readonly string[]).includes(type)) {
+      throw new AppRefusal(`unknown type ${JSON.stringify(type)}; types are ${THREAD_TYPES.join(', ')}`);
+    }
+    const content = m['content'] ?? '';
+    if (typeof content !== 'string') throw new AppRefusal('content must be a string');
+    if (Buffer.byteLength(content) > this.config.threadMaxContentBytes) {
+      throw new AppRefusal(`content is over the ${this.config.threadMaxContentBytes}-byte limit`);
+    }
+    const threadField = m['thread'];
+    const threadId = typeof threadField === 'string' ? threadField : isObject(threadField) && typeof threadField['topic'] === 'string' ? threadField['topic'] : undefined;
+    if (!threadId) throw new AppRefusal('thread is missing: give the thread object (with its topic) the message belongs to');
+    const topic = threadTopic(threadId);
+    if (via.destination !== undefined && threadTopic(via.destination) !== topic) {
+      throw new AppRefusal(`thread ${dottedThread(topic)} does not match the destination /app/${via.destination}`);
+    }
+    const t = await this.load(topic);
+    if (!t) throw new ThreadMissing(`no thread ${dottedThread(topic)}; create it with POST /api/v1/thread`);
+    if (!this.mayJoin(p, t)) throw new AppForbidden(`you are not a member of thread ${dottedThread(topic)}`);
+    if (t.record.status === 'CLOSED') throw new AppRefusal(`thread ${dottedThread(topic)} is closed`);
+    const user = m['user'];
+    if (user !== undefined && !isObject(user)) throw new AppRefusal('user must be an object');
+    if (isObject(user) && user['uid'] !== undefined && user['uid'] !== p.userId && user['uid'] !== p.name) {
+      throw new AppRefusal(`user.uid ${JSON.stringify(user['uid'])} is not the connected user (${p.name})`);
+    }
+    const extra = m['extra'] ?? '';
+    this.checkExtra(type, extra);
+
+    const view: Omit<ThreadMessageView, 'id'> = {
+      uid,
+      type,
+      content,
+      status: 'SUCCESS',
+      createdAt: new Date(this.clock.now()).toISOString(),
+      channel: typeof m['channel'] === 'string' ? m['channel'] : 'WEB',
+      extra,
+      thread: threadField,
+      user: isObject(user) ? { ...user, uid: user['uid'] ?? p.name } : { uid: p.name },
+    };
+
+    if (EPHEMERAL.has(type)) {
+      const key = `${via.sessionId}\u0000${topic}`;
+      let bucket = this.typing.get(key);
+      if (!bucket) {
+        if (this.typing.size > 100_000) this.typing.clear();
+        this.typing.set(key, (bucket = new TokenBucket(this.config.threadTypingPerSecond, this.clock)));
+      }
+      if (bucket.take() > 0) throw new AppRefusal(`${type} too often: at most ${this.config.threadTypingPerSecond} per second`);
+      this.broadcast(t.record, { id: '', ...view });
+      return { id: '', ...view };
+    }
+    if (RECEIPTS.has(type) || type === 'RECALL' || type === 'RATE_SUBMIT') {
+      const original = content ? await this.store.getThreadMessage(t.record.id, content) : null;
+      if (!original) throw new AppRefusal(`${type} names message uid ${JSON.stringify(content)}, which this thread does not have`);
+      if (type === 'RECALL') {
+        if (original.author !== p.userId) throw new AppRefusal('only the author of a message can recall it');
+        const age = this.clock.now() - original.createdAt;
+        if (age > this.config.threadRecallWindowSeconds * 1000) {
+          throw new AppRefusal(`the ${this.config.threadRecallWindowSeconds}-second recall window for this message has passed`);
+        }
+      }
+      const existing = await this.store.getThreadMessage(t.record.id, uid);
+      if (!existing) {
+        if (RECEIPTS.has(type)) await this.store.setThreadReceipt(t.record.id, content, p.userId, type as 'READ' | 'DELIVERED', this.clock.now());
+        if (type === 'RECALL') await this.store.markRecalled(t.record.id, content);
+      }
+    }
+    return this.storeAndBroadcast(t.record, view, p);
+  }
+
+  private checkExtra(type: string, extra: unknown): void {
+    if (type !== 'RATE_SUBMIT' && type !== 'LEAVE_MSG_SUBMIT') return;
+    let e: unknown = extra;
+    if (typeof extra === 'string') {
+      try {
+        e = JSON.parse(extra);
+      } catch {
+        throw new AppRefusal(`${type} needs extra: JSON text of an object`);
+      }
+    }
+    if (!isObject(e)) throw new AppRefusal(`${type} needs extra: a JSON object`);
+    if (type === 'RATE_SUBMIT') {
+      if (!Number.isInteger(e['score']) || (e['score'] as number) < 1 || (e['score'] as number) > 5) {
+        throw new AppRefusal('RATE_SUBMIT extra.score must be an integer from 1 to 5');
+      }
+      if (e['resolved'] !== undefined && typeof e['resolved'] !== 'boolean') throw new AppRefusal('RATE_SUBMIT extra.resolved must be true or false');
+    } else {
+      if (typeof e['content'] !== 'string' || e['content'] === '') throw new AppRefusal('LEAVE_MSG_SUBMIT extra.content must be a non-empty string');
+      if (e['contact'] !== undefined && typeof e['contact'] !== 'string') throw new AppRefusal('LEAVE_MSG_SUBMIT extra.contact must be a string');
+      if (e['images'] !== undefined && !(Array.isArray(e['images']) && e['images'].every((i) => typeof i === 'string'))) {
+        throw new AppRefusal('LEAVE_MSG_SUBMIT extra.images must be a list of URLs');
+      }
+    }
+  }
+
+  private async storeAndBroadcast(t: ThreadRecord, view: Omit<ThreadMessageView, 'id'>, author: Principal): Promise<ThreadMessageView> {
+    const { record, duplicate } = await this.store.addThreadMessage({
+      threadId: t.id,
+      uid: view.uid,
+      type: view.type,
+      author: author.userId,
+      body: JSON.stringify(view),
+      createdAt: this.clock.now(),
+    });
+    const stored = this.viewOf(record);
+    if (!duplicate) this.broadcast(t, stored);
+    return stored;
+  }
+
+  private viewOf(r: ThreadMessageRecord): ThreadMessageView {
+    const v = { id: r.seq, ...(JSON.parse(r.body) as Omit<ThreadMessageView, 'id'>) };
+    if (r.recalled) v.recalled = true;
+    return v;
+  }
+
+  private toCore(t: ThreadRecord, view: ThreadMessageView): CoreMessage {
+    const members = this.cache.get(t.topic)?.members ?? new Set(t.members.map((m) => m.userId));
+    return createMessage({
+      target: { kind: 'topic', topic: t.topic },
+      body: Buffer.from(JSON.stringify(view)),
+      contentType: 'application/json',
+      recordId: view.id || undefined,
+      audience: (p) => p.role !== 'user' || members.has(p.userId),
+    });
+  }
+
+  private broadcast(t: ThreadRecord, view: ThreadMessageView): void {
+    this.broker.publishTopic(this.toCore(t, view));
+  }
+
+  async history(p: Principal, id: string, opts: { before?: string; after?: string; limit: number }): Promise<ThreadMessageView[]> {
+    const t = await this.getFor(p, id);
+    const rows = await this.store.threadHistory(t.id, {
+      ...(opts.before !== undefined ? { beforeSeq: opts.before } : {}),
+      ...(opts.after !== undefined ? { afterSeq: opts.after } : {}),
+      limit: opts.limit,
+    });
+    return rows.map((r) => this.viewOf(r));
+  }
+
+  async receipts(p: Principal, id: string, uid: string): Promise<{ userId: string; status: string; updatedAt: string }[]> {
+    const t = await this.getFor(p, id);
+    return (await this.store.threadReceipts(t.id, uid)).map((r) => ({ ...r, updatedAt: new Date(r.updatedAt).toISOString() }));
+  }
+
+  // ---- TopicAuthority --------------------------------------------------------------
+
+  async authorize(p: Principal, filter: string): Promise<string | undefined> {
+    if (filter.includes('+') || filter.includes('#')) return undefined; // thread messages carry their own audience
+    const t = await this.load(filter);
+    if (t && !this.mayJoin(p, t)) return `you are not a member of thread ${dottedThread(filter)}`;
+    return undefined;
+  }
+
+  /** `since` is a history position (the `id` of the last message seen) or a time (ISO 8601 or epoch ms). */
+  async backlog(p: Principal, topic: string, since: string): Promise<CoreMessage[] | undefined> {
+    const t = await this.load(topic);
+    if (!t || !this.mayJoin(p, t)) return undefined;
+    const asTime = /^\d{13,}$/.test(since) ? Number(since) : /^\d+$/.test(since) ? undefined : Date.parse(since);
+    if (asTime !== undefined && Number.isNaN(asTime)) return undefined;
+    const rows = await this.store.threadHistory(t.record.id, asTime !== undefined ? { sinceTime: asTime, limit: 10_000 } : { afterSeq: since, limit: 10_000 });
+    return rows.map((r) => this.toCore(t.record, this.viewOf(r)));
+  }
+}
