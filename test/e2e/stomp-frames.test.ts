@@ -9,6 +9,15 @@ import { RawStomp, frameHeader, wsUrl } from '../helpers/stomp.js';
 
 const ADMIN = { login: 'admin', passcode: ADMIN_PASSWORD };
 
+/** Waits until the server has seen every connection close (fails instead of spinning forever). */
+async function noSessions(s: TestServer, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (s.server.ctx.sessions.size > 0) {
+    if (Date.now() > deadline) throw new Error(`${s.server.ctx.sessions.size} sessions still open`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 async function connected(s: TestServer, version = '1.2', headers: Record<string, string> = ADMIN): Promise<RawStomp> {
   const c = await RawStomp.tcp(s.server.address('stomp').port);
   const f = await c.connect(headers, version);
@@ -264,7 +273,8 @@ describe('STOMP frames over TCP: delivery', () => {
     a.close();
     await a.closedPromise;
     // The server has seen the close once the session left the registry.
-    while ([...s.server.ctx.sessions.all()].length > 1) await new Promise((r) => setImmediate(r));
+    const deadline = Date.now() + 5000;
+    while (s.server.ctx.sessions.size > 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
     const b = await connected(s);
     await sub(b, 'in', '/user/queue/inbox', 'client-individual');
     const m = await b.next('MESSAGE');
@@ -382,20 +392,27 @@ describe('STOMP limits: the client pays, not the server', () => {
   });
 
   it('refuses a subscription over maxSubscriptionsPerConnection', async () => {
-    while (s.server.ctx.sessions.size > 0) await new Promise((r) => setImmediate(r));
+    await noSessions(s);
     const c = await connected(s);
     c.send('SUBSCRIBE\nid:1\ndestination:/topic/a\n\n\0');
     c.send('SUBSCRIBE\nid:2\ndestination:/topic/b\n\n\0');
     await expectError(c, 'SUBSCRIBE\nid:3\ndestination:/topic/c\n\n\0', /too many subscriptions/);
   });
 
-  it('refuses SEND to an /app destination nobody handles', async () => {
-    while (s.server.ctx.sessions.size > 0) await new Promise((r) => setImmediate(r));
-    await expectError(await connected(s), 'SEND\ndestination:/app/nothing.here\n\nx\0', /nothing on this server handles \/app\/nothing.here/);
+  it('answers SEND to an /app destination with no thread on the sender\'s error queue', async () => {
+    await noSessions(s);
+    const c = await connected(s);
+    c.send('SUBSCRIBE\nid:e\ndestination:/user/queue/errors\n\n\0');
+    c.send('SEND\ndestination:/app/nothing.here\nreceipt:r\n\nx\0');
+    const m = await c.next('MESSAGE');
+    assert.match(m.body.toString(), /message is not valid JSON|no thread/);
+    await c.next('RECEIPT');
+    c.close();
+    await c.closedPromise;
   });
 
   it('disconnects a subscriber that stops reading, and only it', async () => {
-    while (s.server.ctx.sessions.size > 0) await new Promise((r) => setImmediate(r));
+    await noSessions(s);
     const port = s.server.address('stomp').port;
     const { connect: tcpConnect } = await import('node:net');
     // A subscriber that never reads its socket.
@@ -426,7 +443,7 @@ describe('STOMP limits: the client pays, not the server', () => {
   });
 
   it('slows a fast publisher down without losing its messages', async () => {
-    while (s.server.ctx.sessions.size > 0) await new Promise((r) => setImmediate(r));
+    await noSessions(s);
     const c = await connected(s);
     c.send('SUBSCRIBE\nid:1\ndestination:/topic/rate\nreceipt:ok\n\n\0');
     await c.next('RECEIPT');
