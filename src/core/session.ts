@@ -35,6 +35,20 @@ export const TOKEN_DEATH: Record<'expired' | 'revoked', CloseReason> = {
   revoked: { code: 'token_revoked', message: 'token revoked' },
 };
 
+/** WebSocket close code for a server-ended session: 1001 going away, 4401/4403 dead token, 1008 policy. */
+export function wsCloseCode(reason: CloseReason): number {
+  switch (reason.code) {
+    case 'shutdown':
+      return 1001;
+    case 'token_expired':
+      return 4401;
+    case 'token_revoked':
+      return 4403;
+    default:
+      return 1008;
+  }
+}
+
 export class SessionRegistry {
   private readonly byId = new Map<string, Session>();
   private readonly byUser = new Map<string, Set<Session>>();

@@ -21,7 +21,7 @@ import type { Consumer, Delivery } from '../../core/broker.js';
 import { filterProblem, topicFromDotted, topicProblem, topicToDotted } from '../../core/destination.js';
 import { createMessage, type CoreMessage } from '../../core/message.js';
 import { TokenBucket } from '../../core/rate-limit.js';
-import type { CloseReason, Session } from '../../core/session.js';
+import { wsCloseCode, type CloseReason, type Session } from '../../core/session.js';
 import { rawSocket, wsFrame, writeFrame } from '../../transports/ws-frame.js';
 
 let counter = 0;
@@ -319,7 +319,7 @@ export class JsonConnection implements Session {
   // ---- ending -------------------------------------------------------------------
 
   close(reason: CloseReason): void {
-    const code = reason.code === 'shutdown' ? 1001 : reason.code === 'token_expired' ? 4401 : reason.code === 'token_revoked' ? 4403 : 1008;
+    const code = wsCloseCode(reason);
     this.end(reason.code, reason.message, code);
   }
 

@@ -13,7 +13,7 @@ import { AppForbidden, AppRefusal, type Broker, type Consumer, type Delivery, ty
 import { parseDestination, topicProblem, topicToDotted } from '../../core/destination.js';
 import { isSelf, resolveUserId } from '../../core/mailbox.js';
 import { createMessage, type CoreMessage, type HeaderList, type Target } from '../../core/message.js';
-import type { CloseReason, Protocol, Session } from '../../core/session.js';
+import { wsCloseCode, type CloseReason, type Protocol, type Session } from '../../core/session.js';
 import { TokenBucket } from '../../core/rate-limit.js';
 import { systemClock } from '../../clock.js';
 import {
@@ -694,7 +694,7 @@ export class StompConnection implements Session {
 
   /** Session.close: the server ends the session (token death, shutdown, kick). */
   close(reason: CloseReason): void {
-    const code = reason.code === 'shutdown' ? 1001 : reason.code === 'token_expired' ? 4401 : reason.code === 'token_revoked' ? 4403 : 1008;
+    const code = wsCloseCode(reason);
     this.shutdown(code, reason.message, { message: reason.message, detail: reason.message });
   }
 
