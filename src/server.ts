@@ -24,6 +24,9 @@ import { registerUserRoutes } from './http/users.js';
 import { createLogger, type Logger } from './log.js';
 import { registerJsonWebSocket } from './protocols/json-ws/index.js';
 import { registerStomp } from './protocols/stomp/index.js';
+import { registerMqtt } from './protocols/mqtt/index.js';
+import { MqttApps } from './apps/mqtt-apps.js';
+import { registerAppRoutes } from './http/apps.js';
 import { SqliteStore } from './store/sqlite/sqlite-store.js';
 import type { Store } from './store/store.js';
 import { NetworkListeners, type BoundAddress } from './transports/listeners.js';
@@ -36,10 +39,6 @@ export interface StartOptions {
   announce?: (line: string) => void;
 }
 
-/** A protocol front end: registers its routes and listeners, nothing else. */
-export type ProtocolModule = (ctx: HeraldContext) => void;
-
-const PROTOCOLS: readonly ProtocolModule[] = [registerStomp, registerJsonWebSocket];
 
 function openStore(config: Config): Store {
   if (config.databaseUrl) {
@@ -108,6 +107,7 @@ export class HeraldServer {
     messages.start();
     const threads = new ThreadService(store, broker, config, clock, log.child({ component: 'threads' }));
     threads.start();
+    const apps = new MqttApps(store, config, clock);
     const base = { config, log, clock, store, auth, sessions, metrics, broker, messages };
     const http = createHttpApp(base);
     const ctx: HeraldContext = { ...base, http, listeners: network };
@@ -119,7 +119,11 @@ export class HeraldServer {
     registerPublishRoute(ctx);
     registerMessageRoutes(ctx, messages);
     registerThreadRoutes(ctx, threads);
-    for (const register of PROTOCOLS) register(ctx);
+    registerAppRoutes(ctx, apps);
+    // Protocol front ends: each registers its routes and listeners, nothing else.
+    registerStomp(ctx);
+    registerJsonWebSocket(ctx);
+    await registerMqtt(ctx, apps);
 
     http.server.on('upgrade', (req, socket, head) => network.handleUpgrade(req, socket, head));
     const addresses: BoundAddress[] = [];

@@ -26,6 +26,8 @@ export interface CoreMessage {
   readonly contentType: string | undefined;
   /** Application headers (STOMP custom headers, MQTT v5 user properties). */
   readonly headers: HeaderList;
+  /** Delivery guarantee asked by the publisher (MQTT QoS); other protocols' messages count as 1. */
+  readonly qos: 0 | 1 | 2;
   /** Id of the stored message record (message service) this delivery carries, if any. */
   readonly recordId: string | undefined;
   /** When set, only subscribers whose principal passes it get the message (thread members). */
@@ -51,6 +53,7 @@ export function createMessage(init: {
   headers?: HeaderList;
   publisherSession?: string | undefined;
   recordId?: string | undefined;
+  qos?: 0 | 1 | 2;
   audience?: ((p: Principal) => boolean) | undefined;
   id?: string;
   timestamp?: number;
@@ -63,6 +66,7 @@ export function createMessage(init: {
     contentType: init.contentType,
     headers: init.headers ?? [],
     recordId: init.recordId,
+    qos: init.qos ?? 1,
     audience: init.audience,
     publisherSession: init.publisherSession,
     timestamp: init.timestamp ?? Date.now(),

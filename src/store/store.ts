@@ -158,6 +158,35 @@ export interface ThreadSummary {
   unread: number;
 }
 
+/** An application of seed 004's hosted-MQTT model: it gets app and user tokens with its client id and secret. */
+export interface AppRecord {
+  id: string;
+  name: string;
+  clientId: string;
+  secretHash: string;
+  createdAt: number;
+}
+
+/** An app token (kind `app`) or a user token issued by an app (kind `user`, bound to a user name and client id). */
+export interface AppTokenRecord {
+  hash: string;
+  kind: 'app' | 'user';
+  appId: string;
+  username: string | null;
+  cid: string | null;
+  expiresAt: number;
+}
+
+/** A retained MQTT message: the last one published with retain on its topic. */
+export interface RetainedRecord {
+  topic: string;
+  body: Buffer;
+  qos: number;
+  /** v5 properties and the content type, as JSON. */
+  properties: string;
+  updatedAt: number;
+}
+
 /** Raised when a unique value (a user name) is already taken. */
 export class DuplicateError extends Error {
   override name = 'DuplicateError';
@@ -230,6 +259,19 @@ export interface Store {
   setThreadReceipt(threadId: string, uid: string, userId: string, status: 'DELIVERED' | 'READ', at: number): Promise<boolean>;
   /** Receipts of one message, by member. */
   threadReceipts(threadId: string, uid: string): Promise<{ userId: string; status: 'DELIVERED' | 'READ'; updatedAt: number }[]>;
+
+  createApp(app: AppRecord): Promise<void>;
+  getApp(id: string): Promise<AppRecord | null>;
+  getAppByClientId(clientId: string): Promise<AppRecord | null>;
+  listApps(): Promise<AppRecord[]>;
+  insertAppToken(token: AppTokenRecord): Promise<void>;
+  getAppToken(hash: string): Promise<AppTokenRecord | null>;
+  /** Deletes app tokens past their expiry. */
+  deleteExpiredAppTokens(now: number): Promise<number>;
+
+  /** Sets (or with an empty body, clears) the retained message of a topic. */
+  setRetained(record: RetainedRecord): Promise<void>;
+  listRetained(): Promise<RetainedRecord[]>;
 
   /** Keeps a queue message until `dequeue`; returns its id. */
   enqueue(message: NewQueuedMessage): Promise<string>;

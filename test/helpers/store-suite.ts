@@ -281,6 +281,31 @@ export function storeSuite(name: string, factory: StoreFactory): void {
       assert.deepEqual((await store.idleThreads(500, 10)).map((t) => t.id), [old.id]);
     });
 
+    it('stores apps and their tokens, and expires tokens', async () => {
+      const app = { id: 'app1', name: 'Game', clientId: 'cid-1', secretHash: 'h', createdAt: 5 };
+      await store.createApp(app);
+      await assert.rejects(store.createApp({ ...app, id: 'app2' }), DuplicateError, 'client ids are unique');
+      assert.deepEqual(await store.getApp('app1'), app);
+      assert.deepEqual(await store.getAppByClientId('cid-1'), app);
+      assert.equal(await store.getApp('nope'), null);
+      assert.deepEqual((await store.listApps()).map((a) => a.id), ['app1']);
+      await store.insertAppToken({ hash: 't1', kind: 'app', appId: 'app1', username: null, cid: null, expiresAt: 100 });
+      await store.insertAppToken({ hash: 't2', kind: 'user', appId: 'app1', username: 'u', cid: 'u@app1', expiresAt: 200 });
+      assert.deepEqual(await store.getAppToken('t2'), { hash: 't2', kind: 'user', appId: 'app1', username: 'u', cid: 'u@app1', expiresAt: 200 });
+      assert.equal(await store.deleteExpiredAppTokens(150), 1);
+      assert.equal(await store.getAppToken('t1'), null);
+    });
+
+    it('keeps one retained message per topic and clears it with an empty body', async () => {
+      await store.setRetained({ topic: 'a/b', body: Buffer.from('1'), qos: 1, properties: '{}', updatedAt: 1 });
+      await store.setRetained({ topic: 'a/b', body: Buffer.from('2'), qos: 0, properties: '{"contentType":"x"}', updatedAt: 2 });
+      await store.setRetained({ topic: 'a/c', body: Buffer.from([0, 1]), qos: 2, properties: '{}', updatedAt: 3 });
+      const all = await store.listRetained();
+      assert.deepEqual(all.map((r) => [r.topic, r.body.toString('hex'), r.qos]), [['a/b', '32', 0], ['a/c', '0001', 2]]);
+      await store.setRetained({ topic: 'a/b', body: Buffer.alloc(0), qos: 0, properties: '{}', updatedAt: 4 });
+      assert.deepEqual((await store.listRetained()).map((r) => r.topic), ['a/c']);
+    });
+
     it('keeps queue messages in order until dequeued, per queue', async () => {
       const body = Buffer.from([1, 0, 2, 255]);
       const a1 = await store.enqueue({ queue: 'jobs', body, contentType: 'application/octet-stream', headers: [['x', '1'], ['x', '2']], createdAt: 5 });

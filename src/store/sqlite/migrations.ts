@@ -119,4 +119,34 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 4,
+    sql: `
+      -- Seed 004: apps that mint app and user tokens for MQTT clients.
+      CREATE TABLE apps (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL,
+        client_id   TEXT NOT NULL UNIQUE,
+        secret_hash TEXT NOT NULL,
+        created_at  INTEGER NOT NULL
+      );
+      CREATE TABLE app_tokens (
+        hash       TEXT PRIMARY KEY,
+        kind       TEXT NOT NULL CHECK (kind IN ('app', 'user')),
+        app_id     TEXT NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+        username   TEXT,
+        cid        TEXT,
+        expires_at INTEGER NOT NULL
+      );
+      CREATE INDEX app_tokens_expiry ON app_tokens (expires_at);
+      -- MQTT retained messages, one per topic.
+      CREATE TABLE retained (
+        topic      TEXT PRIMARY KEY,
+        body       BLOB NOT NULL,
+        qos        INTEGER NOT NULL,
+        properties TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+      );
+    `,
+  },
 ];

@@ -11,6 +11,9 @@ import {
   type NewQueuedMessage,
   type Page,
   type QueuedMessage,
+  type AppRecord,
+  type AppTokenRecord,
+  type RetainedRecord,
   type NewThreadMessage,
   type ThreadMember,
   type ThreadMessageRecord,
@@ -556,6 +559,76 @@ export class SqliteStore implements Store {
       )
       .all(n, uid)
       .map((r) => ({ userId: r.user_id, status: r.status as 'DELIVERED' | 'READ', updatedAt: r.updated_at }));
+  }
+
+  async createApp(app: AppRecord): Promise<void> {
+    try {
+      this.db
+        .prepare<[string, string, string, string, number]>('INSERT INTO apps (id, name, client_id, secret_hash, created_at) VALUES (?, ?, ?, ?, ?)')
+        .run(app.id, app.name, app.clientId, app.secretHash, app.createdAt);
+    } catch (err) {
+      if (String((err as { code?: string }).code).startsWith('SQLITE_CONSTRAINT')) throw new DuplicateError(`app ${app.id} already exists`);
+      throw err;
+    }
+  }
+
+  private appFromRow(r: { id: string; name: string; client_id: string; secret_hash: string; created_at: number } | undefined): AppRecord | null {
+    return r ? { id: r.id, name: r.name, clientId: r.client_id, secretHash: r.secret_hash, createdAt: r.created_at } : null;
+  }
+
+  async getApp(id: string): Promise<AppRecord | null> {
+    return this.appFromRow(this.db.prepare<[string], { id: string; name: string; client_id: string; secret_hash: string; created_at: number }>('SELECT * FROM apps WHERE id = ?').get(id));
+  }
+
+  async getAppByClientId(clientId: string): Promise<AppRecord | null> {
+    return this.appFromRow(
+      this.db.prepare<[string], { id: string; name: string; client_id: string; secret_hash: string; created_at: number }>('SELECT * FROM apps WHERE client_id = ?').get(clientId),
+    );
+  }
+
+  async listApps(): Promise<AppRecord[]> {
+    return this.db
+      .prepare<[], { id: string; name: string; client_id: string; secret_hash: string; created_at: number }>('SELECT * FROM apps ORDER BY created_at, id')
+      .all()
+      .map((r) => this.appFromRow(r)!);
+  }
+
+  async insertAppToken(t: AppTokenRecord): Promise<void> {
+    this.db
+      .prepare<[string, string, string, string | null, string | null, number]>(
+        'INSERT INTO app_tokens (hash, kind, app_id, username, cid, expires_at) VALUES (?, ?, ?, ?, ?, ?)',
+      )
+      .run(t.hash, t.kind, t.appId, t.username, t.cid, t.expiresAt);
+  }
+
+  async getAppToken(hash: string): Promise<AppTokenRecord | null> {
+    const r = this.db
+      .prepare<[string], { hash: string; kind: string; app_id: string; username: string | null; cid: string | null; expires_at: number }>('SELECT * FROM app_tokens WHERE hash = ?')
+      .get(hash);
+    return r ? { hash: r.hash, kind: r.kind as 'app' | 'user', appId: r.app_id, username: r.username, cid: r.cid, expiresAt: r.expires_at } : null;
+  }
+
+  async deleteExpiredAppTokens(now: number): Promise<number> {
+    return this.db.prepare<[number]>('DELETE FROM app_tokens WHERE expires_at <= ?').run(now).changes;
+  }
+
+  async setRetained(r: RetainedRecord): Promise<void> {
+    if (r.body.length === 0) {
+      this.db.prepare<[string]>('DELETE FROM retained WHERE topic = ?').run(r.topic);
+      return;
+    }
+    this.db
+      .prepare<[string, Buffer, number, string, number]>(
+        'INSERT INTO retained (topic, body, qos, properties, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (topic) DO UPDATE SET body = excluded.body, qos = excluded.qos, properties = excluded.properties, updated_at = excluded.updated_at',
+      )
+      .run(r.topic, r.body, r.qos, r.properties, r.updatedAt);
+  }
+
+  async listRetained(): Promise<RetainedRecord[]> {
+    return this.db
+      .prepare<[], { topic: string; body: Buffer; qos: number; properties: string; updated_at: number }>('SELECT * FROM retained ORDER BY topic')
+      .all()
+      .map((r) => ({ topic: r.topic, body: r.body, qos: r.qos, properties: r.properties, updatedAt: r.updated_at }));
   }
 
   async enqueue(m: NewQueuedMessage): Promise<string> {

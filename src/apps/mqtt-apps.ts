@@ -1,0 +1,97 @@
+/**
+ * Seed 004's hosted-MQTT model: an app (appId, appClientId, appClientSecret)
+ * obtains an app access token, then mints user tokens bound to a user name
+ * and an MQTT client id (`deviceId@appId`); the MQTT client connects with
+ * that client id, the user name, and the user token as password.
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Clock } from '../clock.js';
+import type { Config } from '../config.js';
+import type { Principal } from '../core/auth.js';
+import type { AppRecord, Store } from '../store/store.js';
+
+const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex');
+
+export interface NewApp {
+  appId: string;
+  appClientId: string;
+  appClientSecret: string;
+  name: string;
+}
+
+/** Why an app credential was refused: `bad` (unknown/expired/wrong user) or `denied` (another app or client id). */
+export class AppTokenRefusal extends Error {
+  constructor(
+    readonly kind: 'bad' | 'denied',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The principal of an app user: its id is scoped to the app so app users never collide with Herald users. */
+export function appUserPrincipal(appId: string, username: string): Principal {
+  return { userId: `app:${appId}:${username}`, name: username, role: 'user', credential: { kind: 'anonymous' } };
+}
+
+export class MqttApps {
+  constructor(
+    private readonly store: Store,
+    private readonly config: Config,
+    private readonly clock: Clock,
+  ) {}
+
+  async create(name: string): Promise<NewApp> {
+    const appId = randomBytes(5).toString('hex');
+    const appClientId = 'YXA6' + randomBytes(12).toString('base64url');
+    const appClientSecret = 'YXA6' + randomBytes(24).toString('base64url');
+    await this.store.createApp({ id: appId, name, clientId: appClientId, secretHash: sha256(appClientSecret), createdAt: this.clock.now() });
+    return { appId, appClientId, appClientSecret, name };
+  }
+
+  list(): Promise<AppRecord[]> {
+    return this.store.listApps();
+  }
+
+  /** POST /openapi/rm/app/token. */
+  async appToken(appClientId: string, appClientSecret: string): Promise<{ access_token: string; expires_in: number }> {
+    const app = await this.store.getAppByClientId(appClientId);
+    const given = Buffer.from(sha256(appClientSecret), 'hex');
+    if (!app || !timingSafeEqual(given, Buffer.from(app.secretHash, 'hex'))) {
+      throw new AppTokenRefusal('bad', 'appClientId or appClientSecret is wrong');
+    }
+    const token = randomBytes(24).toString('base64url');
+    const expiresIn = this.config.appTokenSeconds;
+    await this.store.insertAppToken({ hash: sha256(token), kind: 'app', appId: app.id, username: null, cid: null, expiresAt: this.clock.now() + expiresIn * 1000 });
+    return { access_token: token, expires_in: expiresIn };
+  }
+
+  /** POST /openapi/rm/user/token, authorised by an app token. `cid` must be `{device}@{appId}` of the same app. */
+  async userToken(appAccessToken: string, username: string, expiresIn: number, cid: string): Promise<{ access_token: string; expires_in: number }> {
+    const appToken = await this.store.getAppToken(sha256(appAccessToken));
+    if (!appToken || appToken.kind !== 'app' || appToken.expiresAt <= this.clock.now()) {
+      throw new AppTokenRefusal('bad', 'the app access token in Authorization is unknown or expired; get one from /openapi/rm/app/token');
+    }
+    const at = cid.lastIndexOf('@');
+    if (at <= 0 || cid.slice(at + 1) !== appToken.appId) {
+      throw new AppTokenRefusal('denied', `cid must be {deviceId}@${appToken.appId} for this app`);
+    }
+    const seconds = Math.min(expiresIn, this.config.userTokenMaxSeconds);
+    const token = randomBytes(24).toString('base64url');
+    await this.store.insertAppToken({ hash: sha256(token), kind: 'user', appId: appToken.appId, username, cid, expiresAt: this.clock.now() + seconds * 1000 });
+    return { access_token: token, expires_in: seconds };
+  }
+
+  /**
+   * Checks an MQTT CONNECT that presents a user token as password.
+   * Returns undefined when the password is not a user token at all (other credentials may apply).
+   */
+  async checkUserToken(password: string, username: string | undefined, clientId: string): Promise<Principal | undefined> {
+    const t = await this.store.getAppToken(sha256(password));
+    if (!t || t.kind !== 'user') return undefined;
+    if (t.expiresAt <= this.clock.now()) throw new AppTokenRefusal('bad', 'the user token has expired; get a new one from /openapi/rm/user/token');
+    if (username !== t.username) throw new AppTokenRefusal('bad', `the user token belongs to another user name than "${username ?? ''}"`);
+    if (clientId !== t.cid) throw new AppTokenRefusal('denied', `the user token is bound to client id ${t.cid ?? ''}, not ${clientId}`);
+    return appUserPrincipal(t.appId, t.username);
+  }
+}

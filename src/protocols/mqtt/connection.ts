@@ -1,0 +1,610 @@
+/**
+ * One MQTT connection (3.1, 3.1.1 or 5.0, over TCP or WebSocket) on the
+ * broker core. mqtt-packet does the bytes; this file does the protocol:
+ * CONNECT and its credentials (Herald users and tokens, seed 004's app user
+ * tokens), keep-alive, QoS 0/1/2 both ways with an in-flight window,
+ * retained messages, wills, and the mapping of MQTT topics onto Herald's
+ * topics (`a/b` is STOMP `/topic/a.b`) and mailboxes (`$user/x`).
+ */
+import { randomBytes } from 'node:crypto';
+import mqttPacket, { type IConnectPacket, type IPublishPacket, type ISubscribePacket, type IUnsubscribePacket, type Packet } from 'mqtt-packet';
+import { AppTokenRefusal } from '../../apps/mqtt-apps.js';
+import type { HeraldContext } from '../../context.js';
+import { AuthError, type Principal } from '../../core/auth.js';
+import type { Consumer, Delivery } from '../../core/broker.js';
+import { filterProblem, topicMatches } from '../../core/destination.js';
+import { createMessage, type CoreMessage, type HeaderList } from '../../core/message.js';
+import type { CloseReason, Protocol, Session } from '../../core/session.js';
+import type { MqttShared } from './index.js';
+
+type Version = 3 | 4 | 5;
+type QoS = 0 | 1 | 2;
+
+export interface MqttTransport {
+  write(data: Buffer): void;
+  buffered(): number;
+  close(): void;
+}
+
+/** Return codes of MQTT 3.1.1 CONNACK and the matching 5.0 reason codes. */
+const REFUSE = {
+  version: { v4: 1, v5: 0x84 },
+  clientId: { v4: 2, v5: 0x85 },
+  badCredentials: { v4: 4, v5: 0x86 },
+  notAuthorized: { v4: 5, v5: 0x87 },
+  quota: { v4: 3, v5: 0x97 },
+} as const;
+
+let counter = 0;
+
+class MqttSubscription implements Consumer {
+  constructor(
+    readonly conn: MqttConnection,
+    readonly filter: string,
+    readonly qos: QoS,
+    readonly noLocal: boolean,
+    readonly retainAsPublished: boolean,
+    /** Mailbox name for `$user/{name}` subscriptions. */
+    readonly mailbox: string | undefined,
+    readonly subscriptionId: number | undefined,
+  ) {}
+  get sessionId(): string {
+    return this.conn.id;
+  }
+  get principal(): Principal {
+    return this.conn.principal;
+  }
+  hasCapacity(): boolean {
+    return this.conn.hasCapacity();
+  }
+  deliver(msg: CoreMessage, delivery: Delivery): void {
+    this.conn.deliver(this, msg, delivery, false);
+  }
+}
+
+interface Inflight {
+  msg: CoreMessage;
+  delivery: Delivery;
+  /** QoS 2: PUBREC received, PUBREL sent, waiting for PUBCOMP. */
+  released: boolean;
+}
+
+function mqttHeaders(props: IPublishPacket['properties']): HeaderList {
+  const out: HeaderList = [];
+  for (const [k, v] of Object.entries(props?.userProperties ?? {})) {
+    for (const one of Array.isArray(v) ? v : [v]) out.push([k, String(one)]);
+  }
+  return out;
+}
+
+export class MqttConnection implements Session {
+  readonly id = `mqtt-${process.pid.toString(36)}-${(++counter).toString(36)}`;
+  readonly connectedAt: number;
+  principal!: Principal;
+  clientId = '';
+  device = 'mqtt';
+  closed = false;
+
+  private version: Version = 4;
+  private connected = false;
+  private readonly parser = mqttPacket.parser();
+  private readonly subscriptions = new Map<string, MqttSubscription>();
+  private readonly inflight = new Map<number, Inflight>();
+  private readonly held: [MqttSubscription, CoreMessage, Delivery][] = [];
+  private readonly qos2In = new Set<number>();
+  private readonly aliasesIn = new Map<number, string>();
+  private nextId = 1;
+  private will: IConnectPacket['will'] | undefined;
+  private lastRead = Date.now();
+  private keepAliveTimer: NodeJS.Timeout | undefined;
+  private clientReceiveMaximum = 65_535;
+  private clientMaxPacket = Infinity;
+  private chain: Promise<void> = Promise.resolve();
+  private readonly delivered: { inc(): void };
+
+  constructor(
+    private readonly ctx: HeraldContext,
+    private readonly shared: MqttShared,
+    private readonly transport: MqttTransport,
+    readonly protocol: Protocol,
+    readonly remoteAddress: string,
+  ) {
+    this.connectedAt = ctx.clock.now();
+    this.delivered = ctx.metrics.messagesOut.labels(protocol);
+    this.parser.on('packet', (p: Packet) => {
+      this.chain = this.chain.then(() => this.handle(p)).catch((err: unknown) => {
+        this.ctx.log.error({ err, session: this.id }, 'MQTT packet handling failed');
+        this.disconnect(0x80, 'internal error');
+      });
+    });
+    this.parser.on('error', (err: Error) => this.protocolError(err.message));
+    // A client that never sends CONNECT is dropped.
+    this.keepAliveTimer = setTimeout(() => this.transport.close(), 30_000);
+    this.keepAliveTimer.unref();
+  }
+
+  // ---- input -----------------------------------------------------------------------
+
+  receive(data: Buffer): void {
+    if (this.closed) return;
+    this.lastRead = Date.now();
+    const pending = this.parser.parse(data);
+    if (pending > this.ctx.config.mqttMaxPacketBytes) {
+      this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'too_large' });
+      this.disconnect(0x95, `packet larger than ${this.ctx.config.mqttMaxPacketBytes} bytes`);
+    }
+  }
+
+  private protocolError(message: string): void {
+    if (this.closed) return;
+    this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'malformed' });
+    this.ctx.log.debug({ session: this.id, message }, 'MQTT protocol error');
+    if (!this.connected && message === 'Invalid protocol version') {
+      // [MQTT-3.1.2-2]: CONNACK 0x01 (unacceptable protocol level), then close.
+      this.write(mqttPacket.generate({ cmd: 'connack', returnCode: 1, sessionPresent: false }, { protocolVersion: 4 }));
+      return this.end();
+    }
+    this.disconnect(0x81, message);
+  }
+
+  private async handle(p: Packet): Promise<void> {
+    if (this.closed) return;
+    if (!this.connected) {
+      if (p.cmd !== 'connect') return this.protocolError(`first packet must be CONNECT, not ${p.cmd.toUpperCase()}`);
+      return this.onConnect(p);
+    }
+    switch (p.cmd) {
+      case 'connect':
+        return this.disconnect(0x82, 'a second CONNECT is a protocol error');
+      case 'publish':
+        return this.onPublish(p);
+      case 'puback':
+        return this.settleOut(p.messageId, 'ack');
+      case 'pubrec': {
+        const f = p.messageId !== undefined ? this.inflight.get(p.messageId) : undefined;
+        if (f) f.released = true;
+        return this.write(this.gen({ cmd: 'pubrel', messageId: p.messageId!, ...(f ? {} : { reasonCode: 0x92 }) }));
+      }
+      case 'pubcomp':
+        return this.settleOut(p.messageId, 'ack');
+      case 'pubrel':
+        this.qos2In.delete(p.messageId!);
+        return this.write(this.gen({ cmd: 'pubcomp', messageId: p.messageId! }));
+      case 'subscribe':
+        return this.onSubscribe(p);
+      case 'unsubscribe':
+        return this.onUnsubscribe(p);
+      case 'pingreq':
+        return this.write(this.gen({ cmd: 'pingresp' }));
+      case 'disconnect':
+        // A normal DISCONNECT discards the will (v5 reason 0x04 asks to send it).
+        if (!(this.version === 5 && p.reasonCode === 0x04)) this.will = undefined;
+        return this.end();
+      default:
+        return this.disconnect(0x82, `unexpected ${p.cmd.toUpperCase()} packet from a client`);
+    }
+  }
+
+  // ---- CONNECT ---------------------------------------------------------------------
+
+  private refuse(code: { v4: number; v5: number }, reason: string): void {
+    this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'connect_refused' });
+    this.write(
+      this.version === 5
+        ? this.gen({ cmd: 'connack', reasonCode: code.v5, sessionPresent: false, properties: { reasonString: reason } })
+        : this.gen({ cmd: 'connack', returnCode: code.v4, sessionPresent: false }),
+    );
+    this.end();
+  }
+
+  private async authenticate(p: IConnectPacket): Promise<Principal | { code: { v4: number; v5: number }; reason: string }> {
+    const password = p.password?.toString('utf8');
+    if (password) {
+      try {
+        const appUser = await this.shared.apps.checkUserToken(password, p.username, p.clientId);
+        if (appUser) return appUser;
+      } catch (err) {
+        if (err instanceof AppTokenRefusal) return { code: err.kind === 'bad' ? REFUSE.badCredentials : REFUSE.notAuthorized, reason: err.message };
+        throw err;
+      }
+      if (p.username) {
+        try {
+          const user = await this.ctx.auth.checkPassword(p.username, password, this.remoteAddress);
+          return { userId: user.id, name: user.name, role: user.role, credential: { kind: 'password' } };
+        } catch (err) {
+          if (!(err instanceof AuthError)) throw err;
+          if (err.code !== 'bad_credentials') return { code: REFUSE.notAuthorized, reason: err.message };
+        }
+      }
+      try {
+        return await this.ctx.auth.authenticate(password, { renew: true });
+      } catch (err) {
+        if (!(err instanceof AuthError)) throw err;
+        return { code: err.code === 'user_disabled' ? REFUSE.notAuthorized : REFUSE.badCredentials, reason: 'wrong user name, password or token' };
+      }
+    }
+    if (this.ctx.config.allowAnonymous) {
+      return { userId: 'anonymous:' + p.clientId, name: 'anonymous', role: 'user', credential: { kind: 'anonymous' } };
+    }
+    return { code: REFUSE.notAuthorized, reason: 'credentials are required: user name and password, or a token as password' };
+  }
+
+  private async onConnect(p: IConnectPacket): Promise<void> {
+    this.version = (p.protocolVersion ?? 4) as Version;
+    clearTimeout(this.keepAliveTimer);
+    let clientId = p.clientId;
+    let assigned = false;
+    if (clientId === '') {
+      if (!p.clean && this.version !== 5) return this.refuse(REFUSE.clientId, 'an empty client id needs clean session');
+      clientId = 'herald-' + randomBytes(8).toString('hex');
+      assigned = true;
+    }
+    const who = await this.authenticate(p);
+    if (this.closed) return;
+    if (!('userId' in who)) return this.refuse(who.code, who.reason);
+    if (this.ctx.sessions.ofUser(who.userId).size >= this.ctx.config.maxConnectionsPerUser) {
+      return this.refuse(REFUSE.quota, `user "${who.name}" already has ${this.ctx.config.maxConnectionsPerUser} connections open`);
+    }
+    this.principal = who;
+    this.clientId = clientId;
+    this.device = clientId;
+    this.will = p.will;
+    if (this.will && filterProblem(this.will.topic) === undefined && /[+#]/.test(this.will.topic)) {
+      return this.refuse({ v4: 2, v5: 0x90 }, 'the will topic cannot hold wildcards');
+    }
+    // Session takeover: the same client id elsewhere on this node is ended.
+    const previous = this.shared.clients.get(clientId);
+    if (previous && previous !== this) previous.takenOver();
+    this.shared.clients.set(clientId, this);
+
+    const props = p.properties ?? {};
+    if (props.receiveMaximum) this.clientReceiveMaximum = props.receiveMaximum;
+    if (props.maximumPacketSize) this.clientMaxPacket = props.maximumPacketSize;
+    const max = this.ctx.config.mqttMaxKeepAliveSeconds;
+    const asked = p.keepalive ?? 0;
+    const keepAlive = asked === 0 || asked > max ? max : asked;
+    this.connected = true;
+    this.ctx.sessions.add(this);
+    const connack: Packet =
+      this.version === 5
+        ? {
+            cmd: 'connack',
+            reasonCode: 0,
+            sessionPresent: false,
+            properties: {
+              ...(keepAlive !== asked ? { serverKeepAlive: keepAlive } : {}),
+              ...(assigned ? { assignedClientIdentifier: clientId } : {}),
+              receiveMaximum: this.ctx.config.mqttMaxInflight,
+              maximumPacketSize: this.ctx.config.mqttMaxPacketBytes,
+              topicAliasMaximum: 0,
+              sharedSubscriptionAvailable: false,
+              wildcardSubscriptionAvailable: true,
+              subscriptionIdentifiersAvailable: true,
+              retainAvailable: true,
+            },
+          }
+        : { cmd: 'connack', returnCode: 0, sessionPresent: false };
+    this.write(this.gen(connack));
+    this.keepAliveTimer = setInterval(() => {
+      const silent = Date.now() - this.lastRead;
+      if (silent > keepAlive * 1500) {
+        this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'keepalive' });
+        this.disconnect(0x8d, `keep alive timeout: nothing received for ${silent} ms`);
+      }
+    }, Math.max(1000, (keepAlive * 1500) / 3));
+    this.keepAliveTimer.unref();
+  }
+
+  // ---- PUBLISH from the client -------------------------------------------------------
+
+  private async onPublish(p: IPublishPacket): Promise<void> {
+    let topic = p.topic;
+    const alias = p.properties?.topicAlias;
+    if (alias !== undefined) {
+      if (topic) this.aliasesIn.set(alias, topic);
+      else topic = this.aliasesIn.get(alias) ?? '';
+      if (!topic) return this.disconnect(0x82, `topic alias ${alias} is not set`);
+    }
+    if (!topic || /[+#]/.test(topic) || topic.includes('\u0000')) {
+      return this.disconnect(0x90, `topic name "${topic.slice(0, 100)}" is not valid for PUBLISH`);
+    }
+    if (p.qos === 2 && this.qos2In.has(p.messageId!)) {
+      // A repeated QoS 2 PUBLISH before PUBREL: acknowledged again, delivered once.
+      return this.write(this.gen({ cmd: 'pubrec', messageId: p.messageId! }));
+    }
+    const ack = (reasonCode?: number, reasonString?: string): void => {
+      if (p.qos === 0) return;
+      const cmd = p.qos === 1 ? 'puback' : 'pubrec';
+      if (p.qos === 2 && (reasonCode === undefined || reasonCode < 0x80)) this.qos2In.add(p.messageId!);
+      this.write(
+        this.gen(
+          this.version === 5 && reasonCode !== undefined
+            ? { cmd, messageId: p.messageId!, reasonCode, ...(reasonString ? { properties: { reasonString } } : {}) }
+            : { cmd, messageId: p.messageId! },
+        ),
+      );
+    };
+    const payload = typeof p.payload === 'string' ? Buffer.from(p.payload) : p.payload;
+    const base = {
+      body: payload,
+      qos: p.qos,
+      contentType: p.properties?.contentType,
+      headers: mqttHeaders(p.properties),
+      publisherSession: this.id,
+    };
+    this.ctx.metrics.messagesIn.inc({ protocol: this.protocol });
+    if (topic.startsWith('$')) {
+      if (!topic.startsWith('$user/') || topic.length <= 6) {
+        // [MQTT-4.7.2-1]: $-topics are the server's; a v3 client is not told, a v5 client gets 0x87.
+        return ack(0x87, `${topic} is reserved for the server`);
+      }
+      const name = topic.slice(6);
+      this.ctx.broker.publishUser(createMessage({ ...base, target: { kind: 'user', userId: this.principal.userId, name } }));
+      return ack(0);
+    }
+    const msg = createMessage({ ...base, target: { kind: 'topic', topic } });
+    if (p.retain) await this.shared.retained.set(topic, msg, p.qos, p.properties);
+    this.ctx.broker.publishTopic(msg);
+    ack(payload.length === 0 && !p.retain ? 0x10 : 0);
+  }
+
+  // ---- SUBSCRIBE / UNSUBSCRIBE -------------------------------------------------------
+
+  private async onSubscribe(p: ISubscribePacket): Promise<void> {
+    const granted: number[] = [];
+    const subId = p.properties?.subscriptionIdentifier;
+    for (const s of p.subscriptions) {
+      const filter = s.topic;
+      const problem = filterProblem(filter);
+      if (problem) {
+        granted.push(this.version === 5 ? 0x8f : 0x80);
+        continue;
+      }
+      if (filter.startsWith('$share/')) {
+        granted.push(this.version === 5 ? 0x9e : 0x80);
+        continue;
+      }
+      const mailbox = filter.startsWith('$user/') ? filter.slice(6) : undefined;
+      if (mailbox !== undefined && (mailbox === '' || /[+#]/.test(mailbox))) {
+        granted.push(this.version === 5 ? 0x8f : 0x80);
+        continue;
+      }
+      if (mailbox === undefined) {
+        const refusal = await this.ctx.broker.authorizeTopic(this.principal, filter);
+        if (refusal) {
+          granted.push(this.version === 5 ? 0x87 : 0x80);
+          continue;
+        }
+      }
+      const existing = this.subscriptions.get(filter);
+      if (existing) this.removeSubscription(existing);
+      else if (this.subscriptions.size >= this.ctx.config.maxSubscriptionsPerConnection) {
+        granted.push(this.version === 5 ? 0x97 : 0x80);
+        continue;
+      }
+      const qos = Math.min(s.qos, 2) as QoS;
+      const sub = new MqttSubscription(this, filter, qos, s.nl ?? false, s.rap ?? false, mailbox, subId);
+      this.subscriptions.set(filter, sub);
+      if (mailbox !== undefined) this.ctx.broker.subscribeUser(this.principal.userId, mailbox, sub);
+      else this.ctx.broker.subscribeTopic(filter, sub);
+      granted.push(qos);
+      // Retained messages: rh 0 always, 1 only for a new subscription, 2 never.
+      const rh = s.rh ?? 0;
+      if (mailbox === undefined && (rh === 0 || (rh === 1 && !existing))) {
+        for (const r of this.shared.retained.matching(filter)) this.deliver(sub, r.msg, { redelivered: false, settle: undefined }, true, r.qos);
+      }
+    }
+    this.write(this.gen({ cmd: 'suback', messageId: p.messageId!, granted }));
+  }
+
+  private removeSubscription(sub: MqttSubscription): void {
+    this.subscriptions.delete(sub.filter);
+    if (sub.mailbox !== undefined) this.ctx.broker.unsubscribeUser(this.principal.userId, sub.mailbox, sub);
+    else this.ctx.broker.unsubscribeTopic(sub.filter, sub);
+  }
+
+  private onUnsubscribe(p: IUnsubscribePacket): void {
+    const codes: number[] = [];
+    for (const filter of p.unsubscriptions) {
+      const sub = this.subscriptions.get(filter);
+      if (sub) this.removeSubscription(sub);
+      codes.push(sub ? 0 : 0x11);
+    }
+    this.write(this.gen(this.version === 5 ? { cmd: 'unsuback', messageId: p.messageId!, granted: codes } : { cmd: 'unsuback', messageId: p.messageId!, granted: [] }));
+  }
+
+  // ---- delivery to the client -------------------------------------------------------
+
+  hasCapacity(): boolean {
+    return !this.closed && this.inflight.size < Math.min(this.clientReceiveMaximum, this.ctx.config.mqttMaxInflight) && this.transport.buffered() < this.ctx.config.slowConsumerBytes / 2;
+  }
+
+  deliver(sub: MqttSubscription, msg: CoreMessage, delivery: Delivery, retained: boolean, retainedQos?: number): void {
+    if (this.closed) {
+      delivery.settle?.('requeue');
+      return;
+    }
+    if (sub.noLocal && msg.publisherSession === this.id) {
+      delivery.settle?.('ack');
+      return;
+    }
+    const qos = Math.min(sub.qos, retainedQos ?? msg.qos) as QoS;
+    if (qos > 0 && (this.inflight.size >= Math.min(this.clientReceiveMaximum, this.ctx.config.mqttMaxInflight) || this.held.length > 0)) {
+      this.held.push([sub, msg, delivery]);
+      if (this.held.length > this.ctx.config.maxUnackedPerSubscription * 10) this.disconnect(0x97, 'slow consumer: too many messages wait for acknowledgements');
+      return;
+    }
+    const topic = msg.target.kind === 'topic' ? msg.target.topic : `$user/${msg.target.name}`;
+    // Live messages go out with retain 0; retain-as-published needs the publisher's flag, which the core does not keep yet.
+    const retain = retained;
+    const properties: IPublishPacket['properties'] = {};
+    if (this.version === 5) {
+      if (msg.contentType) properties.contentType = msg.contentType;
+      if (msg.headers.length) {
+        const up: Record<string, string | string[]> = {};
+        for (const [k, v] of msg.headers) {
+          const prev = up[k];
+          up[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
+        }
+        properties.userProperties = up;
+      }
+      if (sub.subscriptionId !== undefined) properties.subscriptionIdentifier = sub.subscriptionId;
+    }
+    const hasProps = Object.keys(properties).length > 0;
+    let frame: Buffer;
+    if (qos === 0 && sub.subscriptionId === undefined) {
+      const key = `mqtt${this.version}${retain ? 'r' : ''}`;
+      let cached = msg.encoded.get(key);
+      if (!cached) {
+        cached = this.gen({ cmd: 'publish', topic, payload: msg.body, qos: 0, retain, dup: false, ...(hasProps ? { properties } : {}) });
+        msg.encoded.set(key, cached);
+      }
+      frame = cached;
+    } else {
+      const messageId = this.allocateId();
+      frame = this.gen({ cmd: 'publish', topic, payload: msg.body, qos, retain, dup: delivery.redelivered, messageId, ...(hasProps ? { properties } : {}) });
+      this.inflight.set(messageId, { msg, delivery, released: false });
+    }
+    if (frame.length > this.clientMaxPacket) {
+      // [MQTT-3.1.2-25]: never send a packet larger than the client's maximum; it is dropped as if delivered.
+      delivery.settle?.('ack');
+      return;
+    }
+    this.delivered.inc();
+    this.write(frame);
+    if (qos === 0) delivery.settle?.('ack');
+  }
+
+  private allocateId(): number {
+    for (let i = 0; i < 65_535; i++) {
+      const id = this.nextId;
+      this.nextId = this.nextId === 65_535 ? 1 : this.nextId + 1;
+      if (!this.inflight.has(id)) return id;
+    }
+    throw new Error('no free MQTT packet id');
+  }
+
+  private settleOut(messageId: number | undefined, outcome: 'ack'): void {
+    const f = messageId !== undefined ? this.inflight.get(messageId) : undefined;
+    if (!f) return; // a late or repeated acknowledgement
+    this.inflight.delete(messageId!);
+    f.delivery.settle?.(outcome);
+    while (this.held.length > 0 && this.hasCapacity()) {
+      const [sub, msg, d] = this.held.shift()!;
+      this.deliver(sub, msg, d, false);
+    }
+    for (const sub of this.subscriptions.values()) this.ctx.broker.consumerReady(sub);
+  }
+
+  // ---- output and ending ------------------------------------------------------------
+
+  private gen(p: Packet): Buffer {
+    return mqttPacket.generate(p, { protocolVersion: this.version });
+  }
+
+  private write(data: Buffer): void {
+    if (this.closed) return;
+    this.transport.write(data);
+    if (this.transport.buffered() > this.ctx.config.slowConsumerBytes) {
+      this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'slow_consumer' });
+      this.will = undefined;
+      this.end();
+    }
+  }
+
+  /** Ends with a v5 DISCONNECT carrying the reason (v3 has no server DISCONNECT: the connection just closes). */
+  private disconnect(reasonCode: number, reason: string): void {
+    if (this.closed) return;
+    if (this.connected && this.version === 5) {
+      this.write(this.gen({ cmd: 'disconnect', reasonCode, properties: { reasonString: reason.slice(0, 200) } }));
+    }
+    this.end();
+  }
+
+  private takenOver(): void {
+    this.disconnect(0x8e, 'session taken over by another connection with the same client id');
+  }
+
+  close(reason: CloseReason): void {
+    const code = reason.code === 'shutdown' ? 0x8b : reason.code === 'kicked' ? 0x98 : 0x87;
+    this.disconnect(code, reason.message);
+  }
+
+  private end(): void {
+    if (this.closed) return;
+    this.transport.close();
+    this.onTransportClosed();
+  }
+
+  /** The network connection is gone: clean up, and publish the will if the client did not say goodbye. */
+  onTransportClosed(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.keepAliveTimer);
+    clearInterval(this.keepAliveTimer);
+    for (const sub of [...this.subscriptions.values()]) this.removeSubscription(sub);
+    for (const f of this.inflight.values()) f.delivery.settle?.('requeue');
+    this.inflight.clear();
+    for (const [, , d] of this.held) d.settle?.('requeue');
+    this.held.length = 0;
+    if (this.connected) {
+      if (this.shared.clients.get(this.clientId) === this) this.shared.clients.delete(this.clientId);
+      this.ctx.sessions.remove(this);
+      if (this.will) this.publishWill(this.will);
+    }
+  }
+
+  private publishWill(will: NonNullable<IConnectPacket['will']>): void {
+    const send = (): void => {
+      const payload = typeof will.payload === 'string' ? Buffer.from(will.payload) : will.payload;
+      const msg = createMessage({
+        target: { kind: 'topic', topic: will.topic },
+        body: payload,
+        qos: (will.qos ?? 0) as QoS,
+        contentType: will.properties?.contentType,
+        headers: mqttHeaders(will.properties),
+      });
+      if (will.retain) void this.shared.retained.set(will.topic, msg, (will.qos ?? 0) as QoS, will.properties);
+      this.ctx.broker.publishTopic(msg);
+    };
+    const delay = will.properties?.willDelayInterval ?? 0;
+    if (delay > 0) {
+      const clientId = this.clientId;
+      const timer = setTimeout(() => {
+        // A client that came back with the same id in time cancels its will [MQTT-3.1.3-9].
+        if (!this.shared.clients.has(clientId)) send();
+      }, delay * 1000);
+      timer.unref();
+    } else {
+      send();
+    }
+  }
+}
+
+/** Retained messages: in memory for matching, in the store for restarts. */
+export class RetainedMessages {
+  private readonly byTopic = new Map<string, { msg: CoreMessage; qos: QoS }>();
+
+  constructor(private readonly ctx: Pick<HeraldContext, 'store' | 'clock'>) {}
+
+  async load(): Promise<void> {
+    for (const r of await this.ctx.store.listRetained()) {
+      const props = JSON.parse(r.properties) as IPublishPacket['properties'];
+      this.byTopic.set(r.topic, {
+        qos: r.qos as QoS,
+        msg: createMessage({ target: { kind: 'topic', topic: r.topic }, body: r.body, contentType: props?.contentType, headers: mqttHeaders(props) }),
+      });
+    }
+  }
+
+  /** Stores (durably) or, with an empty payload, clears the topic's retained message. */
+  async set(topic: string, msg: CoreMessage, qos: QoS, properties: IPublishPacket['properties']): Promise<void> {
+    if (msg.body.length === 0) this.byTopic.delete(topic);
+    else this.byTopic.set(topic, { msg, qos });
+    await this.ctx.store.setRetained({ topic, body: msg.body, qos, properties: JSON.stringify(properties ?? {}), updatedAt: this.ctx.clock.now() });
+  }
+
+  *matching(filter: string): Iterable<{ msg: CoreMessage; qos: QoS }> {
+    for (const [topic, r] of this.byTopic) if (topicMatches(filter, topic)) yield r;
+  }
+}
