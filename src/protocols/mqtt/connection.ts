@@ -149,6 +149,10 @@ export class MqttConnection implements Session {
 
   private async handle(p: Packet): Promise<void> {
     if (this.closed) return;
+    if ((p.length ?? 0) > this.ctx.config.mqttMaxPacketBytes) {
+      this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'too_large' });
+      return this.disconnect(0x95, `packet larger than ${this.ctx.config.mqttMaxPacketBytes} bytes`);
+    }
     if (!this.connected) {
       if (p.cmd !== 'connect') return this.protocolError(`first packet must be CONNECT, not ${p.cmd.toUpperCase()}`);
       return this.onConnect(p);

@@ -1,0 +1,394 @@
+/**
+ * MQTT with real clients: mqtt.js (3.1.1 and 5, TCP and WebSocket) and Paho
+ * JavaScript reproducing seed 004's client, plus raw packets for bad input.
+ */
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { connect as tcpConnect } from 'node:net';
+import { describe, it, before, after } from 'node:test';
+import mqtt, { type MqttClient, type IClientOptions } from 'mqtt';
+import mqttPacket from 'mqtt-packet';
+import { WebSocket } from 'ws';
+import { ManualClock } from '../../src/clock.js';
+import { api, login, startServer, tempDir, ADMIN_PASSWORD, type TestServer } from '../helpers/server.js';
+import { RawStomp, frameHeader } from '../helpers/stomp.js';
+import { JsonClient } from '../helpers/json-ws.js';
+
+const require = createRequire(import.meta.url);
+
+function tcpUrl(s: TestServer): string {
+  return `mqtt://127.0.0.1:${s.server.address('mqtt').port}`;
+}
+function wsUrl(s: TestServer): string {
+  return s.url.replace(/^http/, 'ws') + '/mqtt';
+}
+const ADMIN: IClientOptions = { username: 'admin', password: ADMIN_PASSWORD, reconnectPeriod: 0 };
+
+function nextMessage(c: MqttClient, topic?: string): Promise<{ topic: string; payload: Buffer; packet: mqttPacket.IPublishPacket }> {
+  return new Promise((resolve) => {
+    const on = (t: string, payload: Buffer, packet: mqttPacket.IPublishPacket) => {
+      if (topic !== undefined && t !== topic) return;
+      c.off('message', on);
+      resolve({ topic: t, payload, packet });
+    };
+    c.on('message', on);
+  });
+}
+
+/** Connects and resolves with the CONNACK reason, or rejects with mqtt.js's error (which carries `code`). */
+async function refusedWith(url: string, opts: IClientOptions): Promise<number> {
+  try {
+    const c = await mqtt.connectAsync(url, { reconnectPeriod: 0, connectTimeout: 3000, ...opts });
+    await c.endAsync();
+    return 0;
+  } catch (err) {
+    return (err as { code: number }).code;
+  }
+}
+
+describe('MQTT with mqtt.js', () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startServer({ mqttMaxKeepAliveSeconds: 120 });
+  });
+  after(() => s.stop());
+
+  for (const protocolVersion of [4, 5] as const) {
+    for (const transport of ['tcp', 'ws'] as const) {
+      it(`publishes and subscribes at QoS 0, 1 and 2 (v${protocolVersion} over ${transport})`, async () => {
+        const url = transport === 'tcp' ? tcpUrl(s) : wsUrl(s);
+        const sub = await mqtt.connectAsync(url, { ...ADMIN, protocolVersion });
+        const pub = await mqtt.connectAsync(url, { ...ADMIN, protocolVersion });
+        await sub.subscribeAsync('room/+/input', { qos: 2 });
+        for (const qos of [0, 1, 2] as const) {
+          const got = nextMessage(sub);
+          await pub.publishAsync(`room/${qos}/input`, Buffer.from([qos, 0, 255]), { qos });
+          const m = await got;
+          assert.equal(m.topic, `room/${qos}/input`);
+          assert.deepEqual([...m.payload], [qos, 0, 255]);
+          assert.equal(m.packet.qos, qos, 'delivered at min(subscription, publish) QoS');
+        }
+        await pub.endAsync();
+        await sub.endAsync();
+      });
+    }
+  }
+
+  it('delivers MQTT ⇄ STOMP ⇄ JSON WebSocket on one topic, with content type and user properties mapped', async () => {
+    const token = await login(s.url);
+    const m5 = await mqtt.connectAsync(tcpUrl(s), { ...ADMIN, protocolVersion: 5 });
+    await m5.subscribeAsync('scores/#', { qos: 1 });
+    const stomp = await RawStomp.tcp(s.server.address('stomp').port);
+    await stomp.connect({ login: token });
+    stomp.send('SUBSCRIBE\nid:1\ndestination:/topic/scores.#\nreceipt:r\n\n\0');
+    await stomp.next('RECEIPT');
+    const json = await JsonClient.open(s.url.replace(/^http/, 'ws') + '/websocket/' + token);
+    json.send({ action: 'subscribe', topic: 'scores.*' });
+    await json.next('ok');
+
+    const own = nextMessage(m5, 'scores/game1');
+    await m5.publishAsync('scores/game1', '{"home":1}', { qos: 1, properties: { contentType: 'application/json', userProperties: { league: 'A' } } });
+    const sf = await stomp.next('MESSAGE');
+    assert.equal(frameHeader(sf, 'destination'), '/topic/scores.game1');
+    assert.equal(frameHeader(sf, 'content-type'), 'application/json');
+    assert.equal(frameHeader(sf, 'league'), 'A');
+    assert.equal(sf.body.toString(), '{"home":1}');
+    const je = await json.next('topic');
+    assert.deepEqual([je.topic, je.data], ['scores.game1', { home: 1 }]);
+    assert.equal((await own).payload.toString(), '{"home":1}', 'the publisher is subscribed too');
+
+    const fromStomp = nextMessage(m5, 'scores/game2');
+    stomp.send('SEND\ndestination:/topic/scores.game2\ncontent-type:text/plain\nreferee:B\n\nhalf time\0');
+    const mm = await fromStomp;
+    assert.equal(mm.payload.toString(), 'half time');
+    assert.equal(mm.packet.properties?.contentType, 'text/plain');
+    assert.deepEqual({ ...mm.packet.properties?.userProperties }, { referee: 'B' });
+
+    const fromJson = nextMessage(m5, 'scores/game3');
+    json.send({ action: 'publish', topic: 'scores.game3', data: { away: 2 } });
+    assert.equal((await fromJson).payload.toString(), '{"away":2}');
+    await m5.endAsync();
+    stomp.close();
+    json.close();
+  });
+
+  it('keeps retained messages across a restart, sends them on subscribe, and clears them with an empty payload', async () => {
+    const dir = tempDir();
+    const a = await startServer({}, undefined, dir);
+    const c = await mqtt.connectAsync(tcpUrl(a), ADMIN);
+    await c.publishAsync('status/door', 'open', { qos: 1, retain: true });
+    await c.endAsync();
+    await a.server.stop();
+    const b = await startServer({}, undefined, dir);
+    const late = await mqtt.connectAsync(tcpUrl(b), ADMIN);
+    const got = nextMessage(late);
+    await late.subscribeAsync('status/#', { qos: 1 });
+    const m = await got;
+    assert.equal(m.payload.toString(), 'open');
+    assert.equal(m.packet.retain, true);
+    await late.publishAsync('status/door', '', { qos: 1, retain: true });
+    const again = await mqtt.connectAsync(tcpUrl(b), ADMIN);
+    let any = false;
+    again.on('message', () => (any = true));
+    await again.subscribeAsync('status/#', { qos: 1 });
+    await again.publishAsync('sync/x', 'x', { qos: 1 });
+    assert.equal(any, false, 'cleared');
+    await late.endAsync();
+    await again.endAsync();
+    await b.stop();
+  });
+
+  it('publishes the will when a client vanishes, not when it disconnects cleanly', async () => {
+    const watcher = await mqtt.connectAsync(tcpUrl(s), ADMIN);
+    await watcher.subscribeAsync('presence/+', { qos: 1 });
+    const clean = await mqtt.connectAsync(tcpUrl(s), { ...ADMIN, clientId: 'clean-one', will: { topic: 'presence/clean-one', payload: Buffer.from('gone'), qos: 1, retain: false } });
+    await clean.endAsync();
+    const vanishing = await mqtt.connectAsync(tcpUrl(s), { ...ADMIN, clientId: 'vanisher', will: { topic: 'presence/vanisher', payload: Buffer.from('lost'), qos: 1, retain: false } });
+    const got = nextMessage(watcher);
+    vanishing.stream.destroy();
+    const m = await got;
+    assert.equal(m.topic, 'presence/vanisher');
+    assert.equal(m.payload.toString(), 'lost');
+    await watcher.endAsync();
+  });
+
+  it('refuses bad credentials with 3.1.1 return codes and 5.0 reason codes', async () => {
+    assert.equal(await refusedWith(tcpUrl(s), { username: 'admin', password: 'wrong', protocolVersion: 4 }), 4);
+    assert.equal(await refusedWith(tcpUrl(s), { username: 'admin', password: 'wrong', protocolVersion: 5 }), 0x86);
+    assert.equal(await refusedWith(tcpUrl(s), { protocolVersion: 4 }), 5, 'anonymous refused');
+    assert.equal(await refusedWith(tcpUrl(s), { protocolVersion: 5 }), 0x87);
+    const token = await login(s.url);
+    assert.equal(await refusedWith(tcpUrl(s), { username: 'whoever', password: token, protocolVersion: 4 }), 0, 'a Herald token as password');
+  });
+
+  it('assigns a client id to a v5 client that sends none, and caps keep-alive as server keep alive', async () => {
+    const c = await mqtt.connectAsync(tcpUrl(s), { ...ADMIN, protocolVersion: 5, clientId: '', keepalive: 3600 });
+    const props = (c as unknown as { connackPacket?: { properties?: { assignedClientIdentifier?: string; serverKeepAlive?: number } } }).connackPacket?.properties;
+    assert.match(props?.assignedClientIdentifier ?? '', /^herald-/);
+    assert.equal(props?.serverKeepAlive, 120);
+    await c.endAsync();
+  });
+
+  it('takes over a session when the same client id connects again', async () => {
+    const first = await mqtt.connectAsync(tcpUrl(s), { ...ADMIN, protocolVersion: 5, clientId: 'dup-id' });
+    const ended = new Promise<number | undefined>((resolve) => first.once('disconnect', (p) => resolve(p.reasonCode)));
+    const second = await mqtt.connectAsync(tcpUrl(s), { ...ADMIN, protocolVersion: 5, clientId: 'dup-id' });
+    assert.equal(await ended, 0x8e);
+    await second.endAsync();
+    first.end(true);
+  });
+
+  it('delivers $user/{name} like STOMP /user/queue/{name}, and refuses other $ topics', async () => {
+    const c = await mqtt.connectAsync(tcpUrl(s), { ...ADMIN, protocolVersion: 5 });
+    await c.subscribeAsync('$user/messages', { qos: 1 });
+    const got = nextMessage(c);
+    const r = await api(s.url, 'POST', '/api/message/sendMessage', { token: await login(s.url), body: { content: 'via mqtt', receiver: ['admin'], title: 'hello', type: 0 } });
+    assert.equal(r.status, 200);
+    const m = await got;
+    assert.equal(m.topic, '$user/messages');
+    assert.equal(JSON.parse(m.payload.toString()).content, 'via mqtt');
+    await assert.rejects(c.publishAsync('$SYS/fake', 'x', { qos: 1 }), /Not authorized/);
+    await c.endAsync();
+  });
+});
+
+describe('seed 004: app and user tokens, Paho over WebSocket', () => {
+  const clock = new ManualClock(Date.now());
+  let s: TestServer;
+  let app: { appId: string; appClientId: string; appClientSecret: string };
+  before(async () => {
+    s = await startServer({}, clock);
+    const r = await api<typeof app>(s.url, 'POST', '/api/apps', { token: await login(s.url), body: { name: 'coplay' } });
+    assert.equal(r.status, 200);
+    app = r.body.data;
+  });
+  after(() => s.stop());
+
+  async function userToken(uname: string, cid: string, expiresIn = 86_400): Promise<string> {
+    const appRes = await fetch(s.url + '/openapi/rm/app/token', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ appClientId: app.appClientId, appClientSecret: app.appClientSecret }),
+    });
+    const appBody = (await appRes.json()) as { code: number; body: { access_token: string; expires_in: number } };
+    assert.equal(appBody.code, 200);
+    const userRes = await fetch(s.url + '/openapi/rm/user/token', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', Authorization: appBody.body.access_token },
+      body: JSON.stringify({ username: uname, expires_in: expiresIn, cid }),
+    });
+    const userBody = (await userRes.json()) as { code: number; body: { access_token: string; expires_in: number } };
+    assert.equal(userBody.code, 200, JSON.stringify(userBody));
+    return userBody.body.access_token;
+  }
+
+  it('runs the seed 004 flow with Paho: uname@appId, token as password, keep-alive 60, clean session, QoS 0', async () => {
+    Object.assign(globalThis, { WebSocket });
+    const Paho = require('paho-mqtt') as {
+      Client: new (host: string, port: number, clientId: string) => PahoClient;
+      Message: new (payload: string) => { destinationName: string };
+    };
+    interface PahoClient {
+      connect(o: object): void;
+      subscribe(t: string, o: object): void;
+      send(m: object): void;
+      disconnect(): void;
+      isConnected(): boolean;
+      onMessageArrived: (m: { payloadString: string; destinationName: string }) => void;
+      onConnectionLost: (r: unknown) => void;
+    }
+    const port = Number(new URL(s.url).port);
+    const topic = 'coplay/room1/input';
+    const open = async (uname: string): Promise<{ client: PahoClient; inbox: string[] }> => {
+      const clientId = `${uname}@${app.appId}`;
+      const token = await userToken(uname, clientId);
+      const client = new Paho.Client('127.0.0.1', port, clientId);
+      const inbox: string[] = [];
+      client.onMessageArrived = (m) => inbox.push(m.payloadString);
+      client.onConnectionLost = () => undefined;
+      await new Promise<void>((resolve, reject) =>
+        client.connect({
+          timeout: 3,
+          onSuccess: () => {
+            client.subscribe(topic, { qos: 0, onSuccess: () => resolve() });
+          },
+          onFailure: (e: { errorMessage: string }) => reject(new Error(e.errorMessage)),
+          mqttVersion: 4,
+          useSSL: false,
+          cleanSession: true,
+          reconnect: false,
+          keepAliveInterval: 60,
+          userName: uname,
+          password: token,
+        }),
+      );
+      return { client, inbox };
+    };
+    const a = await open('player1');
+    const b = await open('player2');
+    const msg = new Paho.Message(JSON.stringify({ key: 'ArrowLeft', t: 1 }));
+    msg.destinationName = topic;
+    b.client.send(msg);
+    const deadline = Date.now() + 5000;
+    while (a.inbox.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(JSON.parse(a.inbox[0]!), { key: 'ArrowLeft', t: 1 });
+    a.client.disconnect();
+    b.client.disconnect();
+  });
+
+  it('refuses a wrong app, a token for another cid or user, and an expired token', async () => {
+    const cid = `p9@${app.appId}`;
+    const token = await userToken('p9', cid);
+    assert.equal(await refusedWith(tcpUrl(s), { clientId: cid, username: 'p9', password: token, protocolVersion: 4 }), 0);
+    assert.equal(await refusedWith(tcpUrl(s), { clientId: `p9@otherapp`, username: 'p9', password: token, protocolVersion: 4 }), 5);
+    assert.equal(await refusedWith(tcpUrl(s), { clientId: `other@${app.appId}`, username: 'p9', password: token, protocolVersion: 5 }), 0x87);
+    assert.equal(await refusedWith(tcpUrl(s), { clientId: cid, username: 'p8', password: token, protocolVersion: 4 }), 4);
+    assert.equal(await refusedWith(tcpUrl(s), { clientId: cid, username: 'p8', password: token, protocolVersion: 5 }), 0x86);
+    const shortLived = await userToken('p7', `p7@${app.appId}`, 60);
+    clock.advance(61_000);
+    assert.equal(await refusedWith(tcpUrl(s), { clientId: `p7@${app.appId}`, username: 'p7', password: shortLived, protocolVersion: 5 }), 0x86);
+  });
+
+  it('answers token requests with wrong credentials in the seed shape', async () => {
+    const r = await fetch(s.url + '/openapi/rm/app/token', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ appClientId: app.appClientId, appClientSecret: 'nope' }),
+    });
+    assert.equal(r.status, 401);
+    assert.match(((await r.json()) as { message: string }).message, /appClientId or appClientSecret is wrong/);
+    const u = await fetch(s.url + '/openapi/rm/user/token', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', Authorization: 'bogus' },
+      body: JSON.stringify({ username: 'x', expires_in: 60, cid: `x@${app.appId}` }),
+    });
+    assert.equal(u.status, 401);
+  });
+});
+
+describe('MQTT bad input over raw TCP', () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startServer({ mqttMaxPacketBytes: 4096 });
+  });
+  after(() => s.stop());
+
+  /** Sends bytes, collects what comes back until the server closes. */
+  function exchange(bytes: Buffer[]): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      const sock = tcpConnect(s.server.address('mqtt').port, '127.0.0.1');
+      const chunks: Buffer[] = [];
+      sock.on('data', (d) => chunks.push(d));
+      sock.on('close', () => resolve(Buffer.concat(chunks)));
+      sock.on('error', reject);
+      sock.on('connect', () => {
+        for (const b of bytes) sock.write(b);
+      });
+      setTimeout(() => {
+        sock.destroy();
+        reject(new Error('server did not close the connection'));
+      }, 5000).unref();
+    });
+  }
+  const connect = (v: 4 | 5) =>
+    mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: v, clientId: 'raw', clean: true, keepalive: 30, username: 'admin', password: Buffer.from(ADMIN_PASSWORD) });
+  function packets(bytes: Buffer, v: 4 | 5): mqttPacket.Packet[] {
+    const out: mqttPacket.Packet[] = [];
+    const p = mqttPacket.parser({ protocolVersion: v });
+    p.on('packet', (x) => out.push(x));
+    p.parse(bytes);
+    return out;
+  }
+
+  it('closes when the first packet is not CONNECT', async () => {
+    const back = await exchange([mqttPacket.generate({ cmd: 'pingreq' })]);
+    assert.equal(back.length, 0);
+  });
+
+  it('answers an unknown protocol level with CONNACK 1, then closes', async () => {
+    const bad = connect(4);
+    bad[8] = 9; // protocol level byte
+    const back = await exchange([bad]);
+    assert.deepEqual([...back], [0x20, 0x02, 0x00, 0x01]);
+  });
+
+  it('refuses an empty client id without clean session with CONNACK 2 (3.1.1)', async () => {
+    // Built by hand: mqtt-packet itself refuses to encode this.
+    const str = (t: string) => Buffer.concat([Buffer.from([0, Buffer.byteLength(t)]), Buffer.from(t)]);
+    const body = Buffer.concat([str('MQTT'), Buffer.from([4, 0xc0, 0, 30]), str(''), str('admin'), str(ADMIN_PASSWORD)]);
+    const p = Buffer.concat([Buffer.from([0x10, body.length]), body]);
+    assert.deepEqual([...(await exchange([p]))], [0x20, 0x02, 0x00, 0x02]);
+  });
+
+  it('closes on a second CONNECT (v5: DISCONNECT 0x82)', async () => {
+    const back = packets(await exchange([connect(5), connect(5)]), 5);
+    assert.equal(back[0]!.cmd, 'connack');
+    const d = back[1] as mqttPacket.IDisconnectPacket;
+    assert.equal(d.cmd, 'disconnect');
+    assert.equal(d.reasonCode, 0x82);
+  });
+
+  it('closes on a PUBLISH with a wildcard topic (v5: DISCONNECT 0x90)', async () => {
+    const pub = mqttPacket.generate({ cmd: 'publish', topic: 'a/+/b', payload: 'x', qos: 0, dup: false, retain: false }, { protocolVersion: 5 });
+    const back = packets(await exchange([connect(5), pub]), 5);
+    assert.equal((back[1] as mqttPacket.IDisconnectPacket).reasonCode, 0x90);
+  });
+
+  it('closes on a packet over the maximum size (v5: DISCONNECT 0x95)', async () => {
+    const pub = mqttPacket.generate({ cmd: 'publish', topic: 'a', payload: Buffer.alloc(10_000), qos: 0, dup: false, retain: false }, { protocolVersion: 5 });
+    const back = packets(await exchange([connect(5), pub]), 5);
+    assert.equal((back[1] as mqttPacket.IDisconnectPacket).reasonCode, 0x95);
+  });
+
+  it('closes on reserved flags in CONNECT and on garbage, and counts it', async () => {
+    const bad = connect(4);
+    bad[9] = bad[9]! | 0x01; // reserved connect flag
+    assert.equal((await exchange([bad])).length, 0);
+    assert.equal((await exchange([connect(4), Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff])])).subarray(4).length, 0);
+    const metrics = await (await fetch(s.url + '/metrics')).text();
+    assert.match(metrics, /herald_protocol_errors_total\{protocol="mqtt-tcp",reason="malformed"\} [1-9]/);
+    // and everyone else is fine
+    const c = await mqtt.connectAsync(tcpUrl(s), ADMIN);
+    await c.endAsync();
+  });
+});
