@@ -88,6 +88,7 @@ export const CONFIG_SCHEMA = {
   mqttMaxKeepAliveSeconds: int(600, 1, 65_535, 'Longest MQTT keep-alive accepted; v5 clients asking for more get this as server keep alive'),
   mqttMaxPacketBytes: int(1_048_576 + 1024, 64, 268_435_455, 'Largest MQTT packet accepted'),
   mqttMaxInflight: int(100, 1, 65_535, 'Unacknowledged QoS 1/2 messages in flight to one MQTT client (v5: receive maximum)'),
+  mqttSessionExpirySeconds: int(604_800, 0, 4_294_967_295, 'How long a persistent MQTT session waits for its client (3.1.1 clean session 0; caps v5 session expiry)'),
   allowAnonymous: bool(false, 'Accept MQTT connections without credentials (like mosquitto allow_anonymous)'),
   trustProxy: bool(false, 'Take the client address from X-Forwarded-For (only behind a trusted proxy)'),
   logLevel: str('info', 'Log level', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),

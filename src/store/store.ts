@@ -187,6 +187,38 @@ export interface RetainedRecord {
   updatedAt: number;
 }
 
+export interface MqttSubscriptionRecord {
+  filter: string;
+  qos: number;
+  noLocal: boolean;
+  retainAsPublished: boolean;
+  retainHandling: number;
+  subscriptionId: number | null;
+}
+
+/** A persistent MQTT session (clean session 0, or a v5 session expiry), kept across disconnects and restarts. */
+export interface MqttSessionRecord {
+  clientId: string;
+  /** The owner, as JSON of {userId, name, role}: only the same user may resume the session. */
+  owner: string;
+  expirySeconds: number;
+  /** When the client went away; null while connected. */
+  disconnectedAt: number | null;
+  subscriptions: MqttSubscriptionRecord[];
+}
+
+/** A QoS 1/2 message waiting for a persistent session's client. */
+export interface MqttQueuedRecord {
+  id: string;
+  clientId: string;
+  topic: string;
+  body: Buffer;
+  qos: number;
+  /** contentType, userProperties, subscriptionIdentifier: JSON. */
+  properties: string;
+  createdAt: number;
+}
+
 /** Raised when a unique value (a user name) is already taken. */
 export class DuplicateError extends Error {
   override name = 'DuplicateError';
@@ -272,6 +304,15 @@ export interface Store {
   /** Sets (or with an empty body, clears) the retained message of a topic. */
   setRetained(record: RetainedRecord): Promise<void>;
   listRetained(): Promise<RetainedRecord[]>;
+
+  /** Creates or replaces a persistent MQTT session with its subscriptions. */
+  saveMqttSession(session: MqttSessionRecord): Promise<void>;
+  deleteMqttSession(clientId: string): Promise<void>;
+  listMqttSessions(): Promise<MqttSessionRecord[]>;
+  enqueueMqtt(message: Omit<MqttQueuedRecord, 'id'>): Promise<string>;
+  /** A session's waiting messages, oldest first. */
+  loadMqttQueue(clientId: string, limit: number): Promise<MqttQueuedRecord[]>;
+  deleteMqttQueued(id: string): Promise<void>;
 
   /** Keeps a queue message until `dequeue`; returns its id. */
   enqueue(message: NewQueuedMessage): Promise<string>;

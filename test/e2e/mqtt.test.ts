@@ -392,3 +392,118 @@ describe('MQTT bad input over raw TCP', () => {
     await c.endAsync();
   });
 });
+
+describe('MQTT persistent sessions', () => {
+  it('keeps subscriptions and QoS 1/2 messages while the client is away (3.1.1 clean session 0)', async () => {
+    const s = await startServer();
+    const opts = { ...ADMIN, protocolVersion: 4 as const, clientId: 'device-7', clean: false };
+    const first = await mqtt.connectAsync(tcpUrl(s), opts);
+    await first.subscribeAsync('alerts/#', { qos: 2 });
+    await first.endAsync();
+    const pub = await mqtt.connectAsync(tcpUrl(s), ADMIN);
+    await pub.publishAsync('alerts/1', 'one', { qos: 1 });
+    await pub.publishAsync('alerts/2', 'two', { qos: 2 });
+    await pub.publishAsync('alerts/3', 'dropped: QoS 0 is not kept', { qos: 0 });
+    await pub.publishAsync('alerts/4', 'four', { qos: 1 });
+    const got: string[] = [];
+    const back = mqtt.connect(tcpUrl(s), opts);
+    // Order of PUBLISH packets as they arrive (mqtt.js emits a QoS 2 message only after PUBREL).
+    back.on('packetreceive', (p) => {
+      if (p.cmd === 'publish') got.push(p.payload.toString());
+    });
+    const connack = await new Promise<{ sessionPresent: boolean }>((resolve) => back.once('connect', resolve));
+    assert.equal(connack.sessionPresent, true);
+    const deadline = Date.now() + 5000;
+    while (got.length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(got, ['one', 'two', 'four']);
+    // live traffic still flows on the restored subscription
+    await pub.publishAsync('alerts/5', 'five', { qos: 1 });
+    while (got.length < 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(got[3], 'five');
+    await back.endAsync();
+    // a clean connect discards the session
+    const clean = await mqtt.connectAsync(tcpUrl(s), { ...opts, clean: true });
+    await clean.endAsync();
+    await pub.publishAsync('alerts/6', 'six', { qos: 1 });
+    const after = mqtt.connect(tcpUrl(s), opts);
+    const ack2 = await new Promise<{ sessionPresent: boolean }>((resolve) => after.once('connect', resolve));
+    assert.equal(ack2.sessionPresent, false);
+    await after.endAsync();
+    await pub.endAsync();
+    await s.stop();
+  });
+
+  it('keeps a persistent session and its queued messages across a server restart, and expires it', async () => {
+    const dir = tempDir();
+    const clock = new ManualClock(Date.now());
+    const a = await startServer({}, clock, dir);
+    const opts = { ...ADMIN, protocolVersion: 5 as const, clientId: 'sensor-1', clean: false, properties: { sessionExpiryInterval: 600 } };
+    const c = await mqtt.connectAsync(tcpUrl(a), opts);
+    await c.subscribeAsync('cmd/sensor-1', { qos: 1 });
+    await c.endAsync();
+    const pub = await mqtt.connectAsync(tcpUrl(a), ADMIN);
+    await pub.publishAsync('cmd/sensor-1', 'reboot', { qos: 1 });
+    await pub.endAsync();
+    await a.server.stop();
+
+    const b = await startServer({}, clock, dir);
+    const back = mqtt.connect(tcpUrl(b), opts);
+    const got = nextMessage(back);
+    const ack = await new Promise<{ sessionPresent: boolean }>((resolve) => back.once('connect', resolve));
+    assert.equal(ack.sessionPresent, true);
+    assert.equal((await got).payload.toString(), 'reboot');
+    await back.endAsync();
+    await b.server.stop();
+
+    clock.advance(601_000);
+    const c3 = await startServer({}, clock, dir);
+    const late = mqtt.connect(tcpUrl(c3), opts);
+    const ack3 = await new Promise<{ sessionPresent: boolean }>((resolve) => late.once('connect', resolve));
+    assert.equal(ack3.sessionPresent, false, 'expired after 600 s away');
+    await late.endAsync();
+    await c3.stop();
+  });
+
+  it('sends an unacknowledged QoS 1 message again when the session resumes', async () => {
+    const s = await startServer();
+    const port = s.server.address('mqtt').port;
+    const raw = async (clean: boolean): Promise<{ sock: ReturnType<typeof tcpConnect>; packets: mqttPacket.Packet[] }> => {
+      const sock = tcpConnect(port, '127.0.0.1');
+      const packets: mqttPacket.Packet[] = [];
+      const parser = mqttPacket.parser({ protocolVersion: 4 });
+      parser.on('packet', (p) => packets.push(p));
+      sock.on('data', (d) => parser.parse(d));
+      await new Promise((r) => sock.once('connect', r));
+      sock.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'raw-persist', clean, keepalive: 60, username: 'admin', password: Buffer.from(ADMIN_PASSWORD) }));
+      return { sock, packets };
+    };
+    const waitFor = async (packets: mqttPacket.Packet[], cmd: string) => {
+      const deadline = Date.now() + 5000;
+      for (;;) {
+        const p = packets.find((x) => x.cmd === cmd);
+        if (p) return p;
+        if (Date.now() > deadline) throw new Error(`no ${cmd}; got ${packets.map((x) => x.cmd).join(',')}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+    const one = await raw(false);
+    await waitFor(one.packets, 'connack');
+    one.sock.write(mqttPacket.generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'jobs/x', qos: 1 }] }));
+    await waitFor(one.packets, 'suback');
+    const pub = await mqtt.connectAsync(tcpUrl(s), ADMIN);
+    await pub.publishAsync('jobs/x', 'do it', { qos: 1 });
+    const first = (await waitFor(one.packets, 'publish')) as mqttPacket.IPublishPacket;
+    assert.equal(first.payload.toString(), 'do it');
+    one.sock.destroy(); // no PUBACK
+    await new Promise((r) => setTimeout(r, 50));
+    const two = await raw(false);
+    const ack = (await waitFor(two.packets, 'connack')) as mqttPacket.IConnackPacket;
+    assert.equal(ack.sessionPresent, true);
+    const again = (await waitFor(two.packets, 'publish')) as mqttPacket.IPublishPacket;
+    assert.equal(again.payload.toString(), 'do it');
+    two.sock.write(mqttPacket.generate({ cmd: 'puback', messageId: again.messageId! }));
+    two.sock.destroy();
+    await pub.endAsync();
+    await s.stop();
+  });
+});

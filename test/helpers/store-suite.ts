@@ -306,6 +306,23 @@ export function storeSuite(name: string, factory: StoreFactory): void {
       assert.deepEqual((await store.listRetained()).map((r) => r.topic), ['a/c']);
     });
 
+    it('keeps persistent MQTT sessions with subscriptions and queued messages, and deletes them together', async () => {
+      const sub = { filter: 'a/#', qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0, subscriptionId: null };
+      await store.saveMqttSession({ clientId: 'c1', owner: '{"userId":"1"}', expirySeconds: 60, disconnectedAt: null, subscriptions: [sub] });
+      await store.saveMqttSession({ clientId: 'c1', owner: '{"userId":"1"}', expirySeconds: 90, disconnectedAt: 5, subscriptions: [sub, { ...sub, filter: 'b' }] });
+      const all = await store.listMqttSessions();
+      assert.equal(all.length, 1);
+      assert.deepEqual([all[0]!.expirySeconds, all[0]!.disconnectedAt, all[0]!.subscriptions.length], [90, 5, 2]);
+      const q1 = await store.enqueueMqtt({ clientId: 'c1', topic: 'a/x', body: Buffer.from('1'), qos: 1, properties: '{}', createdAt: 6 });
+      await store.enqueueMqtt({ clientId: 'c1', topic: 'a/y', body: Buffer.from('2'), qos: 2, properties: '{}', createdAt: 7 });
+      assert.deepEqual((await store.loadMqttQueue('c1', 10)).map((m) => m.topic), ['a/x', 'a/y']);
+      await store.deleteMqttQueued(q1);
+      assert.deepEqual((await store.loadMqttQueue('c1', 10)).map((m) => m.body.toString()), ['2']);
+      await store.deleteMqttSession('c1');
+      assert.deepEqual(await store.listMqttSessions(), []);
+      assert.deepEqual(await store.loadMqttQueue('c1', 10), [], 'queued messages go with the session');
+    });
+
     it('keeps queue messages in order until dequeued, per queue', async () => {
       const body = Buffer.from([1, 0, 2, 255]);
       const a1 = await store.enqueue({ queue: 'jobs', body, contentType: 'application/octet-stream', headers: [['x', '1'], ['x', '2']], createdAt: 5 });

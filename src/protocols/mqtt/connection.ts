@@ -16,6 +16,8 @@ import { filterProblem, topicMatches } from '../../core/destination.js';
 import { createMessage, type CoreMessage, type HeaderList } from '../../core/message.js';
 import type { CloseReason, Protocol, Session } from '../../core/session.js';
 import type { MqttShared } from './index.js';
+import { mqttTopicOf, publishProperties, type StoredProperties } from './sessions.js';
+import type { MqttSubscriptionRecord } from '../../store/store.js';
 
 type Version = 3 | 4 | 5;
 type QoS = 0 | 1 | 2;
@@ -65,6 +67,10 @@ class MqttSubscription implements Consumer {
 interface Inflight {
   msg: CoreMessage;
   delivery: Delivery;
+  qos: QoS;
+  subscriptionId: number | undefined;
+  /** From the persistent session's stored queue (already on disk). */
+  stored: boolean;
   /** QoS 2: PUBREC received, PUBREL sent, waiting for PUBCOMP. */
   released: boolean;
 }
@@ -101,6 +107,10 @@ export class MqttConnection implements Session {
   private clientMaxPacket = Infinity;
   private chain: Promise<void> = Promise.resolve();
   private readonly delivered: { inc(): void };
+  /** The session outlives the connection (kept in the store). */
+  private sessionKept = false;
+  /** While the stored queue is replayed on reconnect, live messages wait here. */
+  private waitingLive: [MqttSubscription, CoreMessage, Delivery][] | undefined;
 
   constructor(
     private readonly ctx: HeraldContext,
@@ -183,6 +193,9 @@ export class MqttConnection implements Session {
       case 'disconnect':
         // A normal DISCONNECT discards the will (v5 reason 0x04 asks to send it).
         if (!(this.version === 5 && p.reasonCode === 0x04)) this.will = undefined;
+        if (p.properties?.sessionExpiryInterval !== undefined) {
+          this.shared.sessions.setExpiry(this.clientId, Math.min(p.properties.sessionExpiryInterval, this.ctx.config.mqttSessionExpirySeconds));
+        }
         return this.end();
       default:
         return this.disconnect(0x82, `unexpected ${p.cmd.toUpperCase()} packet from a client`);
@@ -267,6 +280,21 @@ export class MqttConnection implements Session {
     const max = this.ctx.config.mqttMaxKeepAliveSeconds;
     const asked = p.keepalive ?? 0;
     const keepAlive = asked === 0 || asked > max ? max : asked;
+    // Sessions: clean start discards a stored one; otherwise the same user resumes it.
+    const maxExpiry = this.ctx.config.mqttSessionExpirySeconds;
+    const expiry = this.version === 5 ? Math.min(props.sessionExpiryInterval ?? 0, maxExpiry) : p.clean ? 0 : maxExpiry;
+    let existing = this.shared.sessions.get(clientId);
+    if (existing && (p.clean || existing.principal.userId !== who.userId)) {
+      await this.shared.sessions.discard(clientId);
+      existing = undefined;
+    }
+    const sessionPresent = existing !== undefined;
+    if (expiry > 0 || existing) {
+      this.sessionKept = true;
+      this.waitingLive = [];
+      await this.shared.sessions.attach(clientId, who, expiry, existing?.record.subscriptions ?? []);
+    }
+    if (this.closed) return;
     this.connected = true;
     this.ctx.sessions.add(this);
     const connack: Packet =
@@ -274,8 +302,9 @@ export class MqttConnection implements Session {
         ? {
             cmd: 'connack',
             reasonCode: 0,
-            sessionPresent: false,
+            sessionPresent,
             properties: {
+              ...(expiry !== (props.sessionExpiryInterval ?? 0) ? { sessionExpiryInterval: expiry } : {}),
               ...(keepAlive !== asked ? { serverKeepAlive: keepAlive } : {}),
               ...(assigned ? { assignedClientIdentifier: clientId } : {}),
               receiveMaximum: this.ctx.config.mqttMaxInflight,
@@ -287,8 +316,9 @@ export class MqttConnection implements Session {
               retainAvailable: true,
             },
           }
-        : { cmd: 'connack', returnCode: 0, sessionPresent: false };
+        : { cmd: 'connack', returnCode: 0, sessionPresent };
     this.write(this.gen(connack));
+    if (this.sessionKept) await this.resume(existing?.record.subscriptions ?? []);
     this.keepAliveTimer = setInterval(() => {
       const silent = Date.now() - this.lastRead;
       if (silent > keepAlive * 1500) {
@@ -297,6 +327,49 @@ export class MqttConnection implements Session {
       }
     }, Math.max(1000, (keepAlive * 1500) / 3));
     this.keepAliveTimer.unref();
+  }
+
+  /** Restores a resumed session's subscriptions, then sends its stored queue before live traffic. */
+  private async resume(subs: MqttSubscriptionRecord[]): Promise<void> {
+    for (const r of subs) {
+      const mailbox = r.filter.startsWith('$user/') ? r.filter.slice(6) : undefined;
+      const sub = new MqttSubscription(this, r.filter, r.qos as QoS, r.noLocal, r.retainAsPublished, mailbox, r.subscriptionId ?? undefined);
+      this.subscriptions.set(r.filter, sub);
+      if (mailbox !== undefined) this.ctx.broker.subscribeUser(this.principal.userId, mailbox, sub);
+      else this.ctx.broker.subscribeTopic(r.filter, sub);
+    }
+    const queued = await this.ctx.store.loadMqttQueue(this.clientId, 100_000);
+    for (const q of queued) {
+      const props = JSON.parse(q.properties) as StoredProperties;
+      const msg = createMessage({
+        target: q.topic.startsWith('$user/') ? { kind: 'user', userId: this.principal.userId, name: q.topic.slice(6) } : { kind: 'topic', topic: q.topic },
+        body: q.body,
+        qos: q.qos as QoS,
+        contentType: props.contentType,
+        headers: mqttHeaders({ ...(props.userProperties ? { userProperties: props.userProperties } : {}) }),
+      });
+      const id = q.id;
+      this.send(msg, q.qos as QoS, false, props.subscriptionIdentifier, {
+        redelivered: false,
+        settle: (outcome) => {
+          if (outcome === 'ack') void this.ctx.store.deleteMqttQueued(id);
+        },
+      }, true);
+    }
+    const live = this.waitingLive ?? [];
+    this.waitingLive = undefined;
+    for (const [sub, msg, d] of live) this.deliver(sub, msg, d, false);
+  }
+
+  private subscriptionRecords(): MqttSubscriptionRecord[] {
+    return [...this.subscriptions.values()].map((s) => ({
+      filter: s.filter,
+      qos: s.qos,
+      noLocal: s.noLocal,
+      retainAsPublished: s.retainAsPublished,
+      retainHandling: 0,
+      subscriptionId: s.subscriptionId ?? null,
+    }));
   }
 
   // ---- PUBLISH from the client -------------------------------------------------------
@@ -348,8 +421,10 @@ export class MqttConnection implements Session {
     }
     const msg = createMessage({ ...base, target: { kind: 'topic', topic } });
     if (p.retain) await this.shared.retained.set(topic, msg, p.qos, p.properties);
-    this.ctx.broker.publishTopic(msg);
-    ack(payload.length === 0 && !p.retain ? 0x10 : 0);
+    const n = this.ctx.broker.publishTopic(msg);
+    // QoS 1/2: what absent persistent sessions must get is on disk before the acknowledgement.
+    if (p.qos > 0) await this.shared.sessions.flush();
+    ack(n === 0 ? 0x10 : 0);
   }
 
   // ---- SUBSCRIBE / UNSUBSCRIBE -------------------------------------------------------
@@ -398,6 +473,7 @@ export class MqttConnection implements Session {
         for (const r of this.shared.retained.matching(filter)) this.deliver(sub, r.msg, { redelivered: false, settle: undefined }, true, r.qos);
       }
     }
+    if (this.sessionKept) await this.shared.sessions.saveSubscriptions(this.clientId, this.subscriptionRecords());
     this.write(this.gen({ cmd: 'suback', messageId: p.messageId!, granted }));
   }
 
@@ -407,13 +483,14 @@ export class MqttConnection implements Session {
     else this.ctx.broker.unsubscribeTopic(sub.filter, sub);
   }
 
-  private onUnsubscribe(p: IUnsubscribePacket): void {
+  private async onUnsubscribe(p: IUnsubscribePacket): Promise<void> {
     const codes: number[] = [];
     for (const filter of p.unsubscriptions) {
       const sub = this.subscriptions.get(filter);
       if (sub) this.removeSubscription(sub);
       codes.push(sub ? 0 : 0x11);
     }
+    if (this.sessionKept) await this.shared.sessions.saveSubscriptions(this.clientId, this.subscriptionRecords());
     this.write(this.gen(this.version === 5 ? { cmd: 'unsuback', messageId: p.messageId!, granted: codes } : { cmd: 'unsuback', messageId: p.messageId!, granted: [] }));
   }
 
@@ -432,31 +509,27 @@ export class MqttConnection implements Session {
       delivery.settle?.('ack');
       return;
     }
+    if (this.waitingLive && !retained) {
+      this.waitingLive.push([sub, msg, delivery]);
+      return;
+    }
     const qos = Math.min(sub.qos, retainedQos ?? msg.qos) as QoS;
     if (qos > 0 && (this.inflight.size >= Math.min(this.clientReceiveMaximum, this.ctx.config.mqttMaxInflight) || this.held.length > 0)) {
       this.held.push([sub, msg, delivery]);
       if (this.held.length > this.ctx.config.maxUnackedPerSubscription * 10) this.disconnect(0x97, 'slow consumer: too many messages wait for acknowledgements');
       return;
     }
-    const topic = msg.target.kind === 'topic' ? msg.target.topic : `$user/${msg.target.name}`;
     // Live messages go out with retain 0; retain-as-published needs the publisher's flag, which the core does not keep yet.
-    const retain = retained;
-    const properties: IPublishPacket['properties'] = {};
-    if (this.version === 5) {
-      if (msg.contentType) properties.contentType = msg.contentType;
-      if (msg.headers.length) {
-        const up: Record<string, string | string[]> = {};
-        for (const [k, v] of msg.headers) {
-          const prev = up[k];
-          up[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
-        }
-        properties.userProperties = up;
-      }
-      if (sub.subscriptionId !== undefined) properties.subscriptionIdentifier = sub.subscriptionId;
-    }
+    this.send(msg, qos, retained, sub.subscriptionId, delivery, false);
+  }
+
+  /** Writes one PUBLISH; QoS 0 frames are encoded once per message and shared. */
+  private send(msg: CoreMessage, qos: QoS, retain: boolean, subscriptionId: number | undefined, delivery: Delivery, stored: boolean): void {
+    const topic = mqttTopicOf(msg);
+    const properties = this.version === 5 ? (publishProperties(msg, subscriptionId) as IPublishPacket['properties'] & object) : {};
     const hasProps = Object.keys(properties).length > 0;
     let frame: Buffer;
-    if (qos === 0 && sub.subscriptionId === undefined) {
+    if (qos === 0 && subscriptionId === undefined) {
       const key = `mqtt${this.version}${retain ? 'r' : ''}`;
       let cached = msg.encoded.get(key);
       if (!cached) {
@@ -467,7 +540,7 @@ export class MqttConnection implements Session {
     } else {
       const messageId = this.allocateId();
       frame = this.gen({ cmd: 'publish', topic, payload: msg.body, qos, retain, dup: delivery.redelivered, messageId, ...(hasProps ? { properties } : {}) });
-      this.inflight.set(messageId, { msg, delivery, released: false });
+      this.inflight.set(messageId, { msg, delivery, qos, subscriptionId, stored, released: false });
     }
     if (frame.length > this.clientMaxPacket) {
       // [MQTT-3.1.2-25]: never send a packet larger than the client's maximum; it is dropped as if delivered.
@@ -547,10 +620,21 @@ export class MqttConnection implements Session {
     clearTimeout(this.keepAliveTimer);
     clearInterval(this.keepAliveTimer);
     for (const sub of [...this.subscriptions.values()]) this.removeSubscription(sub);
-    for (const f of this.inflight.values()) f.delivery.settle?.('requeue');
+    // Unacknowledged live QoS 1/2 messages of a kept session wait for the client in the store.
+    const unacknowledged: { msg: CoreMessage; qos: number; subscriptionId: number | undefined }[] = [];
+    for (const f of this.inflight.values()) {
+      if (this.sessionKept && !f.stored && f.qos > 0) unacknowledged.push({ msg: f.msg, qos: f.qos, subscriptionId: f.subscriptionId });
+      f.delivery.settle?.('requeue');
+    }
     this.inflight.clear();
-    for (const [, , d] of this.held) d.settle?.('requeue');
+    for (const [sub, msg, d] of [...this.held, ...(this.waitingLive ?? [])]) {
+      const qos = Math.min(sub.qos, msg.qos);
+      if (this.sessionKept && qos > 0) unacknowledged.push({ msg, qos, subscriptionId: sub.subscriptionId });
+      d.settle?.('requeue');
+    }
     this.held.length = 0;
+    this.waitingLive = undefined;
+    if (this.sessionKept) void this.shared.sessions.detach(this.clientId, unacknowledged);
     if (this.connected) {
       if (this.shared.clients.get(this.clientId) === this) this.shared.clients.delete(this.clientId);
       this.ctx.sessions.remove(this);

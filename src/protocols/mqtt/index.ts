@@ -10,6 +10,7 @@ import { rawSocket, wsFrame, writeFrame } from '../../transports/ws-frame.js';
 import { writeBatched } from '../../transports/write-batch.js';
 import { clientAddress } from '../stomp/index.js';
 import { MqttConnection, RetainedMessages, type MqttTransport } from './connection.js';
+import { PersistentSessions } from './sessions.js';
 
 /** State all MQTT connections of this node share. */
 export interface MqttShared {
@@ -17,12 +18,15 @@ export interface MqttShared {
   retained: RetainedMessages;
   /** Connected clients by client id, for session takeover. */
   clients: Map<string, MqttConnection>;
+  sessions: PersistentSessions;
 }
 
-export async function registerMqtt(ctx: HeraldContext, apps: MqttApps): Promise<void> {
+export async function registerMqtt(ctx: HeraldContext, apps: MqttApps): Promise<MqttShared> {
   const retained = new RetainedMessages(ctx);
   await retained.load();
-  const shared: MqttShared = { apps, retained, clients: new Map() };
+  const sessions = new PersistentSessions(ctx);
+  await sessions.load();
+  const shared: MqttShared = { apps, retained, clients: new Map(), sessions };
 
   ctx.listeners.addTcpListener({
     name: 'mqtt',
@@ -62,4 +66,5 @@ export async function registerMqtt(ctx: HeraldContext, apps: MqttApps): Promise<
       ws.on('error', () => conn.onTransportClosed());
     },
   });
+  return shared;
 }

@@ -149,4 +149,27 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 5,
+    sql: `
+      -- Persistent MQTT sessions: subscriptions and waiting QoS 1/2 messages survive disconnects and restarts.
+      CREATE TABLE mqtt_sessions (
+        client_id       TEXT PRIMARY KEY,
+        owner           TEXT NOT NULL,
+        expiry_seconds  INTEGER NOT NULL,
+        disconnected_at INTEGER,
+        subscriptions   TEXT NOT NULL
+      );
+      CREATE TABLE mqtt_queue (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        client_id  TEXT NOT NULL REFERENCES mqtt_sessions (client_id) ON DELETE CASCADE,
+        topic      TEXT NOT NULL,
+        body       BLOB NOT NULL,
+        qos        INTEGER NOT NULL,
+        properties TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+      );
+      CREATE INDEX mqtt_queue_client ON mqtt_queue (client_id, id);
+    `,
+  },
 ];

@@ -14,6 +14,9 @@ import {
   type AppRecord,
   type AppTokenRecord,
   type RetainedRecord,
+  type MqttSessionRecord,
+  type MqttSubscriptionRecord,
+  type MqttQueuedRecord,
   type NewThreadMessage,
   type ThreadMember,
   type ThreadMessageRecord,
@@ -629,6 +632,55 @@ export class SqliteStore implements Store {
       .prepare<[], { topic: string; body: Buffer; qos: number; properties: string; updated_at: number }>('SELECT * FROM retained ORDER BY topic')
       .all()
       .map((r) => ({ topic: r.topic, body: r.body, qos: r.qos, properties: r.properties, updatedAt: r.updated_at }));
+  }
+
+  async saveMqttSession(m: MqttSessionRecord): Promise<void> {
+    this.db
+      .prepare<[string, string, number, number | null, string]>(
+        `INSERT INTO mqtt_sessions (client_id, owner, expiry_seconds, disconnected_at, subscriptions) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (client_id) DO UPDATE SET owner = excluded.owner, expiry_seconds = excluded.expiry_seconds,
+           disconnected_at = excluded.disconnected_at, subscriptions = excluded.subscriptions`,
+      )
+      .run(m.clientId, m.owner, m.expirySeconds, m.disconnectedAt, JSON.stringify(m.subscriptions));
+  }
+
+  async deleteMqttSession(clientId: string): Promise<void> {
+    this.db.prepare<[string]>('DELETE FROM mqtt_sessions WHERE client_id = ?').run(clientId);
+  }
+
+  async listMqttSessions(): Promise<MqttSessionRecord[]> {
+    return this.db
+      .prepare<[], { client_id: string; owner: string; expiry_seconds: number; disconnected_at: number | null; subscriptions: string }>('SELECT * FROM mqtt_sessions ORDER BY client_id')
+      .all()
+      .map((r) => ({
+        clientId: r.client_id,
+        owner: r.owner,
+        expirySeconds: r.expiry_seconds,
+        disconnectedAt: r.disconnected_at,
+        subscriptions: JSON.parse(r.subscriptions) as MqttSubscriptionRecord[],
+      }));
+  }
+
+  async enqueueMqtt(m: Omit<MqttQueuedRecord, 'id'>): Promise<string> {
+    return String(
+      this.db
+        .prepare<[string, string, Buffer, number, string, number]>('INSERT INTO mqtt_queue (client_id, topic, body, qos, properties, created_at) VALUES (?, ?, ?, ?, ?, ?)')
+        .run(m.clientId, m.topic, m.body, m.qos, m.properties, m.createdAt).lastInsertRowid,
+    );
+  }
+
+  async loadMqttQueue(clientId: string, limit: number): Promise<MqttQueuedRecord[]> {
+    return this.db
+      .prepare<[string, number], { id: number; client_id: string; topic: string; body: Buffer; qos: number; properties: string; created_at: number }>(
+        'SELECT * FROM mqtt_queue WHERE client_id = ? ORDER BY id LIMIT ?',
+      )
+      .all(clientId, limit)
+      .map((r) => ({ id: String(r.id), clientId: r.client_id, topic: r.topic, body: r.body, qos: r.qos, properties: r.properties, createdAt: r.created_at }));
+  }
+
+  async deleteMqttQueued(id: string): Promise<void> {
+    const n = rowId(id);
+    if (n !== null) this.db.prepare<[number]>('DELETE FROM mqtt_queue WHERE id = ?').run(n);
   }
 
   async enqueue(m: NewQueuedMessage): Promise<string> {

@@ -1,0 +1,196 @@
+/**
+ * Persistent MQTT sessions. While a persistent session's client is away, an
+ * offline consumer stands in for each of its subscriptions and writes every
+ * QoS 1/2 message it matches to the store; when the client comes back, it
+ * gets them, oldest first, before live traffic. Sessions and their queues
+ * live in the store, so they survive restarts; a session whose client stays
+ * away past its expiry is deleted.
+ */
+import type { HeraldContext } from '../../context.js';
+import type { Principal } from '../../core/auth.js';
+import type { Consumer, Delivery } from '../../core/broker.js';
+import type { CoreMessage } from '../../core/message.js';
+import type { MqttSessionRecord, MqttSubscriptionRecord } from '../../store/store.js';
+
+export interface StoredProperties {
+  contentType?: string;
+  userProperties?: Record<string, string | string[]>;
+  subscriptionIdentifier?: number;
+}
+
+/** The properties of a message as they travel to an MQTT client. */
+export function publishProperties(msg: CoreMessage, subscriptionId: number | null | undefined): StoredProperties {
+  const p: StoredProperties = {};
+  if (msg.contentType) p.contentType = msg.contentType;
+  if (msg.headers.length) {
+    const up: Record<string, string | string[]> = {};
+    for (const [k, v] of msg.headers) {
+      const prev = up[k];
+      up[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
+    }
+    p.userProperties = up;
+  }
+  if (subscriptionId !== undefined && subscriptionId !== null) p.subscriptionIdentifier = subscriptionId;
+  return p;
+}
+
+/** Where a message goes for an MQTT client: its topic, or `$user/{name}` for a mailbox. */
+export function mqttTopicOf(msg: CoreMessage): string {
+  return msg.target.kind === 'topic' ? msg.target.topic : `$user/${msg.target.name}`;
+}
+
+class OfflineConsumer implements Consumer {
+  constructor(
+    private readonly sessions: PersistentSessions,
+    readonly sessionId: string,
+    readonly principal: Principal,
+    readonly sub: MqttSubscriptionRecord,
+  ) {}
+  hasCapacity(): boolean {
+    return true;
+  }
+  deliver(msg: CoreMessage, delivery: Delivery): void {
+    const qos = Math.min(this.sub.qos, msg.qos);
+    if (qos === 0 || (this.sub.noLocal && msg.publisherSession === this.sessionId)) {
+      delivery.settle?.('ack'); // QoS 0 is not kept for absent clients
+      return;
+    }
+    this.sessions.keep(this.sessionId, msg, qos, this.sub.subscriptionId, delivery);
+  }
+}
+
+interface Entry {
+  record: MqttSessionRecord;
+  principal: Principal;
+  offline: OfflineConsumer[];
+  expiry: NodeJS.Timeout | undefined;
+}
+
+export class PersistentSessions {
+  private readonly sessions = new Map<string, Entry>();
+  private readonly writes = new Set<Promise<unknown>>();
+
+  constructor(private readonly ctx: HeraldContext) {}
+
+  /** At start: every stored session gets its offline consumers back; expired ones go. */
+  async load(): Promise<void> {
+    const now = this.ctx.clock.now();
+    for (const record of await this.ctx.store.listMqttSessions()) {
+      const since = record.disconnectedAt ?? now;
+      if (now - since >= record.expirySeconds * 1000) {
+        await this.ctx.store.deleteMqttSession(record.clientId);
+        continue;
+      }
+      // A session that was connected when the server stopped is disconnected now.
+      if (record.disconnectedAt === null) await this.ctx.store.saveMqttSession({ ...record, disconnectedAt: now });
+      const principal = JSON.parse(record.owner) as Principal;
+      const entry: Entry = { record: { ...record, disconnectedAt: since }, principal, offline: [], expiry: undefined };
+      this.sessions.set(record.clientId, entry);
+      this.goOffline(entry, (record.expirySeconds * 1000) - (now - since));
+    }
+  }
+
+  get(clientId: string): { record: MqttSessionRecord; principal: Principal } | undefined {
+    return this.sessions.get(clientId);
+  }
+
+  /** The client is back (or a new persistent session starts): offline consumers step aside. */
+  async attach(clientId: string, principal: Principal, expirySeconds: number, subscriptions: MqttSubscriptionRecord[]): Promise<void> {
+    const entry = this.sessions.get(clientId);
+    if (entry) this.stopOffline(entry);
+    const record: MqttSessionRecord = {
+      clientId,
+      owner: JSON.stringify({ userId: principal.userId, name: principal.name, role: principal.role, credential: { kind: 'anonymous' } }),
+      expirySeconds,
+      disconnectedAt: null,
+      subscriptions,
+    };
+    this.sessions.set(clientId, { record, principal, offline: [], expiry: undefined });
+    await this.flush();
+    await this.ctx.store.saveMqttSession(record);
+  }
+
+  /** Subscriptions changed while connected. */
+  async saveSubscriptions(clientId: string, subscriptions: MqttSubscriptionRecord[]): Promise<void> {
+    const entry = this.sessions.get(clientId);
+    if (!entry) return;
+    entry.record = { ...entry.record, subscriptions };
+    await this.ctx.store.saveMqttSession(entry.record);
+  }
+
+  setExpiry(clientId: string, seconds: number): void {
+    const entry = this.sessions.get(clientId);
+    if (entry) entry.record = { ...entry.record, expirySeconds: seconds };
+  }
+
+  /** The client went away: its session waits, collecting QoS 1/2 messages, until it returns or expires. */
+  async detach(clientId: string, unacknowledged: { msg: CoreMessage; qos: number; subscriptionId: number | null | undefined }[]): Promise<void> {
+    const entry = this.sessions.get(clientId);
+    if (!entry) return;
+    if (entry.record.expirySeconds === 0) return this.discard(clientId);
+    // What was in flight comes first when the client returns.
+    for (const u of unacknowledged) this.keep(clientId, u.msg, u.qos, u.subscriptionId, undefined);
+    entry.record = { ...entry.record, disconnectedAt: this.ctx.clock.now() };
+    this.goOffline(entry, entry.record.expirySeconds * 1000);
+    await this.flush();
+    // The client may be back already (takeover, quick reconnect): then its record is the live one.
+    if (this.sessions.get(clientId) === entry && entry.offline.length > 0) await this.ctx.store.saveMqttSession(entry.record);
+  }
+
+  /** Ends a session and its queue (clean start, or expiry). */
+  async discard(clientId: string): Promise<void> {
+    const entry = this.sessions.get(clientId);
+    if (entry) this.stopOffline(entry);
+    this.sessions.delete(clientId);
+    await this.flush();
+    await this.ctx.store.deleteMqttSession(clientId);
+  }
+
+  private goOffline(entry: Entry, expiresInMs: number): void {
+    for (const sub of entry.record.subscriptions) {
+      const c = new OfflineConsumer(this, entry.record.clientId, entry.principal, sub);
+      entry.offline.push(c);
+      if (sub.filter.startsWith('$user/')) this.ctx.broker.subscribeUser(entry.principal.userId, sub.filter.slice(6), c);
+      else this.ctx.broker.subscribeTopic(sub.filter, c);
+    }
+    entry.expiry = setTimeout(() => void this.discard(entry.record.clientId), Math.max(0, Math.min(expiresInMs, 2 ** 31 - 1)));
+    entry.expiry.unref();
+  }
+
+  private stopOffline(entry: Entry): void {
+    clearTimeout(entry.expiry);
+    for (const c of entry.offline) {
+      if (c.sub.filter.startsWith('$user/')) this.ctx.broker.unsubscribeUser(entry.principal.userId, c.sub.filter.slice(6), c);
+      else this.ctx.broker.unsubscribeTopic(c.sub.filter, c);
+    }
+    entry.offline = [];
+  }
+
+  /** Writes a message to a session's queue; the delivery counts as done once it is on disk. */
+  keep(clientId: string, msg: CoreMessage, qos: number, subscriptionId: number | null | undefined, delivery: Delivery | undefined): void {
+    const write = this.ctx.store
+      .enqueueMqtt({
+        clientId,
+        topic: mqttTopicOf(msg),
+        body: msg.body,
+        qos,
+        properties: JSON.stringify(publishProperties(msg, subscriptionId)),
+        createdAt: this.ctx.clock.now(),
+      })
+      .then(
+        () => delivery?.settle?.('ack'),
+        (err: unknown) => this.ctx.log.error({ err, clientId }, 'could not queue a message for an offline MQTT session'),
+      );
+    this.writes.add(write);
+    void write.finally(() => this.writes.delete(write));
+  }
+
+  /** Resolves when every queued write so far is on disk (a publisher's PUBACK waits for it). */
+  async flush(): Promise<void> {
+    while (this.writes.size > 0) await Promise.all([...this.writes]);
+  }
+
+  stop(): void {
+    for (const e of this.sessions.values()) clearTimeout(e.expiry);
+  }
+}
