@@ -12,6 +12,7 @@ import { HeraldServer } from './server.js';
 import { SqliteStore } from './store/sqlite/sqlite-store.js';
 import { DuplicateError, ROLES, type Role } from './store/store.js';
 import { randomPassword } from './core/passwords.js';
+import { MqttApps } from './apps/mqtt-apps.js';
 
 const HELP = `herald: a real-time message push server (STOMP, MQTT, JSON WebSocket)
 
@@ -23,6 +24,9 @@ Usage:
   herald token issue NAME [--expires-in SECONDS]
                                               print a token for scripts; it does not idle-expire,
                                               and dies after SECONDS if given
+  herald app add NAME                         register an MQTT app (seed 004): prints appId,
+                                              appClientId and appClientSecret (shown once)
+  herald app list                             list MQTT apps
   herald --help | --version
 
 Options (each also settable as an environment variable, or in herald.config.json
@@ -141,6 +145,23 @@ async function tokenCommand(config: Config, args: string[], extra: Record<string
   }
 }
 
+async function appCommand(config: Config, args: string[]): Promise<void> {
+  const [sub, name] = args;
+  const store = openStore(config);
+  try {
+    const apps = new MqttApps(store, config, systemClock);
+    if (sub === 'list') {
+      for (const a of await apps.list()) process.stdout.write(`${a.id}\t${a.name}\t${a.clientId}\n`);
+      return;
+    }
+    if (sub !== 'add' || !name) fail('usage: herald app add NAME | herald app list');
+    const app = await apps.create(name);
+    process.stdout.write(`appId: ${app.appId}\nappClientId: ${app.appClientId}\nappClientSecret: ${app.appClientSecret}\n`);
+  } finally {
+    await store.close();
+  }
+}
+
 async function main(argv: string[]): Promise<void> {
   if (argv.length === 0 || argv.includes('--help') || argv.includes('-h') || argv[0] === 'help') {
     process.stdout.write(HELP);
@@ -167,6 +188,8 @@ async function main(argv: string[]): Promise<void> {
       return userCommand(config, rest, parsed.extra);
     case 'token':
       return tokenCommand(config, rest, parsed.extra);
+    case 'app':
+      return appCommand(config, rest);
     default:
       fail(`unknown command "${command ?? ''}"; run "herald --help"`);
   }

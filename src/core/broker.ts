@@ -118,6 +118,39 @@ export interface BrokerLimits {
 
 const BACKLOG_BATCH = 500;
 
+/**
+ * A shared subscription group (`$share/{group}/{filter}`): the topic index
+ * sees one consumer; each message goes to one member, round-robin among
+ * those with room (and allowed to see it).
+ */
+class SharedGroup implements Consumer {
+  readonly members: Consumer[] = [];
+  private next = 0;
+  constructor(readonly sessionId: string) {}
+  get principal(): Principal {
+    return this.members[0]!.principal;
+  }
+  hasCapacity(): boolean {
+    return this.members.some((m) => m.hasCapacity());
+  }
+  deliver(msg: CoreMessage, delivery: Delivery): void {
+    const n = this.members.length;
+    let fallback: Consumer | undefined;
+    for (let i = 0; i < n; i++) {
+      const m = this.members[(this.next + i) % n]!;
+      if (msg.audience && !msg.audience(m.principal)) continue;
+      fallback ??= m;
+      if (m.hasCapacity()) {
+        this.next = (this.next + i + 1) % n;
+        m.deliver(msg, delivery);
+        return;
+      }
+    }
+    if (fallback) fallback.deliver(msg, delivery); // everyone is busy: the first eligible member holds it
+    else delivery.settle?.('ack');
+  }
+}
+
 export class Broker {
   private readonly topics = new TopicIndex<Consumer>();
   private readonly users = new Map<string, Map<string, Set<Consumer>>>();
@@ -127,6 +160,7 @@ export class Broker {
   private readonly apps: [prefix: string, handler: AppHandler][] = [];
   private readonly durable = new Map<string, DurableMailbox>();
   private authority: TopicAuthority | undefined;
+  private readonly shared = new Map<string, SharedGroup>();
   /** Subscribers still being sent their stored backlog; live messages wait here meanwhile. */
   private readonly replaying = new Map<Consumer, CoreMessage[]>();
 
@@ -176,6 +210,30 @@ export class Broker {
       this.safeDeliver(consumer, m, NO_SETTLE);
     }
     for (const m of live) if (!m.recordId || !seen.has(m.recordId)) this.safeDeliver(consumer, m, NO_SETTLE);
+  }
+
+  /** Joins `consumer` to the shared subscription `$share/{group}/{filter}`. */
+  subscribeShared(group: string, filter: string, consumer: Consumer): void {
+    const key = `${group}\u0000${filter}`;
+    let g = this.shared.get(key);
+    if (!g) {
+      g = new SharedGroup(`share:${group}`);
+      this.shared.set(key, g);
+      this.topics.add(filter, g);
+    }
+    g.members.push(consumer);
+  }
+
+  unsubscribeShared(group: string, filter: string, consumer: Consumer): void {
+    const key = `${group}\u0000${filter}`;
+    const g = this.shared.get(key);
+    if (!g) return;
+    const i = g.members.indexOf(consumer);
+    if (i >= 0) g.members.splice(i, 1);
+    if (g.members.length === 0) {
+      this.shared.delete(key);
+      this.topics.remove(filter, g);
+    }
   }
 
   unsubscribeTopic(filter: string, consumer: Consumer): void {

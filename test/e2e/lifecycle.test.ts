@@ -84,8 +84,21 @@ describe('server process lifecycle', () => {
     const none = await runCommand(['token', 'issue', 'nobody'], env);
     assert.match(none.stderr, /no user named "nobody"/);
 
+    const app = await runCommand(['app', 'add', 'coplay'], env);
+    assert.equal(app.code, 0, app.stderr);
+    const appClientId = /appClientId: (\S+)/.exec(app.stdout)?.[1];
+    const appClientSecret = /appClientSecret: (\S+)/.exec(app.stdout)?.[1];
+    assert.ok(appClientId && appClientSecret);
+    assert.match((await runCommand(['app', 'list'], env)).stdout, /coplay/);
+
     const p = runHerald(['serve', ...portFlags], env);
     const [, , port] = (await p.waitFor(/^listening http (\S+):(\d+)$/))!;
+    const tokenRes = await fetch(`http://127.0.0.1:${port}/openapi/rm/app/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ appClientId, appClientSecret }),
+    });
+    assert.equal(((await tokenRes.json()) as { code: number }).code, 200, 'the app made by the CLI gets tokens');
     const me = await api<{ name: string; role: string }>(`http://127.0.0.1:${port}`, 'GET', '/v1/me', { token });
     assert.deepEqual([me.body.data.name, me.body.data.role], ['svc', 'service']);
     p.child.kill('SIGTERM');

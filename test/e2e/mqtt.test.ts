@@ -35,6 +35,19 @@ function nextMessage(c: MqttClient, topic?: string): Promise<{ topic: string; pa
   });
 }
 
+/** Subscribes and resolves with the SUBACK's granted list as sent (mqtt.js rejects on any refusal). */
+function suback(c: MqttClient, topics: Record<string, { qos: 0 | 1 | 2 }>): Promise<number[]> {
+  return new Promise((resolve) => {
+    const on = (p: mqttPacket.Packet) => {
+      if (p.cmd !== 'suback') return;
+      c.off('packetreceive', on);
+      resolve(p.granted as number[]);
+    };
+    c.on('packetreceive', on);
+    c.subscribe(topics, () => undefined);
+  });
+}
+
 /** Connects and resolves with the CONNACK reason, or rejects with mqtt.js's error (which carries `code`). */
 async function refusedWith(url: string, opts: IClientOptions): Promise<number> {
   try {
@@ -505,5 +518,84 @@ describe('MQTT persistent sessions', () => {
     two.sock.destroy();
     await pub.endAsync();
     await s.stop();
+  });
+});
+
+describe('MQTT shared subscriptions, ACL rules, anonymous clients and $SYS', () => {
+  let s: TestServer;
+  let dir: string;
+  before(async () => {
+    dir = tempDir();
+    const { writeFileSync } = await import('node:fs');
+    const acl = `${dir}/acl.json`;
+    writeFileSync(
+      acl,
+      JSON.stringify([
+        { effect: 'allow', action: 'all', topic: 'public/#', who: '*' },
+        { effect: 'allow', action: 'all', topic: 'users/{user}/#', who: 'user' },
+        { effect: 'deny', action: 'publish', topic: 'jobs/#', who: 'name:bob' },
+        { effect: 'allow', action: 'all', topic: 'jobs/#', who: 'user' },
+        { effect: 'allow', action: 'subscribe', topic: '$SYS/#', who: 'role:admin' },
+        { effect: 'allow', action: 'all', topic: '#', who: 'role:admin' },
+      ]),
+    );
+    s = await startServer({ aclFile: acl, allowAnonymous: true, sysIntervalSeconds: 1 }, undefined, dir);
+    await api(s.url, 'POST', '/api/users', { token: await login(s.url), body: { name: 'bob', password: 'bob-password' } });
+  });
+  after(() => s.stop());
+
+  it('gives each message of a $share group to one member', async () => {
+    const a = await mqtt.connectAsync(tcpUrl(s), { ...ADMIN, protocolVersion: 5 });
+    const b = await mqtt.connectAsync(tcpUrl(s), { ...ADMIN, protocolVersion: 5 });
+    const got: string[][] = [[], []];
+    a.on('message', (_t, p) => got[0]!.push(p.toString()));
+    b.on('message', (_t, p) => got[1]!.push(p.toString()));
+    await a.subscribeAsync('$share/workers/jobs/+', { qos: 1 });
+    await b.subscribeAsync('$share/workers/jobs/+', { qos: 1 });
+    const pub = await mqtt.connectAsync(tcpUrl(s), ADMIN);
+    for (let i = 0; i < 20; i++) await pub.publishAsync('jobs/render', String(i), { qos: 1 });
+    const deadline = Date.now() + 5000;
+    while (got[0]!.length + got[1]!.length < 20 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual([...got[0]!, ...got[1]!].map(Number).sort((x, y) => x - y), Array.from({ length: 20 }, (_, i) => i));
+    assert.ok(got[0]!.length > 0 && got[1]!.length > 0, `both members worked: ${got[0]!.length}/${got[1]!.length}`);
+    for (const c of [a, b, pub]) await c.endAsync();
+  });
+
+  it('applies the ACL file: denied subscriptions get 0x80 / 0x87, denied publishes are dropped (v5: 0x87)', async () => {
+    const bob4 = await mqtt.connectAsync(tcpUrl(s), { username: 'bob', password: 'bob-password', protocolVersion: 4, reconnectPeriod: 0 });
+    const granted = await suback(bob4, { 'users/bob/inbox': { qos: 1 }, 'users/alice/inbox': { qos: 1 }, 'secret/#': { qos: 0 }, '$SYS/#': { qos: 0 } });
+    assert.deepEqual(granted, [1, 128, 128, 128]);
+    const bob5 = await mqtt.connectAsync(tcpUrl(s), { username: 'bob', password: 'bob-password', protocolVersion: 5, reconnectPeriod: 0 });
+    assert.deepEqual(await suback(bob5, { 'secret/#': { qos: 0 } }), [0x87]);
+    await assert.rejects(bob5.publishAsync('jobs/x', 'sneaky', { qos: 1 }), /Not authorized/);
+    const watcher = await mqtt.connectAsync(tcpUrl(s), ADMIN);
+    await watcher.subscribeAsync('jobs/#', { qos: 1 });
+    let leaked = false;
+    watcher.on('message', (t) => (t === 'jobs/y' ? (leaked = true) : undefined));
+    await bob4.publishAsync('jobs/y', 'dropped', { qos: 1 }); // v3: acknowledged, then dropped
+    await watcher.publishAsync('public/sync', 'x', { qos: 1 });
+    assert.equal(leaked, false);
+    for (const c of [bob4, bob5, watcher]) await c.endAsync();
+  });
+
+  it('accepts anonymous clients when allowed, within the rules for anonymous clients', async () => {
+    const anon = await mqtt.connectAsync(tcpUrl(s), { protocolVersion: 4, reconnectPeriod: 0 });
+    assert.deepEqual(await suback(anon, { 'public/news': { qos: 0 }, 'jobs/#': { qos: 0 } }), [0, 128]);
+    await anon.endAsync();
+  });
+
+  it('publishes $SYS statistics that admins can read and users cannot', async () => {
+    const admin = await mqtt.connectAsync(tcpUrl(s), ADMIN);
+    const got = nextMessage(admin, '$SYS/broker/clients/connected');
+    await admin.subscribeAsync('$SYS/#', { qos: 0 });
+    assert.match((await got).payload.toString(), /^\d+$/);
+    const all = await mqtt.connectAsync(tcpUrl(s), ADMIN);
+    let leaked = 0;
+    all.on('message', () => leaked++);
+    await all.subscribeAsync('#', { qos: 0 }); // '#' never matches $ topics
+    await new Promise((r) => setTimeout(r, 1200));
+    assert.equal(leaked, 0);
+    await admin.endAsync();
+    await all.endAsync();
   });
 });

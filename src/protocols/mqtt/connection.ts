@@ -12,6 +12,7 @@ import { AppTokenRefusal } from '../../apps/mqtt-apps.js';
 import type { HeraldContext } from '../../context.js';
 import { AuthError, type Principal } from '../../core/auth.js';
 import type { Consumer, Delivery } from '../../core/broker.js';
+import type { AclSubject } from '../../core/acl.js';
 import { filterProblem, topicMatches } from '../../core/destination.js';
 import { createMessage, type CoreMessage, type HeaderList } from '../../core/message.js';
 import type { CloseReason, Protocol, Session } from '../../core/session.js';
@@ -49,7 +50,14 @@ class MqttSubscription implements Consumer {
     /** Mailbox name for `$user/{name}` subscriptions. */
     readonly mailbox: string | undefined,
     readonly subscriptionId: number | undefined,
+    /** Group of a `$share/{group}/{filter}` subscription; `filter` then excludes the prefix. */
+    readonly share?: string,
   ) {}
+
+  /** The filter as the client wrote it (the key of the connection's subscription map). */
+  get key(): string {
+    return this.share !== undefined ? `$share/${this.share}/${this.filter}` : this.mailbox !== undefined ? `$user/${this.mailbox}` : this.filter;
+  }
   get sessionId(): string {
     return this.conn.id;
   }
@@ -109,6 +117,8 @@ export class MqttConnection implements Session {
   private readonly delivered: { inc(): void };
   /** The session outlives the connection (kept in the store). */
   private sessionKept = false;
+  private anonymous = false;
+  private readonly publishAcl = new Map<string, boolean>();
   /** While the stored queue is replayed on reconnect, live messages wait here. */
   private waitingLive: [MqttSubscription, CoreMessage, Delivery][] | undefined;
 
@@ -241,6 +251,7 @@ export class MqttConnection implements Session {
       }
     }
     if (this.ctx.config.allowAnonymous) {
+      this.anonymous = true;
       return { userId: 'anonymous:' + p.clientId, name: 'anonymous', role: 'user', credential: { kind: 'anonymous' } };
     }
     return { code: REFUSE.notAuthorized, reason: 'credentials are required: user name and password, or a token as password' };
@@ -310,7 +321,7 @@ export class MqttConnection implements Session {
               receiveMaximum: this.ctx.config.mqttMaxInflight,
               maximumPacketSize: this.ctx.config.mqttMaxPacketBytes,
               topicAliasMaximum: 0,
-              sharedSubscriptionAvailable: false,
+              sharedSubscriptionAvailable: true,
               wildcardSubscriptionAvailable: true,
               subscriptionIdentifiersAvailable: true,
               retainAvailable: true,
@@ -332,11 +343,9 @@ export class MqttConnection implements Session {
   /** Restores a resumed session's subscriptions, then sends its stored queue before live traffic. */
   private async resume(subs: MqttSubscriptionRecord[]): Promise<void> {
     for (const r of subs) {
-      const mailbox = r.filter.startsWith('$user/') ? r.filter.slice(6) : undefined;
-      const sub = new MqttSubscription(this, r.filter, r.qos as QoS, r.noLocal, r.retainAsPublished, mailbox, r.subscriptionId ?? undefined);
-      this.subscriptions.set(r.filter, sub);
-      if (mailbox !== undefined) this.ctx.broker.subscribeUser(this.principal.userId, mailbox, sub);
-      else this.ctx.broker.subscribeTopic(r.filter, sub);
+      const parsed = MqttConnection.parseFilter(r.filter);
+      if (typeof parsed === 'string') continue;
+      this.attach(new MqttSubscription(this, parsed.filter, r.qos as QoS, r.noLocal, r.retainAsPublished, parsed.mailbox, r.subscriptionId ?? undefined, parsed.share));
     }
     const queued = await this.ctx.store.loadMqttQueue(this.clientId, 100_000);
     for (const q of queued) {
@@ -363,7 +372,7 @@ export class MqttConnection implements Session {
 
   private subscriptionRecords(): MqttSubscriptionRecord[] {
     return [...this.subscriptions.values()].map((s) => ({
-      filter: s.filter,
+      filter: s.key,
       qos: s.qos,
       noLocal: s.noLocal,
       retainAsPublished: s.retainAsPublished,
@@ -419,6 +428,10 @@ export class MqttConnection implements Session {
       this.ctx.broker.publishUser(createMessage({ ...base, target: { kind: 'user', userId: this.principal.userId, name } }));
       return ack(0);
     }
+    if (!this.mayPublish(topic)) {
+      this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'acl_denied' });
+      return ack(0x87, `not allowed to publish to ${topic}`);
+    }
     const msg = createMessage({ ...base, target: { kind: 'topic', topic } });
     if (p.retain) await this.shared.retained.set(topic, msg, p.qos, p.properties);
     const n = this.ctx.broker.publishTopic(msg);
@@ -427,60 +440,97 @@ export class MqttConnection implements Session {
     ack(n === 0 ? 0x10 : 0);
   }
 
+  /** ACL decision for a publish topic, cached per connection. */
+  private mayPublish(topic: string): boolean {
+    let ok = this.publishAcl.get(topic);
+    if (ok === undefined) {
+      ok = this.shared.acl.allows(this.aclSubject(), 'publish', topic);
+      if (this.publishAcl.size > 1000) this.publishAcl.clear();
+      this.publishAcl.set(topic, ok);
+    }
+    return ok;
+  }
+
   // ---- SUBSCRIBE / UNSUBSCRIBE -------------------------------------------------------
 
   private async onSubscribe(p: ISubscribePacket): Promise<void> {
     const granted: number[] = [];
     const subId = p.properties?.subscriptionIdentifier;
+    const v5 = this.version === 5;
     for (const s of p.subscriptions) {
-      const filter = s.topic;
-      const problem = filterProblem(filter);
-      if (problem) {
-        granted.push(this.version === 5 ? 0x8f : 0x80);
+      const parsed = MqttConnection.parseFilter(s.topic);
+      if (typeof parsed === 'string') {
+        granted.push(v5 ? 0x8f : 0x80);
         continue;
       }
-      if (filter.startsWith('$share/')) {
-        granted.push(this.version === 5 ? 0x9e : 0x80);
+      const { filter, share, mailbox } = parsed;
+      const sysTopic = filter.startsWith('$SYS');
+      const allowed =
+        mailbox !== undefined ||
+        (this.shared.acl.allows(this.aclSubject(), 'subscribe', filter) &&
+          (!sysTopic || this.principal.role !== 'user') &&
+          (await this.ctx.broker.authorizeTopic(this.principal, filter)) === undefined);
+      if (!allowed) {
+        granted.push(v5 ? 0x87 : 0x80);
         continue;
       }
-      const mailbox = filter.startsWith('$user/') ? filter.slice(6) : undefined;
-      if (mailbox !== undefined && (mailbox === '' || /[+#]/.test(mailbox))) {
-        granted.push(this.version === 5 ? 0x8f : 0x80);
-        continue;
-      }
-      if (mailbox === undefined) {
-        const refusal = await this.ctx.broker.authorizeTopic(this.principal, filter);
-        if (refusal) {
-          granted.push(this.version === 5 ? 0x87 : 0x80);
-          continue;
-        }
-      }
-      const existing = this.subscriptions.get(filter);
+      const existing = this.subscriptions.get(s.topic);
       if (existing) this.removeSubscription(existing);
       else if (this.subscriptions.size >= this.ctx.config.maxSubscriptionsPerConnection) {
-        granted.push(this.version === 5 ? 0x97 : 0x80);
+        granted.push(v5 ? 0x97 : 0x80);
         continue;
       }
       const qos = Math.min(s.qos, 2) as QoS;
-      const sub = new MqttSubscription(this, filter, qos, s.nl ?? false, s.rap ?? false, mailbox, subId);
-      this.subscriptions.set(filter, sub);
-      if (mailbox !== undefined) this.ctx.broker.subscribeUser(this.principal.userId, mailbox, sub);
-      else this.ctx.broker.subscribeTopic(filter, sub);
+      const sub = new MqttSubscription(this, filter, qos, s.nl ?? false, s.rap ?? false, mailbox, subId, share);
+      this.attach(sub);
       granted.push(qos);
-      // Retained messages: rh 0 always, 1 only for a new subscription, 2 never.
+      // Retained messages: rh 0 always, 1 only for a new subscription, 2 never; never for shared subscriptions.
       const rh = s.rh ?? 0;
-      if (mailbox === undefined && (rh === 0 || (rh === 1 && !existing))) {
-        for (const r of this.shared.retained.matching(filter)) this.deliver(sub, r.msg, { redelivered: false, settle: undefined }, true, r.qos);
+      if (mailbox === undefined && share === undefined && (rh === 0 || (rh === 1 && !existing))) {
+        for (const r of this.shared.retained.matching(filter)) {
+          if (r.msg.audience && !r.msg.audience(this.principal)) continue;
+          this.deliver(sub, r.msg, { redelivered: false, settle: undefined }, true, r.qos);
+        }
       }
     }
     if (this.sessionKept) await this.shared.sessions.saveSubscriptions(this.clientId, this.subscriptionRecords());
     this.write(this.gen({ cmd: 'suback', messageId: p.messageId!, granted }));
   }
 
+  private attach(sub: MqttSubscription): void {
+    this.subscriptions.set(sub.key, sub);
+    if (sub.mailbox !== undefined) this.ctx.broker.subscribeUser(this.principal.userId, sub.mailbox, sub);
+    else if (sub.share !== undefined) this.ctx.broker.subscribeShared(sub.share, sub.filter, sub);
+    else this.ctx.broker.subscribeTopic(sub.filter, sub);
+  }
+
   private removeSubscription(sub: MqttSubscription): void {
-    this.subscriptions.delete(sub.filter);
+    this.subscriptions.delete(sub.key);
     if (sub.mailbox !== undefined) this.ctx.broker.unsubscribeUser(this.principal.userId, sub.mailbox, sub);
+    else if (sub.share !== undefined) this.ctx.broker.unsubscribeShared(sub.share, sub.filter, sub);
     else this.ctx.broker.unsubscribeTopic(sub.filter, sub);
+  }
+
+  /** Parses `$share/{group}/{filter}`, `$user/{name}` or a plain filter; a string is the reason it is not valid. */
+  private static parseFilter(raw: string): { filter: string; share?: string; mailbox?: string } | string {
+    if (raw.startsWith('$share/')) {
+      const rest = raw.slice(7);
+      const slash = rest.indexOf('/');
+      const group = slash > 0 ? rest.slice(0, slash) : '';
+      const filter = rest.slice(slash + 1);
+      if (!group || /[+#]/.test(group) || slash < 0 || !filter) return 'shared subscriptions look like $share/{group}/{filter}';
+      return filterProblem(filter) ?? { filter, share: group };
+    }
+    if (raw.startsWith('$user/')) {
+      const name = raw.slice(6);
+      if (!name || /[+#]/.test(name)) return '$user/{name} takes one mailbox name without wildcards';
+      return { filter: raw, mailbox: name };
+    }
+    return filterProblem(raw) ?? { filter: raw };
+  }
+
+  private aclSubject(): AclSubject {
+    return { principal: this.principal, clientId: this.clientId, anonymous: this.anonymous };
   }
 
   private async onUnsubscribe(p: IUnsubscribePacket): Promise<void> {
@@ -690,6 +740,11 @@ export class RetainedMessages {
     if (msg.body.length === 0) this.byTopic.delete(topic);
     else this.byTopic.set(topic, { msg, qos });
     await this.ctx.store.setRetained({ topic, body: msg.body, qos, properties: JSON.stringify(properties ?? {}), updatedAt: this.ctx.clock.now() });
+  }
+
+  /** Kept in memory only (server statistics that are rebuilt after a restart anyway). */
+  setVolatile(topic: string, msg: CoreMessage): void {
+    this.byTopic.set(topic, { msg, qos: 0 });
   }
 
   *matching(filter: string): Iterable<{ msg: CoreMessage; qos: QoS }> {

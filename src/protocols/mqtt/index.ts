@@ -11,6 +11,8 @@ import { writeBatched } from '../../transports/write-batch.js';
 import { clientAddress } from '../stomp/index.js';
 import { MqttConnection, RetainedMessages, type MqttTransport } from './connection.js';
 import { PersistentSessions } from './sessions.js';
+import { Acl } from '../../core/acl.js';
+import { createMessage } from '../../core/message.js';
 
 /** State all MQTT connections of this node share. */
 export interface MqttShared {
@@ -19,6 +21,7 @@ export interface MqttShared {
   /** Connected clients by client id, for session takeover. */
   clients: Map<string, MqttConnection>;
   sessions: PersistentSessions;
+  acl: Acl;
 }
 
 export async function registerMqtt(ctx: HeraldContext, apps: MqttApps): Promise<MqttShared> {
@@ -26,7 +29,8 @@ export async function registerMqtt(ctx: HeraldContext, apps: MqttApps): Promise<
   await retained.load();
   const sessions = new PersistentSessions(ctx);
   await sessions.load();
-  const shared: MqttShared = { apps, retained, clients: new Map(), sessions };
+  const shared: MqttShared = { apps, retained, clients: new Map(), sessions, acl: Acl.load(ctx.config.aclFile) };
+  startSysTopics(ctx, retained);
 
   ctx.listeners.addTcpListener({
     name: 'mqtt',
@@ -67,4 +71,33 @@ export async function registerMqtt(ctx: HeraldContext, apps: MqttApps): Promise<
     },
   });
   return shared;
+}
+
+/** `$SYS/broker/…` statistics, published periodically and kept as retained (in memory) for new subscribers. */
+function startSysTopics(ctx: HeraldContext, retained: RetainedMessages): void {
+  const every = ctx.config.sysIntervalSeconds;
+  if (every === 0) return;
+  const started = Date.now();
+  const audience = (p: { role: string }): boolean => p.role !== 'user';
+  const counterValue = async (name: 'herald_messages_in_total' | 'herald_messages_out_total'): Promise<number> => {
+    const m = await ctx.metrics.registry.getSingleMetric(name)?.get();
+    return (m?.values ?? []).reduce((sum, v) => sum + v.value, 0);
+  };
+  const publish = async (): Promise<void> => {
+    const values: [string, string][] = [
+      ['$SYS/broker/version', 'Herald'],
+      ['$SYS/broker/uptime', `${Math.round((Date.now() - started) / 1000)} seconds`],
+      ['$SYS/broker/clients/connected', String(ctx.sessions.size)],
+      ['$SYS/broker/messages/received', String(await counterValue('herald_messages_in_total'))],
+      ['$SYS/broker/messages/sent', String(await counterValue('herald_messages_out_total'))],
+    ];
+    for (const [topic, value] of values) {
+      const msg = createMessage({ target: { kind: 'topic', topic }, body: Buffer.from(value), qos: 0, audience });
+      retained.setVolatile(topic, msg);
+      ctx.broker.publishTopic(msg);
+    }
+  };
+  void publish();
+  const timer = setInterval(() => void publish(), every * 1000);
+  timer.unref();
 }

@@ -148,6 +148,8 @@ export class PersistentSessions {
 
   private goOffline(entry: Entry, expiresInMs: number): void {
     for (const sub of entry.record.subscriptions) {
+      // An absent member of a shared subscription simply gets no share: the group's other members do.
+      if (sub.filter.startsWith('$share/')) continue;
       const c = new OfflineConsumer(this, entry.record.clientId, entry.principal, sub);
       entry.offline.push(c);
       if (sub.filter.startsWith('$user/')) this.ctx.broker.subscribeUser(entry.principal.userId, sub.filter.slice(6), c);
