@@ -28,6 +28,14 @@ export interface CoreMessage {
   readonly headers: HeaderList;
   /** Delivery guarantee asked by the publisher (MQTT QoS); other protocols' messages count as 1. */
   readonly qos: 0 | 1 | 2;
+  /** After this time (ms) the message is no longer delivered (MQTT v5 message expiry). */
+  readonly expiresAt: number | undefined;
+  /** Where answers go (MQTT v5 response topic, STOMP reply-to). */
+  readonly replyTo: string | undefined;
+  /** Request/response pairing data (MQTT v5 correlation data, STOMP correlation-id). */
+  readonly correlation: Buffer | undefined;
+  /** The publisher's retain flag (for MQTT retain-as-published). */
+  readonly retain: boolean;
   /** Id of the stored message record (message service) this delivery carries, if any. */
   readonly recordId: string | undefined;
   /** When set, only subscribers whose principal passes it get the message (thread members). */
@@ -54,6 +62,10 @@ export function createMessage(init: {
   publisherSession?: string | undefined;
   recordId?: string | undefined;
   qos?: 0 | 1 | 2;
+  expiresAt?: number | undefined;
+  replyTo?: string | undefined;
+  correlation?: Buffer | undefined;
+  retain?: boolean;
   audience?: ((p: Principal) => boolean) | undefined;
   id?: string;
   timestamp?: number;
@@ -67,6 +79,10 @@ export function createMessage(init: {
     headers: init.headers ?? [],
     recordId: init.recordId,
     qos: init.qos ?? 1,
+    expiresAt: init.expiresAt,
+    replyTo: init.replyTo,
+    correlation: init.correlation,
+    retain: init.retain ?? false,
     audience: init.audience,
     publisherSession: init.publisherSession,
     timestamp: init.timestamp ?? Date.now(),

@@ -17,7 +17,7 @@ import { filterProblem, topicMatches } from '../../core/destination.js';
 import { createMessage, type CoreMessage, type HeaderList } from '../../core/message.js';
 import type { CloseReason, Protocol, Session } from '../../core/session.js';
 import type { MqttShared } from './index.js';
-import { mqttTopicOf, publishProperties, type StoredProperties } from './sessions.js';
+import { mqttTopicOf, publishProperties, type PersistedProperties } from './sessions.js';
 import type { MqttSubscriptionRecord } from '../../store/store.js';
 
 type Version = 3 | 4 | 5;
@@ -349,8 +349,15 @@ export class MqttConnection implements Session {
     }
     const queued = await this.ctx.store.loadMqttQueue(this.clientId, 100_000);
     for (const q of queued) {
-      const props = JSON.parse(q.properties) as StoredProperties;
+      const props = JSON.parse(q.properties) as PersistedProperties;
+      if (props.expiresAt !== undefined && props.expiresAt <= this.ctx.clock.now()) {
+        void this.ctx.store.deleteMqttQueued(q.id);
+        continue;
+      }
       const msg = createMessage({
+        expiresAt: props.expiresAt,
+        replyTo: props.responseTopic,
+        correlation: props.correlationData !== undefined ? Buffer.from(props.correlationData, 'base64') : undefined,
         target: q.topic.startsWith('$user/') ? { kind: 'user', userId: this.principal.userId, name: q.topic.slice(6) } : { kind: 'topic', topic: q.topic },
         body: q.body,
         qos: q.qos as QoS,
@@ -391,7 +398,8 @@ export class MqttConnection implements Session {
       else topic = this.aliasesIn.get(alias) ?? '';
       if (!topic) return this.disconnect(0x82, `topic alias ${alias} is not set`);
     }
-    if (!topic || /[+#]/.test(topic) || topic.includes('\u0000')) {
+    // mqtt-packet decodes invalid UTF-8 to U+FFFD; such a topic is malformed [MQTT-1.5.3-1].
+    if (!topic || /[+#\u0000\uFFFD]/.test(topic)) {
       return this.disconnect(0x90, `topic name "${topic.slice(0, 100)}" is not valid for PUBLISH`);
     }
     if (p.qos === 2 && this.qos2In.has(p.messageId!)) {
@@ -411,9 +419,14 @@ export class MqttConnection implements Session {
       );
     };
     const payload = typeof p.payload === 'string' ? Buffer.from(p.payload) : p.payload;
+    const expiry = p.properties?.messageExpiryInterval;
     const base = {
       body: payload,
       qos: p.qos,
+      retain: p.retain,
+      ...(expiry !== undefined ? { expiresAt: this.ctx.clock.now() + expiry * 1000 } : {}),
+      ...(p.properties?.responseTopic !== undefined ? { replyTo: p.properties.responseTopic } : {}),
+      ...(p.properties?.correlationData !== undefined ? { correlation: p.properties.correlationData } : {}),
       contentType: p.properties?.contentType,
       headers: mqttHeaders(p.properties),
       publisherSession: this.id,
@@ -559,6 +572,10 @@ export class MqttConnection implements Session {
       delivery.settle?.('ack');
       return;
     }
+    if (msg.expiresAt !== undefined && msg.expiresAt <= this.ctx.clock.now()) {
+      delivery.settle?.('ack'); // expired: not delivered [MQTT-3.3.2-5]
+      return;
+    }
     if (this.waitingLive && !retained) {
       this.waitingLive.push([sub, msg, delivery]);
       return;
@@ -569,17 +586,17 @@ export class MqttConnection implements Session {
       if (this.held.length > this.ctx.config.maxUnackedPerSubscription * 10) this.disconnect(0x97, 'slow consumer: too many messages wait for acknowledgements');
       return;
     }
-    // Live messages go out with retain 0; retain-as-published needs the publisher's flag, which the core does not keep yet.
-    this.send(msg, qos, retained, sub.subscriptionId, delivery, false);
+    // Live messages go out with retain 0, unless the subscription asked for retain-as-published.
+    this.send(msg, qos, retained || (sub.retainAsPublished && msg.retain), sub.subscriptionId, delivery, false);
   }
 
   /** Writes one PUBLISH; QoS 0 frames are encoded once per message and shared. */
   private send(msg: CoreMessage, qos: QoS, retain: boolean, subscriptionId: number | undefined, delivery: Delivery, stored: boolean): void {
     const topic = mqttTopicOf(msg);
-    const properties = this.version === 5 ? (publishProperties(msg, subscriptionId) as IPublishPacket['properties'] & object) : {};
+    const properties = this.version === 5 ? (publishProperties(msg, subscriptionId, this.ctx.clock.now()) as IPublishPacket['properties'] & object) : {};
     const hasProps = Object.keys(properties).length > 0;
     let frame: Buffer;
-    if (qos === 0 && subscriptionId === undefined) {
+    if (qos === 0 && subscriptionId === undefined && msg.expiresAt === undefined) {
       const key = `mqtt${this.version}${retain ? 'r' : ''}`;
       let cached = msg.encoded.get(key);
       if (!cached) {

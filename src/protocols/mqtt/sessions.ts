@@ -16,12 +16,28 @@ export interface StoredProperties {
   contentType?: string;
   userProperties?: Record<string, string | string[]>;
   subscriptionIdentifier?: number;
+  responseTopic?: string;
+  correlationData?: Buffer;
+  messageExpiryInterval?: number;
 }
 
-/** The properties of a message as they travel to an MQTT client. */
-export function publishProperties(msg: CoreMessage, subscriptionId: number | null | undefined): StoredProperties {
+/** How a message's properties are kept in the store: binary correlation data as base64, expiry as an absolute time. */
+export interface PersistedProperties {
+  contentType?: string;
+  userProperties?: Record<string, string | string[]>;
+  subscriptionIdentifier?: number;
+  responseTopic?: string;
+  correlationData?: string;
+  expiresAt?: number;
+}
+
+/** The properties of a message as they travel to an MQTT v5 client (`now` for the remaining expiry). */
+export function publishProperties(msg: CoreMessage, subscriptionId: number | null | undefined, now: number): StoredProperties {
   const p: StoredProperties = {};
   if (msg.contentType) p.contentType = msg.contentType;
+  if (msg.replyTo) p.responseTopic = msg.replyTo;
+  if (msg.correlation) p.correlationData = msg.correlation;
+  if (msg.expiresAt !== undefined) p.messageExpiryInterval = Math.max(1, Math.ceil((msg.expiresAt - now) / 1000));
   if (msg.headers.length) {
     const up: Record<string, string | string[]> = {};
     for (const [k, v] of msg.headers) {
@@ -32,6 +48,16 @@ export function publishProperties(msg: CoreMessage, subscriptionId: number | nul
   }
   if (subscriptionId !== undefined && subscriptionId !== null) p.subscriptionIdentifier = subscriptionId;
   return p;
+}
+
+export function persistedProperties(msg: CoreMessage, subscriptionId: number | null | undefined): PersistedProperties {
+  const { correlationData, messageExpiryInterval, ...rest } = publishProperties(msg, subscriptionId, 0);
+  void messageExpiryInterval;
+  return {
+    ...rest,
+    ...(correlationData ? { correlationData: correlationData.toString('base64') } : {}),
+    ...(msg.expiresAt !== undefined ? { expiresAt: msg.expiresAt } : {}),
+  };
 }
 
 /** Where a message goes for an MQTT client: its topic, or `$user/{name}` for a mailbox. */
@@ -176,7 +202,7 @@ export class PersistentSessions {
         topic: mqttTopicOf(msg),
         body: msg.body,
         qos,
-        properties: JSON.stringify(publishProperties(msg, subscriptionId)),
+        properties: JSON.stringify(persistedProperties(msg, subscriptionId)),
         createdAt: this.ctx.clock.now(),
       })
       .then(

@@ -7,6 +7,7 @@
  * (CONNECT's authentication, a queue SEND's disk write) holds back the
  * frames behind it.
  */
+import { isUtf8 } from 'node:buffer';
 import type { HeraldContext } from '../../context.js';
 import { AuthError, type Principal } from '../../core/auth.js';
 import { AppForbidden, AppRefusal, type Broker, type Consumer, type Delivery, type Outcome } from '../../core/broker.js';
@@ -753,6 +754,8 @@ function encodeMessageFrame(sub: StompSubscription, msg: CoreMessage, redelivere
   if (version === '1.2' && sub.ackMode !== 'auto') headers.push(['ack', `${msg.id}:${sub.id}`]);
   if (redelivered) headers.push(['redelivered', 'true']);
   if (msg.contentType) headers.push(['content-type', msg.contentType]);
+  if (msg.replyTo) headers.push(['reply-to', msg.replyTo]);
+  if (msg.correlation) headers.push(['correlation-id', msg.correlation.toString(isUtf8(msg.correlation) ? 'utf8' : 'base64')]);
   for (const h of msg.headers) headers.push(h);
   return encodeFrame('MESSAGE', headers, msg.body, version !== '1.0');
 }
