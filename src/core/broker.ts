@@ -524,6 +524,11 @@ export class Broker {
     if (q.ready.length > 0 || q.backlogInStore) this.dispatch(q);
   }
 
+  /** Topic subscriptions on this node (for tests and the console). */
+  get topicSubscriptions(): number {
+    return this.topics.size;
+  }
+
   /** Queue depth in memory and in flight (for tests and the console). */
   queueStats(name: string): { ready: number; inflight: number; consumers: number } | undefined {
     const q = this.queues.get(name);
