@@ -41,7 +41,7 @@ function rssMiB(pid: number): number {
 
 const nowUs = (): number => Number(process.hrtime.bigint() / 1000n);
 
-async function startServer(): Promise<{ pid: number; http: number; stomp: number; stop(): Promise<void> }> {
+async function startServer(): Promise<{ pid: number; http: number; stomp: number; mqtt: number; stop(): Promise<void> }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'herald-bench-'));
   const nodeArgs = (process.env['BENCH_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
   const child = spawn(process.execPath, [...nodeArgs, 'dist/cli.js', 'serve'], {
@@ -67,7 +67,7 @@ async function startServer(): Promise<{ pid: number; http: number; stomp: number
     child.stdout!.on('data', (c: Buffer) => {
       buf += c.toString();
       for (const m of buf.matchAll(/^listening (\w+) [\d.]+:(\d+)$/gm)) ports[m[1]!] = Number(m[2]);
-      if (ports['http'] && ports['stomp']) resolve();
+      if (ports['http'] && ports['stomp'] && ports['mqtt']) resolve();
     });
     child.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
   });
@@ -75,6 +75,7 @@ async function startServer(): Promise<{ pid: number; http: number; stomp: number
     pid: child.pid!,
     http: ports['http']!,
     stomp: ports['stomp']!,
+    mqtt: ports['mqtt']!,
     async stop() {
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));
@@ -212,7 +213,97 @@ async function main(): Promise<void> {
 
   for (const s of subs) s.ws.terminate();
   pub.destroy();
+
+  const mqttFixed = await mqttFanout(server, cpuSeconds);
+  console.log(`\n  MQTT fan-out: ${N} MQTT 3.1.1 subscribers over TCP (QoS 0) on one topic, 1 MQTT publisher:`);
+  console.log(`    fixed rate ${RATE} deliveries/s: deliveries ${mqttFixed.deliveries}, lost ${mqttFixed.lost}, p50 ${mqttFixed.p50.toFixed(2)} ms, p99 ${mqttFixed.p99.toFixed(2)} ms, server CPU ${mqttFixed.cpuUsPerDelivery.toFixed(2)} µs per delivery`);
+  console.log(`    max rate: ${Math.round(mqttFixed.maxPerSecond)} deliveries/s, server CPU ${mqttFixed.maxCpuUs.toFixed(2)} µs per delivery`);
   await server.stop();
+}
+
+/** The same fan-out with MQTT clients (raw mqtt-packet framing, so the load generator stays cheap). */
+async function mqttFanout(
+  server: { mqtt: number; pid: number },
+  cpu: (pid: number) => number,
+): Promise<{ deliveries: number; lost: number; p50: number; p99: number; cpuUsPerDelivery: number; maxPerSecond: number; maxCpuUs: number }> {
+  const mqttPacket = (await import('mqtt-packet')).default;
+  const connectPacket = (id: string) =>
+    mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: id, clean: true, keepalive: 0, username: 'admin', password: Buffer.from('bench-password') });
+  let received = 0;
+  let recording = false;
+  let latencies: number[] = [];
+  const sockets: import('node:net').Socket[] = [];
+  for (let i = 0; i < N; i++) {
+    const sock = connect(server.mqtt, '127.0.0.1');
+    const parser = mqttPacket.parser({ protocolVersion: 4 });
+    await new Promise<void>((resolve) => {
+      parser.on('packet', (p) => {
+        if (p.cmd === 'connack') sock.write(mqttPacket.generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'bench/fanout', qos: 0 }] }));
+        else if (p.cmd === 'suback') resolve();
+        else if (p.cmd === 'publish') {
+          received++;
+          if (recording) {
+            const body = p.payload as Buffer;
+            latencies.push(nowUs() - Number(body.toString('latin1', 0, body.indexOf(0x7c))));
+          }
+        }
+      });
+      sock.on('data', (d: Buffer) => parser.parse(d));
+      sock.once('connect', () => sock.write(connectPacket('sub-' + i)));
+    });
+    sockets.push(sock);
+  }
+  const pub = connect(server.mqtt, '127.0.0.1');
+  await new Promise<void>((r) => pub.once('connect', () => r()));
+  pub.write(connectPacket('bench-publisher'));
+  pub.on('data', () => undefined);
+  await new Promise((r) => setTimeout(r, 300));
+  const publish = (): void => {
+    const stamp = String(nowUs()) + '|';
+    pub.write(mqttPacket.generate({ cmd: 'publish', topic: 'bench/fanout', payload: stamp + 'x'.repeat(Math.max(0, BODY - stamp.length)), qos: 0, dup: false, retain: false }));
+  };
+  const drain = async (expected: number): Promise<void> => {
+    const deadline = Date.now() + 10_000;
+    while (received < expected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  };
+  for (let i = 0; i < 20; i++) publish();
+  await drain(20 * N);
+
+  const publishRate = RATE / N;
+  const total = Math.round(publishRate * SECONDS);
+  received = 0;
+  latencies = [];
+  recording = true;
+  const c0 = cpu(server.pid);
+  const t0 = Date.now();
+  for (let i = 0; i < total; i++) {
+    const wait = t0 + (i * 1000) / publishRate - Date.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    publish();
+  }
+  await drain(total * N);
+  const c1 = cpu(server.pid);
+  recording = false;
+  latencies.sort((a, b) => a - b);
+  const pct = (p: number): number => (latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? NaN) / 1000;
+  const fixed = { deliveries: received, lost: total * N - received, p50: pct(0.5), p99: pct(0.99), cpuUsPerDelivery: ((c1 - c0) * 1e6) / Math.max(1, received) };
+
+  // As fast as the subscribers keep up (at most ~40 messages outstanding).
+  received = 0;
+  let sent = 0;
+  const c2 = cpu(server.pid);
+  const t2 = Date.now();
+  const seconds = Math.min(SECONDS, 5);
+  while (Date.now() - t2 < seconds * 1000) {
+    for (let i = 0; i < 20; i++, sent++) publish();
+    while (received < (sent - 40) * N && Date.now() - t2 < seconds * 1000 + 5000) await new Promise((r) => setImmediate(r));
+  }
+  await drain(sent * N);
+  const elapsed = (Date.now() - t2) / 1000;
+  const c3 = cpu(server.pid);
+  for (const s of sockets) s.destroy();
+  pub.destroy();
+  return { ...fixed, maxPerSecond: received / elapsed, maxCpuUs: ((c3 - c2) * 1e6) / Math.max(1, received) };
 }
 
 main().catch((err: unknown) => {
