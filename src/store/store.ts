@@ -205,6 +205,8 @@ export interface MqttSessionRecord {
   /** When the client went away; null while connected. */
   disconnectedAt: number | null;
   subscriptions: MqttSubscriptionRecord[];
+  /** QoS 2 packet ids received from the client and not yet released (PUBREC sent, PUBREL awaited). */
+  qos2In: number[];
 }
 
 /** A QoS 1/2 message waiting for a persistent session's client. */
@@ -217,6 +219,10 @@ export interface MqttQueuedRecord {
   /** contentType, userProperties, subscriptionIdentifier: JSON. */
   properties: string;
   createdAt: number;
+  /** The packet id it was last sent with, if it was sent. */
+  packetId: number | null;
+  /** QoS 2: the client sent PUBREC, so only PUBREL remains to be sent. */
+  released: boolean;
 }
 
 /** Raised when a unique value (a user name) is already taken. */
@@ -310,6 +316,8 @@ export interface Store {
   deleteMqttSession(clientId: string): Promise<void>;
   listMqttSessions(): Promise<MqttSessionRecord[]>;
   enqueueMqtt(message: Omit<MqttQueuedRecord, 'id'>): Promise<string>;
+  /** Records the packet id a waiting message went out with, and whether its PUBREC came back. */
+  setMqttQueuedState(id: string, packetId: number, released: boolean): Promise<void>;
   /** A session's waiting messages, oldest first. */
   loadMqttQueue(clientId: string, limit: number): Promise<MqttQueuedRecord[]>;
   deleteMqttQueued(id: string): Promise<void>;

@@ -648,3 +648,86 @@ describe('MQTT 5 properties', () => {
     await s.stop();
   });
 });
+
+describe('MQTT QoS 2 exactly once across reconnects and restarts', () => {
+  /** A raw MQTT 3.1.1 peer, to stop the handshake half-way. */
+  async function peer(port: number, clientId: string) {
+    const sock = tcpConnect(port, '127.0.0.1');
+    const packets: mqttPacket.Packet[] = [];
+    const parser = mqttPacket.parser({ protocolVersion: 4 });
+    parser.on('packet', (p) => packets.push(p));
+    sock.on('data', (d) => parser.parse(d));
+    await new Promise((r) => sock.once('connect', r));
+    const send = (p: mqttPacket.Packet) => sock.write(mqttPacket.generate(p));
+    const next = async (cmd: string) => {
+      const deadline = Date.now() + 5000;
+      for (;;) {
+        const i = packets.findIndex((x) => x.cmd === cmd);
+        if (i >= 0) return packets.splice(i, 1)[0]!;
+        if (Date.now() > deadline) throw new Error(`no ${cmd}; have ${packets.map((x) => x.cmd).join(',')}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+    send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId, clean: false, keepalive: 60, username: 'admin', password: Buffer.from(ADMIN_PASSWORD) });
+    const connack = (await next('connack')) as mqttPacket.IConnackPacket;
+    return { sock, packets, send, next, connack };
+  }
+
+  it('sends only PUBREL to a client that had sent PUBREC before the drop, even after a restart', async () => {
+    const dir = tempDir();
+    const a = await startServer({}, undefined, dir);
+    const one = await peer(a.server.address('mqtt').port, 'qos2-out');
+    one.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'pay/#', qos: 2 }] });
+    await one.next('suback');
+    const pub = await mqtt.connectAsync(tcpUrl(a), ADMIN);
+    await pub.publishAsync('pay/1', 'charge 10 EUR', { qos: 2 });
+    const publish = (await one.next('publish')) as mqttPacket.IPublishPacket;
+    one.send({ cmd: 'pubrec', messageId: publish.messageId! });
+    await one.next('pubrel');
+    one.sock.destroy(); // no PUBCOMP
+    await pub.endAsync();
+    await new Promise((r) => setTimeout(r, 50));
+    await a.server.stop();
+
+    const b = await startServer({}, undefined, dir);
+    const two = await peer(b.server.address('mqtt').port, 'qos2-out');
+    assert.equal(two.connack.sessionPresent, true);
+    const rel = (await two.next('pubrel')) as mqttPacket.IPubrelPacket;
+    assert.equal(rel.messageId, publish.messageId);
+    two.send({ cmd: 'pubcomp', messageId: rel.messageId! });
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(two.packets.filter((p) => p.cmd === 'publish').length, 0, 'not delivered a second time');
+    two.sock.destroy();
+    await new Promise((r) => setTimeout(r, 50));
+    const three = await peer(b.server.address('mqtt').port, 'qos2-out');
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(three.packets.map((p) => p.cmd), [], 'nothing left once PUBCOMP came');
+    three.sock.destroy();
+    await b.stop();
+  });
+
+  it('does not deliver a re-sent QoS 2 PUBLISH twice when the client reconnects before PUBREL', async () => {
+    const s = await startServer();
+    const watcher = await mqtt.connectAsync(tcpUrl(s), ADMIN);
+    const seen: string[] = [];
+    watcher.on('message', (_t, p) => seen.push(p.toString()));
+    await watcher.subscribeAsync('orders/#', { qos: 2 });
+    const one = await peer(s.server.address('mqtt').port, 'qos2-in');
+    one.send({ cmd: 'publish', topic: 'orders/1', payload: 'buy', qos: 2, messageId: 77, dup: false, retain: false });
+    await one.next('pubrec');
+    one.sock.destroy(); // no PUBREL
+    await new Promise((r) => setTimeout(r, 50));
+    const two = await peer(s.server.address('mqtt').port, 'qos2-in');
+    two.send({ cmd: 'publish', topic: 'orders/1', payload: 'buy', qos: 2, messageId: 77, dup: true, retain: false });
+    await two.next('pubrec');
+    two.send({ cmd: 'pubrel', messageId: 77 });
+    await two.next('pubcomp');
+    await watcher.publishAsync('orders/sync', 'sync', { qos: 2 });
+    const deadline = Date.now() + 5000;
+    while (!seen.includes('sync') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(seen.filter((x) => x === 'buy'), ['buy']);
+    two.sock.destroy();
+    await watcher.endAsync();
+    await s.stop();
+  });
+});

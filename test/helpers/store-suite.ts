@@ -308,14 +308,16 @@ export function storeSuite(name: string, factory: StoreFactory): void {
 
     it('keeps persistent MQTT sessions with subscriptions and queued messages, and deletes them together', async () => {
       const sub = { filter: 'a/#', qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0, subscriptionId: null };
-      await store.saveMqttSession({ clientId: 'c1', owner: '{"userId":"1"}', expirySeconds: 60, disconnectedAt: null, subscriptions: [sub] });
-      await store.saveMqttSession({ clientId: 'c1', owner: '{"userId":"1"}', expirySeconds: 90, disconnectedAt: 5, subscriptions: [sub, { ...sub, filter: 'b' }] });
+      await store.saveMqttSession({ clientId: 'c1', owner: '{"userId":"1"}', expirySeconds: 60, disconnectedAt: null, subscriptions: [sub], qos2In: [] });
+      await store.saveMqttSession({ clientId: 'c1', owner: '{"userId":"1"}', expirySeconds: 90, disconnectedAt: 5, subscriptions: [sub, { ...sub, filter: 'b' }], qos2In: [7, 9] });
       const all = await store.listMqttSessions();
       assert.equal(all.length, 1);
-      assert.deepEqual([all[0]!.expirySeconds, all[0]!.disconnectedAt, all[0]!.subscriptions.length], [90, 5, 2]);
-      const q1 = await store.enqueueMqtt({ clientId: 'c1', topic: 'a/x', body: Buffer.from('1'), qos: 1, properties: '{}', createdAt: 6 });
-      await store.enqueueMqtt({ clientId: 'c1', topic: 'a/y', body: Buffer.from('2'), qos: 2, properties: '{}', createdAt: 7 });
-      assert.deepEqual((await store.loadMqttQueue('c1', 10)).map((m) => m.topic), ['a/x', 'a/y']);
+      assert.deepEqual([all[0]!.expirySeconds, all[0]!.disconnectedAt, all[0]!.subscriptions.length, all[0]!.qos2In], [90, 5, 2, [7, 9]]);
+      const q1 = await store.enqueueMqtt({ clientId: 'c1', topic: 'a/x', body: Buffer.from('1'), qos: 1, properties: '{}', createdAt: 6, packetId: null, released: false });
+      const q2 = await store.enqueueMqtt({ clientId: 'c1', topic: 'a/y', body: Buffer.from('2'), qos: 2, properties: '{}', createdAt: 7, packetId: 3, released: false });
+      await store.setMqttQueuedState(q2, 4, true);
+      const queued = await store.loadMqttQueue('c1', 10);
+      assert.deepEqual(queued.map((m) => [m.topic, m.packetId, m.released]), [['a/x', null, false], ['a/y', 4, true]]);
       await store.deleteMqttQueued(q1);
       assert.deepEqual((await store.loadMqttQueue('c1', 10)).map((m) => m.body.toString()), ['2']);
       await store.deleteMqttSession('c1');

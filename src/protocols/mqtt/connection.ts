@@ -40,6 +40,8 @@ const REFUSE = {
 
 let counter = 0;
 
+const NO_DELIVERY: Delivery = { redelivered: false, settle: undefined };
+
 class MqttSubscription implements Consumer {
   constructor(
     readonly conn: MqttConnection,
@@ -77,8 +79,8 @@ interface Inflight {
   delivery: Delivery;
   qos: QoS;
   subscriptionId: number | undefined;
-  /** From the persistent session's stored queue (already on disk). */
-  stored: boolean;
+  /** The message's row in a persistent session's queue (written before it was sent); deleted on the final ack. */
+  row: Promise<string> | undefined;
   /** QoS 2: PUBREC received, PUBREL sent, waiting for PUBCOMP. */
   released: boolean;
 }
@@ -106,6 +108,8 @@ export class MqttConnection implements Session {
   private readonly inflight = new Map<number, Inflight>();
   private readonly held: [MqttSubscription, CoreMessage, Delivery][] = [];
   private readonly qos2In = new Set<number>();
+  /** Packet ids held by a resumed session's waiting messages while they are sent again. */
+  private readonly reserved = new Set<number>();
   private readonly aliasesIn = new Map<number, string>();
   private nextId = 1;
   private will: IConnectPacket['will'] | undefined;
@@ -186,13 +190,20 @@ export class MqttConnection implements Session {
         return this.settleOut(p.messageId, 'ack');
       case 'pubrec': {
         const f = p.messageId !== undefined ? this.inflight.get(p.messageId) : undefined;
-        if (f) f.released = true;
+        if (f) {
+          f.released = true;
+          if (f.row) {
+            const id = p.messageId!;
+            void f.row.then((rowId) => this.ctx.store.setMqttQueuedState(rowId, id, true)).catch(() => undefined);
+          }
+        }
         return this.write(this.gen({ cmd: 'pubrel', messageId: p.messageId!, ...(f ? {} : { reasonCode: 0x92 }) }));
       }
       case 'pubcomp':
         return this.settleOut(p.messageId, 'ack');
       case 'pubrel':
         this.qos2In.delete(p.messageId!);
+        if (this.sessionKept) await this.shared.sessions.saveQos2In(this.clientId, [...this.qos2In]);
         return this.write(this.gen({ cmd: 'pubcomp', messageId: p.messageId! }));
       case 'subscribe':
         return this.onSubscribe(p);
@@ -303,7 +314,9 @@ export class MqttConnection implements Session {
     if (expiry > 0 || existing) {
       this.sessionKept = true;
       this.waitingLive = [];
-      await this.shared.sessions.attach(clientId, who, expiry, existing?.record.subscriptions ?? []);
+      const qos2In = existing?.record.qos2In ?? [];
+      for (const id of qos2In) this.qos2In.add(id);
+      await this.shared.sessions.attach(clientId, who, expiry, existing?.record.subscriptions ?? [], qos2In);
     }
     if (this.closed) return;
     this.connected = true;
@@ -348,10 +361,20 @@ export class MqttConnection implements Session {
       this.attach(new MqttSubscription(this, parsed.filter, r.qos as QoS, r.noLocal, r.retainAsPublished, parsed.mailbox, r.subscriptionId ?? undefined, parsed.share));
     }
     const queued = await this.ctx.store.loadMqttQueue(this.clientId, 100_000);
+    // Packet ids already used by waiting messages stay theirs.
+    for (const q of queued) if (q.packetId !== null) this.reserved.add(q.packetId);
     for (const q of queued) {
       const props = JSON.parse(q.properties) as PersistedProperties;
-      if (props.expiresAt !== undefined && props.expiresAt <= this.ctx.clock.now()) {
+      if (props.expiresAt !== undefined && props.expiresAt <= this.ctx.clock.now() && q.packetId === null) {
         void this.ctx.store.deleteMqttQueued(q.id);
+        continue;
+      }
+      const row = Promise.resolve(q.id);
+      if (q.released && q.packetId !== null) {
+        // QoS 2 whose PUBREC came back before the drop: only PUBREL remains [MQTT-4.4.0-1].
+        this.reserved.delete(q.packetId);
+        this.inflight.set(q.packetId, { msg: createMessage({ target: { kind: 'topic', topic: q.topic }, body: q.body }), delivery: NO_DELIVERY, qos: 2, subscriptionId: undefined, row, released: true });
+        this.write(this.gen({ cmd: 'pubrel', messageId: q.packetId }));
         continue;
       }
       const msg = createMessage({
@@ -364,14 +387,12 @@ export class MqttConnection implements Session {
         contentType: props.contentType,
         headers: mqttHeaders({ ...(props.userProperties ? { userProperties: props.userProperties } : {}) }),
       });
-      const id = q.id;
-      this.send(msg, q.qos as QoS, false, props.subscriptionIdentifier, {
-        redelivered: false,
-        settle: (outcome) => {
-          if (outcome === 'ack') void this.ctx.store.deleteMqttQueued(id);
-        },
-      }, true);
+      if (q.packetId !== null) this.reserved.delete(q.packetId);
+      // Sent before with this packet id: again with DUP set [MQTT-4.4.0-1]; never sent: a new id.
+      const packetId = this.send(msg, q.qos as QoS, false, props.subscriptionIdentifier, NO_DELIVERY, row, q.packetId ?? undefined);
+      if (q.packetId === null && packetId !== undefined) void this.ctx.store.setMqttQueuedState(q.id, packetId, false);
     }
+    this.reserved.clear();
     const live = this.waitingLive ?? [];
     this.waitingLive = undefined;
     for (const [sub, msg, d] of live) this.deliver(sub, msg, d, false);
@@ -409,7 +430,10 @@ export class MqttConnection implements Session {
     const ack = (reasonCode?: number, reasonString?: string): void => {
       if (p.qos === 0) return;
       const cmd = p.qos === 1 ? 'puback' : 'pubrec';
-      if (p.qos === 2 && (reasonCode === undefined || reasonCode < 0x80)) this.qos2In.add(p.messageId!);
+      if (p.qos === 2 && (reasonCode === undefined || reasonCode < 0x80)) {
+        this.qos2In.add(p.messageId!);
+        if (this.sessionKept) void this.shared.sessions.saveQos2In(this.clientId, [...this.qos2In]);
+      }
       this.write(
         this.gen(
           this.version === 5 && reasonCode !== undefined
@@ -587,15 +611,21 @@ export class MqttConnection implements Session {
       return;
     }
     // Live messages go out with retain 0, unless the subscription asked for retain-as-published.
-    this.send(msg, qos, retained || (sub.retainAsPublished && msg.retain), sub.subscriptionId, delivery, false);
+    this.send(msg, qos, retained || (sub.retainAsPublished && msg.retain), sub.subscriptionId, delivery);
   }
 
-  /** Writes one PUBLISH; QoS 0 frames are encoded once per message and shared. */
-  private send(msg: CoreMessage, qos: QoS, retain: boolean, subscriptionId: number | undefined, delivery: Delivery, stored: boolean): void {
+  /**
+   * Writes one PUBLISH; QoS 0 frames are encoded once per message and shared.
+   * For a kept session a QoS 1/2 message is written to the session's queue
+   * before it is sent (so neither a drop nor a crash loses it), unless it
+   * came from there (`row`). Returns the packet id used.
+   */
+  private send(msg: CoreMessage, qos: QoS, retain: boolean, subscriptionId: number | undefined, delivery: Delivery, row?: Promise<string>, resendId?: number): number | undefined {
     const topic = mqttTopicOf(msg);
     const properties = this.version === 5 ? (publishProperties(msg, subscriptionId, this.ctx.clock.now()) as IPublishPacket['properties'] & object) : {};
     const hasProps = Object.keys(properties).length > 0;
     let frame: Buffer;
+    let messageId: number | undefined;
     if (qos === 0 && subscriptionId === undefined && msg.expiresAt === undefined) {
       const key = `mqtt${this.version}${retain ? 'r' : ''}`;
       let cached = msg.encoded.get(key);
@@ -605,25 +635,31 @@ export class MqttConnection implements Session {
       }
       frame = cached;
     } else {
-      const messageId = this.allocateId();
-      frame = this.gen({ cmd: 'publish', topic, payload: msg.body, qos, retain, dup: delivery.redelivered, messageId, ...(hasProps ? { properties } : {}) });
-      this.inflight.set(messageId, { msg, delivery, qos, subscriptionId, stored, released: false });
+      messageId = resendId ?? this.allocateId();
+      const dup = resendId !== undefined || delivery.redelivered;
+      frame = this.gen({ cmd: 'publish', topic, payload: msg.body, qos, retain, dup, messageId, ...(hasProps ? { properties } : {}) });
+      if (qos > 0) {
+        if (!row && this.sessionKept) row = this.shared.sessions.keep(this.clientId, msg, qos, subscriptionId, undefined, messageId);
+        this.inflight.set(messageId, { msg, delivery, qos, subscriptionId, row, released: false });
+      }
     }
     if (frame.length > this.clientMaxPacket) {
       // [MQTT-3.1.2-25]: never send a packet larger than the client's maximum; it is dropped as if delivered.
-      delivery.settle?.('ack');
-      return;
+      if (messageId !== undefined) this.settleOut(messageId, 'ack');
+      else delivery.settle?.('ack');
+      return messageId;
     }
     this.delivered.inc();
     this.write(frame);
     if (qos === 0) delivery.settle?.('ack');
+    return messageId;
   }
 
   private allocateId(): number {
     for (let i = 0; i < 65_535; i++) {
       const id = this.nextId;
       this.nextId = this.nextId === 65_535 ? 1 : this.nextId + 1;
-      if (!this.inflight.has(id)) return id;
+      if (!this.inflight.has(id) && !this.reserved.has(id)) return id;
     }
     throw new Error('no free MQTT packet id');
   }
@@ -632,6 +668,7 @@ export class MqttConnection implements Session {
     const f = messageId !== undefined ? this.inflight.get(messageId) : undefined;
     if (!f) return; // a late or repeated acknowledgement
     this.inflight.delete(messageId!);
+    if (f.row) void f.row.then((id) => this.ctx.store.deleteMqttQueued(id)).catch(() => undefined);
     f.delivery.settle?.(outcome);
     while (this.held.length > 0 && this.hasCapacity()) {
       const [sub, msg, d] = this.held.shift()!;
@@ -687,17 +724,19 @@ export class MqttConnection implements Session {
     clearTimeout(this.keepAliveTimer);
     clearInterval(this.keepAliveTimer);
     for (const sub of [...this.subscriptions.values()]) this.removeSubscription(sub);
-    // Unacknowledged live QoS 1/2 messages of a kept session wait for the client in the store.
+    // A kept session's in-flight messages are in its stored queue already (the session owns them now);
+    // what had not been sent yet goes there too.
     const unacknowledged: { msg: CoreMessage; qos: number; subscriptionId: number | undefined }[] = [];
-    for (const f of this.inflight.values()) {
-      if (this.sessionKept && !f.stored && f.qos > 0) unacknowledged.push({ msg: f.msg, qos: f.qos, subscriptionId: f.subscriptionId });
-      f.delivery.settle?.('requeue');
-    }
+    for (const f of this.inflight.values()) f.delivery.settle?.(f.row ? 'ack' : 'requeue');
     this.inflight.clear();
     for (const [sub, msg, d] of [...this.held, ...(this.waitingLive ?? [])]) {
       const qos = Math.min(sub.qos, msg.qos);
-      if (this.sessionKept && qos > 0) unacknowledged.push({ msg, qos, subscriptionId: sub.subscriptionId });
-      d.settle?.('requeue');
+      if (this.sessionKept && qos > 0) {
+        unacknowledged.push({ msg, qos, subscriptionId: sub.subscriptionId });
+        d.settle?.('ack');
+      } else {
+        d.settle?.('requeue');
+      }
     }
     this.held.length = 0;
     this.waitingLive = undefined;

@@ -121,7 +121,7 @@ export class PersistentSessions {
   }
 
   /** The client is back (or a new persistent session starts): offline consumers step aside. */
-  async attach(clientId: string, principal: Principal, expirySeconds: number, subscriptions: MqttSubscriptionRecord[]): Promise<void> {
+  async attach(clientId: string, principal: Principal, expirySeconds: number, subscriptions: MqttSubscriptionRecord[], qos2In: number[]): Promise<void> {
     const entry = this.sessions.get(clientId);
     if (entry) this.stopOffline(entry);
     const record: MqttSessionRecord = {
@@ -130,6 +130,7 @@ export class PersistentSessions {
       expirySeconds,
       disconnectedAt: null,
       subscriptions,
+      qos2In,
     };
     this.sessions.set(clientId, { record, principal, offline: [], expiry: undefined });
     await this.flush();
@@ -141,6 +142,14 @@ export class PersistentSessions {
     const entry = this.sessions.get(clientId);
     if (!entry) return;
     entry.record = { ...entry.record, subscriptions };
+    await this.ctx.store.saveMqttSession(entry.record);
+  }
+
+  /** The QoS 2 packet ids received and not yet released, kept for a resumed session. */
+  async saveQos2In(clientId: string, ids: number[]): Promise<void> {
+    const entry = this.sessions.get(clientId);
+    if (!entry) return;
+    entry.record = { ...entry.record, qos2In: ids };
     await this.ctx.store.saveMqttSession(entry.record);
   }
 
@@ -194,8 +203,12 @@ export class PersistentSessions {
     entry.offline = [];
   }
 
-  /** Writes a message to a session's queue; the delivery counts as done once it is on disk. */
-  keep(clientId: string, msg: CoreMessage, qos: number, subscriptionId: number | null | undefined, delivery: Delivery | undefined): void {
+  /**
+   * Writes a message to a session's queue (with the packet id it is being
+   * sent with, if any); the delivery counts as done once it is on disk.
+   * Resolves with the row id.
+   */
+  keep(clientId: string, msg: CoreMessage, qos: number, subscriptionId: number | null | undefined, delivery: Delivery | undefined, packetId: number | null = null): Promise<string> {
     const write = this.ctx.store
       .enqueueMqtt({
         clientId,
@@ -204,13 +217,17 @@ export class PersistentSessions {
         qos,
         properties: JSON.stringify(persistedProperties(msg, subscriptionId)),
         createdAt: this.ctx.clock.now(),
+        packetId,
+        released: false,
       })
-      .then(
-        () => delivery?.settle?.('ack'),
-        (err: unknown) => this.ctx.log.error({ err, clientId }, 'could not queue a message for an offline MQTT session'),
-      );
-    this.writes.add(write);
-    void write.finally(() => this.writes.delete(write));
+      .then((id) => {
+        delivery?.settle?.('ack');
+        return id;
+      });
+    const tracked = write.catch((err: unknown) => this.ctx.log.error({ err, clientId }, 'could not queue a message for an MQTT session'));
+    this.writes.add(tracked);
+    void tracked.finally(() => this.writes.delete(tracked));
+    return write;
   }
 
   /** Resolves when every queued write so far is on disk (a publisher's PUBACK waits for it). */

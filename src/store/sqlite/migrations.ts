@@ -172,4 +172,13 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX mqtt_queue_client ON mqtt_queue (client_id, id);
     `,
   },
+  {
+    version: 6,
+    sql: `
+      -- The QoS 2 handshake state of persistent sessions, so exactly-once holds across reconnects and restarts.
+      ALTER TABLE mqtt_queue ADD COLUMN packet_id INTEGER;
+      ALTER TABLE mqtt_queue ADD COLUMN released INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE mqtt_sessions ADD COLUMN qos2_in TEXT NOT NULL DEFAULT '[]';
+    `,
+  },
 ];

@@ -636,12 +636,12 @@ export class SqliteStore implements Store {
 
   async saveMqttSession(m: MqttSessionRecord): Promise<void> {
     this.db
-      .prepare<[string, string, number, number | null, string]>(
-        `INSERT INTO mqtt_sessions (client_id, owner, expiry_seconds, disconnected_at, subscriptions) VALUES (?, ?, ?, ?, ?)
+      .prepare<[string, string, number, number | null, string, string]>(
+        `INSERT INTO mqtt_sessions (client_id, owner, expiry_seconds, disconnected_at, subscriptions, qos2_in) VALUES (?, ?, ?, ?, ?, ?)
          ON CONFLICT (client_id) DO UPDATE SET owner = excluded.owner, expiry_seconds = excluded.expiry_seconds,
-           disconnected_at = excluded.disconnected_at, subscriptions = excluded.subscriptions`,
+           disconnected_at = excluded.disconnected_at, subscriptions = excluded.subscriptions, qos2_in = excluded.qos2_in`,
       )
-      .run(m.clientId, m.owner, m.expirySeconds, m.disconnectedAt, JSON.stringify(m.subscriptions));
+      .run(m.clientId, m.owner, m.expirySeconds, m.disconnectedAt, JSON.stringify(m.subscriptions), JSON.stringify(m.qos2In));
   }
 
   async deleteMqttSession(clientId: string): Promise<void> {
@@ -650,7 +650,9 @@ export class SqliteStore implements Store {
 
   async listMqttSessions(): Promise<MqttSessionRecord[]> {
     return this.db
-      .prepare<[], { client_id: string; owner: string; expiry_seconds: number; disconnected_at: number | null; subscriptions: string }>('SELECT * FROM mqtt_sessions ORDER BY client_id')
+      .prepare<[], { client_id: string; owner: string; expiry_seconds: number; disconnected_at: number | null; subscriptions: string; qos2_in: string }>(
+        'SELECT * FROM mqtt_sessions ORDER BY client_id',
+      )
       .all()
       .map((r) => ({
         clientId: r.client_id,
@@ -658,24 +660,43 @@ export class SqliteStore implements Store {
         expirySeconds: r.expiry_seconds,
         disconnectedAt: r.disconnected_at,
         subscriptions: JSON.parse(r.subscriptions) as MqttSubscriptionRecord[],
+        qos2In: JSON.parse(r.qos2_in) as number[],
       }));
   }
 
   async enqueueMqtt(m: Omit<MqttQueuedRecord, 'id'>): Promise<string> {
     return String(
       this.db
-        .prepare<[string, string, Buffer, number, string, number]>('INSERT INTO mqtt_queue (client_id, topic, body, qos, properties, created_at) VALUES (?, ?, ?, ?, ?, ?)')
-        .run(m.clientId, m.topic, m.body, m.qos, m.properties, m.createdAt).lastInsertRowid,
+        .prepare<[string, string, Buffer, number, string, number, number | null, number]>(
+          'INSERT INTO mqtt_queue (client_id, topic, body, qos, properties, created_at, packet_id, released) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+        )
+        .run(m.clientId, m.topic, m.body, m.qos, m.properties, m.createdAt, m.packetId, m.released ? 1 : 0).lastInsertRowid,
     );
   }
 
   async loadMqttQueue(clientId: string, limit: number): Promise<MqttQueuedRecord[]> {
     return this.db
-      .prepare<[string, number], { id: number; client_id: string; topic: string; body: Buffer; qos: number; properties: string; created_at: number }>(
-        'SELECT * FROM mqtt_queue WHERE client_id = ? ORDER BY id LIMIT ?',
-      )
+      .prepare<
+        [string, number],
+        { id: number; client_id: string; topic: string; body: Buffer; qos: number; properties: string; created_at: number; packet_id: number | null; released: number }
+      >('SELECT * FROM mqtt_queue WHERE client_id = ? ORDER BY id LIMIT ?')
       .all(clientId, limit)
-      .map((r) => ({ id: String(r.id), clientId: r.client_id, topic: r.topic, body: r.body, qos: r.qos, properties: r.properties, createdAt: r.created_at }));
+      .map((r) => ({
+        id: String(r.id),
+        clientId: r.client_id,
+        topic: r.topic,
+        body: r.body,
+        qos: r.qos,
+        properties: r.properties,
+        createdAt: r.created_at,
+        packetId: r.packet_id,
+        released: r.released !== 0,
+      }));
+  }
+
+  async setMqttQueuedState(id: string, packetId: number, released: boolean): Promise<void> {
+    const n = rowId(id);
+    if (n !== null) this.db.prepare<[number, number, number]>('UPDATE mqtt_queue SET packet_id = ?, released = ? WHERE id = ?').run(packetId, released ? 1 : 0, n);
   }
 
   async deleteMqttQueued(id: string): Promise<void> {
