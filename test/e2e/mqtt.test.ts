@@ -731,3 +731,43 @@ describe('MQTT QoS 2 exactly once across reconnects and restarts', () => {
     await s.stop();
   });
 });
+
+describe('MQTT 5 topic aliases', () => {
+  it('uses topic aliases both ways', async () => {
+    const s = await startServer();
+    const sub = await mqtt.connectAsync(tcpUrl(s), { ...ADMIN, protocolVersion: 5, properties: { topicAliasMaximum: 5 } });
+    const raw: mqttPacket.IPublishPacket[] = [];
+    sub.on('packetreceive', (p) => {
+      if (p.cmd === 'publish') raw.push(p);
+    });
+    const got: string[] = [];
+    sub.on('message', (t, p) => got.push(`${t}=${p.toString()}`));
+    await sub.subscribeAsync('telemetry/#', { qos: 0 });
+    const pub = await mqtt.connectAsync(tcpUrl(s), { ...ADMIN, protocolVersion: 5 });
+    // the publisher sets alias 3 once, then publishes with the alias alone
+    await pub.publishAsync('telemetry/engine/temp', '90', { qos: 1, properties: { topicAlias: 3 } });
+    await pub.publishAsync('', '91', { qos: 1, properties: { topicAlias: 3 } });
+    const deadline = Date.now() + 5000;
+    while (got.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(got, ['telemetry/engine/temp=90', 'telemetry/engine/temp=91']);
+    assert.equal(raw[0]!.topic, 'telemetry/engine/temp');
+    assert.equal(raw[1]!.topic, '', 'the second delivery carries only the alias');
+    assert.equal(raw[1]!.properties?.topicAlias, raw[0]!.properties?.topicAlias);
+    // an alias outside the announced range ends the connection with 0x94
+    // (mqtt.js refuses to send such an alias itself, so this one is raw)
+    const sock = tcpConnect(s.server.address('mqtt').port, '127.0.0.1');
+    const back: mqttPacket.Packet[] = [];
+    const parser = mqttPacket.parser({ protocolVersion: 5 });
+    parser.on('packet', (p) => back.push(p));
+    sock.on('data', (d) => parser.parse(d));
+    await new Promise((r) => sock.once('connect', r));
+    const closed = new Promise((r) => sock.once('close', r));
+    sock.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clientId: 'alias-abuser', clean: true, keepalive: 30, username: 'admin', password: Buffer.from(ADMIN_PASSWORD) }));
+    sock.write(mqttPacket.generate({ cmd: 'publish', topic: 'x', payload: 'y', qos: 0, dup: false, retain: false, properties: { topicAlias: 1000 } }, { protocolVersion: 5 }));
+    await closed;
+    assert.equal((back.find((p) => p.cmd === 'disconnect') as mqttPacket.IDisconnectPacket | undefined)?.reasonCode, 0x94);
+    await sub.endAsync();
+    await pub.endAsync();
+    await s.stop();
+  });
+});

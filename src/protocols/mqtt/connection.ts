@@ -41,6 +41,8 @@ const REFUSE = {
 let counter = 0;
 
 const NO_DELIVERY: Delivery = { redelivered: false, settle: undefined };
+/** Topic aliases a v5 client may use towards Herald. */
+const INBOUND_ALIASES = 64;
 
 class MqttSubscription implements Consumer {
   constructor(
@@ -117,6 +119,9 @@ export class MqttConnection implements Session {
   private keepAliveTimer: NodeJS.Timeout | undefined;
   private clientReceiveMaximum = 65_535;
   private clientMaxPacket = Infinity;
+  /** v5 topic aliases towards the client: its maximum, and the aliases given so far. */
+  private clientAliasMax = 0;
+  private readonly aliasesOut = new Map<string, number>();
   private chain: Promise<void> = Promise.resolve();
   private readonly delivered: { inc(): void };
   /** The session outlives the connection (kept in the store). */
@@ -299,6 +304,7 @@ export class MqttConnection implements Session {
     const props = p.properties ?? {};
     if (props.receiveMaximum) this.clientReceiveMaximum = props.receiveMaximum;
     if (props.maximumPacketSize) this.clientMaxPacket = props.maximumPacketSize;
+    if (this.version === 5 && props.topicAliasMaximum) this.clientAliasMax = props.topicAliasMaximum;
     const max = this.ctx.config.mqttMaxKeepAliveSeconds;
     const asked = p.keepalive ?? 0;
     const keepAlive = asked === 0 || asked > max ? max : asked;
@@ -333,7 +339,7 @@ export class MqttConnection implements Session {
               ...(assigned ? { assignedClientIdentifier: clientId } : {}),
               receiveMaximum: this.ctx.config.mqttMaxInflight,
               maximumPacketSize: this.ctx.config.mqttMaxPacketBytes,
-              topicAliasMaximum: 0,
+              topicAliasMaximum: INBOUND_ALIASES,
               sharedSubscriptionAvailable: true,
               wildcardSubscriptionAvailable: true,
               subscriptionIdentifiersAvailable: true,
@@ -414,6 +420,9 @@ export class MqttConnection implements Session {
   private async onPublish(p: IPublishPacket): Promise<void> {
     let topic = p.topic;
     const alias = p.properties?.topicAlias;
+    if (alias !== undefined && (alias < 1 || alias > INBOUND_ALIASES)) {
+      return this.disconnect(0x94, `topic alias ${alias} is outside 1..${INBOUND_ALIASES}`);
+    }
     if (alias !== undefined) {
       if (topic) this.aliasesIn.set(alias, topic);
       else topic = this.aliasesIn.get(alias) ?? '';
@@ -621,12 +630,27 @@ export class MqttConnection implements Session {
    * came from there (`row`). Returns the packet id used.
    */
   private send(msg: CoreMessage, qos: QoS, retain: boolean, subscriptionId: number | undefined, delivery: Delivery, row?: Promise<string>, resendId?: number): number | undefined {
-    const topic = mqttTopicOf(msg);
+    let topic = mqttTopicOf(msg);
     const properties = this.version === 5 ? (publishProperties(msg, subscriptionId, this.ctx.clock.now()) as IPublishPacket['properties'] & object) : {};
+    // Topic aliases towards a v5 client that accepts them: the topic once, then only its alias.
+    let aliased = false;
+    if (this.clientAliasMax > 0) {
+      const known = this.aliasesOut.get(topic);
+      if (known !== undefined) {
+        properties.topicAlias = known;
+        topic = '';
+        aliased = true;
+      } else if (this.aliasesOut.size < this.clientAliasMax) {
+        const alias = this.aliasesOut.size + 1;
+        this.aliasesOut.set(topic, alias);
+        properties.topicAlias = alias;
+        aliased = true;
+      }
+    }
     const hasProps = Object.keys(properties).length > 0;
     let frame: Buffer;
     let messageId: number | undefined;
-    if (qos === 0 && subscriptionId === undefined && msg.expiresAt === undefined) {
+    if (qos === 0 && subscriptionId === undefined && msg.expiresAt === undefined && !aliased) {
       const key = `mqtt${this.version}${retain ? 'r' : ''}`;
       let cached = msg.encoded.get(key);
       if (!cached) {
