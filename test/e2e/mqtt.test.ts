@@ -269,7 +269,7 @@ describe('seed 004: app and user tokens, Paho over WebSocket', () => {
           mqttVersion: 4,
           useSSL: false,
           cleanSession: true,
-          reconnect: false,
+          reconnect: true,
           keepAliveInterval: 60,
           userName: uname,
           password: token,
@@ -285,6 +285,21 @@ describe('seed 004: app and user tokens, Paho over WebSocket', () => {
     const deadline = Date.now() + 5000;
     while (a.inbox.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     assert.deepEqual(JSON.parse(a.inbox[0]!), { key: 'ArrowLeft', t: 1 });
+    // seed 004 connects with reconnect: true; a dropped connection comes back by itself
+    const lost = new Promise<void>((r) => (a.client.onConnectionLost = () => r()));
+    for (const session of [...s.server.ctx.sessions.all()]) {
+      if (session.device === `player1@${app.appId}`) session.close({ code: 'kicked', message: 'test drop' });
+    }
+    await lost;
+    const deadline2 = Date.now() + 10_000;
+    while (!a.client.isConnected() && Date.now() < deadline2) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(a.client.isConnected(), true, 'Paho reconnected');
+    const again = new Paho.Message('after reconnect');
+    again.destinationName = topic;
+    const before = a.inbox.length;
+    b.client.send(again);
+    while (a.inbox.length === before && Date.now() < deadline2) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(a.inbox.at(-1), 'after reconnect');
     a.client.disconnect();
     b.client.disconnect();
   });
@@ -391,6 +406,31 @@ describe('MQTT bad input over raw TCP', () => {
     const pub = mqttPacket.generate({ cmd: 'publish', topic: 'a', payload: Buffer.alloc(10_000), qos: 0, dup: false, retain: false }, { protocolVersion: 5 });
     const back = packets(await exchange([connect(5), pub]), 5);
     assert.equal((back[1] as mqttPacket.IDisconnectPacket).reasonCode, 0x95);
+  });
+
+  it('closes on a wrong protocol name and on a PUBLISH topic that is not UTF-8', async () => {
+    const bad = connect(4);
+    bad[7] = 0x58; // "MQTX"
+    assert.equal((await exchange([bad])).length, 0);
+    const pub = mqttPacket.generate({ cmd: 'publish', topic: 'ab', payload: 'x', qos: 0, dup: false, retain: false }, { protocolVersion: 5 });
+    pub[4] = 0xff; // first topic byte: not UTF-8
+    const back = packets(await exchange([connect(5), pub]), 5);
+    assert.equal((back[1] as mqttPacket.IDisconnectPacket).reasonCode, 0x90);
+  });
+
+  it('answers PUBREL for an unknown packet id with PUBCOMP 0x92 (v5)', async () => {
+    const sock = tcpConnect(s.server.address('mqtt').port, '127.0.0.1');
+    const got: mqttPacket.Packet[] = [];
+    const parser = mqttPacket.parser({ protocolVersion: 5 });
+    parser.on('packet', (p) => got.push(p));
+    sock.on('data', (d) => parser.parse(d));
+    await new Promise((r) => sock.once('connect', r));
+    sock.write(connect(5));
+    sock.write(mqttPacket.generate({ cmd: 'pubrel', messageId: 999 }, { protocolVersion: 5 }));
+    const deadline = Date.now() + 5000;
+    while (!got.some((p) => p.cmd === 'pubcomp') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    assert.equal((got.find((p) => p.cmd === 'pubcomp') as mqttPacket.IPubcompPacket).reasonCode, 0x92);
+    sock.destroy();
   });
 
   it('closes on reserved flags in CONNECT and on garbage, and counts it', async () => {

@@ -206,10 +206,12 @@ export class MqttConnection implements Session {
       }
       case 'pubcomp':
         return this.settleOut(p.messageId, 'ack');
-      case 'pubrel':
-        this.qos2In.delete(p.messageId!);
-        if (this.sessionKept) await this.shared.sessions.saveQos2In(this.clientId, [...this.qos2In]);
-        return this.write(this.gen({ cmd: 'pubcomp', messageId: p.messageId! }));
+      case 'pubrel': {
+        const known = this.qos2In.delete(p.messageId!);
+        if (known && this.sessionKept) await this.shared.sessions.saveQos2In(this.clientId, [...this.qos2In]);
+        // v5: an unknown packet id is answered with 0x92 (Packet Identifier not found).
+        return this.write(this.gen({ cmd: 'pubcomp', messageId: p.messageId!, ...(known || this.version !== 5 ? {} : { reasonCode: 0x92 }) }));
+      }
       case 'subscribe':
         return this.onSubscribe(p);
       case 'unsubscribe':

@@ -65,6 +65,8 @@ export function mqttTopicOf(msg: CoreMessage): string {
   return msg.target.kind === 'topic' ? msg.target.topic : `$user/${msg.target.name}`;
 }
 
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 class OfflineConsumer implements Consumer {
   constructor(
     private readonly sessions: PersistentSessions,
@@ -190,8 +192,13 @@ export class PersistentSessions {
       if (sub.filter.startsWith('$user/')) this.ctx.broker.subscribeUser(entry.principal.userId, sub.filter.slice(6), c);
       else this.ctx.broker.subscribeTopic(sub.filter, c);
     }
-    entry.expiry = setTimeout(() => void this.discard(entry.record.clientId), Math.max(0, Math.min(expiresInMs, 2 ** 31 - 1)));
-    entry.expiry.unref();
+    // Timers hold at most 2^31-1 ms (24.8 days); longer expiries wait in steps.
+    const arm = (ms: number): void => {
+      const step = Math.max(0, Math.min(ms, MAX_TIMER_MS));
+      entry.expiry = setTimeout(() => (ms > MAX_TIMER_MS ? arm(ms - MAX_TIMER_MS) : void this.discard(entry.record.clientId)), step);
+      entry.expiry.unref();
+    };
+    arm(expiresInMs);
   }
 
   private stopOffline(entry: Entry): void {
