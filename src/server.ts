@@ -24,7 +24,7 @@ import { registerUserRoutes } from './http/users.js';
 import { createLogger, type Logger } from './log.js';
 import { registerJsonWebSocket } from './protocols/json-ws/index.js';
 import { registerStomp } from './protocols/stomp/index.js';
-import { registerMqtt } from './protocols/mqtt/index.js';
+import { registerMqtt, type MqttShared } from './protocols/mqtt/index.js';
 import { MqttApps } from './apps/mqtt-apps.js';
 import { registerAppRoutes } from './http/apps.js';
 import { SqliteStore } from './store/sqlite/sqlite-store.js';
@@ -62,6 +62,7 @@ export class HeraldServer {
     readonly ctx: HeraldContext,
     private readonly network: NetworkListeners,
     readonly threads: ThreadService,
+    private readonly mqtt: MqttShared,
     readonly addresses: readonly BoundAddress[],
   ) {}
 
@@ -113,21 +114,22 @@ export class HeraldServer {
     const ctx: HeraldContext = { ...base, http, listeners: network };
 
     let server: HeraldServer | undefined;
-    registerHealthRoutes(ctx, { draining: () => server?.draining ?? false, startedAt });
-    registerLoginRoutes(ctx);
-    registerUserRoutes(ctx);
-    registerPublishRoute(ctx);
-    registerMessageRoutes(ctx, messages);
-    registerThreadRoutes(ctx, threads);
-    registerAppRoutes(ctx, apps);
-    // Protocol front ends: each registers its routes and listeners, nothing else.
-    registerStomp(ctx);
-    registerJsonWebSocket(ctx);
-    await registerMqtt(ctx, apps);
-
-    http.server.on('upgrade', (req, socket, head) => network.handleUpgrade(req, socket, head));
+    let mqtt: MqttShared | undefined;
     const addresses: BoundAddress[] = [];
     try {
+      registerHealthRoutes(ctx, { draining: () => server?.draining ?? false, startedAt });
+      registerLoginRoutes(ctx);
+      registerUserRoutes(ctx);
+      registerPublishRoute(ctx);
+      registerMessageRoutes(ctx, messages);
+      registerThreadRoutes(ctx, threads);
+      registerAppRoutes(ctx, apps);
+      // Protocol front ends: each registers its routes and listeners, nothing else.
+      registerStomp(ctx);
+      registerJsonWebSocket(ctx);
+      mqtt = await registerMqtt(ctx, apps);
+
+      http.server.on('upgrade', (req, socket, head) => network.handleUpgrade(req, socket, head));
       await http.listen({ host: config.host, port: config.httpPort });
       const a = http.server.address();
       if (a && typeof a === 'object') addresses.push({ name: 'http', host: a.address, port: a.port });
@@ -138,12 +140,13 @@ export class HeraldServer {
       auth.stop();
       messages.stop();
       threads.stop();
+      mqtt?.stop();
       await store.close();
       throw err;
     }
     for (const a of addresses) announce(`listening ${a.name} ${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`);
     log.info({ addresses, store: store.kind }, 'herald started');
-    server = new HeraldServer(ctx, network, threads, addresses);
+    server = new HeraldServer(ctx, network, threads, mqtt, addresses);
     return server;
   }
 
@@ -170,6 +173,7 @@ export class HeraldServer {
     auth.stop();
     this.ctx.messages.stop();
     this.threads.stop();
+    this.mqtt.stop();
     await store.close();
     log.info('stopped');
   }

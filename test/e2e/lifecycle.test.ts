@@ -60,6 +60,9 @@ describe('server process lifecycle', () => {
     const f = await runCommand(['serve', '--htp-port', '1']);
     assert.equal(f.code, 2);
     assert.match(f.stderr, /unknown option --htp-port/);
+    const acl = await runCommand(['serve', ...portFlags, '--data-dir', dataDir(), '--acl-file', '/nonexistent/acl.json']);
+    assert.equal(acl.code, 2);
+    assert.match(acl.stderr, /aclFile \/nonexistent\/acl.json cannot be read as JSON/);
   });
 
   it('manages users and script tokens from the command line', async () => {

@@ -22,6 +22,8 @@ export interface MqttShared {
   clients: Map<string, MqttConnection>;
   sessions: PersistentSessions;
   acl: Acl;
+  /** Stops the front end's timers ($SYS, session expiry). */
+  stop(): void;
 }
 
 export async function registerMqtt(ctx: HeraldContext, apps: MqttApps): Promise<MqttShared> {
@@ -29,8 +31,19 @@ export async function registerMqtt(ctx: HeraldContext, apps: MqttApps): Promise<
   await retained.load();
   const sessions = new PersistentSessions(ctx);
   await sessions.load();
-  const shared: MqttShared = { apps, retained, clients: new Map(), sessions, acl: Acl.load(ctx.config.aclFile) };
-  startSysTopics(ctx, retained);
+  const acl = Acl.load(ctx.config.aclFile);
+  const sysTimer = startSysTopics(ctx, retained);
+  const shared: MqttShared = {
+    apps,
+    retained,
+    clients: new Map(),
+    sessions,
+    acl,
+    stop() {
+      clearInterval(sysTimer);
+      sessions.stop();
+    },
+  };
 
   ctx.listeners.addTcpListener({
     name: 'mqtt',
@@ -74,9 +87,9 @@ export async function registerMqtt(ctx: HeraldContext, apps: MqttApps): Promise<
 }
 
 /** `$SYS/broker/…` statistics, published periodically and kept as retained (in memory) for new subscribers. */
-function startSysTopics(ctx: HeraldContext, retained: RetainedMessages): void {
+function startSysTopics(ctx: HeraldContext, retained: RetainedMessages): NodeJS.Timeout | undefined {
   const every = ctx.config.sysIntervalSeconds;
-  if (every === 0) return;
+  if (every === 0) return undefined;
   const started = Date.now();
   const audience = (p: { role: string }): boolean => p.role !== 'user';
   const counterValue = async (name: 'herald_messages_in_total' | 'herald_messages_out_total'): Promise<number> => {
@@ -100,4 +113,5 @@ function startSysTopics(ctx: HeraldContext, retained: RetainedMessages): void {
   void publish();
   const timer = setInterval(() => void publish(), every * 1000);
   timer.unref();
+  return timer;
 }
