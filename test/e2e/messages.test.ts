@@ -396,3 +396,23 @@ describe('JSON WebSocket: handshake and bad input', () => {
     assert.equal(ws.closeCode, 4401);
   });
 });
+
+describe('JSON WebSocket: acknowledgement window', () => {
+  it('holds messages beyond maxUnackedPerSubscription until acks, then sends them in order', async () => {
+    const s = await startServer({ maxUnackedPerSubscription: 2 });
+    const admin = await login(s.url);
+    const ws = await JsonClient.open(jsonUrl(s, admin));
+    await ws.sync();
+    for (let i = 1; i <= 5; i++) await send(s, admin, { content: 'n' + i, receiver: ['admin'], title: 't' + i, type: 0 });
+    const first = [(await ws.next('message')).data as MessageData, (await ws.next('message')).data as MessageData];
+    await ws.sync();
+    assert.equal(ws.events.filter((e) => e.event === 'message').length, 0, 'the window is full');
+    for (const m of first) ws.send({ action: 'ack', id: m.id });
+    const next = [(await ws.next('message')).data as MessageData, (await ws.next('message')).data as MessageData];
+    for (const m of next) ws.send({ action: 'ack', id: m.id });
+    const last = (await ws.next('message')).data as MessageData;
+    assert.deepEqual([...first, ...next, last].map((m) => m.content), ['n1', 'n2', 'n3', 'n4', 'n5']);
+    ws.close();
+    await s.stop();
+  });
+});

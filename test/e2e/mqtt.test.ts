@@ -811,3 +811,108 @@ describe('MQTT 5 topic aliases', () => {
     await s.stop();
   });
 });
+
+describe('MQTT 5 subscription options, flow control, keep-alive and will delay', () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startServer();
+  });
+  after(() => s.stop());
+
+  /** Raw v5 client: connect with the given properties and keep-alive, collect packets. */
+  async function raw5(clientId: string, keepalive: number, properties: mqttPacket.IConnectPacket['properties'] = {}) {
+    const sock = tcpConnect(s.server.address('mqtt').port, '127.0.0.1');
+    const got: mqttPacket.Packet[] = [];
+    const parser = mqttPacket.parser({ protocolVersion: 5 });
+    parser.on('packet', (p) => got.push(p));
+    sock.on('data', (d) => parser.parse(d));
+    const closed = new Promise<void>((r) => sock.once('close', () => r()));
+    await new Promise((r) => sock.once('connect', r));
+    const send = (p: mqttPacket.Packet) => sock.write(mqttPacket.generate(p, { protocolVersion: 5 }));
+    send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clientId, clean: true, keepalive, username: 'admin', password: Buffer.from(ADMIN_PASSWORD), properties });
+    const until = async (cond: () => boolean, what: string) => {
+      const deadline = Date.now() + 5000;
+      while (!cond()) {
+        if (Date.now() > deadline) throw new Error(`no ${what}; got ${got.map((p) => p.cmd).join(',')}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+    await until(() => got.some((p) => p.cmd === 'connack'), 'connack');
+    return { sock, got, send, until, closed };
+  }
+
+  it('honours no-local, subscription identifiers and retain handling', async () => {
+    const c = await mqtt.connectAsync(tcpUrl(s), { ...ADMIN, protocolVersion: 5 });
+    const other = await mqtt.connectAsync(tcpUrl(s), { ...ADMIN, protocolVersion: 5 });
+    const mine: string[] = [];
+    c.on('message', (t, _p, pk) => mine.push(`${t}#${String(pk.properties?.subscriptionIdentifier ?? '')}`));
+    await c.subscribeAsync('nl/#', { qos: 1, nl: true });
+    await c.subscribeAsync('sid/#', { qos: 1, properties: { subscriptionIdentifier: 7 } });
+    const theirs = nextMessage(other, 'nl/x');
+    await other.subscribeAsync('nl/#', { qos: 1 });
+    await c.publishAsync('nl/x', 'own', { qos: 1 });
+    await theirs;
+    await other.publishAsync('sid/y', 'tagged', { qos: 1 });
+    const deadline = Date.now() + 5000;
+    while (mine.length < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(mine, ['sid/y#7'], 'no own message on the no-local subscription; the identifier on the other');
+
+    await other.publishAsync('rh/a', 'kept', { qos: 1, retain: true });
+    const seen: string[] = [];
+    const r = await mqtt.connectAsync(tcpUrl(s), { ...ADMIN, protocolVersion: 5 });
+    r.on('message', (t, p, pk) => seen.push(`${t}:${p.toString()}:${pk.retain}`));
+    await r.subscribeAsync('rh/#', { qos: 1, rh: 2 }); // never
+    await r.subscribeAsync('rh/+', { qos: 1, rh: 1 }); // new subscription: yes
+    await r.subscribeAsync('rh/+', { qos: 1, rh: 1 }); // existing: no
+    await r.publishAsync('public/sync', 'x', { qos: 1 });
+    while (seen.length < 1 && Date.now() < deadline) await new Promise((r2) => setTimeout(r2, 10));
+    assert.deepEqual(seen, ['rh/a:kept:true']);
+    for (const x of [c, other, r]) await x.endAsync();
+  });
+
+  it('sends no more QoS 1 messages than the client\'s receive maximum before PUBACKs', async () => {
+    const c = await raw5('flow', 60, { receiveMaximum: 2 });
+    c.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'flow/#', qos: 1 }] });
+    await c.until(() => c.got.some((p) => p.cmd === 'suback'), 'suback');
+    const pub = await mqtt.connectAsync(tcpUrl(s), { ...ADMIN, protocolVersion: 5 });
+    for (let i = 0; i < 5; i++) await pub.publishAsync('flow/x', String(i), { qos: 1 });
+    const publishes = () => c.got.filter((p): p is mqttPacket.IPublishPacket => p.cmd === 'publish');
+    await c.until(() => publishes().length === 2, 'two publishes');
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(publishes().length, 2, 'the window holds the rest back');
+    for (const p of publishes()) c.send({ cmd: 'puback', messageId: p.messageId! });
+    await c.until(() => publishes().length === 4, 'two more after the acks');
+    assert.deepEqual(publishes().map((p) => p.payload.toString()), ['0', '1', '2', '3']);
+    c.sock.destroy();
+    await pub.endAsync();
+  });
+
+  it('closes a client silent for 1.5 times its keep-alive (v5: DISCONNECT 0x8D)', async () => {
+    const c = await raw5('sleeper', 1);
+    const started = Date.now();
+    await c.closed;
+    const elapsed = Date.now() - started;
+    assert.ok(elapsed >= 1400, `closed after ${elapsed} ms, not before 1.5 × 1 s`);
+    assert.equal((c.got.find((p) => p.cmd === 'disconnect') as mqttPacket.IDisconnectPacket | undefined)?.reasonCode, 0x8d);
+  });
+
+  it('delays the will, and a client back in time cancels it', async () => {
+    const watcher = await mqtt.connectAsync(tcpUrl(s), ADMIN);
+    const wills: string[] = [];
+    watcher.on('message', (t, p) => wills.push(`${t}:${p.toString()}`));
+    await watcher.subscribeAsync('lastwill/#', { qos: 1 });
+    const will = { topic: 'lastwill/d1', payload: Buffer.from('gone'), qos: 1 as const, retain: false, properties: { willDelayInterval: 1 } };
+    const first = await mqtt.connectAsync(tcpUrl(s), { ...ADMIN, protocolVersion: 5, clientId: 'd1', will });
+    first.stream.destroy();
+    const back = await mqtt.connectAsync(tcpUrl(s), { ...ADMIN, protocolVersion: 5, clientId: 'd1', will });
+    await new Promise((r) => setTimeout(r, 1300));
+    assert.deepEqual(wills, [], 'the client came back within the delay');
+    const started = Date.now();
+    back.stream.destroy();
+    const deadline = Date.now() + 5000;
+    while (wills.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(wills, ['lastwill/d1:gone']);
+    assert.ok(Date.now() - started >= 900, 'sent after the delay, not at once');
+    await watcher.endAsync();
+  });
+});

@@ -158,6 +158,10 @@ export class JsonConnection implements Session {
       }
       return;
     }
+    this.writeMessage(msg, delivery);
+  }
+
+  private writeMessage(msg: CoreMessage, delivery: Delivery): void {
     let prepared = msg.encoded.get('json:message');
     if (!prepared) {
       const body = msg.textBody ? msg.body.toString('utf8') : JSON.stringify(msg.body.toString('base64'));
@@ -184,9 +188,10 @@ export class JsonConnection implements Session {
   }
 
   private drainHeld(): void {
+    // Held messages go straight out (not through deliverMessage(), which would queue them behind themselves).
     while (this.held.length > 0 && this.unacked.size < this.ctx.config.maxUnackedPerSubscription && !this.closed) {
       const [m, d] = this.held.shift()!;
-      this.deliverMessage(m, d);
+      this.writeMessage(m, d);
     }
   }
 

@@ -696,9 +696,14 @@ export class MqttConnection implements Session {
     this.inflight.delete(messageId!);
     if (f.row) void f.row.then((id) => this.ctx.store.deleteMqttQueued(id)).catch(() => undefined);
     f.delivery.settle?.(outcome);
+    // Held messages go straight out (not through deliver(), which would queue them behind themselves).
     while (this.held.length > 0 && this.hasCapacity()) {
       const [sub, msg, d] = this.held.shift()!;
-      this.deliver(sub, msg, d, false);
+      if (msg.expiresAt !== undefined && msg.expiresAt <= this.ctx.clock.now()) {
+        d.settle?.('ack');
+        continue;
+      }
+      this.send(msg, Math.min(sub.qos, msg.qos) as QoS, sub.retainAsPublished && msg.retain, sub.subscriptionId, d);
     }
     for (const sub of this.subscriptions.values()) this.ctx.broker.consumerReady(sub);
   }
