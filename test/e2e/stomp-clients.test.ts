@@ -8,7 +8,7 @@ import { WebSocket } from 'ws';
 import { Client, type IMessage, type IFrame } from '@stomp/stompjs';
 import { ManualClock } from '../../src/clock.js';
 import { api, login, startServer, type TestServer } from '../helpers/server.js';
-import { connectLegacy, legacyStomp, wsUrl, type LegacyFrame } from '../helpers/stomp.js';
+import { connectLegacy, wsUrl, type LegacyFrame } from '../helpers/stomp.js';
 
 Object.assign(globalThis, { WebSocket });
 

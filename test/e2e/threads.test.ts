@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { describe, it, before, after } from 'node:test';
 import { WebSocket } from 'ws';
-import { Client, type IMessage, type IFrame, type StompSubscription } from '@stomp/stompjs';
+import { Client, type IMessage, type IFrame } from '@stomp/stompjs';
 import { ManualClock } from '../../src/clock.js';
 import { api, login, startServer, type TestServer } from '../helpers/server.js';
 
@@ -35,7 +35,6 @@ class ChatParty {
   readonly errors: IFrame[] = [];
   readonly queueErrors: { error: string; destination: string }[] = [];
   private waiters: (() => void)[] = [];
-  private sub: StompSubscription | undefined;
 
   constructor(
     private readonly url: string,
@@ -66,7 +65,7 @@ class ChatParty {
           this.queueErrors.push(JSON.parse(m.body) as { error: string; destination: string });
           this.wake();
         });
-        this.sub = this.client.subscribe(
+        this.client.subscribe(
           '/topic/' + this.transformedTopic,
           (message: IMessage) => {
             if (message.body) this.received.push(JSON.parse(message.body) as ChatMessage);
@@ -124,7 +123,6 @@ class ChatParty {
   }
 
   async disconnect(): Promise<void> {
-    this.sub = undefined;
     await this.client.deactivate();
   }
 }
