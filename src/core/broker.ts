@@ -245,10 +245,11 @@ export class Broker {
   publishTopic(msg: CoreMessage): number {
     let n = 0;
     const audience = msg.audience;
+    const replaying = this.replaying.size > 0 ? this.replaying : undefined; // almost always empty: skip the lookup
     this.topics.match((msg.target as { topic: string }).topic, (c) => {
       if (audience && !audience(c.principal)) return;
       n++;
-      const waiting = this.replaying.get(c);
+      const waiting = replaying?.get(c);
       if (waiting) waiting.push(msg);
       else this.safeDeliver(c, msg, NO_SETTLE);
     });

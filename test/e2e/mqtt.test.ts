@@ -13,6 +13,7 @@ import { ManualClock } from '../../src/clock.js';
 import { api, login, startServer, tempDir, ADMIN_PASSWORD, type TestServer } from '../helpers/server.js';
 import { RawStomp, frameHeader } from '../helpers/stomp.js';
 import { JsonClient } from '../helpers/json-ws.js';
+import { RawMqtt } from '../helpers/mqtt.js';
 
 const require = createRequire(import.meta.url);
 
@@ -419,18 +420,11 @@ describe('MQTT bad input over raw TCP', () => {
   });
 
   it('answers PUBREL for an unknown packet id with PUBCOMP 0x92 (v5)', async () => {
-    const sock = tcpConnect(s.server.address('mqtt').port, '127.0.0.1');
-    const got: mqttPacket.Packet[] = [];
-    const parser = mqttPacket.parser({ protocolVersion: 5 });
-    parser.on('packet', (p) => got.push(p));
-    sock.on('data', (d) => parser.parse(d));
-    await new Promise((r) => sock.once('connect', r));
-    sock.write(connect(5));
-    sock.write(mqttPacket.generate({ cmd: 'pubrel', messageId: 999 }, { protocolVersion: 5 }));
-    const deadline = Date.now() + 5000;
-    while (!got.some((p) => p.cmd === 'pubcomp') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-    assert.equal((got.find((p) => p.cmd === 'pubcomp') as mqttPacket.IPubcompPacket).reasonCode, 0x92);
-    sock.destroy();
+    const c = await RawMqtt.open(s.server.address('mqtt').port, 5);
+    await c.connect('pubrel-test', 'admin', ADMIN_PASSWORD);
+    c.send({ cmd: 'pubrel', messageId: 999 });
+    assert.equal(((await c.next('pubcomp')) as mqttPacket.IPubcompPacket).reasonCode, 0x92);
+    c.sock.destroy();
   });
 
   it('closes on reserved flags in CONNECT and on garbage, and counts it', async () => {
@@ -690,27 +684,11 @@ describe('MQTT 5 properties', () => {
 });
 
 describe('MQTT QoS 2 exactly once across reconnects and restarts', () => {
-  /** A raw MQTT 3.1.1 peer, to stop the handshake half-way. */
+  /** A raw MQTT 3.1.1 peer with a persistent session, to stop the handshake half-way. */
   async function peer(port: number, clientId: string) {
-    const sock = tcpConnect(port, '127.0.0.1');
-    const packets: mqttPacket.Packet[] = [];
-    const parser = mqttPacket.parser({ protocolVersion: 4 });
-    parser.on('packet', (p) => packets.push(p));
-    sock.on('data', (d) => parser.parse(d));
-    await new Promise((r) => sock.once('connect', r));
-    const send = (p: mqttPacket.Packet) => sock.write(mqttPacket.generate(p));
-    const next = async (cmd: string) => {
-      const deadline = Date.now() + 5000;
-      for (;;) {
-        const i = packets.findIndex((x) => x.cmd === cmd);
-        if (i >= 0) return packets.splice(i, 1)[0]!;
-        if (Date.now() > deadline) throw new Error(`no ${cmd}; have ${packets.map((x) => x.cmd).join(',')}`);
-        await new Promise((r) => setTimeout(r, 10));
-      }
-    };
-    send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId, clean: false, keepalive: 60, username: 'admin', password: Buffer.from(ADMIN_PASSWORD) });
-    const connack = (await next('connack')) as mqttPacket.IConnackPacket;
-    return { sock, packets, send, next, connack };
+    const c = await RawMqtt.open(port, 4);
+    const connack = await c.connect(clientId, 'admin', ADMIN_PASSWORD, { clean: false });
+    return { sock: c.sock, packets: c.packets, send: (p: mqttPacket.Packet) => c.send(p), next: (cmd: string) => c.next(cmd), connack };
   }
 
   it('sends only PUBREL to a client that had sent PUBREC before the drop, even after a restart', async () => {
@@ -795,17 +773,11 @@ describe('MQTT 5 topic aliases', () => {
     assert.equal(raw[1]!.properties?.topicAlias, raw[0]!.properties?.topicAlias);
     // an alias outside the announced range ends the connection with 0x94
     // (mqtt.js refuses to send such an alias itself, so this one is raw)
-    const sock = tcpConnect(s.server.address('mqtt').port, '127.0.0.1');
-    const back: mqttPacket.Packet[] = [];
-    const parser = mqttPacket.parser({ protocolVersion: 5 });
-    parser.on('packet', (p) => back.push(p));
-    sock.on('data', (d) => parser.parse(d));
-    await new Promise((r) => sock.once('connect', r));
-    const closed = new Promise((r) => sock.once('close', r));
-    sock.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clientId: 'alias-abuser', clean: true, keepalive: 30, username: 'admin', password: Buffer.from(ADMIN_PASSWORD) }));
-    sock.write(mqttPacket.generate({ cmd: 'publish', topic: 'x', payload: 'y', qos: 0, dup: false, retain: false, properties: { topicAlias: 1000 } }, { protocolVersion: 5 }));
-    await closed;
-    assert.equal((back.find((p) => p.cmd === 'disconnect') as mqttPacket.IDisconnectPacket | undefined)?.reasonCode, 0x94);
+    const abuser = await RawMqtt.open(s.server.address('mqtt').port, 5);
+    await abuser.connect('alias-abuser', 'admin', ADMIN_PASSWORD);
+    abuser.send({ cmd: 'publish', topic: 'x', payload: 'y', qos: 0, dup: false, retain: false, properties: { topicAlias: 1000 } });
+    assert.equal(((await abuser.next('disconnect')) as mqttPacket.IDisconnectPacket).reasonCode, 0x94);
+    await abuser.closed;
     await sub.endAsync();
     await pub.endAsync();
     await s.stop();
@@ -821,24 +793,16 @@ describe('MQTT 5 subscription options, flow control, keep-alive and will delay',
 
   /** Raw v5 client: connect with the given properties and keep-alive, collect packets. */
   async function raw5(clientId: string, keepalive: number, properties: mqttPacket.IConnectPacket['properties'] = {}) {
-    const sock = tcpConnect(s.server.address('mqtt').port, '127.0.0.1');
-    const got: mqttPacket.Packet[] = [];
-    const parser = mqttPacket.parser({ protocolVersion: 5 });
-    parser.on('packet', (p) => got.push(p));
-    sock.on('data', (d) => parser.parse(d));
-    const closed = new Promise<void>((r) => sock.once('close', () => r()));
-    await new Promise((r) => sock.once('connect', r));
-    const send = (p: mqttPacket.Packet) => sock.write(mqttPacket.generate(p, { protocolVersion: 5 }));
-    send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clientId, clean: true, keepalive, username: 'admin', password: Buffer.from(ADMIN_PASSWORD), properties });
+    const c = await RawMqtt.open(s.server.address('mqtt').port, 5);
+    await c.connect(clientId, 'admin', ADMIN_PASSWORD, { keepalive, properties });
     const until = async (cond: () => boolean, what: string) => {
       const deadline = Date.now() + 5000;
       while (!cond()) {
-        if (Date.now() > deadline) throw new Error(`no ${what}; got ${got.map((p) => p.cmd).join(',')}`);
+        if (Date.now() > deadline) throw new Error(`no ${what}; got ${c.packets.map((p) => p.cmd).join(',')}`);
         await new Promise((r) => setTimeout(r, 10));
       }
     };
-    await until(() => got.some((p) => p.cmd === 'connack'), 'connack');
-    return { sock, got, send, until, closed };
+    return { sock: c.sock, got: c.packets, send: (p: mqttPacket.Packet) => c.send(p), until, closed: c.closed };
   }
 
   it('honours no-local, subscription identifiers and retain handling', async () => {
