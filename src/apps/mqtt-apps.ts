@@ -54,7 +54,18 @@ export class MqttApps {
   }
 
   /** POST /openapi/rm/app/token. */
+  private lastPurge = 0;
+
+  /** Expired app and user tokens are deleted at most hourly, when new ones are issued. */
+  private async purgeExpired(): Promise<void> {
+    const now = this.clock.now();
+    if (now - this.lastPurge < 3_600_000) return;
+    this.lastPurge = now;
+    await this.store.deleteExpiredAppTokens(now);
+  }
+
   async appToken(appClientId: string, appClientSecret: string): Promise<{ access_token: string; expires_in: number }> {
+    await this.purgeExpired();
     const app = await this.store.getAppByClientId(appClientId);
     const given = Buffer.from(sha256(appClientSecret), 'hex');
     if (!app || !timingSafeEqual(given, Buffer.from(app.secretHash, 'hex'))) {
@@ -68,6 +79,7 @@ export class MqttApps {
 
   /** POST /openapi/rm/user/token, authorised by an app token. `cid` must be `{device}@{appId}` of the same app. */
   async userToken(appAccessToken: string, username: string, expiresIn: number, cid: string): Promise<{ access_token: string; expires_in: number }> {
+    await this.purgeExpired();
     const appToken = await this.store.getAppToken(sha256(appAccessToken));
     if (!appToken || appToken.kind !== 'app' || appToken.expiresAt <= this.clock.now()) {
       throw new AppTokenRefusal('bad', 'the app access token in Authorization is unknown or expired; get one from /openapi/rm/app/token');

@@ -311,11 +311,6 @@ export class Broker {
     if (byName!.size === 0) this.users.delete(userId);
   }
 
-  /** Whether a user has at least one subscriber for the mailbox name on this node. */
-  hasUserSubscriber(userId: string, name: string): boolean {
-    return (this.users.get(userId)?.get(name)?.size ?? 0) > 0;
-  }
-
   /** Delivers to every subscribed session of the user; returns the number of deliveries. */
   publishUser(msg: CoreMessage): number {
     const t = msg.target as { userId: string; name: string };
@@ -549,19 +544,6 @@ export class Broker {
       if (prefix.endsWith('/') ? destination.startsWith(prefix) : destination === prefix) return handler;
     }
     return undefined;
-  }
-
-  /** Routes a message to its destination kind; resolves after queue messages are stored. */
-  async publish(msg: CoreMessage): Promise<number> {
-    switch (msg.target.kind) {
-      case 'topic':
-        return this.publishTopic(msg);
-      case 'user':
-        return this.publishUser(msg);
-      case 'queue':
-        await this.publishQueue(msg);
-        return 1;
-    }
   }
 }
 

@@ -31,10 +31,6 @@ export function topicToDotted(key: string): string {
   return levels.join('.');
 }
 
-export function hasWildcard(filter: string): boolean {
-  return filter.includes('+') || filter.includes('#');
-}
-
 /**
  * Checks a topic filter: `#` only as the whole last level, `+` only as a whole
  * level, no empty filter. Returns a reason when invalid.

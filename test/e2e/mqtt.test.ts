@@ -3,6 +3,7 @@
  * JavaScript reproducing seed 004's client, plus raw packets for bad input.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { connect as tcpConnect } from 'node:net';
 import { describe, it, before, after } from 'node:test';
@@ -316,6 +317,12 @@ describe('seed 004: app and user tokens, Paho over WebSocket', () => {
     const shortLived = await userToken('p7', `p7@${app.appId}`, 60);
     clock.advance(61_000);
     assert.equal(await refusedWith(tcpUrl(s), { clientId: `p7@${app.appId}`, username: 'p7', password: shortLived, protocolVersion: 5 }), 0x86);
+    // expired tokens are purged from the store (at most hourly, when tokens are issued)
+    const hashOf = (t: string) => createHash('sha256').update(t).digest('hex');
+    assert.notEqual(await s.server.ctx.store.getAppToken(hashOf(shortLived)), null);
+    clock.advance(3_600_000);
+    await userToken('p6', `p6@${app.appId}`);
+    assert.equal(await s.server.ctx.store.getAppToken(hashOf(shortLived)), null);
   });
 
   it('answers token requests with wrong credentials in the seed shape', async () => {

@@ -44,20 +44,6 @@ export class StompSyntaxError extends Error {
   }
 }
 
-export const CLIENT_COMMANDS = new Set([
-  'CONNECT',
-  'STOMP',
-  'SEND',
-  'SUBSCRIBE',
-  'UNSUBSCRIBE',
-  'ACK',
-  'NACK',
-  'BEGIN',
-  'COMMIT',
-  'ABORT',
-  'DISCONNECT',
-]);
-
 const LF = 0x0a;
 const CR = 0x0d;
 const NUL = 0x00;

@@ -94,7 +94,7 @@ class StompSubscription implements Consumer {
     readonly ackMode: AckMode,
   ) {
     const destPart = target.kind === 'user' ? destination : '';
-    this.cacheKey = `stomp\u0000${conn.version}\u0000${ackMode === 'auto' ? 'a' : 'c'}\u0000${id}\u0000${destPart}`;
+    this.cacheKey = `stomp\u0000${conn.framing}\u0000${conn.version}\u0000${ackMode === 'auto' ? 'a' : 'c'}\u0000${id}\u0000${destPart}`;
   }
 
   get sessionId(): string {
@@ -665,11 +665,10 @@ export class StompConnection implements Session {
       this.sendRaw(encodeMessageFrame(sub, msg, true, this.version), msg.textBody);
       return;
     }
-    const key = sub.cacheKey + this.transport.framing;
-    let prepared = msg.encoded.get(key);
+    let prepared = msg.encoded.get(sub.cacheKey);
     if (!prepared) {
       prepared = this.transport.prepare(encodeMessageFrame(sub, msg, false, this.version), msg.textBody);
-      msg.encoded.set(key, prepared);
+      msg.encoded.set(sub.cacheKey, prepared);
     }
     this.writePrepared(prepared);
   }
@@ -691,6 +690,11 @@ export class StompConnection implements Session {
   /** Sends ERROR with `message` and closes. */
   fail(message: string, detail: string): void {
     this.shutdown(1008, message, { message, detail });
+  }
+
+  /** The wire framing (part of the key under which shared frames are cached). */
+  get framing(): string {
+    return this.transport.framing;
   }
 
   /** Session.close: the server ends the session (token death, shutdown, kick). */
