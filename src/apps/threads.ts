@@ -76,6 +76,8 @@ function isObject(v: unknown): v is Record<string, unknown> {
 
 export class ThreadService implements TopicAuthority {
   private readonly cache = new Map<string, CachedThread | null>();
+  /** Told when a thread's record changes here (cluster mode forwards it so other nodes forget their copy). */
+  onChange: ((topic: string) => void) | undefined;
   private readonly typing = new Map<string, TokenBucket>();
   private sweepTimer: NodeJS.Timeout | undefined;
 
@@ -132,10 +134,21 @@ export class ThreadService implements TopicAuthority {
     return t.record;
   }
 
+  /** Drops the cached copy of a thread (it changed on another node). */
+  forget(topic: string): void {
+    this.cache.delete(topic);
+  }
+
+  private changed(topic: string): void {
+    this.cache.delete(topic);
+    this.onChange?.(topic);
+  }
+
   async create(by: Principal, id: string, members: ThreadMember[]): Promise<ThreadRecord> {
     const topic = threadTopic(id);
     this.cache.delete(topic);
     const record = await this.store.createThread(topic, by.userId, this.clock.now(), members);
+    this.changed(topic);
     this.cache.set(topic, { record, members: new Set(members.map((m) => m.userId)) });
     return record;
   }
@@ -143,7 +156,7 @@ export class ThreadService implements TopicAuthority {
   async addMember(by: Principal, id: string, member: ThreadMember): Promise<ThreadRecord> {
     const record = await this.getFor(by, id);
     await this.store.addThreadMember(record.id, member);
-    this.cache.delete(record.topic);
+    this.changed(record.topic);
     return (await this.load(record.topic))!.record;
   }
 
@@ -155,7 +168,7 @@ export class ThreadService implements TopicAuthority {
     if (record.status === 'CLOSED') return record;
     await this.announce(record, 'AUTO_CLOSED', reason, by);
     await this.store.setThreadStatus(record.id, 'CLOSED', this.clock.now());
-    this.cache.delete(record.topic);
+    this.changed(record.topic);
     return (await this.load(record.topic))!.record;
   }
 
@@ -166,9 +179,10 @@ export class ThreadService implements TopicAuthority {
     const system: Principal = { userId: 'system', name: 'system', role: 'service', credential: { kind: 'anonymous' } };
     for (const t of idle) {
       try {
+        // Close first: in a cluster every node sweeps, and only the one whose update wins announces it.
+        if (!(await this.store.setThreadStatus(t.id, 'CLOSED', this.clock.now()))) continue;
+        this.changed(t.topic);
         await this.announce(t, 'AUTO_CLOSED', `closed after ${this.config.threadIdleCloseSeconds} s without messages`, system);
-        await this.store.setThreadStatus(t.id, 'CLOSED', this.clock.now());
-        this.cache.delete(t.topic);
       } catch (err) {
         this.log.error({ err, thread: t.topic }, 'could not auto-close a thread');
       }
@@ -336,7 +350,7 @@ export class ThreadService implements TopicAuthority {
       body: Buffer.from(JSON.stringify(view)),
       contentType: 'application/json',
       recordId: view.id || undefined,
-      audience: (p) => p.role !== 'user' || members.has(p.userId),
+      audience: members,
     });
   }
 

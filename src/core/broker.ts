@@ -15,7 +15,7 @@
 import type { Logger } from '../log.js';
 import type { Store } from '../store/store.js';
 import type { Principal } from './auth.js';
-import { createMessage, type CoreMessage, type HeaderList } from './message.js';
+import { createMessage, inAudience, type CoreMessage, type HeaderList } from './message.js';
 import { TopicIndex } from './router.js';
 
 export type Outcome = 'ack' | 'nack' | 'requeue';
@@ -82,6 +82,26 @@ export interface DurableMailbox {
   acked(userId: string, msg: CoreMessage): void;
 }
 
+/**
+ * How the broker reaches other nodes (cluster mode); absent on a single node.
+ * The broker says what its local subscribers need and forwards what is
+ * published here; the link delivers what other nodes publish back through
+ * `Broker.receiveRemote` and `Broker.queuePoked`.
+ */
+export interface ClusterLink {
+  readonly nodeId: string;
+  /** This node starts (`on`) or stops needing a topic filter's or a user's messages, or a queue's pokes. */
+  interest(kind: 'topic' | 'user' | 'queue', key: string, on: boolean): void;
+  /** Sends a topic or user message published on this node to the nodes that need it. */
+  forward(msg: CoreMessage): void;
+  /** Tells other nodes' consumers of a queue that unclaimed messages wait in the store. */
+  pokeQueue(name: string): void;
+  /** This node has (`on`) or no longer has members of a shared subscription group. */
+  sharedInterest(group: string, filter: string, on: boolean): void;
+  /** Whether this node is the one that hands `msg` to the group (exactly one node per message). */
+  sharedPick(group: string, filter: string, msg: CoreMessage): boolean;
+}
+
 interface QueuedEntry {
   storeId: string;
   msg: CoreMessage;
@@ -92,13 +112,12 @@ interface QueueState {
   name: string;
   consumers: Consumer[];
   next: number;
+  /** Messages this node has claimed in the store and not yet handed out. */
   ready: QueuedEntry[];
-  /** Messages may sit in the store that are not in `ready` (after start, or past the memory cap). */
-  backlogInStore: boolean;
-  /** Highest store id read into memory; the next backlog read starts after it. */
-  lastLoadedId: string | null;
-  loading: boolean;
-  publishedWhileLoading: boolean;
+  /** Unclaimed messages may wait in the store (after start, a poke, a release, or past the memory cap). */
+  mayHaveMore: boolean;
+  claiming: boolean;
+  pokedWhileClaiming: boolean;
   inflight: number;
 }
 
@@ -126,7 +145,11 @@ const BACKLOG_BATCH = 500;
 class SharedGroup implements Consumer {
   readonly members: Consumer[] = [];
   private next = 0;
-  constructor(readonly sessionId: string) {}
+  constructor(
+    readonly sessionId: string,
+    readonly group: string,
+    readonly filter: string,
+  ) {}
   get principal(): Principal {
     return this.members[0]!.principal;
   }
@@ -138,7 +161,7 @@ class SharedGroup implements Consumer {
     let fallback: Consumer | undefined;
     for (let i = 0; i < n; i++) {
       const m = this.members[(this.next + i) % n]!;
-      if (msg.audience && !msg.audience(m.principal)) continue;
+      if (!inAudience(msg.audience, m.principal)) continue;
       fallback ??= m;
       if (m.hasCapacity()) {
         this.next = (this.next + i + 1) % n;
@@ -153,6 +176,15 @@ class SharedGroup implements Consumer {
 
 export class Broker {
   private readonly topics = new TopicIndex<Consumer>();
+  /** Shared groups apart from plain subscribers: in a cluster, one node per message serves a group. */
+  private readonly sharedIndex = new TopicIndex<SharedGroup>();
+  /** Local subscriptions per topic filter (plain and shared), to tell the cluster link what this node needs. */
+  private readonly filterUse = new Map<string, number>();
+  /** Local consumers per user (all mailbox names), likewise. */
+  private readonly userUse = new Map<string, number>();
+  private link: ClusterLink | undefined;
+  /** Claims being handed back to the store; awaited before the store closes. */
+  private readonly releases = new Set<Promise<unknown>>();
   private readonly users = new Map<string, Map<string, Set<Consumer>>>();
   private readonly parked = new Map<string, Map<string, Parked[]>>();
   private readonly queues = new Map<string, QueueState>();
@@ -169,6 +201,37 @@ export class Broker {
     private readonly log: Logger,
     private readonly limits: BrokerLimits,
   ) {}
+
+  /** Joins a cluster: from now on, publishes reach other nodes and theirs reach this one. */
+  setClusterLink(link: ClusterLink): void {
+    this.link = link;
+  }
+
+  get nodeId(): string {
+    return this.link?.nodeId ?? 'local';
+  }
+
+  private useFilter(filter: string, delta: 1 | -1): void {
+    const n = (this.filterUse.get(filter) ?? 0) + delta;
+    if (n <= 0) this.filterUse.delete(filter);
+    else this.filterUse.set(filter, n);
+    if (n === 1 && delta === 1) this.link?.interest('topic', filter, true);
+    if (n <= 0) this.link?.interest('topic', filter, false);
+  }
+
+  private useUser(userId: string, delta: 1 | -1): void {
+    const n = (this.userUse.get(userId) ?? 0) + delta;
+    if (n <= 0) this.userUse.delete(userId);
+    else this.userUse.set(userId, n);
+    if (n === 1 && delta === 1) this.link?.interest('user', userId, true);
+    if (n <= 0) this.link?.interest('user', userId, false);
+  }
+
+  /** A topic or user message published on another node. */
+  receiveRemote(msg: CoreMessage): void {
+    if (msg.target.kind === 'topic') this.deliverTopic(msg);
+    else if (msg.target.kind === 'user') this.deliverUserLocal(msg);
+  }
 
   // ---- topics ----------------------------------------------------------------
 
@@ -188,6 +251,7 @@ export class Broker {
    */
   subscribeTopic(filter: string, consumer: Consumer, since?: { principal: Principal; position: string }): void {
     this.topics.add(filter, consumer);
+    this.useFilter(filter, 1);
     if (since && this.authority) {
       this.replaying.set(consumer, []);
       this.authority.backlog(since.principal, filter, since.position).then(
@@ -217,9 +281,11 @@ export class Broker {
     const key = `${group}\u0000${filter}`;
     let g = this.shared.get(key);
     if (!g) {
-      g = new SharedGroup(`share:${group}`);
+      g = new SharedGroup(`share:${group}`, group, filter);
       this.shared.set(key, g);
-      this.topics.add(filter, g);
+      this.sharedIndex.add(filter, g);
+      this.useFilter(filter, 1);
+      this.link?.sharedInterest(group, filter, true);
     }
     g.members.push(consumer);
   }
@@ -232,27 +298,46 @@ export class Broker {
     if (i >= 0) g.members.splice(i, 1);
     if (g.members.length === 0) {
       this.shared.delete(key);
-      this.topics.remove(filter, g);
+      this.sharedIndex.remove(filter, g);
+      this.useFilter(filter, -1);
+      this.link?.sharedInterest(group, filter, false);
     }
   }
 
   unsubscribeTopic(filter: string, consumer: Consumer): void {
-    this.topics.remove(filter, consumer);
+    if (this.topics.remove(filter, consumer)) this.useFilter(filter, -1);
     this.replaying.delete(consumer);
   }
 
-  /** Fan-out to current subscribers; returns the number of deliveries. */
-  publishTopic(msg: CoreMessage): number {
+  /**
+   * Fan-out to current subscribers, here and (in a cluster) on other nodes;
+   * returns the number of deliveries on this node. `local` keeps it on this
+   * node (per-node statistics such as `$SYS`).
+   */
+  publishTopic(msg: CoreMessage, local = false): number {
+    if (!local) this.link?.forward(msg);
+    return this.deliverTopic(msg);
+  }
+
+  private deliverTopic(msg: CoreMessage): number {
     let n = 0;
     const audience = msg.audience;
+    const topic = (msg.target as { topic: string }).topic;
     const replaying = this.replaying.size > 0 ? this.replaying : undefined; // almost always empty: skip the lookup
-    this.topics.match((msg.target as { topic: string }).topic, (c) => {
-      if (audience && !audience(c.principal)) return;
+    this.topics.match(topic, (c) => {
+      if (audience !== undefined && !inAudience(audience, c.principal)) return;
       n++;
       const waiting = replaying?.get(c);
       if (waiting) waiting.push(msg);
       else this.safeDeliver(c, msg, NO_SETTLE);
     });
+    if (this.shared.size > 0) {
+      this.sharedIndex.match(topic, (g) => {
+        if (this.link && !this.link.sharedPick(g.group, g.filter, msg)) return;
+        n++;
+        this.safeDeliver(g, msg, NO_SETTLE);
+      });
+    }
     return n;
   }
 
@@ -268,6 +353,7 @@ export class Broker {
     if (!byName) this.users.set(userId, (byName = new Map()));
     let set = byName.get(name);
     if (!set) byName.set(name, (set = new Set()));
+    if (!set.has(consumer)) this.useUser(userId, 1);
     set.add(consumer);
     const durable = this.durable.get(name);
     if (durable) {
@@ -307,12 +393,18 @@ export class Broker {
     const set = byName?.get(name);
     this.replaying.delete(consumer);
     if (!set?.delete(consumer)) return;
+    this.useUser(userId, -1);
     if (set.size === 0) byName!.delete(name);
     if (byName!.size === 0) this.users.delete(userId);
   }
 
-  /** Delivers to every subscribed session of the user; returns the number of deliveries. */
+  /** Delivers to every subscribed session of the user, on every node; returns the number of deliveries on this node. */
   publishUser(msg: CoreMessage): number {
+    this.link?.forward(msg);
+    return this.deliverUserLocal(msg);
+  }
+
+  private deliverUserLocal(msg: CoreMessage): number {
     const t = msg.target as { userId: string; name: string };
     const set = this.users.get(t.userId)?.get(t.name);
     if (!set) return 0;
@@ -377,17 +469,7 @@ export class Broker {
   private queue(name: string): QueueState {
     let q = this.queues.get(name);
     if (!q) {
-      q = {
-        name,
-        consumers: [],
-        next: 0,
-        ready: [],
-        backlogInStore: true,
-        lastLoadedId: null,
-        loading: false,
-        publishedWhileLoading: false,
-        inflight: 0,
-      };
+      q = { name, consumers: [], next: 0, ready: [], mayHaveMore: true, claiming: false, pokedWhileClaiming: false, inflight: 0 };
       this.queues.set(name, q);
     }
     return q;
@@ -395,6 +477,10 @@ export class Broker {
 
   subscribeQueue(name: string, consumer: Consumer): void {
     const q = this.queue(name);
+    if (q.consumers.length === 0) {
+      this.link?.interest('queue', name, true);
+      q.mayHaveMore = true;
+    }
     q.consumers.push(consumer);
     let set = this.queuesOf.get(consumer);
     if (!set) this.queuesOf.set(consumer, (set = new Set()));
@@ -409,6 +495,14 @@ export class Broker {
     if (i >= 0) q.consumers.splice(i, 1);
     this.queuesOf.get(consumer)?.delete(q);
     if (this.queuesOf.get(consumer)?.size === 0) this.queuesOf.delete(consumer);
+    if (i >= 0 && q.consumers.length === 0) {
+      this.link?.interest('queue', name, false);
+      // Nobody here wants them now: hand what this node claimed back, for consumers elsewhere.
+      const ids = q.ready.map((e) => e.storeId);
+      q.ready = [];
+      this.release(q, ids);
+      if (q.inflight === 0) this.queues.delete(name);
+    }
   }
 
   /** A consumer's window opened again: give it what waits on its queues. */
@@ -417,34 +511,47 @@ export class Broker {
     if (qs) for (const q of qs) this.dispatch(q);
   }
 
-  /** Stores the message (durable when this resolves), then hands it to a consumer if one has room. */
+  /** Another node stored, or released, messages on a queue this node consumes. */
+  queuePoked(name: string): void {
+    const q = this.queues.get(name);
+    if (!q || q.consumers.length === 0) return;
+    if (q.claiming) q.pokedWhileClaiming = true;
+    q.mayHaveMore = true;
+    this.dispatch(q);
+  }
+
+  /**
+   * Stores the message (durable when this resolves), then hands it to a
+   * consumer. When a local consumer has room the message is stored already
+   * claimed by this node; otherwise it is stored unclaimed and every node
+   * with consumers of the queue is told.
+   */
   async publishQueue(msg: CoreMessage): Promise<string> {
     const name = (msg.target as { name: string }).name;
-    const storeId = await this.store.enqueue({
-      queue: name,
-      body: msg.body,
-      contentType: msg.contentType ?? null,
-      headers: msg.headers,
-      createdAt: msg.timestamp,
-    });
-    const q = this.queue(name);
-    if (q.loading) q.publishedWhileLoading = true;
-    if (!q.backlogInStore) {
-      if (q.ready.length < this.limits.queueMemoryMessages) {
-        q.ready.push({ storeId, msg: withId(msg, 'q' + storeId), redelivered: false });
-        q.lastLoadedId = storeId;
-      } else {
-        q.backlogInStore = true;
-      }
+    const local = this.queues.get(name);
+    const takeHere =
+      local !== undefined && local.ready.length < this.limits.queueMemoryMessages && local.consumers.some((c) => c.hasCapacity());
+    const storeId = await this.store.enqueue(
+      { queue: name, body: msg.body, contentType: msg.contentType ?? null, headers: msg.headers, createdAt: msg.timestamp },
+      takeHere ? this.nodeId : undefined,
+    );
+    const q = this.queues.get(name);
+    if (takeHere && q) {
+      q.ready.push({ storeId, msg: withId(msg, 'q' + storeId), redelivered: false });
+      this.dispatch(q);
+    } else if (takeHere) {
+      this.release(undefined, [storeId], name); // its consumers left while it was being written
+    } else {
+      if (q) this.queuePoked(name);
+      this.link?.pokeQueue(name);
     }
-    this.dispatch(q);
     return storeId;
   }
 
   private dispatch(q: QueueState): void {
     while (q.consumers.length > 0) {
       if (q.ready.length === 0) {
-        if (q.backlogInStore) void this.loadBacklog(q);
+        if (q.mayHaveMore) void this.claim(q);
         return;
       }
       const consumer = this.pickConsumer(q);
@@ -479,22 +586,26 @@ export class Broker {
           void this.store.dequeue(entry.storeId).catch((err: unknown) => {
             this.log.error({ err, queue: q.name, id: entry.storeId }, 'could not remove a consumed queue message');
           });
-          return;
+        } else if (q.consumers.length > 0) {
+          q.ready.unshift({ ...entry, redelivered: true });
+          // Let the current call stack finish (e.g. a NACK loop) before dispatching again.
+          setImmediate(() => this.dispatch(q));
+        } else {
+          this.release(q, [entry.storeId]);
         }
-        q.ready.unshift({ ...entry, redelivered: true });
-        // Let the current call stack finish (e.g. a NACK loop) before dispatching again.
-        setImmediate(() => this.dispatch(q));
+        if (q.consumers.length === 0 && q.inflight === 0 && this.queues.get(q.name) === q) this.queues.delete(q.name);
       },
     });
   }
 
-  private async loadBacklog(q: QueueState): Promise<void> {
-    if (q.loading) return;
-    q.loading = true;
-    q.publishedWhileLoading = false;
+  /** Claims waiting messages from the store: a batch alone, a few per ready consumer in a cluster. */
+  private async claim(q: QueueState): Promise<void> {
+    if (q.claiming || !q.consumers.some((c) => c.hasCapacity())) return;
+    q.claiming = true;
+    q.pokedWhileClaiming = false;
+    const limit = this.link ? Math.min(BACKLOG_BATCH, 4 * q.consumers.filter((c) => c.hasCapacity()).length) : BACKLOG_BATCH;
     try {
-      // Skip what is in flight or ready in memory: they are above lastLoadedId or already handed out.
-      const rows = await this.store.loadQueue(q.name, q.lastLoadedId, BACKLOG_BATCH);
+      const rows = await this.store.claimQueue(q.name, this.nodeId, limit);
       for (const r of rows) {
         q.ready.push({
           storeId: r.id,
@@ -508,16 +619,43 @@ export class Broker {
             timestamp: r.createdAt,
           }),
         });
-        q.lastLoadedId = r.id;
       }
-      if (rows.length < BACKLOG_BATCH && !q.publishedWhileLoading) q.backlogInStore = false;
+      if (rows.length < limit && !q.pokedWhileClaiming) q.mayHaveMore = false;
     } catch (err) {
-      this.log.error({ err, queue: q.name }, 'could not read queue backlog');
-      q.loading = false;
+      this.log.error({ err, queue: q.name }, 'could not claim queue messages');
+      q.claiming = false;
       return;
     }
-    q.loading = false;
-    if (q.ready.length > 0 || q.backlogInStore) this.dispatch(q);
+    q.claiming = false;
+    if (q.consumers.length === 0) {
+      // Everyone left while the claim ran.
+      const ids = q.ready.map((e) => e.storeId);
+      q.ready = [];
+      this.release(q, ids);
+      return;
+    }
+    if (q.ready.length > 0 || q.mayHaveMore) this.dispatch(q);
+  }
+
+  /** Hands claimed messages back to the store and tells the other nodes. */
+  private release(q: QueueState | undefined, ids: string[], name = q?.name ?? ''): void {
+    if (ids.length === 0) return;
+    const p = this.store.releaseQueued(ids).then(
+      () => this.link?.pokeQueue(name),
+      (err: unknown) => this.log.error({ err, queue: name }, 'could not release queue messages'),
+    );
+    this.releases.add(p);
+    void p.finally(() => this.releases.delete(p));
+  }
+
+  /** Hands back every claimed, undelivered message (shutdown) and waits for the store. */
+  async releaseAll(): Promise<void> {
+    for (const q of this.queues.values()) {
+      const ids = q.ready.map((e) => e.storeId);
+      q.ready = [];
+      this.release(q, ids);
+    }
+    while (this.releases.size > 0) await Promise.all([...this.releases]);
   }
 
   /** Topic subscriptions on this node (for tests and the console). */

@@ -38,13 +38,21 @@ export interface CoreMessage {
   readonly retain: boolean;
   /** Id of the stored message record (message service) this delivery carries, if any. */
   readonly recordId: string | undefined;
-  /** When set, only subscribers whose principal passes it get the message (thread members). */
-  readonly audience: ((p: Principal) => boolean) | undefined;
+  /**
+   * When set, only these users (ids) and staff (admins, services) get the
+   * message: thread members, `$SYS` readers. Plain data, so it can cross nodes.
+   */
+  readonly audience: ReadonlySet<string> | undefined;
   /** Session that published it (for no-local), if any. */
   readonly publisherSession: string | undefined;
   readonly timestamp: number;
   /** Per-protocol encodings, filled lazily by adapters. */
   readonly encoded: Map<string, Buffer>;
+}
+
+/** Whether `p` may receive a message with this audience. */
+export function inAudience(audience: ReadonlySet<string> | undefined, p: Principal): boolean {
+  return audience === undefined || p.role !== 'user' || audience.has(p.userId);
 }
 
 const BOOT = randomBytes(4).toString('hex');
@@ -66,7 +74,7 @@ export function createMessage(init: {
   replyTo?: string | undefined;
   correlation?: Buffer | undefined;
   retain?: boolean;
-  audience?: ((p: Principal) => boolean) | undefined;
+  audience?: ReadonlySet<string> | undefined;
   id?: string;
   timestamp?: number;
 }): CoreMessage {

@@ -45,26 +45,30 @@ export class TopicIndex<T> {
     n.here.add(sub);
   }
 
-  remove(filter: string, sub: T): void {
+  /** Removes one subscription; returns whether it was there. */
+  remove(filter: string, sub: T): boolean {
     if (!filter.includes('+') && !filter.includes('#')) {
       const set = this.exact.get(filter);
-      if (set?.delete(sub) && set.size === 0) this.exact.delete(filter);
-      return;
+      const removed = set?.delete(sub) ?? false;
+      if (removed && set!.size === 0) this.exact.delete(filter);
+      return removed;
     }
     const levels = filter.split('/');
     const path: [TrieNode<T>, string][] = [];
     let n: TrieNode<T> | undefined = this.root;
+    let removed = false;
     for (const l of levels) {
       if (l === '#') {
-        if (n.hash.delete(sub)) this.wildcardCount--;
+        removed = n.hash.delete(sub);
         break;
       }
       const c: TrieNode<T> | undefined = n.children.get(l);
-      if (!c) return;
+      if (!c) return false;
       path.push([n, l]);
       n = c;
     }
-    if (levels[levels.length - 1] !== '#' && n.here.delete(sub)) this.wildcardCount--;
+    if (levels[levels.length - 1] !== '#') removed = n.here.delete(sub);
+    if (removed) this.wildcardCount--;
     // Prune empty branches.
     for (let i = path.length - 1; i >= 0; i--) {
       const [parent, key] = path[i]!;
@@ -72,6 +76,7 @@ export class TopicIndex<T> {
       if (child.here.size || child.hash.size || child.children.size) break;
       parent.children.delete(key);
     }
+    return removed;
   }
 
   /** Calls `visit` once per (subscriber, matching filter) for a concrete topic. */

@@ -207,6 +207,8 @@ export interface MqttSessionRecord {
   subscriptions: MqttSubscriptionRecord[];
   /** QoS 2 packet ids received from the client and not yet released (PUBREC sent, PUBREL awaited). */
   qos2In: number[];
+  /** The node that holds the session (cluster mode); another node takes it over when the client lands there. */
+  node: string | null;
 }
 
 /** A QoS 1/2 message waiting for a persistent session's client. */
@@ -315,6 +317,12 @@ export interface Store {
   saveMqttSession(session: MqttSessionRecord): Promise<void>;
   deleteMqttSession(clientId: string): Promise<void>;
   listMqttSessions(): Promise<MqttSessionRecord[]>;
+  getMqttSession(clientId: string): Promise<MqttSessionRecord | null>;
+  /**
+   * Makes `node` the holder of every session held by no node or by a node
+   * not in `liveNodes` (stopped or dead); returns those sessions.
+   */
+  adoptMqttSessions(node: string, liveNodes: readonly string[]): Promise<MqttSessionRecord[]>;
   enqueueMqtt(message: Omit<MqttQueuedRecord, 'id'>): Promise<string>;
   /** Records the packet id a waiting message went out with, and whether its PUBREC came back. */
   setMqttQueuedState(id: string, packetId: number, released: boolean): Promise<void>;
@@ -322,10 +330,18 @@ export interface Store {
   loadMqttQueue(clientId: string, limit: number): Promise<MqttQueuedRecord[]>;
   deleteMqttQueued(id: string): Promise<void>;
 
-  /** Keeps a queue message until `dequeue`; returns its id. */
-  enqueue(message: NewQueuedMessage): Promise<string>;
-  /** Up to `limit` messages of a queue with id greater than `afterId` (null: from the start), oldest first. */
-  loadQueue(queue: string, afterId: string | null, limit: number): Promise<QueuedMessage[]>;
+  /** Keeps a queue message until `dequeue`; returns its id. With `claimedBy`, it is stored already claimed by that node. */
+  enqueue(message: NewQueuedMessage, claimedBy?: string): Promise<string>;
+  /**
+   * Claims up to `limit` unclaimed messages of a queue for `owner` (a node),
+   * oldest first. No two claims ever return the same message, whichever
+   * nodes ask at the same time.
+   */
+  claimQueue(queue: string, owner: string, limit: number): Promise<QueuedMessage[]>;
+  /** Hands claimed messages back (their consumer went away); any node may claim them again. */
+  releaseQueued(ids: readonly string[]): Promise<void>;
+  /** Releases every claim of an owner not in `liveOwners` (a stopped or dead node); returns the queues that got messages back. */
+  releaseDeadClaims(liveOwners: readonly string[]): Promise<string[]>;
   /** Removes a consumed queue message. */
   dequeue(id: string): Promise<boolean>;
 }

@@ -13,8 +13,8 @@ export interface StoreFactory {
   reopen?(): Promise<Store>;
 }
 
-export function storeSuite(name: string, factory: StoreFactory): void {
-  describe(`Store contract: ${name}`, () => {
+export function storeSuite(name: string, factory: StoreFactory, skip: string | false = false): void {
+  describe(`Store contract: ${name}`, { skip }, () => {
     let store: Store;
     beforeEach(async () => {
       store = await factory.open();
@@ -308,11 +308,13 @@ export function storeSuite(name: string, factory: StoreFactory): void {
 
     it('keeps persistent MQTT sessions with subscriptions and queued messages, and deletes them together', async () => {
       const sub = { filter: 'a/#', qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0, subscriptionId: null };
-      await store.saveMqttSession({ clientId: 'c1', owner: '{"userId":"1"}', expirySeconds: 60, disconnectedAt: null, subscriptions: [sub], qos2In: [] });
-      await store.saveMqttSession({ clientId: 'c1', owner: '{"userId":"1"}', expirySeconds: 90, disconnectedAt: 5, subscriptions: [sub, { ...sub, filter: 'b' }], qos2In: [7, 9] });
+      await store.saveMqttSession({ clientId: 'c1', owner: '{"userId":"1"}', expirySeconds: 60, disconnectedAt: null, subscriptions: [sub], qos2In: [], node: 'n1' });
+      await store.saveMqttSession({ clientId: 'c1', owner: '{"userId":"1"}', expirySeconds: 90, disconnectedAt: 5, subscriptions: [sub, { ...sub, filter: 'b' }], qos2In: [7, 9], node: 'n2' });
       const all = await store.listMqttSessions();
       assert.equal(all.length, 1);
-      assert.deepEqual([all[0]!.expirySeconds, all[0]!.disconnectedAt, all[0]!.subscriptions.length, all[0]!.qos2In], [90, 5, 2, [7, 9]]);
+      assert.deepEqual([all[0]!.expirySeconds, all[0]!.disconnectedAt, all[0]!.subscriptions.length, all[0]!.qos2In, all[0]!.node], [90, 5, 2, [7, 9], 'n2']);
+      assert.deepEqual(await store.getMqttSession('c1'), all[0]);
+      assert.equal(await store.getMqttSession('nope'), null);
       const q1 = await store.enqueueMqtt({ clientId: 'c1', topic: 'a/x', body: Buffer.from('1'), qos: 1, properties: '{}', createdAt: 6, packetId: null, released: false });
       const q2 = await store.enqueueMqtt({ clientId: 'c1', topic: 'a/y', body: Buffer.from('2'), qos: 2, properties: '{}', createdAt: 7, packetId: 3, released: false });
       await store.setMqttQueuedState(q2, 4, true);
@@ -325,24 +327,54 @@ export function storeSuite(name: string, factory: StoreFactory): void {
       assert.deepEqual(await store.loadMqttQueue('c1', 10), [], 'queued messages go with the session');
     });
 
-    it('keeps queue messages in order until dequeued, per queue', async () => {
+    it('lets a node adopt the MQTT sessions of stopped or dead nodes, and only those', async () => {
+      const rec = { owner: '{}', expirySeconds: 60, disconnectedAt: 1, subscriptions: [], qos2In: [] };
+      await store.saveMqttSession({ ...rec, clientId: 'a', node: 'live' });
+      await store.saveMqttSession({ ...rec, clientId: 'b', node: 'dead' });
+      await store.saveMqttSession({ ...rec, clientId: 'c', node: null });
+      const adopted = await store.adoptMqttSessions('me', ['live', 'me']);
+      assert.deepEqual(adopted.map((r) => [r.clientId, r.node]), [['b', 'me'], ['c', 'me']]);
+      assert.equal((await store.getMqttSession('a'))?.node, 'live');
+      assert.deepEqual(await store.adoptMqttSessions('other', ['live', 'me', 'other']), [], 'nothing left to adopt');
+    });
+
+    it('keeps queue messages in order until dequeued, per queue, each claimed by one node', async () => {
       const body = Buffer.from([1, 0, 2, 255]);
       const a1 = await store.enqueue({ queue: 'jobs', body, contentType: 'application/octet-stream', headers: [['x', '1'], ['x', '2']], createdAt: 5 });
       const b1 = await store.enqueue({ queue: 'other', body: Buffer.from('b'), contentType: null, headers: [], createdAt: 6 });
       const a2 = await store.enqueue({ queue: 'jobs', body: Buffer.from('second'), contentType: null, headers: [], createdAt: 7 });
-      const all = await store.loadQueue('jobs', null, 10);
-      assert.deepEqual(all.map((m) => m.id), [a1, a2]);
-      assert.deepEqual(all[0]!.body, body);
-      assert.deepEqual(all[0]!.headers, [['x', '1'], ['x', '2']]);
-      assert.equal(all[0]!.contentType, 'application/octet-stream');
-      assert.equal(all[1]!.contentType, null);
-      assert.deepEqual((await store.loadQueue('jobs', a1, 10)).map((m) => m.id), [a2]);
-      assert.deepEqual((await store.loadQueue('jobs', null, 1)).map((m) => m.id), [a1]);
+      const a3 = await store.enqueue({ queue: 'jobs', body: Buffer.from('mine'), contentType: null, headers: [], createdAt: 8 }, 'n1');
+      const first = await store.claimQueue('jobs', 'n1', 1);
+      assert.deepEqual(first.map((m) => m.id), [a1]);
+      assert.deepEqual(first[0]!.body, body);
+      assert.deepEqual(first[0]!.headers, [['x', '1'], ['x', '2']]);
+      assert.equal(first[0]!.contentType, 'application/octet-stream');
+      const second = await store.claimQueue('jobs', 'n2', 10);
+      assert.deepEqual(second.map((m) => m.id), [a2], 'claimed and pre-claimed messages are not handed out again');
+      assert.equal(second[0]!.contentType, null);
+      assert.deepEqual(await store.claimQueue('jobs', 'n2', 10), []);
+      await store.releaseQueued([a2]);
+      assert.deepEqual((await store.claimQueue('jobs', 'n3', 10)).map((m) => m.id), [a2], 'a released message can be claimed again');
       assert.equal(await store.dequeue(a1), true);
       assert.equal(await store.dequeue(a1), false);
-      assert.deepEqual((await store.loadQueue('jobs', null, 10)).map((m) => m.id), [a2]);
-      assert.deepEqual((await store.loadQueue('other', null, 10)).map((m) => m.id), [b1]);
+      assert.deepEqual(await store.releaseDeadClaims(['n1']), ['jobs'], 'n3 is gone: its claim is released');
+      assert.deepEqual((await store.claimQueue('jobs', 'n1', 10)).map((m) => m.id), [a2]);
+      assert.deepEqual(await store.releaseDeadClaims(['n1']), []);
+      assert.deepEqual(await store.releaseDeadClaims([]), ['jobs']);
+      assert.deepEqual((await store.claimQueue('jobs', 'n4', 10)).map((m) => m.id), [a2, a3]);
+      assert.deepEqual((await store.claimQueue('other', 'n4', 10)).map((m) => m.id), [b1]);
       assert.equal(await store.dequeue('garbage'), false);
+      await store.releaseQueued(['garbage']);
+    });
+
+    it('never hands one queue message to two concurrent claims', async () => {
+      const ids: string[] = [];
+      for (let i = 0; i < 60; i++) ids.push(await store.enqueue({ queue: 'race', body: Buffer.from(String(i)), contentType: null, headers: [], createdAt: i }));
+      const claims = await Promise.all(Array.from({ length: 12 }, (_, i) => store.claimQueue('race', `n${i % 3}`, 7)));
+      const got = claims.flat().map((m) => m.id);
+      assert.equal(new Set(got).size, got.length, 'no message claimed twice');
+      const rest = await store.claimQueue('race', 'late', 100);
+      assert.deepEqual([...got, ...rest.map((m) => m.id)].sort(), [...ids].sort(), 'every message claimed exactly once');
     });
 
     if (factory.reopen) {

@@ -14,7 +14,7 @@ import { AuthError, type Principal } from '../../core/auth.js';
 import type { Consumer, Delivery } from '../../core/broker.js';
 import type { AclSubject } from '../../core/acl.js';
 import { filterProblem, topicMatches } from '../../core/destination.js';
-import { createMessage, type CoreMessage, type HeaderList } from '../../core/message.js';
+import { createMessage, inAudience, type CoreMessage, type HeaderList } from '../../core/message.js';
 import type { CloseReason, Protocol, Session } from '../../core/session.js';
 import type { MqttShared } from './index.js';
 import { mqttTopicOf, publishProperties, type PersistedProperties } from './sessions.js';
@@ -536,7 +536,7 @@ export class MqttConnection implements Session {
       const rh = s.rh ?? 0;
       if (mailbox === undefined && share === undefined && (rh === 0 || (rh === 1 && !existing))) {
         for (const r of this.shared.retained.matching(filter)) {
-          if (r.msg.audience && !r.msg.audience(this.principal)) continue;
+          if (!inAudience(r.msg.audience, this.principal)) continue;
           this.deliver(sub, r.msg, { redelivered: false, settle: undefined }, true, r.qos);
         }
       }

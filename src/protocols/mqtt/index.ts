@@ -91,7 +91,7 @@ function startSysTopics(ctx: HeraldContext, retained: RetainedMessages): NodeJS.
   const every = ctx.config.sysIntervalSeconds;
   if (every === 0) return undefined;
   const started = Date.now();
-  const audience = (p: { role: string }): boolean => p.role !== 'user';
+  const audience: ReadonlySet<string> = new Set(); // staff only
   const counterValue = async (name: 'herald_messages_in_total' | 'herald_messages_out_total'): Promise<number> => {
     const m = await ctx.metrics.registry.getSingleMetric(name)?.get();
     return (m?.values ?? []).reduce((sum, v) => sum + v.value, 0);

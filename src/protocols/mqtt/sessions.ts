@@ -133,6 +133,7 @@ export class PersistentSessions {
       disconnectedAt: null,
       subscriptions,
       qos2In,
+      node: this.ctx.broker.nodeId,
     };
     this.sessions.set(clientId, { record, principal, offline: [], expiry: undefined });
     await this.flush();

@@ -181,4 +181,14 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
       ALTER TABLE mqtt_sessions ADD COLUMN qos2_in TEXT NOT NULL DEFAULT '[]';
     `,
   },
+  {
+    version: 7,
+    sql: `
+      -- Cluster-ready claims: a queue message belongs to the node that took it until acked or released;
+      -- a persistent MQTT session is held by one node.
+      ALTER TABLE queue_messages ADD COLUMN claimed_by TEXT;
+      CREATE INDEX queue_messages_free ON queue_messages (queue, claimed_by, id);
+      ALTER TABLE mqtt_sessions ADD COLUMN node TEXT;
+    `,
+  },
 ];

@@ -95,6 +95,24 @@ const toThreadMessage = (r: ThreadMessageRow): ThreadMessageRecord => ({
   createdAt: r.created_at,
   recalled: r.recalled !== 0,
 });
+interface MqttSessionRow {
+  client_id: string;
+  owner: string;
+  expiry_seconds: number;
+  disconnected_at: number | null;
+  subscriptions: string;
+  qos2_in: string;
+  node: string | null;
+}
+const toMqttSession = (r: MqttSessionRow): MqttSessionRecord => ({
+  clientId: r.client_id,
+  owner: r.owner,
+  expirySeconds: r.expiry_seconds,
+  disconnectedAt: r.disconnected_at,
+  subscriptions: JSON.parse(r.subscriptions) as MqttSubscriptionRecord[],
+  qos2In: JSON.parse(r.qos2_in) as number[],
+  node: r.node,
+});
 interface ReceiptRow {
   message_id: number;
   receiver: string;
@@ -203,12 +221,15 @@ export class SqliteStore implements Store {
              < (CASE ? WHEN 'PENDING' THEN 0 WHEN 'DELIVERED' THEN 1 ELSE 2 END)`,
       ),
       deleteMessage: db.prepare<[number]>('DELETE FROM messages WHERE id = ?'),
-      enqueue: db.prepare<[string, Buffer, string | null, string, number]>(
-        'INSERT INTO queue_messages (queue, body, content_type, headers, created_at) VALUES (?, ?, ?, ?, ?)',
+      enqueue: db.prepare<[string, Buffer, string | null, string, number, string | null]>(
+        'INSERT INTO queue_messages (queue, body, content_type, headers, created_at, claimed_by) VALUES (?, ?, ?, ?, ?, ?)',
       ),
-      loadQueue: db.prepare<[string, number, number], QueueRow>(
-        'SELECT * FROM queue_messages WHERE queue = ? AND id > ? ORDER BY id LIMIT ?',
+      claimQueue: db.prepare<[string, string, number], QueueRow>(
+        `UPDATE queue_messages SET claimed_by = ? WHERE id IN
+           (SELECT id FROM queue_messages WHERE queue = ? AND claimed_by IS NULL ORDER BY id LIMIT ?)
+         RETURNING *`,
       ),
+      releaseQueued: db.prepare<[number]>('UPDATE queue_messages SET claimed_by = NULL WHERE id = ?'),
       dequeue: db.prepare<[number]>('DELETE FROM queue_messages WHERE id = ?'),
     };
   }
@@ -636,12 +657,12 @@ export class SqliteStore implements Store {
 
   async saveMqttSession(m: MqttSessionRecord): Promise<void> {
     this.db
-      .prepare<[string, string, number, number | null, string, string]>(
-        `INSERT INTO mqtt_sessions (client_id, owner, expiry_seconds, disconnected_at, subscriptions, qos2_in) VALUES (?, ?, ?, ?, ?, ?)
+      .prepare<[string, string, number, number | null, string, string, string | null]>(
+        `INSERT INTO mqtt_sessions (client_id, owner, expiry_seconds, disconnected_at, subscriptions, qos2_in, node) VALUES (?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (client_id) DO UPDATE SET owner = excluded.owner, expiry_seconds = excluded.expiry_seconds,
-           disconnected_at = excluded.disconnected_at, subscriptions = excluded.subscriptions, qos2_in = excluded.qos2_in`,
+           disconnected_at = excluded.disconnected_at, subscriptions = excluded.subscriptions, qos2_in = excluded.qos2_in, node = excluded.node`,
       )
-      .run(m.clientId, m.owner, m.expirySeconds, m.disconnectedAt, JSON.stringify(m.subscriptions), JSON.stringify(m.qos2In));
+      .run(m.clientId, m.owner, m.expirySeconds, m.disconnectedAt, JSON.stringify(m.subscriptions), JSON.stringify(m.qos2In), m.node);
   }
 
   async deleteMqttSession(clientId: string): Promise<void> {
@@ -649,19 +670,22 @@ export class SqliteStore implements Store {
   }
 
   async listMqttSessions(): Promise<MqttSessionRecord[]> {
+    return this.db.prepare<[], MqttSessionRow>('SELECT * FROM mqtt_sessions ORDER BY client_id').all().map(toMqttSession);
+  }
+
+  async getMqttSession(clientId: string): Promise<MqttSessionRecord | null> {
+    const r = this.db.prepare<[string], MqttSessionRow>('SELECT * FROM mqtt_sessions WHERE client_id = ?').get(clientId);
+    return r ? toMqttSession(r) : null;
+  }
+
+  async adoptMqttSessions(node: string, liveNodes: readonly string[]): Promise<MqttSessionRecord[]> {
     return this.db
-      .prepare<[], { client_id: string; owner: string; expiry_seconds: number; disconnected_at: number | null; subscriptions: string; qos2_in: string }>(
-        'SELECT * FROM mqtt_sessions ORDER BY client_id',
+      .prepare<[string, string], MqttSessionRow>(
+        'UPDATE mqtt_sessions SET node = ? WHERE node IS NULL OR node NOT IN (SELECT value FROM json_each(?)) RETURNING *',
       )
-      .all()
-      .map((r) => ({
-        clientId: r.client_id,
-        owner: r.owner,
-        expirySeconds: r.expiry_seconds,
-        disconnectedAt: r.disconnected_at,
-        subscriptions: JSON.parse(r.subscriptions) as MqttSubscriptionRecord[],
-        qos2In: JSON.parse(r.qos2_in) as number[],
-      }));
+      .all(node, JSON.stringify(liveNodes))
+      .map(toMqttSession)
+      .sort((a, b) => (a.clientId < b.clientId ? -1 : 1));
   }
 
   async enqueueMqtt(m: Omit<MqttQueuedRecord, 'id'>): Promise<string> {
@@ -704,21 +728,44 @@ export class SqliteStore implements Store {
     if (n !== null) this.db.prepare<[number]>('DELETE FROM mqtt_queue WHERE id = ?').run(n);
   }
 
-  async enqueue(m: NewQueuedMessage): Promise<string> {
-    const info = this.stmts.enqueue.run(m.queue, m.body, m.contentType, JSON.stringify(m.headers), m.createdAt);
+  async enqueue(m: NewQueuedMessage, claimedBy?: string): Promise<string> {
+    const info = this.stmts.enqueue.run(m.queue, m.body, m.contentType, JSON.stringify(m.headers), m.createdAt, claimedBy ?? null);
     return String(info.lastInsertRowid);
   }
 
-  async loadQueue(queue: string, afterId: string | null, limit: number): Promise<QueuedMessage[]> {
-    const after = afterId === null ? 0 : (rowId(afterId) ?? 0);
-    return this.stmts.loadQueue.all(queue, after, limit).map((r) => ({
-      id: String(r.id),
-      queue: r.queue,
-      body: r.body,
-      contentType: r.content_type,
-      headers: JSON.parse(r.headers) as [string, string][],
-      createdAt: r.created_at,
-    }));
+  async claimQueue(queue: string, owner: string, limit: number): Promise<QueuedMessage[]> {
+    return this.stmts.claimQueue
+      .all(owner, queue, limit)
+      .sort((a, b) => a.id - b.id)
+      .map((r) => ({
+        id: String(r.id),
+        queue: r.queue,
+        body: r.body,
+        contentType: r.content_type,
+        headers: JSON.parse(r.headers) as [string, string][],
+        createdAt: r.created_at,
+      }));
+  }
+
+  async releaseQueued(ids: readonly string[]): Promise<void> {
+    this.db.transaction(() => {
+      for (const id of ids) {
+        const n = rowId(id);
+        if (n !== null) this.stmts.releaseQueued.run(n);
+      }
+    })();
+  }
+
+  async releaseDeadClaims(liveOwners: readonly string[]): Promise<string[]> {
+    const live = JSON.stringify(liveOwners);
+    return this.db
+      .prepare<[string], { queue: string }>(
+        `UPDATE queue_messages SET claimed_by = NULL
+         WHERE claimed_by IS NOT NULL AND claimed_by NOT IN (SELECT value FROM json_each(?)) RETURNING queue`,
+      )
+      .all(live)
+      .map((r) => r.queue)
+      .filter((q, i, all) => all.indexOf(q) === i);
   }
 
   async dequeue(id: string): Promise<boolean> {

@@ -1,0 +1,154 @@
+/**
+ * PostgreSQL schema, versioned like SQLite's (a released migration never
+ * changes). Times are milliseconds since the epoch in BIGINT, as in SQLite;
+ * ids are BIGSERIAL. Every node runs the migrations at start under one
+ * advisory lock, so nodes starting together do not race.
+ */
+import type { Migration } from '../sqlite/migrations.js';
+
+export const POSTGRES_MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    sql: `
+      CREATE TABLE users (
+        id            BIGSERIAL PRIMARY KEY,
+        name          TEXT NOT NULL UNIQUE,
+        role          TEXT NOT NULL CHECK (role IN ('user', 'admin', 'service')),
+        password_hash TEXT NOT NULL,
+        disabled      BOOLEAN NOT NULL DEFAULT FALSE,
+        created_at    BIGINT NOT NULL
+      );
+
+      CREATE TABLE tokens (
+        hash         TEXT PRIMARY KEY,
+        user_id      TEXT NOT NULL,
+        created_at   BIGINT NOT NULL,
+        last_used_at BIGINT NOT NULL,
+        expires_at   BIGINT,
+        idle_expiry  BOOLEAN NOT NULL
+      );
+      CREATE INDEX tokens_user ON tokens (user_id);
+
+      CREATE TABLE messages (
+        id         BIGSERIAL PRIMARY KEY,
+        sender     TEXT NOT NULL,
+        title      TEXT NOT NULL,
+        content    TEXT NOT NULL,
+        type       TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+      );
+      CREATE INDEX messages_created ON messages (created_at);
+      CREATE INDEX messages_sender ON messages (sender);
+
+      CREATE TABLE message_receivers (
+        message_id BIGINT NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        receiver   TEXT NOT NULL,
+        status     TEXT NOT NULL CHECK (status IN ('PENDING', 'DELIVERED', 'READ')),
+        updated_at BIGINT NOT NULL,
+        PRIMARY KEY (message_id, receiver)
+      );
+      CREATE INDEX message_receivers_inbox ON message_receivers (receiver, status, message_id);
+
+      CREATE TABLE queue_messages (
+        id           BIGSERIAL PRIMARY KEY,
+        queue        TEXT NOT NULL,
+        body         BYTEA NOT NULL,
+        content_type TEXT,
+        headers      TEXT NOT NULL,
+        created_at   BIGINT NOT NULL,
+        claimed_by   TEXT
+      );
+      CREATE INDEX queue_messages_free ON queue_messages (queue, id) WHERE claimed_by IS NULL;
+      CREATE INDEX queue_messages_claimed ON queue_messages (claimed_by) WHERE claimed_by IS NOT NULL;
+
+      CREATE TABLE threads (
+        id               BIGSERIAL PRIMARY KEY,
+        topic            TEXT NOT NULL UNIQUE,
+        status           TEXT NOT NULL CHECK (status IN ('OPEN', 'CLOSED')),
+        created_by       TEXT NOT NULL,
+        created_at       BIGINT NOT NULL,
+        last_activity_at BIGINT NOT NULL,
+        closed_at        BIGINT
+      );
+      CREATE INDEX threads_activity ON threads (status, last_activity_at);
+
+      CREATE TABLE thread_members (
+        thread_id BIGINT NOT NULL REFERENCES threads (id) ON DELETE CASCADE,
+        user_id   TEXT NOT NULL,
+        role      TEXT NOT NULL CHECK (role IN ('visitor', 'agent')),
+        PRIMARY KEY (thread_id, user_id)
+      );
+      CREATE INDEX thread_members_user ON thread_members (user_id);
+
+      CREATE TABLE thread_messages (
+        seq        BIGSERIAL PRIMARY KEY,
+        thread_id  BIGINT NOT NULL REFERENCES threads (id) ON DELETE CASCADE,
+        uid        TEXT NOT NULL,
+        type       TEXT NOT NULL,
+        author     TEXT NOT NULL,
+        body       TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        recalled   BOOLEAN NOT NULL DEFAULT FALSE,
+        UNIQUE (thread_id, uid)
+      );
+      CREATE INDEX thread_messages_thread ON thread_messages (thread_id, seq);
+
+      CREATE TABLE thread_receipts (
+        thread_id  BIGINT NOT NULL,
+        uid        TEXT NOT NULL,
+        user_id    TEXT NOT NULL,
+        status     TEXT NOT NULL CHECK (status IN ('DELIVERED', 'READ')),
+        updated_at BIGINT NOT NULL,
+        PRIMARY KEY (thread_id, uid, user_id),
+        FOREIGN KEY (thread_id, uid) REFERENCES thread_messages (thread_id, uid) ON DELETE CASCADE
+      );
+
+      CREATE TABLE apps (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL,
+        client_id   TEXT NOT NULL UNIQUE,
+        secret_hash TEXT NOT NULL,
+        created_at  BIGINT NOT NULL
+      );
+      CREATE TABLE app_tokens (
+        hash       TEXT PRIMARY KEY,
+        kind       TEXT NOT NULL CHECK (kind IN ('app', 'user')),
+        app_id     TEXT NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+        username   TEXT,
+        cid        TEXT,
+        expires_at BIGINT NOT NULL
+      );
+      CREATE INDEX app_tokens_expiry ON app_tokens (expires_at);
+
+      CREATE TABLE retained (
+        topic      TEXT PRIMARY KEY,
+        body       BYTEA NOT NULL,
+        qos        INTEGER NOT NULL,
+        properties TEXT NOT NULL,
+        updated_at BIGINT NOT NULL
+      );
+
+      CREATE TABLE mqtt_sessions (
+        client_id       TEXT PRIMARY KEY,
+        owner           TEXT NOT NULL,
+        expiry_seconds  BIGINT NOT NULL,
+        disconnected_at BIGINT,
+        subscriptions   TEXT NOT NULL,
+        qos2_in         TEXT NOT NULL DEFAULT '[]',
+        node            TEXT
+      );
+      CREATE TABLE mqtt_queue (
+        id         BIGSERIAL PRIMARY KEY,
+        client_id  TEXT NOT NULL REFERENCES mqtt_sessions (client_id) ON DELETE CASCADE,
+        topic      TEXT NOT NULL,
+        body       BYTEA NOT NULL,
+        qos        INTEGER NOT NULL,
+        properties TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        packet_id  INTEGER,
+        released   BOOLEAN NOT NULL DEFAULT FALSE
+      );
+      CREATE INDEX mqtt_queue_client ON mqtt_queue (client_id, id);
+    `,
+  },
+];
