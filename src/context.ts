@@ -7,6 +7,8 @@ import type { Broker } from './core/broker.js';
 import type { Metrics } from './core/metrics.js';
 import type { SessionRegistry } from './core/session.js';
 import type { Logger } from './log.js';
+import type { Cluster } from './bus/cluster.js';
+import type { Presence } from './core/presence.js';
 import type { Store } from './store/store.js';
 import type { Listeners } from './transports/listeners.js';
 
@@ -22,6 +24,12 @@ export interface HeraldContext {
   /** The message service (seed 002): stored per-user messages with delivery status. */
   readonly messages: MessageService;
   readonly metrics: Metrics;
+  /** This node's id (cluster presence, queue claims, MQTT session holds). */
+  readonly nodeId: string;
+  /** Who is connected, on every node. */
+  readonly presence: Presence;
+  /** Cluster mode: the link to the other nodes; undefined on a single node. */
+  readonly cluster: Cluster | undefined;
   readonly http: FastifyInstance;
   readonly listeners: Listeners;
 }

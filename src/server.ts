@@ -28,7 +28,11 @@ import { registerMqtt, type MqttShared } from './protocols/mqtt/index.js';
 import { MqttApps } from './apps/mqtt-apps.js';
 import { registerAppRoutes } from './http/apps.js';
 import { SqliteStore } from './store/sqlite/sqlite-store.js';
-import type { Store } from './store/store.js';
+import { PostgresStore } from './store/postgres/postgres-store.js';
+import { Cluster, defaultNodeId } from './bus/cluster.js';
+import { redactUrl } from './bus/redis-bus.js';
+import { LocalPresence, type Presence } from './core/presence.js';
+import { DuplicateError, type Store } from './store/store.js';
 import { NetworkListeners, type BoundAddress } from './transports/listeners.js';
 
 export interface StartOptions {
@@ -40,18 +44,27 @@ export interface StartOptions {
 }
 
 
-function openStore(config: Config): Store {
-  if (config.databaseUrl) {
-    throw new ConfigError(
-      `databaseUrl = ${JSON.stringify(config.databaseUrl)}: PostgreSQL is not available in this build yet; unset HERALD_DATABASE_URL to use the embedded SQLite store`,
-    );
+/**
+ * SQLite by default; PostgreSQL when databaseUrl is set. An unreachable
+ * PostgreSQL is retried with back-off for a minute, saying so each time,
+ * before start-up gives up.
+ */
+async function openStore(config: Config, log: Logger): Promise<Store> {
+  if (!config.databaseUrl) return new SqliteStore({ dataDir: config.dataDir, synchronous: config.sqliteSynchronous as 'FULL' | 'NORMAL' });
+  if (!/^postgres(ql)?:\/\//.test(config.databaseUrl)) {
+    throw new ConfigError(`databaseUrl must be a postgres:// or postgresql:// URL (got ${JSON.stringify(redactUrl(config.databaseUrl))})`);
   }
-  if (config.redisUrl) {
-    throw new ConfigError(
-      `redisUrl = ${JSON.stringify(config.redisUrl)}: the Redis bus is not available in this build yet; unset HERALD_REDIS_URL to run a single node`,
-    );
+  const giveUpAt = Date.now() + 60_000;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await PostgresStore.open({ connectionString: config.databaseUrl, poolSize: config.databasePoolSize });
+    } catch (err) {
+      const where = redactUrl(config.databaseUrl);
+      if (Date.now() >= giveUpAt) throw new Error(`PostgreSQL at ${where} is unreachable: ${(err as Error).message}`);
+      log.error({ url: where, attempt, err: (err as Error).message }, 'PostgreSQL unreachable; retrying');
+      await new Promise((r) => setTimeout(r, Math.min(250 * 2 ** attempt, 5000)));
+    }
   }
-  return new SqliteStore({ dataDir: config.dataDir, synchronous: config.sqliteSynchronous as 'FULL' | 'NORMAL' });
 }
 
 export class HeraldServer {
@@ -86,30 +99,56 @@ export class HeraldServer {
     const startedAt = clock.now();
 
     const metrics = new Metrics();
-    const store = timedStore(openStore(config), metrics);
+    const nodeId = defaultNodeId(config.nodeName);
+    const store = timedStore(await openStore(config, log), metrics);
+    let cluster: Cluster | undefined;
+    if (config.redisUrl) {
+      try {
+        cluster = new Cluster({
+          redisUrl: config.redisUrl,
+          name: config.clusterName,
+          nodeId,
+          ttlMs: config.presenceTtlSeconds * 1000,
+          startedAt,
+          log: log.child({ component: 'cluster' }),
+          metrics,
+          loginLimit: config.loginMaxAttempts,
+          loginWindowMs: config.loginWindowSeconds * 1000,
+        });
+      } catch (err) {
+        await store.close();
+        throw new ConfigError((err as Error).message);
+      }
+    } else {
+      // A single node owns everything: claims left by an earlier run are free again.
+      await store.releaseDeadClaims([nodeId]);
+    }
     const auth = new Auth(store, config, clock, log.child({ component: 'auth' }));
     try {
       await auth.start();
       await ensureAdmin(store, auth, config, log, announce);
     } catch (err) {
       auth.stop();
+      await cluster?.stop();
       await store.close();
       throw err;
     }
     const sessions = new SessionRegistry(auth, metrics);
+    const presence: Presence = cluster ?? new LocalPresence(sessions, nodeId, startedAt);
     const network = new NetworkListeners(log.child({ component: 'net' }));
     const broker = new Broker(store, log.child({ component: 'broker' }), {
       queueMemoryMessages: 10_000,
       parkedPerUser: 1000,
       maxRedeliveries: 10,
-    });
+    }, nodeId);
     registerTestEcho(broker);
-    const messages = new MessageService(store, broker, sessions, config, clock, log.child({ component: 'messages' }));
+    const messages = new MessageService(store, broker, presence, config, clock, log.child({ component: 'messages' }));
     messages.start();
     const threads = new ThreadService(store, broker, config, clock, log.child({ component: 'threads' }));
     threads.start();
     const apps = new MqttApps(store, config, clock);
-    const base = { config, log, clock, store, auth, sessions, metrics, broker, messages };
+    cluster?.start({ store, broker, auth, sessions, threads });
+    const base = { config, log, clock, store, auth, sessions, metrics, broker, messages, nodeId, presence, cluster };
     const http = createHttpApp(base);
     const ctx: HeraldContext = { ...base, http, listeners: network };
 
@@ -128,6 +167,7 @@ export class HeraldServer {
       registerStomp(ctx);
       registerJsonWebSocket(ctx);
       mqtt = await registerMqtt(ctx, apps);
+      cluster?.attachMqtt(mqtt);
 
       http.server.on('upgrade', (req, socket, head) => network.handleUpgrade(req, socket, head));
       await http.listen({ host: config.host, port: config.httpPort });
@@ -141,11 +181,12 @@ export class HeraldServer {
       messages.stop();
       threads.stop();
       mqtt?.stop();
+      await cluster?.stop();
       await store.close();
       throw err;
     }
     for (const a of addresses) announce(`listening ${a.name} ${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`);
-    log.info({ addresses, store: store.kind }, 'herald started');
+    log.info({ addresses, store: store.kind, node: nodeId, cluster: cluster ? config.clusterName : undefined }, 'herald started');
     server = new HeraldServer(ctx, network, threads, mqtt, addresses);
     return server;
   }
@@ -174,6 +215,10 @@ export class HeraldServer {
     this.ctx.messages.stop();
     this.threads.stop();
     this.mqtt.stop();
+    // Queue messages this node claimed but did not deliver go back for the other nodes (or the next start).
+    await this.ctx.broker.releaseAll();
+    await this.mqtt.sessions.flush();
+    await this.ctx.cluster?.stop();
     await store.close();
     log.info('stopped');
   }
@@ -189,7 +234,13 @@ async function ensureAdmin(
 ): Promise<void> {
   if ((await store.countUsers()) > 0) return;
   const password = config.adminPassword || randomPassword();
-  await auth.createUser('admin', password, 'admin');
+  try {
+    await auth.createUser('admin', password, 'admin');
+  } catch (err) {
+    // Another node of the cluster, starting at the same moment, made it first.
+    if (err instanceof DuplicateError) return;
+    throw err;
+  }
   if (config.adminPassword) {
     log.info('created user "admin" with the password from adminPassword');
   } else {

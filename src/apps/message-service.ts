@@ -13,7 +13,7 @@ import type { Config } from '../config.js';
 import type { Principal } from '../core/auth.js';
 import type { Broker } from '../core/broker.js';
 import { createMessage, type CoreMessage } from '../core/message.js';
-import type { SessionRegistry } from '../core/session.js';
+import type { Presence } from '../core/presence.js';
 import type { Logger } from '../log.js';
 import type { Clock } from '../clock.js';
 import type { DeliveryStatus, Store, StoredMessage } from '../store/store.js';
@@ -65,7 +65,8 @@ export class MessageService {
   constructor(
     private readonly store: Store,
     private readonly broker: Broker,
-    private readonly sessions: SessionRegistry,
+    /** Who is online, on every node: a broadcast goes to them. */
+    private readonly presence: Presence,
     private readonly config: Config,
     private readonly clock: Clock,
     private readonly log: Logger,
@@ -105,7 +106,7 @@ export class MessageService {
     const unknownReceivers: string[] = [];
     let receivers: string[];
     if (req.receivers === undefined) {
-      receivers = [...new Set([...this.sessions.all()].map((s) => s.principal.userId))];
+      receivers = await this.presence.onlineUsers();
     } else {
       const found = new Set<string>();
       for (const r of req.receivers) {

@@ -70,7 +70,20 @@ export function isRole(value: unknown): value is Role {
   return typeof value === 'string' && (ROLES as readonly string[]).includes(value);
 }
 
+/** A change other nodes must apply at once (cluster mode). */
+export type CredentialChange = { kind: 'tokens'; hashes: string[]; userId?: string } | { kind: 'user'; userId: string };
+
+/** Failed-login counting shared by every node (cluster mode: Redis). */
+export interface SharedFailureCounter {
+  blockedFor(key: string): Promise<number>;
+  hit(key: string): Promise<void>;
+  reset(key: string): Promise<void>;
+}
+
 export class Auth {
+  /** Told of every revocation and user change made on this node (cluster mode passes them on). */
+  onCredentialChange: ((change: CredentialChange) => void) | undefined;
+  private shared: { byName: SharedFailureCounter; byAddress: SharedFailureCounter } | undefined;
   private readonly idleMs: number;
   /** Touches closer together than this reach the store as one write. */
   private readonly touchPersistMs: number;
@@ -131,10 +144,33 @@ export class Auth {
     return this.store.updateUser(userId, { passwordHash: await hashPassword(password) });
   }
 
+  /** Counts failed logins across the cluster instead of per node. */
+  useSharedFailureCounters(byName: SharedFailureCounter, byAddress: SharedFailureCounter): void {
+    this.shared = { byName, byAddress };
+  }
+
+  /** How long a name or address must wait: the cluster's count, or this node's when that cannot be read. */
+  private async loginWait(nameKey: string, address: string): Promise<number> {
+    const local = Math.max(this.failuresByName.blockedFor(nameKey), this.failuresByAddress.blockedFor(address));
+    if (!this.shared) return local;
+    try {
+      const [a, b] = await Promise.all([this.shared.byName.blockedFor(nameKey), this.shared.byAddress.blockedFor(address)]);
+      return Math.max(a, b, local);
+    } catch {
+      return local;
+    }
+  }
+
+  private async loginFailed(nameKey: string, address: string): Promise<void> {
+    this.failuresByName.hit(nameKey);
+    this.failuresByAddress.hit(address);
+    if (this.shared) await Promise.all([this.shared.byName.hit(nameKey), this.shared.byAddress.hit(address)]).catch(() => undefined);
+  }
+
   /** Checks a user name and password; rate-limited per name and per address. */
   async checkPassword(name: string, password: string, address: string): Promise<UserRecord> {
     const nameKey = name.toLowerCase();
-    const wait = Math.max(this.failuresByName.blockedFor(nameKey), this.failuresByAddress.blockedFor(address));
+    const wait = await this.loginWait(nameKey, address);
     if (wait > 0) {
       const seconds = Math.ceil(wait / 1000);
       throw new AuthError('rate_limited', `too many failed logins; try again in ${seconds} s`, seconds);
@@ -143,12 +179,12 @@ export class Auth {
     // Hash even for unknown users so timing does not reveal which names exist.
     const ok = user ? await verifyPassword(password, user.passwordHash) : await verifyPassword(password, DUMMY_HASH);
     if (!user || !ok) {
-      this.failuresByName.hit(nameKey);
-      this.failuresByAddress.hit(address);
+      await this.loginFailed(nameKey, address);
       throw new AuthError('bad_credentials', 'wrong user name or password');
     }
     if (user.disabled) throw new AuthError('user_disabled', `user "${name}" is disabled; ask an administrator`);
     this.failuresByName.reset(nameKey);
+    await this.shared?.byName.reset(nameKey).catch(() => undefined);
     return user;
   }
 
@@ -360,6 +396,7 @@ export class Auth {
     this.forget(hash);
     const existed = await this.store.deleteToken(hash);
     this.fire(hash, 'revoked');
+    this.onCredentialChange?.({ kind: 'tokens', hashes: [hash] });
     return existed;
   }
 
@@ -368,12 +405,26 @@ export class Auth {
     const hashes = await this.store.deleteTokensOfUser(userId);
     for (const [hash, cached] of this.tokens) if (cached.user.id === userId) this.tokens.delete(hash);
     for (const hash of hashes) this.fire(hash, 'revoked');
+    this.onCredentialChange?.({ kind: 'tokens', hashes, userId });
     return hashes.length;
   }
 
   /** Drops cached user data after a change (role, disabled) so the next call reads the store. */
   invalidateUser(userId: string): void {
     for (const [hash, cached] of this.tokens) if (cached.user.id === userId) this.tokens.delete(hash);
+    this.onCredentialChange?.({ kind: 'user', userId });
+  }
+
+  /** A revocation or user change made on another node: the same effect here, at once. */
+  applyRemoteChange(change: CredentialChange): void {
+    const userId = change.kind === 'user' ? change.userId : change.userId;
+    if (userId !== undefined) for (const [hash, cached] of this.tokens) if (cached.user.id === userId) this.tokens.delete(hash);
+    if (change.kind === 'tokens') {
+      for (const hash of change.hashes) {
+        this.forget(hash);
+        this.fire(hash, 'revoked');
+      }
+    }
   }
 }
 

@@ -200,6 +200,8 @@ export class Broker {
     private readonly store: Store,
     private readonly log: Logger,
     private readonly limits: BrokerLimits,
+    /** This node's id: who claims queue messages and holds MQTT sessions. */
+    private readonly localId = 'local',
   ) {}
 
   /** Joins a cluster: from now on, publishes reach other nodes and theirs reach this one. */
@@ -208,7 +210,7 @@ export class Broker {
   }
 
   get nodeId(): string {
-    return this.link?.nodeId ?? 'local';
+    return this.link?.nodeId ?? this.localId;
   }
 
   private useFilter(filter: string, delta: 1 | -1): void {
@@ -498,9 +500,8 @@ export class Broker {
     if (i >= 0 && q.consumers.length === 0) {
       this.link?.interest('queue', name, false);
       // Nobody here wants them now: hand what this node claimed back, for consumers elsewhere.
-      const ids = q.ready.map((e) => e.storeId);
+      this.release(q, q.ready);
       q.ready = [];
-      this.release(q, ids);
       if (q.inflight === 0) this.queues.delete(name);
     }
   }
@@ -540,7 +541,7 @@ export class Broker {
       q.ready.push({ storeId, msg: withId(msg, 'q' + storeId), redelivered: false });
       this.dispatch(q);
     } else if (takeHere) {
-      this.release(undefined, [storeId], name); // its consumers left while it was being written
+      this.release(undefined, [{ storeId, redelivered: false }], name); // its consumers left while it was being written
     } else {
       if (q) this.queuePoked(name);
       this.link?.pokeQueue(name);
@@ -591,7 +592,7 @@ export class Broker {
           // Let the current call stack finish (e.g. a NACK loop) before dispatching again.
           setImmediate(() => this.dispatch(q));
         } else {
-          this.release(q, [entry.storeId]);
+          this.release(q, [{ storeId: entry.storeId, redelivered: true }]);
         }
         if (q.consumers.length === 0 && q.inflight === 0 && this.queues.get(q.name) === q) this.queues.delete(q.name);
       },
@@ -609,7 +610,7 @@ export class Broker {
       for (const r of rows) {
         q.ready.push({
           storeId: r.id,
-          redelivered: false,
+          redelivered: r.redelivered,
           msg: createMessage({
             id: 'q' + r.id,
             target: { kind: 'queue', name: q.name },
@@ -629,18 +630,22 @@ export class Broker {
     q.claiming = false;
     if (q.consumers.length === 0) {
       // Everyone left while the claim ran.
-      const ids = q.ready.map((e) => e.storeId);
+      this.release(q, q.ready);
       q.ready = [];
-      this.release(q, ids);
       return;
     }
     if (q.ready.length > 0 || q.mayHaveMore) this.dispatch(q);
   }
 
   /** Hands claimed messages back to the store and tells the other nodes. */
-  private release(q: QueueState | undefined, ids: string[], name = q?.name ?? ''): void {
-    if (ids.length === 0) return;
-    const p = this.store.releaseQueued(ids).then(
+  private release(q: QueueState | undefined, entries: readonly { storeId: string; redelivered: boolean }[], name = q?.name ?? ''): void {
+    if (entries.length === 0) return;
+    const again = entries.filter((e) => e.redelivered).map((e) => e.storeId);
+    const fresh = entries.filter((e) => !e.redelivered).map((e) => e.storeId);
+    const p = Promise.all([
+      again.length ? this.store.releaseQueued(again, true) : undefined,
+      fresh.length ? this.store.releaseQueued(fresh, false) : undefined,
+    ]).then(
       () => this.link?.pokeQueue(name),
       (err: unknown) => this.log.error({ err, queue: name }, 'could not release queue messages'),
     );
@@ -651,9 +656,8 @@ export class Broker {
   /** Hands back every claimed, undelivered message (shutdown) and waits for the store. */
   async releaseAll(): Promise<void> {
     for (const q of this.queues.values()) {
-      const ids = q.ready.map((e) => e.storeId);
+      this.release(q, q.ready);
       q.ready = [];
-      this.release(q, ids);
     }
     while (this.releases.size > 0) await Promise.all([...this.releases]);
   }

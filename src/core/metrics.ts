@@ -42,6 +42,24 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly busLag = new Histogram({
+    name: 'herald_bus_lag_seconds',
+    help: 'Cluster mode: time from publish on one node to arrival on another, through the bus',
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [this.registry],
+  });
+  readonly busMessages = new Counter({
+    name: 'herald_bus_messages_total',
+    help: 'Cluster mode: messages sent to and received from other nodes, and dropped while the bus was down',
+    labelNames: ['direction'] as const,
+    registers: [this.registry],
+  });
+  readonly clusterNodes = new Gauge({
+    name: 'herald_cluster_nodes',
+    help: 'Cluster mode: live nodes seen at the last heartbeat',
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'herald_' });
   }

@@ -49,8 +49,15 @@ export function wsCloseCode(reason: CloseReason): number {
   }
 }
 
+/** Told of every session that opens or closes on this node (cluster presence). */
+export interface SessionObserver {
+  added(session: Session): void;
+  removed(session: Session): void;
+}
+
 export class SessionRegistry {
   private readonly byId = new Map<string, Session>();
+  private readonly observers: SessionObserver[] = [];
   private readonly byUser = new Map<string, Set<Session>>();
   private readonly unwatch = new Map<string, () => void>();
 
@@ -59,8 +66,13 @@ export class SessionRegistry {
     private readonly metrics: Metrics,
   ) {}
 
+  observe(observer: SessionObserver): void {
+    this.observers.push(observer);
+  }
+
   add(session: Session): void {
     this.byId.set(session.id, session);
+    for (const o of this.observers) o.added(session);
     let set = this.byUser.get(session.principal.userId);
     if (!set) this.byUser.set(session.principal.userId, (set = new Set()));
     set.add(session);
@@ -74,6 +86,7 @@ export class SessionRegistry {
   remove(session: Session): void {
     if (this.byId.get(session.id) !== session) return;
     this.byId.delete(session.id);
+    for (const o of this.observers) o.removed(session);
     const set = this.byUser.get(session.principal.userId);
     set?.delete(session);
     if (set?.size === 0) this.byUser.delete(session.principal.userId);

@@ -14,7 +14,8 @@ export function registerHealthRoutes(ctx: HeraldContext, state: { draining: () =
     } catch (err) {
       throw new HttpError(503, `store (${store.kind}) is unreachable: ${(err as Error).message}`);
     }
-    return ok({ status: 'ready', store: store.kind });
+    if (ctx.cluster && !ctx.cluster.connected) throw new HttpError(503, 'Redis (cluster bus) is unreachable; retrying');
+    return ok({ status: 'ready', store: store.kind, node: ctx.nodeId, cluster: ctx.cluster !== undefined });
   });
 
   http.get('/metrics', async (_req, reply) => {

@@ -37,7 +37,7 @@ function parseTime(value: string, name: string): number {
 }
 
 export function registerMessageRoutes(ctx: HeraldContext, service: MessageService): void {
-  const { http, store, sessions, config } = ctx;
+  const { http, store, config } = ctx;
   const anyone = requireAuth(ctx);
   const managers = requireAuth(ctx, ['admin', 'service']);
 
@@ -171,15 +171,16 @@ export function registerMessageRoutes(ctx: HeraldContext, service: MessageServic
 
   http.get('/api/message/getWebSocketClients', { preHandler: managers }, async () =>
     ok(
-      [...sessions.all()].map((s) => ({
-        sessionId: s.id,
-        userId: s.principal.userId,
-        loginName: s.principal.name,
+      (await ctx.presence.sessions()).map((s) => ({
+        sessionId: s.sessionId,
+        userId: s.userId,
+        loginName: s.name,
         device: s.device,
         protocol: s.protocol,
         remoteAddress: s.remoteAddress,
         loginTime: new Date(s.connectedAt).toISOString(),
         status: 'ONLINE',
+        node: s.node,
       })),
     ),
   );

@@ -110,6 +110,8 @@ export interface NewQueuedMessage {
 export interface QueuedMessage extends NewQueuedMessage {
   /** Increases with insertion order within the store. */
   id: string;
+  /** It was handed to a consumer before, which did not acknowledge it. */
+  redelivered: boolean;
 }
 
 export type ThreadRole = 'visitor' | 'agent';
@@ -338,8 +340,8 @@ export interface Store {
    * nodes ask at the same time.
    */
   claimQueue(queue: string, owner: string, limit: number): Promise<QueuedMessage[]>;
-  /** Hands claimed messages back (their consumer went away); any node may claim them again. */
-  releaseQueued(ids: readonly string[]): Promise<void>;
+  /** Hands claimed messages back (their consumer went away); any node may claim them again. `redelivered` marks them as delivered once already. */
+  releaseQueued(ids: readonly string[], redelivered: boolean): Promise<void>;
   /** Releases every claim of an owner not in `liveOwners` (a stopped or dead node); returns the queues that got messages back. */
   releaseDeadClaims(liveOwners: readonly string[]): Promise<string[]>;
   /** Removes a consumed queue message. */

@@ -353,8 +353,13 @@ export function storeSuite(name: string, factory: StoreFactory, skip: string | f
       assert.deepEqual(second.map((m) => m.id), [a2], 'claimed and pre-claimed messages are not handed out again');
       assert.equal(second[0]!.contentType, null);
       assert.deepEqual(await store.claimQueue('jobs', 'n2', 10), []);
-      await store.releaseQueued([a2]);
-      assert.deepEqual((await store.claimQueue('jobs', 'n3', 10)).map((m) => m.id), [a2], 'a released message can be claimed again');
+      assert.equal(second[0]!.redelivered, false);
+      await store.releaseQueued([a2], true);
+      const back = await store.claimQueue('jobs', 'n3', 10);
+      assert.deepEqual(back.map((m) => m.id), [a2], 'a released message can be claimed again');
+      assert.equal(back[0]!.redelivered, true, 'and says it was delivered before');
+      await store.releaseQueued([a2], false);
+      assert.equal((await store.claimQueue('jobs', 'n3', 10))[0]!.redelivered, true, 'once redelivered, always redelivered');
       assert.equal(await store.dequeue(a1), true);
       assert.equal(await store.dequeue(a1), false);
       assert.deepEqual(await store.releaseDeadClaims(['n1']), ['jobs'], 'n3 is gone: its claim is released');
@@ -364,7 +369,7 @@ export function storeSuite(name: string, factory: StoreFactory, skip: string | f
       assert.deepEqual((await store.claimQueue('jobs', 'n4', 10)).map((m) => m.id), [a2, a3]);
       assert.deepEqual((await store.claimQueue('other', 'n4', 10)).map((m) => m.id), [b1]);
       assert.equal(await store.dequeue('garbage'), false);
-      await store.releaseQueued(['garbage']);
+      await store.releaseQueued(['garbage'], false);
     });
 
     it('never hands one queue message to two concurrent claims', async () => {

@@ -298,7 +298,11 @@ export class MqttConnection implements Session {
     if (this.will && filterProblem(this.will.topic) === undefined && /[+#]/.test(this.will.topic)) {
       return this.refuse({ v4: 2, v5: 0x90 }, 'the will topic cannot hold wildcards');
     }
-    // Session takeover: the same client id elsewhere on this node is ended.
+    // Session takeover: the same client id on another node (cluster), then on this one, is ended.
+    if (this.shared.cluster) {
+      await this.shared.cluster.takeover(clientId);
+      if (this.closed) return;
+    }
     const previous = this.shared.clients.get(clientId);
     if (previous && previous !== this) previous.takenOver();
     this.shared.clients.set(clientId, this);
@@ -313,7 +317,7 @@ export class MqttConnection implements Session {
     // Sessions: clean start discards a stored one; otherwise the same user resumes it.
     const maxExpiry = this.ctx.config.mqttSessionExpirySeconds;
     const expiry = this.version === 5 ? Math.min(props.sessionExpiryInterval ?? 0, maxExpiry) : p.clean ? 0 : maxExpiry;
-    let existing = this.shared.sessions.get(clientId);
+    let existing = this.shared.sessions.get(clientId) ?? (this.shared.cluster ? await this.shared.sessions.fetch(clientId) : undefined);
     if (existing && (p.clean || existing.principal.userId !== who.userId)) {
       await this.shared.sessions.discard(clientId);
       existing = undefined;
@@ -733,7 +737,8 @@ export class MqttConnection implements Session {
     this.end();
   }
 
-  private takenOver(): void {
+  /** Another connection with this client id took over (here or on another node). */
+  takenOver(): void {
     this.disconnect(0x8e, 'session taken over by another connection with the same client id');
   }
 
@@ -809,6 +814,8 @@ export class MqttConnection implements Session {
 /** Retained messages: in memory for matching, in the store for restarts. */
 export class RetainedMessages {
   private readonly byTopic = new Map<string, { msg: CoreMessage; qos: QoS }>();
+  /** Told of every retained message set on this node (cluster mode passes it on). */
+  onSet: ((topic: string, msg: CoreMessage, qos: QoS) => void) | undefined;
 
   constructor(private readonly ctx: Pick<HeraldContext, 'store' | 'clock'>) {}
 
@@ -824,9 +831,15 @@ export class RetainedMessages {
 
   /** Stores (durably) or, with an empty payload, clears the topic's retained message. */
   async set(topic: string, msg: CoreMessage, qos: QoS, properties: IPublishPacket['properties']): Promise<void> {
+    this.apply(topic, msg, qos);
+    await this.ctx.store.setRetained({ topic, body: msg.body, qos, properties: JSON.stringify(properties ?? {}), updatedAt: this.ctx.clock.now() });
+    this.onSet?.(topic, msg, qos);
+  }
+
+  /** Sets or clears the in-memory copy only (another node stored it). */
+  apply(topic: string, msg: CoreMessage, qos: QoS): void {
     if (msg.body.length === 0) this.byTopic.delete(topic);
     else this.byTopic.set(topic, { msg, qos });
-    await this.ctx.store.setRetained({ topic, body: msg.body, qos, properties: JSON.stringify(properties ?? {}), updatedAt: this.ctx.clock.now() });
   }
 
   /** Kept in memory only (server statistics that are rebuilt after a restart anyway). */

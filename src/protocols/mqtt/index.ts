@@ -22,6 +22,8 @@ export interface MqttShared {
   clients: Map<string, MqttConnection>;
   sessions: PersistentSessions;
   acl: Acl;
+  /** Cluster mode: ends the client id's connection and session hold on other nodes before this node takes them. */
+  cluster: { takeover(clientId: string): Promise<void> } | undefined;
   /** Stops the front end's timers ($SYS, session expiry). */
   stop(): void;
 }
@@ -30,7 +32,12 @@ export async function registerMqtt(ctx: HeraldContext, apps: MqttApps): Promise<
   const retained = new RetainedMessages(ctx);
   await retained.load();
   const sessions = new PersistentSessions(ctx);
-  await sessions.load();
+  // Alone, this node takes every stored session; in a cluster, those no live node holds (the heartbeat adopts later ones).
+  const live = await ctx.presence.nodes().then(
+    (nodes) => [...new Set([ctx.nodeId, ...nodes.map((n) => n.id)])],
+    () => undefined,
+  );
+  if (live) await sessions.adopt(live);
   const acl = Acl.load(ctx.config.aclFile);
   const sysTimer = startSysTopics(ctx, retained);
   const shared: MqttShared = {
@@ -39,6 +46,7 @@ export async function registerMqtt(ctx: HeraldContext, apps: MqttApps): Promise<
     clients: new Map(),
     sessions,
     acl,
+    cluster: undefined,
     stop() {
       clearInterval(sysTimer);
       sessions.stop();
@@ -107,7 +115,7 @@ function startSysTopics(ctx: HeraldContext, retained: RetainedMessages): NodeJS.
     for (const [topic, value] of values) {
       const msg = createMessage({ target: { kind: 'topic', topic }, body: Buffer.from(value), qos: 0, audience });
       retained.setVolatile(topic, msg);
-      ctx.broker.publishTopic(msg);
+      ctx.broker.publishTopic(msg, true); // this node's figures: not for other nodes' subscribers
     }
   };
   void publish();

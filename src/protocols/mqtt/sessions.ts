@@ -97,13 +97,26 @@ interface Entry {
 export class PersistentSessions {
   private readonly sessions = new Map<string, Entry>();
   private readonly writes = new Set<Promise<unknown>>();
+  /** Detaches in progress, by client id (a takeover from another node waits for them). */
+  private readonly detaching = new Map<string, Promise<void>>();
 
   constructor(private readonly ctx: HeraldContext) {}
 
-  /** At start: every stored session gets its offline consumers back; expired ones go. */
+  /** At start: this node takes every stored session (from earlier runs) and gives it its offline consumers back. */
   async load(): Promise<void> {
+    await this.adopt([this.ctx.broker.nodeId]);
+  }
+
+  /**
+   * Takes the sessions held by no live node (all of them on a single node's
+   * start; in a cluster, those of a node that stopped or died): each gets
+   * offline consumers here, expired ones go.
+   */
+  async adopt(liveNodes: readonly string[]): Promise<number> {
     const now = this.ctx.clock.now();
-    for (const record of await this.ctx.store.listMqttSessions()) {
+    const records = await this.ctx.store.adoptMqttSessions(this.ctx.broker.nodeId, liveNodes);
+    for (const record of records) {
+      if (this.sessions.has(record.clientId)) continue;
       const since = record.disconnectedAt ?? now;
       if (now - since >= record.expirySeconds * 1000) {
         await this.ctx.store.deleteMqttSession(record.clientId);
@@ -116,6 +129,30 @@ export class PersistentSessions {
       this.sessions.set(record.clientId, entry);
       this.goOffline(entry, (record.expirySeconds * 1000) - (now - since));
     }
+    return records.length;
+  }
+
+  /** A session from the store that another node held (cluster takeover), without taking it yet. */
+  async fetch(clientId: string): Promise<{ record: MqttSessionRecord; principal: Principal } | undefined> {
+    const record = await this.ctx.store.getMqttSession(clientId);
+    return record ? { record, principal: JSON.parse(record.owner) as Principal } : undefined;
+  }
+
+  /** Whether this node holds the session. */
+  holds(clientId: string): boolean {
+    return this.sessions.has(clientId);
+  }
+
+  /**
+   * Another node takes the session over: once the last detach is on disk,
+   * this node stops collecting for it and forgets it (the store keeps it).
+   */
+  async release(clientId: string): Promise<void> {
+    await this.detaching.get(clientId);
+    const entry = this.sessions.get(clientId);
+    if (entry) this.stopOffline(entry);
+    this.sessions.delete(clientId);
+    await this.flush();
   }
 
   get(clientId: string): { record: MqttSessionRecord; principal: Principal } | undefined {
@@ -162,7 +199,15 @@ export class PersistentSessions {
   }
 
   /** The client went away: its session waits, collecting QoS 1/2 messages, until it returns or expires. */
-  async detach(clientId: string, unacknowledged: { msg: CoreMessage; qos: number; subscriptionId: number | null | undefined }[]): Promise<void> {
+  detach(clientId: string, unacknowledged: { msg: CoreMessage; qos: number; subscriptionId: number | null | undefined }[]): Promise<void> {
+    const p = this.detachNow(clientId, unacknowledged).finally(() => {
+      if (this.detaching.get(clientId) === p) this.detaching.delete(clientId);
+    });
+    this.detaching.set(clientId, p);
+    return p;
+  }
+
+  private async detachNow(clientId: string, unacknowledged: { msg: CoreMessage; qos: number; subscriptionId: number | null | undefined }[]): Promise<void> {
     const entry = this.sessions.get(clientId);
     if (!entry) return;
     if (entry.record.expirySeconds === 0) return this.discard(clientId);

@@ -56,7 +56,8 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
         content_type TEXT,
         headers      TEXT NOT NULL,
         created_at   BIGINT NOT NULL,
-        claimed_by   TEXT
+        claimed_by   TEXT,
+        redelivered  BOOLEAN NOT NULL DEFAULT FALSE
       );
       CREATE INDEX queue_messages_free ON queue_messages (queue, id) WHERE claimed_by IS NULL;
       CREATE INDEX queue_messages_claimed ON queue_messages (claimed_by) WHERE claimed_by IS NOT NULL;

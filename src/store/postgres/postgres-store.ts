@@ -100,6 +100,7 @@ const toQueued = (r: Row): QueuedMessage => ({
   contentType: (r.content_type as string | null) ?? null,
   headers: JSON.parse(str(r.headers)) as [string, string][],
   createdAt: num(r.created_at),
+  redelivered: r.redelivered === true,
 });
 const toMqttSession = (r: Row): MqttSessionRecord => ({
   clientId: str(r.client_id),
@@ -762,9 +763,9 @@ export class PostgresStore implements Store {
     return rows.map(toQueued).sort((a, b) => Number(a.id) - Number(b.id));
   }
 
-  async releaseQueued(ids: readonly string[]): Promise<void> {
+  async releaseQueued(ids: readonly string[], redelivered: boolean): Promise<void> {
     const valid = ids.filter((id) => rowId(id) !== null);
-    if (valid.length > 0) await this.q('UPDATE queue_messages SET claimed_by = NULL WHERE id = ANY($1::bigint[])', [valid]);
+    if (valid.length > 0) await this.q('UPDATE queue_messages SET claimed_by = NULL, redelivered = redelivered OR $2 WHERE id = ANY($1::bigint[])', [valid, redelivered]);
   }
 
   async releaseDeadClaims(liveOwners: readonly string[]): Promise<string[]> {

@@ -187,6 +187,7 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
       -- Cluster-ready claims: a queue message belongs to the node that took it until acked or released;
       -- a persistent MQTT session is held by one node.
       ALTER TABLE queue_messages ADD COLUMN claimed_by TEXT;
+      ALTER TABLE queue_messages ADD COLUMN redelivered INTEGER NOT NULL DEFAULT 0;
       CREATE INDEX queue_messages_free ON queue_messages (queue, claimed_by, id);
       ALTER TABLE mqtt_sessions ADD COLUMN node TEXT;
     `,

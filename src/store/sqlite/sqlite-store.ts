@@ -65,6 +65,7 @@ interface QueueRow {
   content_type: string | null;
   headers: string;
   created_at: number;
+  redelivered: number;
 }
 interface ThreadRow {
   id: number;
@@ -229,7 +230,7 @@ export class SqliteStore implements Store {
            (SELECT id FROM queue_messages WHERE queue = ? AND claimed_by IS NULL ORDER BY id LIMIT ?)
          RETURNING *`,
       ),
-      releaseQueued: db.prepare<[number]>('UPDATE queue_messages SET claimed_by = NULL WHERE id = ?'),
+      releaseQueued: db.prepare<[number, number]>('UPDATE queue_messages SET claimed_by = NULL, redelivered = MAX(redelivered, ?) WHERE id = ?'),
       dequeue: db.prepare<[number]>('DELETE FROM queue_messages WHERE id = ?'),
     };
   }
@@ -744,14 +745,15 @@ export class SqliteStore implements Store {
         contentType: r.content_type,
         headers: JSON.parse(r.headers) as [string, string][],
         createdAt: r.created_at,
+        redelivered: r.redelivered !== 0,
       }));
   }
 
-  async releaseQueued(ids: readonly string[]): Promise<void> {
+  async releaseQueued(ids: readonly string[], redelivered: boolean): Promise<void> {
     this.db.transaction(() => {
       for (const id of ids) {
         const n = rowId(id);
-        if (n !== null) this.stmts.releaseQueued.run(n);
+        if (n !== null) this.stmts.releaseQueued.run(redelivered ? 1 : 0, n);
       }
     })();
   }

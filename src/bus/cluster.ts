@@ -1,0 +1,431 @@
+/**
+ * Cluster mode: several Herald nodes, one Redis, one PostgreSQL, acting as
+ * one server. This module is the node's link to the others:
+ *
+ * - Bus routing (ClusterLink): topic messages travel on `t:{topic}`; a node
+ *   subscribes to the channels and patterns of the filters its own clients
+ *   hold, so a message only reaches nodes that have a subscriber for it.
+ *   User mailboxes travel on `u:{userId}`, queue pokes on `q:{name}`.
+ * - Presence in Redis: a heartbeat key per node with a TTL and a hash of its
+ *   sessions with the same TTL, so a dead node vanishes within the TTL.
+ * - Sweeps: claims of queue messages and MQTT sessions held by dead nodes
+ *   are freed and adopted.
+ * - Control (`ctl`, to all nodes; `n:{id}`, to one): token revocations,
+ *   thread and user changes, retained MQTT messages, shared-subscription
+ *   membership, MQTT client-id takeover.
+ */
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { ThreadService } from '../apps/threads.js';
+import type { Auth, CredentialChange, SharedFailureCounter } from '../core/auth.js';
+import type { Broker, ClusterLink } from '../core/broker.js';
+import type { CoreMessage } from '../core/message.js';
+import type { Metrics } from '../core/metrics.js';
+import { presenceEntry, type NodeInfo, type Presence, type PresenceEntry } from '../core/presence.js';
+import type { Session, SessionRegistry } from '../core/session.js';
+import type { Logger } from '../log.js';
+import type { MqttShared } from '../protocols/mqtt/index.js';
+import type { QoS } from 'mqtt-packet';
+import type { Store } from '../store/store.js';
+import { globEscape } from './bus.js';
+import { decodeMessage, encodeMessage } from './codec.js';
+import { RedisBus } from './redis-bus.js';
+
+export interface ClusterOptions {
+  redisUrl: string;
+  name: string;
+  nodeId: string;
+  ttlMs: number;
+  startedAt: number;
+  log: Logger;
+  metrics: Metrics;
+  /** Failed logins allowed per name and per address within the window, cluster-wide. */
+  loginLimit: number;
+  loginWindowMs: number;
+}
+
+type Control =
+  | { t: 'cred'; change: CredentialChange }
+  | { t: 'thread'; topic: string }
+  | { t: 'retained'; topic: string; qos: QoS; m: string }
+  | { t: 'share'; key: string }
+  | { t: 'takeover'; cid: string; from: string; req: string; holder: string | null }
+  | { t: 'released'; req: string };
+
+/** Channels and patterns a topic filter needs: `a/+/c` → pattern `t:a/*​/c`; `a/#` → `t:a` and `t:a/*`. */
+export function filterChannels(filter: string): { exact: string[]; patterns: string[] } {
+  if (!filter.includes('+') && !filter.includes('#')) return { exact: ['t:' + filter], patterns: [] };
+  const levels = filter.split('/');
+  const multi = levels[levels.length - 1] === '#';
+  const fixed = multi ? levels.slice(0, -1) : levels;
+  if (fixed.length === 0) return { exact: [], patterns: ['t:*'] };
+  const wild = fixed.includes('+');
+  const base = fixed.map((l) => (l === '+' ? '*' : globEscape(l))).join('/');
+  if (!multi) return { exact: [], patterns: ['t:' + base] };
+  return wild ? { exact: [], patterns: ['t:' + base, 't:' + base + '/*'] } : { exact: ['t:' + fixed.join('/')], patterns: ['t:' + base + '/*'] };
+}
+
+/** FNV-1a, for spreading shared-subscription messages over nodes. */
+function hash(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+export function defaultNodeId(name: string): string {
+  return name || `${hostname()}-${process.pid}-${randomBytes(2).toString('hex')}`;
+}
+
+interface Parts {
+  store: Store;
+  broker: Broker;
+  auth: Auth;
+  sessions: SessionRegistry;
+  threads: ThreadService;
+}
+
+export class Cluster implements ClusterLink, Presence {
+  readonly nodeId: string;
+  readonly bus: RedisBus;
+  private readonly redis: Redis;
+  private readonly k: string;
+  private readonly use = new Map<string, number>();
+  /** Nodes that hold members of a shared group, by `group\0filter`, as last read. */
+  private readonly shareNodes = new Map<string, string[]>();
+  private live = new Set<string>();
+  private parts: Parts | undefined;
+  private mqtt: MqttShared | undefined;
+  private readonly waiting = new Map<string, () => void>();
+  private timer: NodeJS.Timeout | undefined;
+  private heartbeatRunning = false;
+  private stopped = false;
+
+  constructor(private readonly options: ClusterOptions) {
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(options.name)) throw new Error(`clusterName must be 1–64 letters, digits, - or _ (got ${JSON.stringify(options.name)})`);
+    this.nodeId = options.nodeId;
+    this.k = options.name + ':';
+    this.bus = new RedisBus({
+      url: options.redisUrl,
+      prefix: options.name,
+      nodeId: options.nodeId,
+      log: options.log,
+      onLag: (ms) => {
+        options.metrics.busLag.observe(Math.max(0, ms) / 1000);
+        options.metrics.busMessages.inc({ direction: 'in' });
+      },
+    });
+    this.redis = this.bus.commands;
+    this.bus.setHandler((channel, payload) => this.receive(channel, payload));
+    this.bus.subscribe('ctl');
+    this.bus.subscribe('n:' + this.nodeId);
+    this.live.add(this.nodeId);
+  }
+
+  /** Whether Redis answers (for /readyz). */
+  get connected(): boolean {
+    return this.bus.connected;
+  }
+
+  /** Wires the node's parts in and starts heartbeats and sweeps. */
+  start(parts: Parts): void {
+    this.parts = parts;
+    parts.broker.setClusterLink(this);
+    parts.auth.onCredentialChange = (change) => this.control({ t: 'cred', change });
+    parts.auth.useSharedFailureCounters(this.failureCounter('name'), this.failureCounter('addr'));
+    parts.threads.onChange = (topic) => this.control({ t: 'thread', topic });
+    parts.sessions.observe({
+      added: (s) => this.sessionAdded(s),
+      removed: (s) => void this.redis.hdel(this.k + 'sess:' + this.nodeId, s.id).catch(() => undefined),
+    });
+    this.redis.on('ready', () => void this.resyncPresence());
+    if (this.redis.status === 'ready') void this.resyncPresence();
+    const every = Math.max(500, Math.floor(this.options.ttlMs / 3));
+    this.timer = setInterval(() => void this.heartbeat(), every);
+    this.timer.unref();
+    void this.heartbeat();
+  }
+
+  /** MQTT joins after its front end is up: retained messages and client-id takeover. */
+  attachMqtt(mqtt: MqttShared): void {
+    this.mqtt = mqtt;
+    mqtt.cluster = { takeover: (cid) => this.takeover(cid) };
+    mqtt.retained.onSet = (topic, msg, qos) => this.control({ t: 'retained', topic, qos, m: encodeMessage(msg).toString('base64') });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    // Leave presence at once rather than after the TTL.
+    await Promise.all([
+      this.redis.del(this.k + 'node:' + this.nodeId, this.k + 'sess:' + this.nodeId),
+      this.redis.srem(this.k + 'nodes', this.nodeId),
+    ]).catch(() => undefined);
+    await this.bus.close();
+  }
+
+  // ---- ClusterLink -------------------------------------------------------------------
+
+  private ref(channel: string, pattern: boolean, on: boolean): void {
+    const key = (pattern ? 'p' : 'c') + channel;
+    const n = (this.use.get(key) ?? 0) + (on ? 1 : -1);
+    if (n > 0) this.use.set(key, n);
+    else this.use.delete(key);
+    if (on && n === 1) pattern ? this.bus.psubscribe(channel) : this.bus.subscribe(channel);
+    if (!on && n === 0) pattern ? this.bus.punsubscribe(channel) : this.bus.unsubscribe(channel);
+  }
+
+  interest(kind: 'topic' | 'user' | 'queue', key: string, on: boolean): void {
+    if (kind === 'topic') {
+      const { exact, patterns } = filterChannels(key);
+      for (const c of exact) this.ref(c, false, on);
+      for (const p of patterns) this.ref(p, true, on);
+    } else {
+      this.ref((kind === 'user' ? 'u:' : 'q:') + key, false, on);
+    }
+  }
+
+  forward(msg: CoreMessage): void {
+    const t = msg.target;
+    const channel = t.kind === 'topic' ? 't:' + t.topic : t.kind === 'user' ? 'u:' + t.userId : undefined;
+    if (channel === undefined) return;
+    this.bus.publish(channel, encodeMessage(msg));
+    this.options.metrics.busMessages.inc({ direction: 'out' });
+  }
+
+  pokeQueue(name: string): void {
+    this.bus.publish('q:' + name, EMPTY);
+  }
+
+  sharedInterest(group: string, filter: string, on: boolean): void {
+    const key = `${group}\u0000${filter}`;
+    const set = this.k + 'share:' + key;
+    const done = on ? this.redis.sadd(set, this.nodeId) : this.redis.srem(set, this.nodeId);
+    void done.then(
+      () => this.control({ t: 'share', key }),
+      () => undefined,
+    );
+    if (on) {
+      this.shareNodes.set(key, [this.nodeId]);
+      void this.refreshShare(key);
+    } else {
+      this.shareNodes.delete(key);
+    }
+  }
+
+  sharedPick(group: string, filter: string, msg: CoreMessage): boolean {
+    const nodes = this.shareNodes.get(`${group}\u0000${filter}`)?.filter((n) => this.live.has(n));
+    if (!nodes || nodes.length === 0 || !nodes.includes(this.nodeId)) return true; // not known yet: better twice than never
+    return nodes[hash(msg.id) % nodes.length] === this.nodeId;
+  }
+
+  private async refreshShare(key: string): Promise<void> {
+    try {
+      const members = (await this.redis.smembers(this.k + 'share:' + key)).sort();
+      if (this.shareNodes.has(key)) this.shareNodes.set(key, members);
+    } catch {
+      // Redis away: keep the last view.
+    }
+  }
+
+  // ---- receiving -------------------------------------------------------------------------
+
+  private receive(channel: string, payload: Buffer): void {
+    const parts = this.parts;
+    if (!parts) return;
+    const kind = channel.charCodeAt(0);
+    if ((kind === 0x74 /* t */ || kind === 0x75) /* u */ && channel.charCodeAt(1) === 0x3a) {
+      const msg = decodeMessage(payload);
+      if (msg) parts.broker.receiveRemote(msg);
+      else this.options.log.warn({ channel }, 'dropped a malformed message from the bus');
+      return;
+    }
+    if (channel.startsWith('q:')) {
+      parts.broker.queuePoked(channel.slice(2));
+      return;
+    }
+    let c: Control;
+    try {
+      c = JSON.parse(payload.toString('utf8')) as Control;
+    } catch {
+      this.options.log.warn({ channel }, 'dropped a malformed control message from the bus');
+      return;
+    }
+    void this.onControl(c).catch((err: unknown) => this.options.log.error({ err, control: c.t }, 'cluster control message failed'));
+  }
+
+  private async onControl(c: Control): Promise<void> {
+    const parts = this.parts!;
+    switch (c.t) {
+      case 'cred':
+        parts.auth.applyRemoteChange(c.change);
+        return;
+      case 'thread':
+        parts.threads.forget(c.topic);
+        return;
+      case 'retained': {
+        const msg = decodeMessage(Buffer.from(c.m, 'base64'));
+        if (msg) this.mqtt?.retained.apply(c.topic, msg, c.qos);
+        return;
+      }
+      case 'share':
+        if (this.shareNodes.has(c.key)) await this.refreshShare(c.key);
+        return;
+      case 'takeover': {
+        const mqtt = this.mqtt;
+        if (!mqtt) return;
+        const conn = mqtt.clients.get(c.cid);
+        if (conn) {
+          conn.takenOver();
+          if (mqtt.clients.get(c.cid) === conn) mqtt.clients.delete(c.cid);
+        }
+        if (mqtt.sessions.holds(c.cid)) await mqtt.sessions.release(c.cid);
+        if (c.holder === this.nodeId) this.direct(c.from, { t: 'released', req: c.req });
+        return;
+      }
+      case 'released':
+        this.waiting.get(c.req)?.();
+        return;
+    }
+  }
+
+  private control(c: Control): void {
+    this.bus.publish('ctl', Buffer.from(JSON.stringify(c)));
+  }
+
+  private direct(node: string, c: Control): void {
+    this.bus.publish('n:' + node, Buffer.from(JSON.stringify(c)));
+  }
+
+  /**
+   * Before a node accepts an MQTT client id: every other node ends its
+   * connection with that id, and the node holding its stored session lets
+   * go of it (its last writes on disk). Waits for that holder, up to 3 s.
+   */
+  async takeover(clientId: string): Promise<void> {
+    const record = await this.parts!.store.getMqttSession(clientId).catch(() => null);
+    const holder = record?.node;
+    const req = randomBytes(8).toString('hex');
+    const mustWait = holder !== null && holder !== undefined && holder !== this.nodeId && this.live.has(holder);
+    const released = mustWait
+      ? new Promise<void>((resolve) => {
+          const t = setTimeout(() => {
+            this.options.log.warn({ clientId, holder }, 'MQTT takeover: the holding node did not answer in 3 s; going on');
+            resolve();
+          }, 3000);
+          this.waiting.set(req, () => {
+            clearTimeout(t);
+            resolve();
+          });
+        })
+      : Promise.resolve();
+    this.control({ t: 'takeover', cid: clientId, from: this.nodeId, req, holder: holder ?? null });
+    await released;
+    this.waiting.delete(req);
+  }
+
+  // ---- presence -----------------------------------------------------------------------------
+
+  private sessionAdded(s: Session): void {
+    void this.redis.hset(this.k + 'sess:' + this.nodeId, s.id, JSON.stringify(presenceEntry(s, this.nodeId))).catch(() => undefined);
+  }
+
+  /** After (re)connecting to Redis: write this node's whole session list again. */
+  private async resyncPresence(): Promise<void> {
+    const parts = this.parts;
+    if (!parts || this.stopped) return;
+    const key = this.k + 'sess:' + this.nodeId;
+    const multi = this.redis.multi().del(key);
+    for (const s of parts.sessions.all()) multi.hset(key, s.id, JSON.stringify(presenceEntry(s, this.nodeId)));
+    multi.pexpire(key, this.options.ttlMs);
+    await multi.exec().catch(() => undefined);
+    // Subscriptions to shared groups re-announce themselves too.
+    for (const key of this.shareNodes.keys()) await this.redis.sadd(this.k + 'share:' + key, this.nodeId).catch(() => undefined);
+    await this.heartbeat();
+  }
+
+  /** Refreshes this node's TTLs, reads who is alive, frees what dead nodes held. */
+  private async heartbeat(): Promise<void> {
+    const parts = this.parts;
+    if (!parts || this.stopped || this.heartbeatRunning || this.redis.status !== 'ready') return;
+    this.heartbeatRunning = true;
+    try {
+      const ttl = this.options.ttlMs;
+      const info: NodeInfo = { id: this.nodeId, startedAt: this.options.startedAt, connections: parts.sessions.size, seenAt: Date.now() };
+      await this.redis
+        .multi()
+        .set(this.k + 'node:' + this.nodeId, JSON.stringify(info), 'PX', ttl)
+        .sadd(this.k + 'nodes', this.nodeId)
+        .pexpire(this.k + 'sess:' + this.nodeId, ttl)
+        .exec();
+      const nodes = await this.nodes();
+      const live = new Set(nodes.map((n) => n.id));
+      live.add(this.nodeId);
+      this.live = live;
+      this.options.metrics.clusterNodes.set(live.size);
+      const liveList = [...live];
+      for (const queue of await parts.store.releaseDeadClaims(liveList)) {
+        this.pokeQueue(queue);
+        parts.broker.queuePoked(queue);
+      }
+      if (this.mqtt) await this.mqtt.sessions.adopt(liveList);
+      for (const key of this.shareNodes.keys()) await this.refreshShare(key);
+    } catch (err) {
+      this.options.log.warn({ err }, 'cluster heartbeat failed; trying again');
+    } finally {
+      this.heartbeatRunning = false;
+    }
+  }
+
+  async nodes(): Promise<NodeInfo[]> {
+    const ids = await this.redis.smembers(this.k + 'nodes');
+    if (ids.length === 0) return [];
+    const values = await this.redis.mget(ids.map((id) => this.k + 'node:' + id));
+    const out: NodeInfo[] = [];
+    const dead: string[] = [];
+    ids.forEach((id, i) => {
+      const v = values[i];
+      if (v) out.push(JSON.parse(v) as NodeInfo);
+      else dead.push(id);
+    });
+    if (dead.length > 0) await this.redis.srem(this.k + 'nodes', ...dead);
+    return out.sort((a, b) => (a.id < b.id ? -1 : 1));
+  }
+
+  async sessions(): Promise<PresenceEntry[]> {
+    const nodes = await this.nodes();
+    const out: PresenceEntry[] = [];
+    for (const n of nodes) {
+      const all = await this.redis.hgetall(this.k + 'sess:' + n.id);
+      for (const v of Object.values(all)) out.push(JSON.parse(v) as PresenceEntry);
+    }
+    return out.sort((a, b) => a.connectedAt - b.connectedAt);
+  }
+
+  async onlineUsers(): Promise<string[]> {
+    return [...new Set((await this.sessions()).map((s) => s.userId))];
+  }
+
+  // ---- shared limits ----------------------------------------------------------------------------
+
+  /** Failed logins counted in Redis: INCR with the window set on the first failure. */
+  private failureCounter(scope: string): SharedFailureCounter {
+    const windowMs = this.options.loginWindowMs;
+    const limit = this.options.loginLimit;
+    const key = (k: string) => `${this.k}fail:${scope}:${k}`;
+    return {
+      blockedFor: async (k) => {
+        const [count, ttl] = await Promise.all([this.redis.get(key(k)), this.redis.pttl(key(k))]);
+        return count !== null && Number(count) >= limit && ttl > 0 ? ttl : 0;
+      },
+      hit: async (k) => {
+        await this.redis.multi().incr(key(k)).pexpire(key(k), windowMs, 'NX').exec();
+      },
+      reset: async (k) => {
+        await this.redis.del(key(k));
+      },
+    };
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
