@@ -11,11 +11,19 @@
  *  2. max: publishes as fast as the subscribers keep up (at most ~40
  *     messages outstanding) and reports deliveries/s.
  *
+ * Then the STOMP scenario once more on a two-node cluster (PostgreSQL +
+ * Redis): half the subscribers on each node, the publisher on the first, so
+ * half of every message's deliveries cross the Redis bus. The services come
+ * from HERALD_TEST_DATABASE_URL / HERALD_TEST_REDIS_URL, or are started
+ * with scripts/test-services.sh; BENCH_CLUSTER=0 skips the scenario.
+ *
  * Options (environment): BENCH_SUBSCRIBERS (1000), BENCH_RATE (10000
  * deliveries/s), BENCH_SECONDS (10), BENCH_BODY (100 bytes), BENCH_NODE_ARGS
  * (extra node flags for the server, e.g. --cpu-prof).
  */
-import { execSync, spawn } from 'node:child_process';
+import { execFileSync, execSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
 import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
@@ -28,7 +36,7 @@ const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 10);
 const BODY = Number(process.env['BENCH_BODY'] ?? 100);
 const CLK_TCK = Number(execSync('getconf CLK_TCK').toString().trim()) || 100;
 
-function cpuSeconds(pid: number): number {
+function cpuSecondsOf(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / CLK_TCK; // utime + stime
@@ -42,7 +50,15 @@ function rssMiB(pid: number): number {
 
 const nowUs = (): number => Number(process.hrtime.bigint() / 1000n);
 
-async function startServer(): Promise<{ pid: number; http: number; stomp: number; mqtt: number; stop(): Promise<void> }> {
+interface BenchServer {
+  pid: number;
+  http: number;
+  stomp: number;
+  mqtt: number;
+  stop(): Promise<void>;
+}
+
+async function startServer(extraEnv: Record<string, string> = {}): Promise<BenchServer> {
   const dataDir = mkdtempSync(join(tmpdir(), 'herald-bench-'));
   const nodeArgs = (process.env['BENCH_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
   const child = spawn(process.execPath, [...nodeArgs, 'dist/cli.js', 'serve'], {
@@ -59,6 +75,7 @@ async function startServer(): Promise<{ pid: number; http: number; stomp: number
       HERALD_MAX_CONNECTIONS_PER_USER: '1000000',
       HERALD_PUBLISH_RATE_PER_SECOND: '0',
       HERALD_SQLITE_SYNCHRONOUS: 'NORMAL',
+      ...extraEnv,
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -121,7 +138,8 @@ function stampedBody(): string {
  * RATE deliveries/s for SECONDS, then as fast as the subscribers keep up
  * (at most ~40 messages outstanding), with the server's CPU time for each.
  */
-async function measure(probe: Probe, publish: () => void, pid: number): Promise<Figures> {
+async function measure(probe: Probe, publish: () => void, pids: number[]): Promise<Figures> {
+  const cpuSeconds = (): number => pids.reduce((sum, pid) => sum + cpuSecondsOf(pid), 0);
   const drain = async (expected: number): Promise<void> => {
     const deadline = Date.now() + 10_000;
     while (probe.received < expected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
@@ -134,7 +152,7 @@ async function measure(probe: Probe, publish: () => void, pid: number): Promise<
   probe.received = 0;
   probe.latencies = [];
   probe.recording = true;
-  const cpu0 = cpuSeconds(pid);
+  const cpu0 = cpuSeconds();
   const t0 = Date.now();
   for (let i = 0; i < total; i++) {
     const wait = t0 + (i * 1000) / publishRate - Date.now();
@@ -142,7 +160,7 @@ async function measure(probe: Probe, publish: () => void, pid: number): Promise<
     publish();
   }
   await drain(total * N);
-  const cpu1 = cpuSeconds(pid);
+  const cpu1 = cpuSeconds();
   probe.recording = false;
   const lat = probe.latencies.sort((a, b) => a - b);
   const pct = (p: number): number => (lat[Math.min(lat.length - 1, Math.floor(lat.length * p))] ?? NaN) / 1000;
@@ -150,7 +168,7 @@ async function measure(probe: Probe, publish: () => void, pid: number): Promise<
 
   probe.received = 0;
   const maxSeconds = Math.min(SECONDS, 5);
-  const cpu2 = cpuSeconds(pid);
+  const cpu2 = cpuSeconds();
   const t2 = Date.now();
   let sent = 0;
   while (Date.now() - t2 < maxSeconds * 1000) {
@@ -159,7 +177,7 @@ async function measure(probe: Probe, publish: () => void, pid: number): Promise<
   }
   await drain(sent * N);
   const elapsed = (Date.now() - t2) / 1000;
-  const cpu3 = cpuSeconds(pid);
+  const cpu3 = cpuSeconds();
   return {
     deliveries: fixedReceived,
     lost: total * N - fixedReceived,
@@ -180,14 +198,14 @@ function report(title: string, f: Figures): void {
   console.log(`    max rate for ${f.maxSeconds} s: ${Math.round(f.maxPerSecond)} deliveries/s, lost ${f.maxLost}, server CPU ${f.maxCpuUs.toFixed(2)} µs per delivery`);
 }
 
-/** N WebSocket STOMP subscribers on one topic, one STOMP publisher over TCP. */
-async function stompFanout(server: { http: number; stomp: number; pid: number }, token: string): Promise<Figures> {
+/** N WebSocket STOMP subscribers on one topic (spread over the servers), one STOMP publisher over TCP on the first. */
+async function stompFanout(servers: BenchServer[], token: string): Promise<Figures> {
+  const server = servers[0]!;
   const probe = new Probe();
   const sockets: WebSocket[] = [];
-  const url = `ws://127.0.0.1:${server.http}/v1/ws?__token=${token}`;
   const LF2 = Buffer.from('\n\n');
   for (let i = 0; i < N; i++) {
-    const ws = new WebSocket(url, ['v12.stomp']);
+    const ws = new WebSocket(`ws://127.0.0.1:${servers[i % servers.length]!.http}/v1/ws?__token=${token}`, ['v12.stomp']);
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => ws.send('CONNECT\naccept-version:1.2\nheart-beat:0,0\n\n\0'));
       ws.once('error', reject);
@@ -204,7 +222,11 @@ async function stompFanout(server: { http: number; stomp: number; pid: number },
   pub.on('data', () => undefined);
   pub.write('CONNECT\naccept-version:1.2\nlogin:admin\npasscode:bench-password\nheart-beat:0,0\n\n\0');
   await new Promise((r) => setTimeout(r, 300));
-  const figures = await measure(probe, () => pub.write(`SEND\ndestination:/topic/bench\ncontent-type:text/plain\n\n${stampedBody()}\0`), server.pid);
+  const figures = await measure(
+    probe,
+    () => pub.write(`SEND\ndestination:/topic/bench\ncontent-type:text/plain\n\n${stampedBody()}\0`),
+    servers.map((x) => x.pid),
+  );
   for (const ws of sockets) ws.terminate();
   pub.destroy();
   return figures;
@@ -239,15 +261,14 @@ async function mqttFanout(server: { mqtt: number; pid: number }): Promise<Figure
   const figures = await measure(
     probe,
     () => pub.write(mqttPacket.generate({ cmd: 'publish', topic: 'bench/fanout', payload: stampedBody(), qos: 0, dup: false, retain: false })),
-    server.pid,
+    [server.pid],
   );
   for (const s of sockets) s.destroy();
   pub.destroy();
   return figures;
 }
 
-async function main(): Promise<void> {
-  const server = await startServer();
+async function loginToken(server: BenchServer): Promise<string> {
   const login = (await (
     await fetch(`http://127.0.0.1:${server.http}/v1/login`, {
       method: 'POST',
@@ -255,14 +276,81 @@ async function main(): Promise<void> {
       body: JSON.stringify({ username: 'admin', password: 'bench-password' }),
     })
   ).json()) as { data: { authToken: string }[] };
-  const token = login.data[0]!.authToken;
+  return login.data[0]!.authToken;
+}
+
+/** PostgreSQL and Redis for the two-node scenario: from the environment, or started here. */
+async function clusterServices(): Promise<{ db: string; redis: string; stop(): void } | undefined> {
+  let dbBase = process.env['HERALD_TEST_DATABASE_URL'];
+  let redis = process.env['HERALD_TEST_REDIS_URL'];
+  let dir: string | undefined;
+  if (!dbBase || !redis) {
+    dir = mkdtempSync(join(tmpdir(), 'herald-bench-services-'));
+    try {
+      const out = execFileSync('scripts/test-services.sh', ['start', dir], {
+        env: { ...process.env, HERALD_TEST_PG_PORT: '55442', HERALD_TEST_REDIS_PORT: '56389' },
+        stdio: ['ignore', 'pipe', 'ignore'],
+      }).toString();
+      dbBase = /HERALD_TEST_DATABASE_URL=(\S+)/.exec(out)?.[1];
+      redis = /HERALD_TEST_REDIS_URL=(\S+)/.exec(out)?.[1];
+    } catch (err) {
+      console.log(`\n  two-node scenario skipped: could not start PostgreSQL and Redis (${(err as Error).message.split('\n')[0]})`);
+      rmSync(dir, { recursive: true, force: true });
+      return undefined;
+    }
+  }
+  const name = 'herald_bench_' + randomBytes(4).toString('hex');
+  const admin = new pg.Client({ connectionString: dbBase });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = new URL(dbBase!);
+  url.pathname = '/' + name;
+  return {
+    db: url.toString(),
+    redis: redis!,
+    stop() {
+      if (dir) {
+        execFileSync('scripts/test-services.sh', ['stop', dir], { stdio: 'ignore' });
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const server = await startServer();
+  const token = await loginToken(server);
 
   const cpu = cpus()[0]?.model ?? 'unknown CPU';
   console.log(`\nHerald benchmark (${new Date().toISOString().slice(0, 10)}, ${cpus().length} × ${cpu}, Node ${process.version}), ${BODY}-byte bodies`);
-  report(`STOMP fan-out: ${N} WebSocket STOMP subscribers on one topic, 1 TCP publisher`, await stompFanout(server, token));
+  report(`STOMP fan-out: ${N} WebSocket STOMP subscribers on one topic, 1 TCP publisher`, await stompFanout([server], token));
   report(`MQTT fan-out: ${N} MQTT 3.1.1 QoS 0 subscribers over TCP on one topic, 1 MQTT publisher`, await mqttFanout(server));
   console.log(`\n  server RSS at the end: ${rssMiB(server.pid).toFixed(0)} MiB`);
   await server.stop();
+
+  if (process.env['BENCH_CLUSTER'] === '0') return;
+  const services = await clusterServices();
+  if (!services) return;
+  try {
+    const env = { HERALD_DATABASE_URL: services.db, HERALD_REDIS_URL: services.redis, HERALD_CLUSTER_NAME: 'bench' + randomBytes(3).toString('hex') };
+    const first = await startServer(env);
+    const second = await startServer(env);
+    try {
+      const clusterToken = await loginToken(first);
+      await new Promise((r) => setTimeout(r, 500)); // both nodes on the bus
+      report(
+        `Two-node cluster (PostgreSQL + Redis), STOMP fan-out: ${N} WebSocket subscribers, half on each node, 1 TCP publisher on the first (CPU: both nodes together)`,
+        await stompFanout([first, second], clusterToken),
+      );
+      console.log(`\n  node RSS at the end: ${rssMiB(first.pid).toFixed(0)} MiB and ${rssMiB(second.pid).toFixed(0)} MiB`);
+    } finally {
+      await first.stop();
+      await second.stop();
+    }
+  } finally {
+    services.stop();
+  }
 }
 
 main().catch((err: unknown) => {
