@@ -233,10 +233,11 @@ async function stompFanout(servers: BenchServer[], token: string): Promise<Figur
 }
 
 /** N MQTT 3.1.1 QoS 0 subscribers over TCP, one MQTT publisher (raw mqtt-packet framing keeps the load generator cheap). */
-async function mqttFanout(server: { mqtt: number; pid: number }): Promise<Figures> {
+async function mqttFanout(server: { mqtt: number; pid: number }, token: string): Promise<Figures> {
   const mqttPacket = (await import('mqtt-packet')).default;
+  // A token as password: a password would cost one scrypt (~100 ms here) per connection.
   const connectPacket = (id: string) =>
-    mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: id, clean: true, keepalive: 0, username: 'admin', password: Buffer.from('bench-password') });
+    mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: id, clean: true, keepalive: 0, username: 'admin', password: Buffer.from(token) });
   const probe = new Probe();
   const sockets: import('node:net').Socket[] = [];
   for (let i = 0; i < N; i++) {
@@ -325,7 +326,7 @@ async function main(): Promise<void> {
   const cpu = cpus()[0]?.model ?? 'unknown CPU';
   console.log(`\nHerald benchmark (${new Date().toISOString().slice(0, 10)}, ${cpus().length} × ${cpu}, Node ${process.version}), ${BODY}-byte bodies`);
   report(`STOMP fan-out: ${N} WebSocket STOMP subscribers on one topic, 1 TCP publisher`, await stompFanout([server], token));
-  report(`MQTT fan-out: ${N} MQTT 3.1.1 QoS 0 subscribers over TCP on one topic, 1 MQTT publisher`, await mqttFanout(server));
+  report(`MQTT fan-out: ${N} MQTT 3.1.1 QoS 0 subscribers over TCP on one topic, 1 MQTT publisher`, await mqttFanout(server, token));
   console.log(`\n  server RSS at the end: ${rssMiB(server.pid).toFixed(0)} MiB`);
   await server.stop();
 

@@ -17,6 +17,7 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { Gauge } from 'prom-client';
 import type { ThreadService } from '../apps/threads.js';
 import type { Auth, CredentialChange, SharedFailureCounter } from '../core/auth.js';
 import type { Broker, ClusterLink } from '../core/broker.js';
@@ -116,6 +117,15 @@ export class Cluster implements ClusterLink, Presence {
       },
     });
     this.redis = this.bus.commands;
+    const bus = this.bus;
+    new Gauge({
+      name: 'herald_bus_dropped_total',
+      help: 'Cluster mode: messages for other nodes dropped because Redis was unreachable',
+      registers: [options.metrics.registry],
+      collect() {
+        this.set(bus.dropped);
+      },
+    });
     this.bus.setHandler((channel, payload) => this.receive(channel, payload));
     this.bus.subscribe('ctl');
     this.bus.subscribe('n:' + this.nodeId);

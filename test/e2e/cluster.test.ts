@@ -4,6 +4,8 @@
  * a node must die by SIGKILL, which needs a process of its own.
  */
 import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createConnection, createServer } from 'node:net';
 import { describe, it, before, after } from 'node:test';
 import mqtt from 'mqtt';
 import { api, login, startServer, ADMIN_PASSWORD, tempDir, type TestServer } from '../helpers/server.js';
@@ -474,6 +476,90 @@ describe('cluster: Redis unreachable', { skip }, () => {
       s.close();
     } finally {
       await node.stop();
+    }
+  });
+});
+
+/** A Redis of this test's own, so it can be stopped and started again. */
+async function privateRedis(): Promise<{ url: string; start(): Promise<void>; stop(): Promise<void> }> {
+  const port = await new Promise<number>((resolve) => {
+    const srv = createServer().listen(0, '127.0.0.1', () => {
+      const p = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(p));
+    });
+  });
+  let child: ChildProcess | undefined;
+  const r = {
+    url: `redis://127.0.0.1:${port}`,
+    async start() {
+      child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+      await untilTrue(
+        () =>
+          new Promise<boolean>((resolve) => {
+            const s = createConnection(port, '127.0.0.1');
+            s.once('connect', () => (s.destroy(), resolve(true)));
+            s.once('error', () => resolve(false));
+          }),
+        'redis-server to listen',
+      );
+    },
+    async stop() {
+      if (!child) return;
+      const c = child;
+      child = undefined;
+      c.kill('SIGKILL');
+      await new Promise((resolve) => (c.exitCode !== null ? resolve(undefined) : c.once('exit', resolve)));
+    },
+  };
+  return r;
+}
+
+describe('cluster: Redis goes away and comes back', { skip }, () => {
+  it('keeps local delivery going, fails /readyz meanwhile, then rejoins: subscriptions and presence restored', async () => {
+    const redis = await privateRedis();
+    await redis.start();
+    const db = await freshDatabase();
+    const name = freshClusterName();
+    const a = await startServer({ databaseUrl: db, redisUrl: redis.url, clusterName: name, presenceTtlSeconds: TTL });
+    const b = await startServer({ databaseUrl: db, redisUrl: redis.url, clusterName: name, presenceTtlSeconds: TTL });
+    try {
+      await untilTrue(() => a.server.ctx.cluster!.connected && b.server.ctx.cluster!.connected, 'both nodes on Redis');
+      const token = await login(a.url);
+      const onA = await stompTcp(a, { passcode: token });
+      onA.send('SUBSCRIBE\nid:1\ndestination:/topic/alerts\nreceipt:r\n\n\0');
+      await onA.next('RECEIPT');
+      const onB = await stompTcp(b, { passcode: token });
+      onB.send('SUBSCRIBE\nid:1\ndestination:/topic/alerts\nreceipt:r\n\n\0');
+      await onB.next('RECEIPT');
+      await busSettle();
+      await api(a.url, 'POST', '/api/publish', { token, body: { destination: '/topic/alerts', body: 'before' } });
+      assert.equal((await onB.next('MESSAGE')).body.toString(), 'before');
+      assert.equal((await onA.next('MESSAGE')).body.toString(), 'before');
+
+      await redis.stop();
+      await untilTrue(async () => (await api(a.url, 'GET', '/readyz')).status === 503, '/readyz to fail');
+      assert.match((await api(a.url, 'GET', '/readyz')).body.message, /Redis/);
+      await api(a.url, 'POST', '/api/publish', { token, body: { destination: '/topic/alerts', body: 'during' } });
+      assert.equal((await onA.next('MESSAGE')).body.toString(), 'during', 'local delivery goes on without Redis');
+
+      await redis.start();
+      await untilTrue(async () => (await api(a.url, 'GET', '/readyz')).status === 200 && (await api(b.url, 'GET', '/readyz')).status === 200, 'both nodes ready again', 15_000);
+      // Presence is rewritten and subscriptions are made again on the new Redis.
+      await untilTrue(async () => {
+        const r = await api<{ node: string }[]>(a.url, 'GET', '/api/message/getWebSocketClients', { token });
+        return new Set(r.body.data.map((s) => s.node)).size === 2;
+      }, 'sessions of both nodes back in presence', 10_000);
+      await untilTrue(async () => {
+        await api(a.url, 'POST', '/api/publish', { token, body: { destination: '/topic/alerts', body: 'after' } });
+        const f = await onB.next('MESSAGE', 300).catch(() => undefined);
+        return f?.body.toString() === 'after';
+      }, 'B to receive from A again', 10_000);
+      onA.close();
+      onB.close();
+    } finally {
+      await a.stop();
+      await b.stop();
+      await redis.stop();
     }
   });
 });

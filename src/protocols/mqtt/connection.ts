@@ -252,7 +252,16 @@ export class MqttConnection implements Session {
         if (err instanceof AppTokenRefusal) return { code: err.kind === 'bad' ? REFUSE.badCredentials : REFUSE.notAuthorized, reason: err.message };
         throw err;
       }
-      if (p.username) {
+      // A Herald token (or JWT) as password, with any user name: checked first because it is cheap,
+      // and so that a token never counts as a failed password login.
+      let tokenRefusal: AuthError;
+      try {
+        return await this.ctx.auth.authenticate(password, { renew: true });
+      } catch (err) {
+        if (!(err instanceof AuthError)) throw err;
+        tokenRefusal = err;
+      }
+      if (p.username && tokenRefusal.code === 'invalid_token') {
         try {
           const user = await this.ctx.auth.checkPassword(p.username, password, this.remoteAddress);
           return { userId: user.id, name: user.name, role: user.role, credential: { kind: 'password' } };
@@ -261,12 +270,10 @@ export class MqttConnection implements Session {
           if (err.code !== 'bad_credentials') return { code: REFUSE.notAuthorized, reason: err.message };
         }
       }
-      try {
-        return await this.ctx.auth.authenticate(password, { renew: true });
-      } catch (err) {
-        if (!(err instanceof AuthError)) throw err;
-        return { code: err.code === 'user_disabled' ? REFUSE.notAuthorized : REFUSE.badCredentials, reason: 'wrong user name, password or token' };
-      }
+      return {
+        code: tokenRefusal.code === 'user_disabled' ? REFUSE.notAuthorized : REFUSE.badCredentials,
+        reason: tokenRefusal.code === 'invalid_token' ? 'wrong user name, password or token' : tokenRefusal.message,
+      };
     }
     if (this.ctx.config.allowAnonymous) {
       this.anonymous = true;

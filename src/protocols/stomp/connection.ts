@@ -355,13 +355,14 @@ export class StompConnection implements Session {
       const passcode = header(frame, 'passcode');
       try {
         if (login && passcode) {
-          // A user name with its password, or a token in either field.
+          // A token in passcode (any login), else a user name with its password. The token is tried
+          // first: it is cheap, and a token must never count as a failed password login.
           try {
+            principal = await this.ctx.auth.authenticate(passcode, { renew: true });
+          } catch (err) {
+            if (!(err instanceof AuthError) || err.code !== 'invalid_token') throw err;
             const user = await this.ctx.auth.checkPassword(login, passcode, this.remoteAddress);
             principal = { userId: user.id, name: user.name, role: user.role, credential: { kind: 'password' } };
-          } catch (err) {
-            if (!(err instanceof AuthError) || err.code !== 'bad_credentials') throw err;
-            principal = await this.ctx.auth.authenticate(passcode, { renew: true });
           }
         } else if (login || passcode) {
           principal = await this.ctx.auth.authenticate((login || passcode)!, { renew: true });
