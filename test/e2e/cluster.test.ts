@@ -8,6 +8,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createConnection, createServer } from 'node:net';
 import { describe, it, before, after } from 'node:test';
 import mqtt from 'mqtt';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { api, login, startServer, ADMIN_PASSWORD, tempDir, type TestServer } from '../helpers/server.js';
 import { RawStomp, frameHeader, wsUrl } from '../helpers/stomp.js';
 import { JsonClient } from '../helpers/json-ws.js';
@@ -460,8 +462,14 @@ describe('cluster: Redis unreachable', { skip }, () => {
   it('starts, serves HTTP, fails /readyz naming Redis, and says so in the log', async () => {
     const db = await freshDatabase();
     // Port 9 on loopback (discard) is closed here: connections are refused at once.
-    const node = await startServer({ databaseUrl: db, redisUrl: 'redis://127.0.0.1:9', clusterName: freshClusterName() });
+    const logged: string[] = [];
+    const log = pino({ level: 'info' }, new Writable({ write: (chunk: Buffer, _enc, done) => (logged.push(chunk.toString()), done()) }));
+    const node = await startServer({ databaseUrl: db, redisUrl: 'redis://127.0.0.1:9', clusterName: freshClusterName() }, undefined, tempDir(), log);
     try {
+      await untilTrue(() => logged.some((l) => /Redis unreachable; retrying/.test(l)), 'the log line');
+      const line = JSON.parse(logged.find((l) => /Redis unreachable/.test(l))!) as { url: string; level: number };
+      assert.equal(line.url, 'redis://127.0.0.1:9');
+      assert.equal(line.level, 50, 'logged as an error');
       const ready = await api(node.url, 'GET', '/readyz');
       assert.equal(ready.status, 503);
       assert.match(ready.body.message, /Redis/);

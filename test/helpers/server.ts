@@ -2,7 +2,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import type { Clock } from '../../src/clock.js';
 import { loadConfig, type ConfigInput } from '../../src/config.js';
 import { HeraldServer } from '../../src/server.js';
@@ -21,7 +21,7 @@ export function tempDir(prefix = 'herald-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-export async function startServer(overrides: ConfigInput = {}, clock?: Clock, dataDir = tempDir()): Promise<TestServer> {
+export async function startServer(overrides: ConfigInput = {}, clock?: Clock, dataDir = tempDir(), log?: Logger): Promise<TestServer> {
   const config = loadConfig({
     env: {},
     cwd: dataDir,
@@ -41,7 +41,7 @@ export async function startServer(overrides: ConfigInput = {}, clock?: Clock, da
   const server = await HeraldServer.start({
     config,
     ...(clock ? { clock } : {}),
-    log: pino({ level: process.env['HERALD_TEST_LOG'] ?? 'silent' }),
+    log: log ?? pino({ level: process.env['HERALD_TEST_LOG'] ?? 'silent' }),
     announce: (l) => lines.push(l),
   });
   return {
