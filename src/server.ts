@@ -27,6 +27,7 @@ import { registerStomp } from './protocols/stomp/index.js';
 import { registerMqtt, type MqttShared } from './protocols/mqtt/index.js';
 import { MqttApps } from './apps/mqtt-apps.js';
 import { registerAppRoutes } from './http/apps.js';
+import { registerWebRoutes } from './http/web.js';
 import { SqliteStore } from './store/sqlite/sqlite-store.js';
 import { PostgresStore } from './store/postgres/postgres-store.js';
 import { Cluster, defaultNodeId } from './bus/cluster.js';
@@ -163,6 +164,7 @@ export class HeraldServer {
       registerMessageRoutes(ctx, messages);
       registerThreadRoutes(ctx, threads);
       registerAppRoutes(ctx, apps);
+      registerWebRoutes(ctx, startedAt);
       // Protocol front ends: each registers its routes and listeners, nothing else.
       registerStomp(ctx);
       registerJsonWebSocket(ctx);

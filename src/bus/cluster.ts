@@ -52,7 +52,8 @@ type Control =
   | { t: 'retained'; topic: string; qos: QoS; m: string }
   | { t: 'share'; key: string }
   | { t: 'takeover'; cid: string; from: string; req: string; holder: string | null }
-  | { t: 'released'; req: string };
+  | { t: 'released'; req: string }
+  | { t: 'kick'; session: string; message: string };
 
 /** Channels and patterns a topic filter needs: `a/+/c` → pattern `t:a/*​/c`; `a/#` → `t:a` and `t:a/*`. */
 export function filterChannels(filter: string): { exact: string[]; patterns: string[] } {
@@ -296,7 +297,15 @@ export class Cluster implements ClusterLink, Presence {
       case 'released':
         this.waiting.get(c.req)?.();
         return;
+      case 'kick':
+        parts.sessions.get(c.session)?.close({ code: 'kicked', message: c.message });
+        return;
     }
+  }
+
+  /** Ends a session on another node (the console's "disconnect"). */
+  kick(node: string, session: string, message: string): void {
+    this.direct(node, { t: 'kick', session, message });
   }
 
   private control(c: Control): void {

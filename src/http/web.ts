@@ -1,0 +1,139 @@
+/**
+ * The web console (`/console`, built by Vite into dist/web/console) and the
+ * demo pages (`/demo`, plain pages copied into dist/web/demo with the client
+ * libraries the seeds use), plus the few API routes only they need:
+ * an overview for the console's charts, disconnecting a session, and a
+ * "push me a notification" button for the notifications demo.
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { extname, join, normalize, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { FastifyReply } from 'fastify';
+import type { HeraldContext } from '../context.js';
+import { createMessage } from '../core/message.js';
+import { requireAuth } from './app.js';
+import { HttpError, ok } from './envelope.js';
+
+const TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.json': 'application/json; charset=utf-8',
+  '.map': 'application/json; charset=utf-8',
+  '.ico': 'image/x-icon',
+};
+
+/** dist/web, whether Herald runs from dist (dist/http/web.js) or from source under tsx (src/http/web.ts). */
+function webRoot(): string | undefined {
+  for (const rel of ['../web/', '../../dist/web/']) {
+    const dir = fileURLToPath(new URL(rel, import.meta.url));
+    if (existsSync(join(dir, 'console', 'index.html'))) return dir;
+  }
+  return undefined;
+}
+
+function version(): string {
+  for (const rel of ['../../package.json', '../../../package.json']) {
+    try {
+      return (JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { version: string }).version;
+    } catch {
+      // try the next place
+    }
+  }
+  return 'unknown';
+}
+
+export function registerWebRoutes(ctx: HeraldContext, startedAt: number): void {
+  const { http, metrics, presence } = ctx;
+  const root = webRoot();
+  const herald = version();
+
+  const serve = (reply: FastifyReply, base: string, rest: string): FastifyReply => {
+    if (!root) {
+      throw new HttpError(503, 'the console and demo pages are not built: run "npm run build" (npm install does it) and restart');
+    }
+    const dir = join(root, base);
+    const file = normalize(join(dir, rest || 'index.html'));
+    if (!file.startsWith(dir + sep) && file !== dir) throw new HttpError(404, 'no such file');
+    let path = file;
+    if (existsSync(path) && statSync(path).isDirectory()) path = join(path, 'index.html');
+    if (!existsSync(path)) throw new HttpError(404, `no such page: /${base}/${rest}`);
+    const type = TYPES[extname(path)] ?? 'application/octet-stream';
+    // Built assets carry a content hash in their names; pages must always be fresh.
+    const immutable = /[.-][A-Za-z0-9_-]{8,}\.(js|css)$/.test(path) && path.includes(`${sep}assets${sep}`);
+    return reply
+      .header('content-type', type)
+      .header('cache-control', immutable ? 'public, max-age=31536000, immutable' : 'no-cache')
+      .header('x-content-type-options', 'nosniff')
+      .send(readFileSync(path));
+  };
+
+  for (const base of ['console', 'demo']) {
+    http.get(`/${base}`, async (_req, reply) => reply.redirect(`/${base}/`));
+    http.get<{ Params: { '*': string } }>(`/${base}/*`, async (req, reply) => serve(reply, base, req.params['*']));
+  }
+
+  const managers = requireAuth(ctx, ['admin', 'service']);
+
+  /** Figures for the console's overview; counters are totals, the console turns them into rates. */
+  http.get('/api/admin/overview', { preHandler: managers }, async () => {
+    const sum = async (name: string): Promise<Record<string, number>> => {
+      const out: Record<string, number> = {};
+      const m = await metrics.registry.getSingleMetric(name)?.get();
+      for (const v of m?.values ?? []) {
+        const key = String(v.labels['protocol'] ?? v.labels['op'] ?? (v as { metricName?: string }).metricName ?? '');
+        out[key] = (out[key] ?? 0) + v.value;
+      }
+      return out;
+    };
+    const store = await metrics.registry.getSingleMetric('herald_store_seconds')?.get();
+    let storeSeconds = 0;
+    let storeCalls = 0;
+    for (const v of store?.values ?? []) {
+      const name = (v as { metricName?: string }).metricName;
+      if (name === 'herald_store_seconds_sum') storeSeconds += v.value;
+      if (name === 'herald_store_seconds_count') storeCalls += v.value;
+    }
+    return ok({
+      version: herald,
+      node: ctx.nodeId,
+      cluster: ctx.cluster !== undefined,
+      uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
+      connections: await sum('herald_connections'),
+      messagesIn: await sum('herald_messages_in_total'),
+      messagesOut: await sum('herald_messages_out_total'),
+      store: { kind: ctx.store.kind, calls: storeCalls, seconds: storeSeconds },
+      nodes: await presence.nodes(),
+    });
+  });
+
+  /** Ends one session (on whichever node it is) with a "kicked" close in its protocol's words. */
+  http.post<{ Params: { id: string } }>('/api/admin/sessions/:id/disconnect', { preHandler: managers }, async (req) => {
+    const id = req.params.id;
+    const local = ctx.sessions.get(id);
+    if (local) {
+      local.close({ code: 'kicked', message: `disconnected by ${req.principal!.name}` });
+      return ok({ sessionId: id, node: ctx.nodeId });
+    }
+    const entry = (await presence.sessions()).find((s) => s.sessionId === id);
+    if (!entry) throw new HttpError(404, `no session ${id} is online`);
+    ctx.cluster?.kick(entry.node, id, `disconnected by ${req.principal!.name}`);
+    return ok({ sessionId: id, node: entry.node });
+  });
+
+  /**
+   * The notifications demo's button (seed 001): the server pushes a stream
+   * notification to the caller's own `strm` mailbox, as a media service would.
+   */
+  http.post<{ Body: { act?: string } | undefined }>('/api/demo/notify', { preHandler: requireAuth(ctx) }, async (req) => {
+    const p = req.principal!;
+    const act = typeof req.body?.act === 'string' && /^[a-zA-Z]{1,32}$/.test(req.body.act) ? req.body.act : 'opened';
+    const notif = { act, simNo: '013800000001', channel: 1, closeCause: act === 'closed' ? 1 : undefined, at: new Date().toISOString() };
+    const delivered = ctx.broker.publishUser(
+      createMessage({ target: { kind: 'user', userId: p.userId, name: 'strm' }, body: Buffer.from(JSON.stringify(notif)), contentType: 'application/json' }),
+    );
+    return ok({ notif, delivered });
+  });
+}
