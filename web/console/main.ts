@@ -208,10 +208,14 @@ function renderOverview(): void {
     if (!connChart || names.join() !== protocols.join()) {
       protocols = names;
       connEl.replaceChildren();
-      connChart = chart('Connections by protocol', names.length ? names : ['none'], connEl);
+      connChart = chart('Connections by protocol', names.length ? names : ['all protocols'], connEl);
     }
     connChart.push(names.length ? names.map((n) => o.connections[n] ?? 0) : [0]);
-    if (last) {
+    if (!last) {
+      // A first point at zero, so the rate charts have a line from the second poll on.
+      rateChart.push([0, 0]);
+      storeChart.push([0]);
+    } else {
       const dt = (now - last.at) / 1000;
       rateChart.push([(total(o.messagesIn) - total(last.o.messagesIn)) / dt, (total(o.messagesOut) - total(last.o.messagesOut)) / dt]);
       const calls = o.store.calls - last.o.store.calls;
