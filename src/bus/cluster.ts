@@ -415,6 +415,11 @@ export class Cluster implements ClusterLink, Presence {
     const nodes = await this.nodes();
     const out: PresenceEntry[] = [];
     for (const n of nodes) {
+      if (n.id === this.nodeId && this.parts) {
+        // This node's own sessions: live, with their figures.
+        for (const s of this.parts.sessions.all()) out.push({ ...presenceEntry(s, this.nodeId), ...s.stats() });
+        continue;
+      }
       const all = await this.redis.hgetall(this.k + 'sess:' + n.id);
       for (const v of Object.values(all)) out.push(JSON.parse(v) as PresenceEntry);
     }

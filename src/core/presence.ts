@@ -16,6 +16,9 @@ export interface PresenceEntry {
   remoteAddress: string;
   device: string;
   connectedAt: number;
+  /** Live figures; present for sessions of the node that answers (other nodes' sessions are listed from Redis without them). */
+  subscriptions?: number;
+  unacked?: number;
 }
 
 export interface NodeInfo {
@@ -58,7 +61,7 @@ export class LocalPresence implements Presence {
   ) {}
 
   async sessions(): Promise<PresenceEntry[]> {
-    return [...this.registry.all()].map((s) => presenceEntry(s, this.nodeId));
+    return [...this.registry.all()].map((s) => ({ ...presenceEntry(s, this.nodeId), ...s.stats() }));
   }
 
   async onlineUsers(): Promise<string[]> {

@@ -26,6 +26,8 @@ export interface SessionInfo {
 }
 
 export interface Session extends SessionInfo {
+  /** Subscriptions held and messages sent but not yet acknowledged, now (the console's Clients). */
+  stats(): { subscriptions: number; unacked: number };
   /** Tells the client why in its protocol's words, then closes the connection. */
   close(reason: CloseReason): void;
 }

@@ -181,6 +181,7 @@ export function registerMessageRoutes(ctx: HeraldContext, service: MessageServic
         loginTime: new Date(s.connectedAt).toISOString(),
         status: 'ONLINE',
         node: s.node,
+        ...(s.subscriptions !== undefined ? { subscriptions: s.subscriptions, unacked: s.unacked } : {}),
       })),
     ),
   );

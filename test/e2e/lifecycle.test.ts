@@ -128,6 +128,7 @@ describe('graceful shutdown in process', () => {
       remoteAddress: '127.0.0.1',
       device: 'test',
       connectedAt: Date.now(),
+      stats: () => ({ subscriptions: 0, unacked: 0 }),
       close(reason) {
         told.push(reason);
         s.server.ctx.sessions.remove(session);

@@ -106,12 +106,18 @@ describe('console and demo pages in Chromium', { skip: browserMissing() }, () =>
     await addUser('watcher');
     const stomp = await RawStomp.tcp(s.server.address('stomp').port);
     assert.equal((await stomp.connect({ login: 'watcher', passcode: 'watcher-password' })).command, 'CONNECTED');
+    stomp.send('SUBSCRIBE\nid:a\ndestination:/topic/x\n\n\0SUBSCRIBE\nid:b\ndestination:/queue/watch\nack:client\nreceipt:r\n\n\0');
+    await stomp.next('RECEIPT');
+    await api(s.url, 'POST', '/api/publish', { token: admin, body: { destination: '/queue/watch', body: 'unacked' } });
+    await stomp.next('MESSAGE');
     const page = await newPage();
     await consoleLogin(page);
     await page.getByRole('link', { name: 'Clients' }).click();
     const row = page.locator('tr', { hasText: 'watcher' });
     await row.waitFor();
     assert.match(await row.innerText(), /stomp-tcp/);
+    assert.equal(await row.locator('td[data-label="Subscriptions"]').innerText(), '2');
+    assert.equal(await row.locator('td[data-label="Unacked"]').innerText(), '1');
     await shot(page, 'console-clients');
     await row.getByRole('button', { name: 'Disconnect' }).click();
     const err = await stomp.next('ERROR');

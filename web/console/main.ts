@@ -254,6 +254,8 @@ interface ClientRow {
   remoteAddress: string;
   loginTime: string;
   node?: string;
+  subscriptions?: number;
+  unacked?: number;
 }
 
 function renderClients(): void {
@@ -266,13 +268,15 @@ function renderClients(): void {
     list.replaceChildren(
       h('p', {}, `${shown.length} of ${rows.length} sessions online`),
       table(
-        ['User', 'Device', 'Protocol', 'Address', 'Since', 'Node', 'Actions'],
+        ['User', 'Device', 'Protocol', 'Address', 'Since', 'Subscriptions', 'Unacked', 'Node', 'Actions'],
         shown.map((r) => [
           r.loginName,
           r.device,
           r.protocol,
           r.remoteAddress,
           time(r.loginTime),
+          r.subscriptions === undefined ? '–' : String(r.subscriptions),
+          r.unacked === undefined ? '–' : String(r.unacked),
           r.node ?? '',
           h(
             'span',

@@ -71,6 +71,11 @@ export class JsonConnection implements Session {
 
   private readonly mailbox = new Subscription(this, 'mailbox');
   private readonly topics = new Map<string, Subscription>();
+
+  stats(): { subscriptions: number; unacked: number } {
+    // The message mailbox is always subscribed.
+    return { subscriptions: this.topics.size + 1, unacked: this.unacked.size };
+  }
   /** Messages written and not yet acknowledged, by message id. */
   private readonly unacked = new Map<string, Delivery>();
   private readonly held: [CoreMessage, Delivery][] = [];

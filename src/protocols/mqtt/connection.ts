@@ -108,6 +108,10 @@ export class MqttConnection implements Session {
   private readonly parser = mqttPacket.parser();
   private readonly subscriptions = new Map<string, MqttSubscription>();
   private readonly inflight = new Map<number, Inflight>();
+
+  stats(): { subscriptions: number; unacked: number } {
+    return { subscriptions: this.subscriptions.size, unacked: this.inflight.size };
+  }
   private readonly held: [MqttSubscription, CoreMessage, Delivery][] = [];
   private readonly qos2In = new Set<number>();
   /** Packet ids held by a resumed session's waiting messages while they are sent again. */
