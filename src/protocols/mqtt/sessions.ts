@@ -102,11 +102,6 @@ export class PersistentSessions {
 
   constructor(private readonly ctx: HeraldContext) {}
 
-  /** At start: this node takes every stored session (from earlier runs) and gives it its offline consumers back. */
-  async load(): Promise<void> {
-    await this.adopt([this.ctx.broker.nodeId]);
-  }
-
   /**
    * Takes the sessions held by no live node (all of them on a single node's
    * start; in a cluster, those of a node that stopped or died): each gets
