@@ -250,6 +250,10 @@ describe('console and demo pages in Chromium', { skip: browserMissing() }, () =>
     await form.getByLabel('Password').fill('newcomer-password');
     await form.getByRole('button', { name: 'Create user' }).click();
     await page.locator('#users tr', { hasText: 'newcomer' }).waitFor();
+    await page.getByLabel('Role of newcomer').selectOption('service');
+    await page.locator('#banner', { hasText: 'newcomer is now service' }).waitFor();
+    const users = await api<{ name: string; role: string }[]>(s.url, 'GET', '/api/users', { token: admin });
+    assert.equal(users.body.data.find((u) => u.name === 'newcomer')?.role, 'service');
     // A duplicate name is refused in words.
     await form.getByLabel('Name').fill('newcomer');
     await form.getByLabel('Password').fill('whatever-password');

@@ -521,6 +521,18 @@ function renderUsers(): void {
   const users = h('div', { id: 'users' });
   const apps = h('div', { id: 'apps' });
   const secret = h('div', { id: 'app-secret' });
+  /** The role, changeable in place. */
+  const roleSelect = (u: UserRow): HTMLElement => {
+    const select = h('select', { 'aria-label': `Role of ${u.name}` }, ...['user', 'service', 'admin'].map((r) => h('option', { value: r, ...(r === u.role ? { selected: true } : {}) }, r))) as HTMLSelectElement;
+    select.addEventListener('change', () =>
+      void attempt(async () => {
+        await api('PATCH', `/api/users/${u.id}`, { role: select.value });
+        showInfo(`${u.name} is now ${select.value}.`);
+        await load();
+      }),
+    );
+    return select;
+  };
   const load = async (): Promise<void> => {
     const list = await api<UserRow[]>('GET', '/api/users');
     users.replaceChildren(
@@ -529,7 +541,7 @@ function renderUsers(): void {
         list.map((u) => [
           u.id,
           u.name,
-          u.role,
+          roleSelect(u),
           u.disabled ? 'disabled' : 'active',
           h(
             'span',
