@@ -412,16 +412,18 @@ export class Cluster implements ClusterLink, Presence {
   }
 
   async sessions(): Promise<PresenceEntry[]> {
-    const nodes = await this.nodes();
     const out: PresenceEntry[] = [];
-    for (const n of nodes) {
-      if (n.id === this.nodeId && this.parts) {
-        // This node's own sessions: live, with their figures.
-        for (const s of this.parts.sessions.all()) out.push({ ...presenceEntry(s, this.nodeId), ...s.stats() });
-        continue;
+    // This node's own sessions: live, with their figures (even before its first heartbeat).
+    if (this.parts) for (const s of this.parts.sessions.all()) out.push({ ...presenceEntry(s, this.nodeId), ...s.stats() });
+    try {
+      for (const n of await this.nodes()) {
+        if (n.id === this.nodeId) continue;
+        const all = await this.redis.hgetall(this.k + 'sess:' + n.id);
+        for (const v of Object.values(all)) out.push(JSON.parse(v) as PresenceEntry);
       }
-      const all = await this.redis.hgetall(this.k + 'sess:' + n.id);
-      for (const v of Object.values(all)) out.push(JSON.parse(v) as PresenceEntry);
+    } catch (err) {
+      // Redis away: this node's sessions are all it can vouch for (and all a broadcast can reach now).
+      this.options.log.warn({ err: (err as Error).message }, 'presence of other nodes unavailable; listing this node only');
     }
     return out.sort((a, b) => a.connectedAt - b.connectedAt);
   }

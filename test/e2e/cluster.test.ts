@@ -549,6 +549,9 @@ describe('cluster: Redis goes away and comes back', { skip }, () => {
       assert.match((await api(a.url, 'GET', '/readyz')).body.message, /Redis/);
       await api(a.url, 'POST', '/api/publish', { token, body: { destination: '/topic/alerts', body: 'during' } });
       assert.equal((await onA.next('MESSAGE')).body.toString(), 'during', 'local delivery goes on without Redis');
+      const during = await api<{ node: string }[]>(a.url, 'GET', '/api/message/getWebSocketClients', { token });
+      assert.equal(during.status, 200, 'presence still answers, with what this node can vouch for');
+      assert.deepEqual([...new Set(during.body.data.map((x) => x.node))], [a.server.ctx.nodeId]);
 
       await redis.start();
       await untilTrue(async () => (await api(a.url, 'GET', '/readyz')).status === 200 && (await api(b.url, 'GET', '/readyz')).status === 200, 'both nodes ready again', 15_000);
