@@ -17,7 +17,7 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { Gauge } from 'prom-client';
+import { Counter } from 'prom-client';
 import type { ThreadService } from '../apps/threads.js';
 import type { Auth, CredentialChange, SharedFailureCounter } from '../core/auth.js';
 import type { Broker, ClusterLink } from '../core/broker.js';
@@ -119,12 +119,15 @@ export class Cluster implements ClusterLink, Presence {
     });
     this.redis = this.bus.commands;
     const bus = this.bus;
-    new Gauge({
+    let counted = 0;
+    new Counter({
       name: 'herald_bus_dropped_total',
       help: 'Cluster mode: messages for other nodes dropped because Redis was unreachable',
       registers: [options.metrics.registry],
       collect() {
-        this.set(bus.dropped);
+        // The bus counts; the metric catches up at each scrape.
+        this.inc(bus.dropped - counted);
+        counted = bus.dropped;
       },
     });
     this.bus.setHandler((channel, payload) => this.receive(channel, payload));
