@@ -8,8 +8,8 @@ import { ConfigError, configHelp, loadConfig, parseFlags, type Config } from './
 import { Auth } from './core/auth.js';
 import { systemClock } from './clock.js';
 import { createLogger } from './log.js';
-import { HeraldServer } from './server.js';
-import { SqliteStore } from './store/sqlite/sqlite-store.js';
+import { HeraldServer, openStore as openServerStore } from './server.js';
+import type { Store } from './store/store.js';
 import { DuplicateError, ROLES, type Role } from './store/store.js';
 import { randomPassword } from './core/passwords.js';
 import { MqttApps } from './apps/mqtt-apps.js';
@@ -45,9 +45,13 @@ function fail(message: string, code = 2): never {
   process.exit(code);
 }
 
-function openStore(config: Config): SqliteStore {
-  if (config.databaseUrl) fail('user and token commands work on the embedded SQLite store only for now');
-  return new SqliteStore({ dataDir: config.dataDir, synchronous: config.sqliteSynchronous as 'FULL' | 'NORMAL' });
+/** The same store `serve` uses: SQLite under dataDir, or PostgreSQL with databaseUrl. */
+async function openStore(config: Config): Promise<Store> {
+  try {
+    return await openServerStore(config, createLogger({ ...config, logLevel: 'warn' }));
+  } catch (err) {
+    fail((err as Error).message, 1);
+  }
 }
 
 async function serve(config: Config): Promise<void> {
@@ -91,7 +95,7 @@ async function serve(config: Config): Promise<void> {
 }
 
 async function userCommand(config: Config, args: string[], extra: Record<string, string>): Promise<void> {
-  const store = openStore(config);
+  const store = await openStore(config);
   const auth = new Auth(store, config, systemClock, createLogger({ ...config, logLevel: 'warn' }));
   try {
     const [sub, name] = args;
@@ -133,7 +137,7 @@ async function tokenCommand(config: Config, args: string[], extra: Record<string
     if (!Number.isInteger(s) || s <= 0) fail(`--expires-in must be a positive number of seconds, not "${extra['expires-in']}"`);
     expiresAt = Date.now() + s * 1000;
   }
-  const store = openStore(config);
+  const store = await openStore(config);
   try {
     const user = await store.getUserByName(name);
     if (!user) fail(`no user named "${name}"; create it with "herald user add ${name}"`, 1);
@@ -147,7 +151,7 @@ async function tokenCommand(config: Config, args: string[], extra: Record<string
 
 async function appCommand(config: Config, args: string[]): Promise<void> {
   const [sub, name] = args;
-  const store = openStore(config);
+  const store = await openStore(config);
   try {
     const apps = new MqttApps(store, config, systemClock);
     if (sub === 'list') {

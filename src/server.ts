@@ -50,7 +50,7 @@ export interface StartOptions {
  * PostgreSQL is retried with back-off for a minute, saying so each time,
  * before start-up gives up.
  */
-async function openStore(config: Config, log: Logger): Promise<Store> {
+export async function openStore(config: Config, log: Logger): Promise<Store> {
   if (!config.databaseUrl) return new SqliteStore({ dataDir: config.dataDir, synchronous: config.sqliteSynchronous as 'FULL' | 'NORMAL' });
   if (!/^postgres(ql)?:\/\//.test(config.databaseUrl)) {
     throw new ConfigError(`databaseUrl must be a postgres:// or postgresql:// URL (got ${JSON.stringify(redactUrl(config.databaseUrl))})`);

@@ -13,7 +13,7 @@ import { pino } from 'pino';
 import { api, login, startServer, ADMIN_PASSWORD, tempDir, type TestServer } from '../helpers/server.js';
 import { RawStomp, frameHeader, wsUrl } from '../helpers/stomp.js';
 import { JsonClient } from '../helpers/json-ws.js';
-import { runHerald, type HeraldProcess } from '../helpers/process.js';
+import { runCommand, runHerald, type HeraldProcess } from '../helpers/process.js';
 import { freshClusterName, freshDatabase, REDIS_URL, servicesMissing } from '../helpers/services.js';
 
 const skip = servicesMissing('pg', 'redis');
@@ -358,6 +358,17 @@ describe('cluster: three nodes on one PostgreSQL and one Redis', { skip }, () =>
     assert.match(got.body.toString(), /hi from C/);
     onB.close();
     onC.close();
+  });
+
+  it('lets the command line manage users and tokens in the cluster\'s PostgreSQL', async () => {
+    const env = { HERALD_DATABASE_URL: cl.db, HERALD_LOG_LEVEL: 'warn' };
+    const add = await runCommand(['user', 'add', 'cli-made', '--password', 'cli-made-password'], env);
+    assert.equal(add.code, 0, add.stderr);
+    await login(b.url, 'cli-made', 'cli-made-password');
+    const issued = await runCommand(['token', 'issue', 'cli-made'], env);
+    assert.equal(issued.code, 0, issued.stderr);
+    const me = await api<{ name: string }>(c.url, 'GET', '/v1/me', { token: issued.stdout.trim() });
+    assert.equal(me.body.data.name, 'cli-made');
   });
 
   // Last: it blocks logins from 127.0.0.1 for the rest of the window.
