@@ -260,5 +260,11 @@ describe('console and demo pages in Chromium', { skip: browserMissing() }, () =>
     await form.getByRole('button', { name: 'Create user' }).click();
     await page.locator('#banner.error', { hasText: /already exists/ }).waitFor();
     await shot(page, 'console-users');
+    // At a phone's width the table turns into labelled cards, and every control stays reachable.
+    await page.setViewportSize({ width: 390, height: 844 });
+    const cell = page.locator('#users tr', { hasText: 'newcomer' }).locator('td[data-label="Name"]');
+    assert.equal(await cell.evaluate((td) => getComputedStyle(td).display), 'block');
+    assert.ok(await page.getByLabel('Role of newcomer').isVisible());
+    await shot(page, 'console-users-phone');
   });
 });
