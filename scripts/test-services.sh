@@ -9,8 +9,10 @@
 set -euo pipefail
 cmd="${1:?start|stop}"
 dir="${2:?directory}"
-pg_port="${HERALD_TEST_PG_PORT:-55432}"
-redis_port="${HERALD_TEST_REDIS_PORT:-56379}"
+# A free loopback port (the OS picks it), unless one is given.
+free_port() { node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})"; }
+pg_port="${HERALD_TEST_PG_PORT:-$(free_port)}"
+redis_port="${HERALD_TEST_REDIS_PORT:-$(free_port)}"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
