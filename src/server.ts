@@ -100,6 +100,10 @@ export class HeraldServer {
     const startedAt = clock.now();
 
     const metrics = new Metrics();
+    if (config.redisUrl && !config.databaseUrl) {
+      // Nodes with a file each would share topics but not users, tokens, queues or stored messages.
+      throw new ConfigError('redisUrl (cluster mode) needs databaseUrl too: every node of a cluster must use the same PostgreSQL database');
+    }
     const nodeId = defaultNodeId(config.nodeName);
     const store = timedStore(await openStore(config, log), metrics);
     let cluster: Cluster | undefined;

@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { describe, it, before, after } from 'node:test';
 import mqtt from 'mqtt';
@@ -466,6 +467,17 @@ describe('cluster: a node killed with SIGKILL', { skip }, () => {
     assert.match((await user.next('MESSAGE')).body.toString(), /stored before the crash/);
     consumer.close();
     user.close();
+  });
+});
+
+describe('cluster mode configuration', () => {
+  it('refuses redisUrl without databaseUrl, saying why', async () => {
+    const dir = tempDir();
+    try {
+      await assert.rejects(startServer({ redisUrl: 'redis://127.0.0.1:9' }, undefined, dir), /redisUrl \(cluster mode\) needs databaseUrl too/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
