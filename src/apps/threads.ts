@@ -78,6 +78,12 @@ export class ThreadService implements TopicAuthority {
   private readonly cache = new Map<string, CachedThread | null>();
   /** Told when a thread's record changes here (cluster mode forwards it so other nodes forget their copy). */
   onChange: ((topic: string) => void) | undefined;
+  /**
+   * Cluster mode: "no such thread" is not remembered, since another node may
+   * create the thread a moment later and its announcement can arrive after
+   * the creator's client is already here.
+   */
+  rememberMisses = true;
   private readonly typing = new Map<string, TokenBucket>();
   private sweepTimer: NodeJS.Timeout | undefined;
 
@@ -112,7 +118,7 @@ export class ThreadService implements TopicAuthority {
     const record = await this.store.getThread(topic);
     const cached = record ? { record, members: new Set(record.members.map((m) => m.userId)) } : null;
     if (this.cache.size > 100_000) this.cache.clear();
-    this.cache.set(topic, cached);
+    if (cached || this.rememberMisses) this.cache.set(topic, cached);
     return cached;
   }
 

@@ -148,6 +148,7 @@ export class Cluster implements ClusterLink, Presence {
     parts.auth.onCredentialChange = (change) => this.control({ t: 'cred', change });
     parts.auth.useSharedFailureCounters(this.failureCounter('name'), this.failureCounter('addr'));
     parts.threads.onChange = (topic) => this.control({ t: 'thread', topic });
+    parts.threads.rememberMisses = false;
     parts.sessions.observe({
       added: (s) => this.sessionAdded(s),
       removed: (s) => void this.redis.hdel(this.k + 'sess:' + this.nodeId, s.id).catch(() => undefined),
@@ -364,6 +365,8 @@ export class Cluster implements ClusterLink, Presence {
     // Subscriptions to shared groups re-announce themselves too.
     for (const key of this.shareNodes.keys()) await this.redis.sadd(this.k + 'share:' + key, this.nodeId).catch(() => undefined);
     await this.heartbeat();
+    // Seen alive again: local queue consumers may take messages again.
+    parts.broker.recheckQueues();
   }
 
   /** Refreshes this node's TTLs, reads who is alive, frees what dead nodes held. */
@@ -391,6 +394,8 @@ export class Cluster implements ClusterLink, Presence {
         parts.broker.queuePoked(queue);
       }
       if (this.mqtt) await this.mqtt.sessions.adopt(liveList);
+      // Also a safety net for a missed poke: local consumers look at their queues once per beat.
+      parts.broker.recheckQueues();
       for (const key of this.shareNodes.keys()) await this.refreshShare(key);
     } catch (err) {
       this.options.log.warn({ err }, 'cluster heartbeat failed; trying again');

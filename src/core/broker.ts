@@ -90,6 +90,12 @@ export interface DurableMailbox {
  */
 export interface ClusterLink {
   readonly nodeId: string;
+  /**
+   * Whether the other nodes can see this one. While they cannot, it takes no
+   * queue messages: after the presence TTL they would count it dead and hand
+   * its claims to someone else.
+   */
+  readonly connected: boolean;
   /** This node starts (`on`) or stops needing a topic filter's or a user's messages, or a queue's pokes. */
   interest(kind: 'topic' | 'user' | 'queue', key: string, on: boolean): void;
   /** Sends a topic or user message published on this node to the nodes that need it. */
@@ -531,7 +537,10 @@ export class Broker {
     const name = (msg.target as { name: string }).name;
     const local = this.queues.get(name);
     const takeHere =
-      local !== undefined && local.ready.length < this.limits.queueMemoryMessages && local.consumers.some((c) => c.hasCapacity());
+      local !== undefined &&
+      this.mayClaim() &&
+      local.ready.length < this.limits.queueMemoryMessages &&
+      local.consumers.some((c) => c.hasCapacity());
     const storeId = await this.store.enqueue(
       { queue: name, body: msg.body, contentType: msg.contentType ?? null, headers: msg.headers, createdAt: msg.timestamp },
       takeHere ? this.nodeId : undefined,
@@ -600,8 +609,20 @@ export class Broker {
   }
 
   /** Claims waiting messages from the store: a batch alone, a few per ready consumer in a cluster. */
+  private mayClaim(): boolean {
+    return this.link === undefined || this.link.connected;
+  }
+
+  /** The cluster link is back: every local queue looks for waiting messages again. */
+  recheckQueues(): void {
+    for (const q of this.queues.values()) {
+      q.mayHaveMore = true;
+      this.dispatch(q);
+    }
+  }
+
   private async claim(q: QueueState): Promise<void> {
-    if (q.claiming || !q.consumers.some((c) => c.hasCapacity())) return;
+    if (q.claiming || !this.mayClaim() || !q.consumers.some((c) => c.hasCapacity())) return;
     q.claiming = true;
     q.pokedWhileClaiming = false;
     const limit = this.link ? Math.min(BACKLOG_BATCH, 4 * q.consumers.filter((c) => c.hasCapacity()).length) : BACKLOG_BATCH;

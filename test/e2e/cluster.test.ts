@@ -71,7 +71,7 @@ function mqttUrl(node: TestServer): string {
 }
 
 /** An mqtt.js client whose messages are collected from the first packet on (a session's queue comes right after CONNACK). */
-async function mqttPeer(node: TestServer, opts: mqtt.IClientOptions): Promise<{ client: mqtt.MqttClient; got: [string, string][]; sessionPresent: boolean; next(): Promise<[string, string]> }> {
+async function mqttPeer(node: TestServer, opts: mqtt.IClientOptions): Promise<{ client: mqtt.MqttClient; got: [string, string][]; sessionPresent: boolean; next(timeoutMs?: number): Promise<[string, string]> }> {
   const client = mqtt.connect(mqttUrl(node), opts);
   const got: [string, string][] = [];
   let taken = 0;
@@ -85,8 +85,8 @@ async function mqttPeer(node: TestServer, opts: mqtt.IClientOptions): Promise<{ 
     client,
     got,
     sessionPresent: connack.sessionPresent,
-    async next() {
-      await untilTrue(() => got.length > taken, 'an MQTT message', 5000);
+    async next(timeoutMs = 5000) {
+      await untilTrue(() => got.length > taken, 'an MQTT message', timeoutMs);
       return got[taken++]!;
     },
   };
@@ -285,11 +285,14 @@ describe('cluster: three nodes on one PostgreSQL and one Redis', { skip }, () =>
     // Retained on B, seen by a new subscriber on C.
     const pb = await mqttPeer(b, opts);
     await pb.client.publishAsync('status/door', 'open', { qos: 1, retain: true });
-    await busSettle();
-    const sc = await mqttPeer(c, opts);
-    await sc.client.subscribeAsync('status/#', { qos: 1 });
-    assert.deepEqual(await sc.next(), ['status/door', 'open']);
-    await sc.client.endAsync();
+    // The announcement reaches C within a bus round trip: a new subscriber there gets the retained message.
+    await untilTrue(async () => {
+      const sc = await mqttPeer(c, opts);
+      await sc.client.subscribeAsync('status/#', { qos: 1 });
+      const got = await sc.next(500).catch(() => undefined);
+      await sc.client.endAsync();
+      return got?.[0] === 'status/door' && got[1] === 'open';
+    }, 'the retained message on C');
 
     // A persistent session made on A, fed from B while away, resumed on C.
     const s1 = await mqttPeer(a, { ...opts, clientId: 'sensor-7', clean: false });
@@ -334,7 +337,7 @@ describe('cluster: three nodes on one PostgreSQL and one Redis', { skip }, () =>
     const agent = await addUser(a, admin, 'agent1');
     const visitor = await addUser(a, admin, 'visitor1');
     const stranger = await addUser(a, admin, 'stranger1');
-    // Before the thread exists, B sees a plain topic (and remembers that there is no thread).
+    // Before the thread exists, B sees a plain topic (in a cluster it does not remember "no thread": one may appear any moment).
     const early = await stompTcp(b, { passcode: stranger.token });
     early.send('SUBSCRIBE\nid:t\ndestination:/topic/org9.visitor.v1\nreceipt:r\n\n\0');
     await early.next('RECEIPT');
@@ -348,6 +351,16 @@ describe('cluster: three nodes on one PostgreSQL and one Redis', { skip }, () =>
     late.send('SUBSCRIBE\nid:t\ndestination:/topic/org9.visitor.v1\n\n\0');
     const refused = await late.next('ERROR');
     assert.match(refused.body.toString(), /not a member of thread org9\.visitor\.v1/, 'B learned of the thread made on A');
+    // B now has the thread cached; a member added on A reaches B's copy through the announcement.
+    const added = await api(a.url, 'POST', '/api/v1/thread/org9%2Fvisitor%2Fv1/members', { token: admin, body: { user: 'stranger1', role: 'agent' } });
+    assert.equal(added.status, 200, added.body.message);
+    await untilTrue(async () => {
+      const again = await stompTcp(b, { passcode: stranger.token });
+      again.send('SUBSCRIBE\nid:t\ndestination:/topic/org9.visitor.v1\nreceipt:r\n\n\0');
+      const f = await again.next();
+      again.close();
+      return f.command === 'RECEIPT';
+    }, 'B to let the new member in', 3000);
     const onB = await stompTcp(b, { passcode: visitor.token });
     onB.send('SUBSCRIBE\nid:t\ndestination:/topic/org9.visitor.v1\nreceipt:r\n\n\0');
     await onB.next('RECEIPT');
@@ -559,6 +572,9 @@ describe('cluster: Redis goes away and comes back', { skip }, () => {
       const onA = await stompTcp(a, { passcode: token });
       onA.send('SUBSCRIBE\nid:1\ndestination:/topic/alerts\nreceipt:r\n\n\0');
       await onA.next('RECEIPT');
+      const worker = await stompTcp(a, { passcode: token });
+      worker.send('SUBSCRIBE\nid:q\ndestination:/queue/outage\nack:client-individual\nreceipt:r\n\n\0');
+      await worker.next('RECEIPT');
       const onB = await stompTcp(b, { passcode: token });
       onB.send('SUBSCRIBE\nid:1\ndestination:/topic/alerts\nreceipt:r\n\n\0');
       await onB.next('RECEIPT');
@@ -572,6 +588,10 @@ describe('cluster: Redis goes away and comes back', { skip }, () => {
       assert.match((await api(a.url, 'GET', '/readyz')).body.message, /Redis/);
       await api(a.url, 'POST', '/api/publish', { token, body: { destination: '/topic/alerts', body: 'during' } });
       assert.equal((await onA.next('MESSAGE')).body.toString(), 'during', 'local delivery goes on without Redis');
+      // A queue message stored meanwhile waits: A cannot prove to the others that it is alive, so it claims nothing.
+      const stored = await api(a.url, 'POST', '/api/publish', { token, body: { destination: '/queue/outage', body: 'held' } });
+      assert.equal(stored.status, 200, stored.body.message);
+      await assert.rejects(worker.next('MESSAGE', 500), /timed out/);
       const during = await api<{ node: string }[]>(a.url, 'GET', '/api/message/getWebSocketClients', { token });
       assert.equal(during.status, 200, 'presence still answers, with what this node can vouch for');
       assert.deepEqual([...new Set(during.body.data.map((x) => x.node))], [a.server.ctx.nodeId]);
@@ -588,6 +608,8 @@ describe('cluster: Redis goes away and comes back', { skip }, () => {
         const f = await onB.next('MESSAGE', 300).catch(() => undefined);
         return f?.body.toString() === 'after';
       }, 'B to receive from A again', 10_000);
+      assert.equal((await worker.next('MESSAGE', 10_000)).body.toString(), 'held', 'taken once A is back on Redis');
+      worker.close();
       onA.close();
       onB.close();
     } finally {
