@@ -425,6 +425,8 @@ describe('cluster: a node killed with SIGKILL', { skip }, () => {
   });
   after(async () => {
     if (victim.child.exitCode === null && victim.child.signalCode === null) victim.child.kill('SIGKILL');
+    await victim.exited;
+    rmSync(victimDir, { recursive: true, force: true });
     await survivor.stop();
   });
 
