@@ -3,12 +3,12 @@
  * The `herald` command line: serve, and the few admin tasks a script needs
  * before any HTTP call is possible (create users, issue tokens).
  */
-import { readFileSync } from 'node:fs';
 import { ConfigError, configHelp, loadConfig, parseFlags, type Config } from './config.js';
 import { Auth } from './core/auth.js';
 import { systemClock } from './clock.js';
 import { createLogger } from './log.js';
 import { HeraldServer, openStore as openServerStore } from './server.js';
+import { HERALD_VERSION } from './version.js';
 import type { Store } from './store/store.js';
 import { DuplicateError, ROLES, type Role } from './store/store.js';
 import { randomPassword } from './core/passwords.js';
@@ -34,11 +34,6 @@ under its camelCase name; flags win over the environment, which wins over the fi
   --config FILE                  HERALD_CONFIG                  config file (default ./herald.config.json if present)
 ${configHelp()}
 `;
-
-function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
-}
 
 function fail(message: string, code = 2): never {
   process.stderr.write(`herald: ${message}\n`);
@@ -172,7 +167,7 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   if (argv.includes('--version') || argv.includes('-v')) {
-    process.stdout.write(version() + '\n');
+    process.stdout.write(HERALD_VERSION + '\n');
     return;
   }
   let parsed: ReturnType<typeof parseFlags>;

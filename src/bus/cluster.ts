@@ -364,9 +364,8 @@ export class Cluster implements ClusterLink, Presence {
     await multi.exec().catch(() => undefined);
     // Subscriptions to shared groups re-announce themselves too.
     for (const key of this.shareNodes.keys()) await this.redis.sadd(this.k + 'share:' + key, this.nodeId).catch(() => undefined);
+    // Seen alive again: the heartbeat also lets local queue consumers take messages again.
     await this.heartbeat();
-    // Seen alive again: local queue consumers may take messages again.
-    parts.broker.recheckQueues();
   }
 
   /** Refreshes this node's TTLs, reads who is alive, frees what dead nodes held. */

@@ -22,11 +22,9 @@ export interface RedisBusOptions {
 export function redisOptions(name: string): RedisOptions {
   return {
     connectionName: name,
-    lazyConnect: false,
     enableOfflineQueue: true,
     maxRetriesPerRequest: 1,
     retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 6), 5000),
-    reconnectOnError: () => true,
   };
 }
 

@@ -403,7 +403,7 @@ export class Auth {
   /** Kills every token of a user (password change, disable, console "revoke"). */
   async revokeUser(userId: string): Promise<number> {
     const hashes = await this.store.deleteTokensOfUser(userId);
-    for (const [hash, cached] of this.tokens) if (cached.user.id === userId) this.tokens.delete(hash);
+    this.dropCachedUser(userId);
     for (const hash of hashes) this.fire(hash, 'revoked');
     this.onCredentialChange?.({ kind: 'tokens', hashes, userId });
     return hashes.length;
@@ -411,14 +411,17 @@ export class Auth {
 
   /** Drops cached user data after a change (role, disabled) so the next call reads the store. */
   invalidateUser(userId: string): void {
-    for (const [hash, cached] of this.tokens) if (cached.user.id === userId) this.tokens.delete(hash);
+    this.dropCachedUser(userId);
     this.onCredentialChange?.({ kind: 'user', userId });
+  }
+
+  private dropCachedUser(userId: string): void {
+    for (const [hash, cached] of this.tokens) if (cached.user.id === userId) this.tokens.delete(hash);
   }
 
   /** A revocation or user change made on another node: the same effect here, at once. */
   applyRemoteChange(change: CredentialChange): void {
-    const userId = change.kind === 'user' ? change.userId : change.userId;
-    if (userId !== undefined) for (const [hash, cached] of this.tokens) if (cached.user.id === userId) this.tokens.delete(hash);
+    if (change.userId !== undefined) this.dropCachedUser(change.userId);
     if (change.kind === 'tokens') {
       for (const hash of change.hashes) {
         this.forget(hash);

@@ -13,6 +13,7 @@ import type { HeraldContext } from '../context.js';
 import { createMessage } from '../core/message.js';
 import { requireAuth } from './app.js';
 import { HttpError, ok } from './envelope.js';
+import { HERALD_VERSION } from '../version.js';
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -34,21 +35,9 @@ function webRoot(): string | undefined {
   return undefined;
 }
 
-function version(): string {
-  for (const rel of ['../../package.json', '../../../package.json']) {
-    try {
-      return (JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { version: string }).version;
-    } catch {
-      // try the next place
-    }
-  }
-  return 'unknown';
-}
-
 export function registerWebRoutes(ctx: HeraldContext, startedAt: number): void {
   const { http, metrics, presence } = ctx;
   const root = webRoot();
-  const herald = version();
 
   const serve = (reply: FastifyReply, base: string, rest: string): FastifyReply => {
     if (!root) {
@@ -79,11 +68,12 @@ export function registerWebRoutes(ctx: HeraldContext, startedAt: number): void {
 
   /** Figures for the console's overview; counters are totals, the console turns them into rates. */
   http.get('/api/admin/overview', { preHandler: managers }, async () => {
-    const sum = async (name: string): Promise<Record<string, number>> => {
+    /** A per-protocol metric as {protocol: value}. */
+    const byProtocol = async (name: string): Promise<Record<string, number>> => {
       const out: Record<string, number> = {};
       const m = await metrics.registry.getSingleMetric(name)?.get();
       for (const v of m?.values ?? []) {
-        const key = String(v.labels['protocol'] ?? v.labels['op'] ?? (v as { metricName?: string }).metricName ?? '');
+        const key = String(v.labels['protocol'] ?? '');
         out[key] = (out[key] ?? 0) + v.value;
       }
       return out;
@@ -97,13 +87,13 @@ export function registerWebRoutes(ctx: HeraldContext, startedAt: number): void {
       if (name === 'herald_store_seconds_count') storeCalls += v.value;
     }
     return ok({
-      version: herald,
+      version: HERALD_VERSION,
       node: ctx.nodeId,
       cluster: ctx.cluster !== undefined,
       uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
-      connections: await sum('herald_connections'),
-      messagesIn: await sum('herald_messages_in_total'),
-      messagesOut: await sum('herald_messages_out_total'),
+      connections: await byProtocol('herald_connections'),
+      messagesIn: await byProtocol('herald_messages_in_total'),
+      messagesOut: await byProtocol('herald_messages_out_total'),
       store: { kind: ctx.store.kind, calls: storeCalls, seconds: storeSeconds },
       nodes: await presence.nodes(),
     });

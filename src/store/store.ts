@@ -229,6 +229,11 @@ export interface MqttQueuedRecord {
   released: boolean;
 }
 
+/** A row id given as a string, as a number; null for anything that is not a positive integer (so it cannot exist). */
+export function rowId(id: string): number | null {
+  return /^[1-9]\d{0,15}$/.test(id) ? Number(id) : null;
+}
+
 /** Raised when a unique value (a user name) is already taken. */
 export class DuplicateError extends Error {
   override name = 'DuplicateError';

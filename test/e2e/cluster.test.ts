@@ -486,13 +486,30 @@ describe('cluster: a node killed with SIGKILL', { skip }, () => {
 });
 
 describe('cluster mode configuration', () => {
-  it('refuses redisUrl without databaseUrl, saying why', async () => {
+  /** Start-up must fail with `re`, leaving nothing behind. */
+  async function refused(overrides: Parameters<typeof startServer>[0], re: RegExp | ((err: Error) => boolean)): Promise<void> {
     const dir = tempDir();
     try {
-      await assert.rejects(startServer({ redisUrl: 'redis://127.0.0.1:9' }, undefined, dir), /redisUrl \(cluster mode\) needs databaseUrl too/);
+      await assert.rejects(startServer(overrides, undefined, dir), re);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  }
+
+  it('refuses redisUrl without databaseUrl, saying why', async () => {
+    await refused({ redisUrl: 'redis://127.0.0.1:9' }, /redisUrl \(cluster mode\) needs databaseUrl too/);
+  });
+
+  it('refuses a databaseUrl that is not PostgreSQL, without echoing its password', async () => {
+    await refused({ databaseUrl: 'mysql://root:hunter2@127.0.0.1/herald' }, (err: Error) => {
+      assert.match(err.message, /databaseUrl must be a postgres:\/\/ or postgresql:\/\/ URL/);
+      assert.doesNotMatch(err.message, /hunter2/);
+      return true;
+    });
+  });
+
+  it('refuses a cluster name Redis keys cannot carry', { skip: servicesMissing('pg') }, async () => {
+    await refused({ databaseUrl: await freshDatabase(), redisUrl: 'redis://127.0.0.1:9', clusterName: 'a b' }, /clusterName must be 1–64 letters, digits, - or _/);
   });
 });
 

@@ -8,6 +8,7 @@
  * frames behind it.
  */
 import { isUtf8 } from 'node:buffer';
+import { HERALD_VERSION } from '../../version.js';
 import type { HeraldContext } from '../../context.js';
 import { AuthError, type Principal } from '../../core/auth.js';
 import { AppForbidden, AppRefusal, type Broker, type Consumer, type Delivery, type Outcome } from '../../core/broker.js';
@@ -406,7 +407,7 @@ export class StompConnection implements Session {
     const headers: HeaderList = [
       ['version', version],
       ['heart-beat', `${version === '1.0' ? 0 : hb},${version === '1.0' ? 0 : hb}`],
-      ['server', 'Herald/' + SERVER_VERSION],
+      ['server', 'Herald/' + HERALD_VERSION],
       ['session', this.id],
       ['user-name', principal.name],
     ];
@@ -736,8 +737,6 @@ export class StompConnection implements Session {
     if (this.registered) this.ctx.sessions.remove(this);
   }
 }
-
-export const SERVER_VERSION = '0.1.0';
 
 function stripReceipt(f: StompFrame): StompFrame {
   return { ...f, headers: f.headers.filter(([k]) => k !== 'receipt') };

@@ -10,6 +10,7 @@
 import pg from 'pg';
 import {
   DuplicateError,
+  rowId,
   type AppRecord,
   type AppTokenRecord,
   type DeliveryStatus,
@@ -50,10 +51,6 @@ const types = {
     oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
 };
 
-/** Ids arrive as strings; anything that is not a positive integer cannot exist here. */
-function rowId(id: string): number | null {
-  return /^[1-9]\d{0,15}$/.test(id) ? Number(id) : null;
-}
 
 const str = (v: unknown): string => v as string;
 const num = (v: unknown): number => v as number;
@@ -134,10 +131,13 @@ export interface PostgresStoreOptions {
 export class PostgresStore implements Store {
   readonly kind = 'postgres' as const;
   private readonly pool: pg.Pool;
+  /** One statement on any pooled connection (reads that need no transaction). */
+  private readonly direct: Queryable;
   private closed = false;
 
   private constructor(pool: pg.Pool) {
     this.pool = pool;
+    this.direct = { query: (text, params) => pool.query<Row>(text, params as unknown[]) };
   }
 
   /** Connects, runs pending migrations (one node at a time), and returns the store. */
@@ -463,7 +463,7 @@ export class PostgresStore implements Store {
 
   async getThread(topic: string): Promise<ThreadRecord | null> {
     const rows = await this.q('SELECT * FROM threads WHERE topic = $1', [topic]);
-    return (await this.threads(this.pool as unknown as Queryable, rows))[0] ?? null;
+    return (await this.threads(this.direct, rows))[0] ?? null;
   }
 
   async addThreadMember(threadId: string, member: ThreadMember): Promise<void> {
@@ -485,7 +485,7 @@ export class PostgresStore implements Store {
       `SELECT t.* FROM threads t ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY t.last_activity_at DESC, t.id DESC LIMIT ${arg(opts.limit)}`,
       args,
     );
-    const threads = await this.threads(this.pool as unknown as Queryable, rows);
+    const threads = await this.threads(this.direct, rows);
     const out: ThreadSummary[] = [];
     for (const thread of threads) {
       const last = (await this.q('SELECT * FROM thread_messages WHERE thread_id = $1 ORDER BY seq DESC LIMIT 1', [Number(thread.id)]))[0];
@@ -522,7 +522,7 @@ export class PostgresStore implements Store {
 
   async idleThreads(before: number, limit: number): Promise<ThreadRecord[]> {
     const rows = await this.q("SELECT * FROM threads WHERE status = 'OPEN' AND last_activity_at < $1 ORDER BY last_activity_at LIMIT $2", [before, limit]);
-    return this.threads(this.pool as unknown as Queryable, rows);
+    return this.threads(this.direct, rows);
   }
 
   async addThreadMessage(m: NewThreadMessage): Promise<{ record: ThreadMessageRecord; duplicate: boolean }> {

@@ -3,6 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   DuplicateError,
+  rowId,
   type DeliveryStatus,
   type MessageQuery,
   type MessageRecord,
@@ -146,10 +147,6 @@ const toMessage = (r: MessageRow): StoredMessage => ({
   createdAt: r.created_at,
 });
 
-/** Ids arrive as strings; anything that is not a positive integer cannot exist here. */
-function rowId(id: string): number | null {
-  return /^[1-9]\d{0,15}$/.test(id) ? Number(id) : null;
-}
 
 export interface SqliteStoreOptions {
   /** Directory holding herald.db; ':memory:' for a throw-away database. */
