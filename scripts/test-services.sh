@@ -48,7 +48,13 @@ case "$cmd" in
       if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$bin/pg_ctl" -D "$dir/pg/data" -m fast stop >&2 || true
       else "$bin/pg_ctl" -D "$dir/pg/data" -m fast stop >&2 || true; fi
     fi
-    if [ -f "$dir/redis/redis.pid" ]; then kill "$(cat "$dir/redis/redis.pid")" 2>/dev/null || true; fi
+    if [ -f "$dir/redis/redis.pid" ]; then
+      pid="$(cat "$dir/redis/redis.pid")"
+      kill "$pid" 2>/dev/null || true
+      # Redis removes its PID file and closes its log as it exits: wait for
+      # that, so the caller can delete DIR without racing it.
+      for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    fi
     ;;
   *) echo "usage: $0 start|stop DIR" >&2; exit 2 ;;
 esac
