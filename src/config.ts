@@ -52,6 +52,7 @@ export const CONFIG_SCHEMA = {
   nodeName: str('', 'Cluster mode: this node\'s name in presence and logs (default: host name and process id)'),
   presenceTtlSeconds: int(15, 2, 3600, 'Cluster mode: a node that stops heartbeating is gone (its sessions leave presence, its claims are freed) after this long'),
   databasePoolSize: int(10, 1, 500, 'PostgreSQL connections per node'),
+  databaseConnectSeconds: int(60, 0, 3600, 'At start, how long an unreachable PostgreSQL is retried before the node gives up'),
   adminPassword: str('', 'Password of the `admin` user created on first start (random and printed once if empty)'),
   tokenIdleSeconds: int(600, 1, 31_536_000, 'A login token dies after this many seconds without an authenticated HTTP call'),
   tokenSweepMs: int(1000, 50, 60_000, 'How often sessions are checked for dead tokens'),

@@ -33,7 +33,7 @@ import { PostgresStore } from './store/postgres/postgres-store.js';
 import { Cluster, defaultNodeId } from './bus/cluster.js';
 import { redactUrl } from './bus/redis-bus.js';
 import { LocalPresence, type Presence } from './core/presence.js';
-import { DuplicateError, type Store } from './store/store.js';
+import { DuplicateError, StoreUnavailableError, type Store } from './store/store.js';
 import { NetworkListeners, type BoundAddress } from './transports/listeners.js';
 
 export interface StartOptions {
@@ -47,23 +47,29 @@ export interface StartOptions {
 
 /**
  * SQLite by default; PostgreSQL when databaseUrl is set. An unreachable
- * PostgreSQL is retried with back-off for a minute, saying so each time,
- * before start-up gives up.
+ * PostgreSQL that cannot be reached is retried with back-off for
+ * databaseConnectSeconds, saying so each time, before start-up gives up; one
+ * that answers but refuses (wrong password, no such database) stops start-up
+ * at once.
  */
 export async function openStore(config: Config, log: Logger): Promise<Store> {
   if (!config.databaseUrl) return new SqliteStore({ dataDir: config.dataDir, synchronous: config.sqliteSynchronous as 'FULL' | 'NORMAL' });
   if (!/^postgres(ql)?:\/\//.test(config.databaseUrl)) {
     throw new ConfigError(`databaseUrl must be a postgres:// or postgresql:// URL (got ${JSON.stringify(redactUrl(config.databaseUrl))})`);
   }
-  const giveUpAt = Date.now() + 60_000;
+  const where = redactUrl(config.databaseUrl);
+  const giveUpAt = Date.now() + config.databaseConnectSeconds * 1000;
   for (let attempt = 1; ; attempt++) {
     try {
       return await PostgresStore.open({ connectionString: config.databaseUrl, poolSize: config.databasePoolSize });
     } catch (err) {
-      const where = redactUrl(config.databaseUrl);
-      if (Date.now() >= giveUpAt) throw new Error(`PostgreSQL at ${where} is unreachable: ${(err as Error).message}`);
-      log.error({ url: where, attempt, err: (err as Error).message }, 'PostgreSQL unreachable; retrying');
-      await new Promise((r) => setTimeout(r, Math.min(250 * 2 ** attempt, 5000)));
+      const cause = err instanceof StoreUnavailableError && err.cause instanceof Error ? err.cause : (err as Error);
+      const message = cause.message || String((cause as { code?: unknown }).code);
+      if (!(err instanceof StoreUnavailableError)) throw new Error(`PostgreSQL at ${where} refused: ${message}`);
+      const left = giveUpAt - Date.now();
+      if (left <= 0) throw new Error(`PostgreSQL at ${where} is unreachable (gave up after databaseConnectSeconds=${config.databaseConnectSeconds}): ${message}`);
+      log.error({ url: where, attempt, err: message }, 'PostgreSQL unreachable; retrying');
+      await new Promise((r) => setTimeout(r, Math.min(250 * 2 ** attempt, 5000, left)));
     }
   }
 }

@@ -239,6 +239,16 @@ export class DuplicateError extends Error {
   override name = 'DuplicateError';
 }
 
+/**
+ * The store cannot be reached (PostgreSQL down, connection lost). The failed
+ * call's writes were rolled back (only a connection lost during COMMIT itself
+ * leaves that unknown, as with any database): callers tell their client to
+ * try again later, and never acknowledge what they could not store.
+ */
+export class StoreUnavailableError extends Error {
+  override name = 'StoreUnavailableError';
+}
+
 export interface Store {
   readonly kind: 'sqlite' | 'postgres';
   /** Cheap round trip, for /readyz. */

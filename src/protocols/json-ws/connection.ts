@@ -23,6 +23,7 @@ import { createMessage, type CoreMessage } from '../../core/message.js';
 import { TokenBucket } from '../../core/rate-limit.js';
 import { wsCloseCode, type CloseReason, type Session } from '../../core/session.js';
 import { rawSocket, wsFrame, writeFrame } from '../../transports/ws-frame.js';
+import { StoreUnavailableError } from '../../store/store.js';
 
 let counter = 0;
 
@@ -103,6 +104,12 @@ export class JsonConnection implements Session {
     this.ws.on('message', (data: Buffer, isBinary: boolean) => {
       // Handle in order, one at a time, even when a handler waits for the store.
       this.chain = this.chain.then(() => this.onMessage(data, isBinary)).catch((err: unknown) => {
+        if (err instanceof StoreUnavailableError) {
+          // Nothing was stored; the connection stays, and the client may send the same message again.
+          this.ctx.log.warn({ err: err.message, session: this.id }, 'store unavailable; message refused');
+          this.sendError('unavailable', 'the message store is unreachable, so this message was not carried out; send it again shortly');
+          return;
+        }
         this.ctx.log.error({ err, session: this.id }, 'JSON WebSocket message handling failed');
         this.sendError('internal', 'the server could not handle this message; the server log has the details');
       });

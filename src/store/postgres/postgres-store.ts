@@ -11,6 +11,7 @@ import pg from 'pg';
 import {
   DuplicateError,
   rowId,
+  StoreUnavailableError,
   type AppRecord,
   type AppTokenRecord,
   type DeliveryStatus,
@@ -118,6 +119,20 @@ const toApp = (r: Row): AppRecord => ({
 
 const isUniqueViolation = (err: unknown): boolean => (err as { code?: string }).code === '23505';
 
+/** Socket errors, SQLSTATE class 08 (connection exception) and 57P01–57P03 (server shutting down or starting). */
+const CONNECTION_CODES = /^(08|57P0[123]$|E(CONNREFUSED|CONNRESET|PIPE|TIMEDOUT|HOSTUNREACH|NETUNREACH|AI_AGAIN)$|ENOTFOUND$)/;
+const CONNECTION_MESSAGES = /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection ended/i;
+
+/** A lost or refused connection becomes StoreUnavailableError; anything else passes unchanged. */
+function unavailable(err: unknown): unknown {
+  if (!(err instanceof Error) || err instanceof StoreUnavailableError) return err;
+  const code = (err as { code?: unknown }).code;
+  if ((typeof code === 'string' && CONNECTION_CODES.test(code)) || CONNECTION_MESSAGES.test(err.message)) {
+    return new StoreUnavailableError(`PostgreSQL is unreachable: ${err.message || code}`, { cause: err });
+  }
+  return err;
+}
+
 interface Queryable {
   query(text: string, params?: Param[]): Promise<pg.QueryResult<Row>>;
 }
@@ -137,7 +152,12 @@ export class PostgresStore implements Store {
 
   private constructor(pool: pg.Pool) {
     this.pool = pool;
-    this.direct = { query: (text, params) => pool.query<Row>(text, params as unknown[]) };
+    this.direct = {
+      query: (text, params) =>
+        pool.query<Row>(text, params as unknown[]).catch((err: unknown) => {
+          throw unavailable(err);
+        }),
+    };
   }
 
   /** Connects, runs pending migrations (one node at a time), and returns the store. */
@@ -156,13 +176,15 @@ export class PostgresStore implements Store {
       await store.migrate();
     } catch (err) {
       await pool.end();
-      throw err;
+      throw unavailable(err);
     }
     return store;
   }
 
   private async migrate(): Promise<void> {
     const client = await this.pool.connect();
+    const onError = (): void => undefined; // the next statement fails and says why
+    client.on('error', onError);
     try {
       await client.query('SELECT pg_advisory_lock(7347021)');
       await client.query('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
@@ -181,21 +203,32 @@ export class PostgresStore implements Store {
       }
     } finally {
       await client.query('SELECT pg_advisory_unlock(7347021)').catch(() => undefined);
+      client.off('error', onError);
       client.release();
     }
   }
 
   private async q(text: string, params: Param[] = []): Promise<Row[]> {
-    return (await this.pool.query<Row>(text, params as unknown[])).rows;
+    return (await this.direct.query(text, params)).rows;
   }
 
   private async count(text: string, params: Param[] = []): Promise<number> {
-    return (await this.pool.query(text, params as unknown[])).rowCount ?? 0;
+    return (await this.direct.query(text, params)).rowCount ?? 0;
   }
 
   /** Runs `fn` in one transaction on one pooled connection. */
   private async tx<T>(fn: (c: Queryable) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      throw unavailable(err);
+    }
+    // A connection lost between two statements is reported on the client, not on a query:
+    // without a listener it would end the process. The next statement fails and rolls back.
+    let broken: unknown;
+    const onError = (err: unknown): void => void (broken = err);
+    client.on('error', onError);
     const c: Queryable = { query: (text, params) => client.query<Row>(text, params as unknown[]) };
     try {
       await client.query('BEGIN');
@@ -204,14 +237,15 @@ export class PostgresStore implements Store {
       return result;
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
+      throw unavailable(err);
     } finally {
-      client.release();
+      client.off('error', onError);
+      client.release(broken instanceof Error ? broken : undefined);
     }
   }
 
   async ping(): Promise<void> {
-    await this.pool.query('SELECT 1');
+    await this.direct.query('SELECT 1');
   }
 
   async close(): Promise<void> {
