@@ -232,6 +232,14 @@ export function storeSuite(name: string, factory: StoreFactory, skip: string | f
       assert.deepEqual(forA1.map((x) => x.thread.topic), ['org/1/visitor/7', 'org/1/visitor/8'], 'most recent activity first');
       assert.equal(forA1[0]!.lastMessage?.uid, 'u3');
       assert.equal(forA1[0]!.unread, 2, 'two messages by v7, none read by a1');
+      const last = forA1[0]!.lastMessage!;
+      assert.deepEqual(last, { seq: last.seq, threadId: t.id, uid: 'u3', type: 'TEXT', author: 'a1', body: '{"x":3}', createdAt: 220, recalled: false });
+      assert.equal(forA1[1]!.lastMessage, null, 'a thread with no messages yet');
+      assert.deepEqual(forA1[1]!.thread.members, [{ userId: 'a1', role: 'agent' }]);
+      const everyone = await store.listThreads({ limit: 10 });
+      assert.deepEqual(everyone.map((x) => [x.thread.topic, x.unread]), [['org/1/visitor/7', 0], ['org/1/visitor/8', 0]], 'no member, no unread count');
+      assert.deepEqual(await store.listThreads({ status: 'CLOSED', limit: 10 }), []);
+      assert.equal((await store.listThreads({ member: 'a1', limit: 1 })).length, 1);
       assert.equal(await store.setThreadReceipt(t.id, 'u1', 'a1', 'READ', 300), true);
       assert.equal((await store.listThreads({ member: 'a1', limit: 10 }))[0]!.unread, 1);
       assert.deepEqual((await store.listThreads({ member: 'v7', limit: 10 })).map((x) => x.thread.topic), ['org/1/visitor/7']);

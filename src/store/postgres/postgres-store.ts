@@ -509,36 +509,52 @@ export class PostgresStore implements Store {
     );
   }
 
+  /** Two round trips whatever the length: threads with their last message and unread count, then all members. */
   async listThreads(opts: { member?: string; status?: ThreadStatus; limit: number }): Promise<ThreadSummary[]> {
     const where: string[] = [];
     const args: Param[] = [];
     const arg = (v: Param): string => (args.push(v), `$${args.length}`);
-    if (opts.member !== undefined) where.push(`t.id IN (SELECT thread_id FROM thread_members WHERE user_id = ${arg(opts.member)})`);
+    let unread = '0 AS unread';
+    let unreadJoin = '';
+    if (opts.member !== undefined) {
+      const me = arg(opts.member);
+      where.push(`t.id IN (SELECT thread_id FROM thread_members WHERE user_id = ${me})`);
+      unread = 'u.n AS unread';
+      unreadJoin = `CROSS JOIN LATERAL (
+        SELECT COUNT(*)::int AS n FROM thread_messages m
+        WHERE m.thread_id = t.id AND m.author <> ${me} AND m.type NOT IN ('READ', 'DELIVERED', 'TYPING', 'PROCESSING') AND NOT m.recalled
+          AND NOT EXISTS (SELECT 1 FROM thread_receipts r WHERE r.thread_id = m.thread_id AND r.uid = m.uid AND r.user_id = ${me} AND r.status = 'READ')) u`;
+    }
     if (opts.status !== undefined) where.push(`t.status = ${arg(opts.status)}`);
     const rows = await this.q(
-      `SELECT t.* FROM threads t ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY t.last_activity_at DESC, t.id DESC LIMIT ${arg(opts.limit)}`,
+      `SELECT t.*, ${unread},
+              lm.seq AS lm_seq, lm.uid AS lm_uid, lm.type AS lm_type, lm.author AS lm_author,
+              lm.body AS lm_body, lm.created_at AS lm_created_at, lm.recalled AS lm_recalled
+       FROM threads t
+       LEFT JOIN LATERAL (SELECT * FROM thread_messages WHERE thread_id = t.id ORDER BY seq DESC LIMIT 1) lm ON TRUE
+       ${unreadJoin}
+       ${where.length ? 'WHERE ' + where.join(' AND ') : ''}
+       ORDER BY t.last_activity_at DESC, t.id DESC LIMIT ${arg(opts.limit)}`,
       args,
     );
     const threads = await this.threads(this.direct, rows);
-    const out: ThreadSummary[] = [];
-    for (const thread of threads) {
-      const last = (await this.q('SELECT * FROM thread_messages WHERE thread_id = $1 ORDER BY seq DESC LIMIT 1', [Number(thread.id)]))[0];
-      let unread = 0;
-      if (opts.member !== undefined) {
-        unread = num(
-          (
-            await this.q(
-              `SELECT COUNT(*)::int AS n FROM thread_messages m
-               WHERE m.thread_id = $1 AND m.author <> $2 AND m.type NOT IN ('READ', 'DELIVERED', 'TYPING', 'PROCESSING') AND NOT m.recalled
-                 AND NOT EXISTS (SELECT 1 FROM thread_receipts r WHERE r.thread_id = m.thread_id AND r.uid = m.uid AND r.user_id = $2 AND r.status = 'READ')`,
-              [Number(thread.id), opts.member],
-            )
-          )[0]!.n,
-        );
-      }
-      out.push({ thread, lastMessage: last ? toThreadMessage(last) : null, unread });
-    }
-    return out;
+    return threads.map((thread, i) => {
+      const r = rows[i]!;
+      const lastMessage =
+        r.lm_seq === null
+          ? null
+          : toThreadMessage({
+              seq: r.lm_seq,
+              thread_id: r.id,
+              uid: r.lm_uid,
+              type: r.lm_type,
+              author: r.lm_author,
+              body: r.lm_body,
+              created_at: r.lm_created_at,
+              recalled: r.lm_recalled,
+            });
+      return { thread, lastMessage, unread: num(r.unread) };
+    });
   }
 
   async setThreadStatus(threadId: string, status: ThreadStatus, at: number): Promise<boolean> {
