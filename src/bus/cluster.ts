@@ -102,20 +102,28 @@ export class Cluster implements ClusterLink, Presence {
   private timer: NodeJS.Timeout | undefined;
   private heartbeatRunning = false;
   private stopped = false;
+  /** herald_bus_messages_total children, bound once. */
+  private readonly counted: Record<'messageIn' | 'messageOut' | 'queueIn' | 'queueOut' | 'controlIn' | 'controlOut', { inc(): void }>;
 
   constructor(private readonly options: ClusterOptions) {
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(options.name)) throw new Error(`clusterName must be 1–64 letters, digits, - or _ (got ${JSON.stringify(options.name)})`);
     this.nodeId = options.nodeId;
     this.k = options.name + ':';
+    const m = options.metrics.busMessages;
+    this.counted = {
+      messageIn: m.labels('in', 'message'),
+      messageOut: m.labels('out', 'message'),
+      queueIn: m.labels('in', 'queue'),
+      queueOut: m.labels('out', 'queue'),
+      controlIn: m.labels('in', 'control'),
+      controlOut: m.labels('out', 'control'),
+    };
     this.bus = new RedisBus({
       url: options.redisUrl,
       prefix: options.name,
       nodeId: options.nodeId,
       log: options.log,
-      onLag: (ms) => {
-        options.metrics.busLag.observe(Math.max(0, ms) / 1000);
-        options.metrics.busMessages.inc({ direction: 'in' });
-      },
+      onLag: (ms) => options.metrics.busLag.observe(Math.max(0, ms) / 1000),
     });
     this.redis = this.bus.commands;
     const bus = this.bus;
@@ -205,11 +213,12 @@ export class Cluster implements ClusterLink, Presence {
     const channel = t.kind === 'topic' ? 't:' + t.topic : t.kind === 'user' ? 'u:' + t.userId : undefined;
     if (channel === undefined) return;
     this.bus.publish(channel, encodeMessage(msg));
-    this.options.metrics.busMessages.inc({ direction: 'out' });
+    this.counted.messageOut.inc();
   }
 
   pokeQueue(name: string): void {
     this.bus.publish('q:' + name, EMPTY);
+    this.counted.queueOut.inc();
   }
 
   sharedInterest(group: string, filter: string, on: boolean): void {
@@ -250,15 +259,18 @@ export class Cluster implements ClusterLink, Presence {
     if (!parts) return;
     const kind = channel.charCodeAt(0);
     if ((kind === 0x74 /* t */ || kind === 0x75) /* u */ && channel.charCodeAt(1) === 0x3a) {
+      this.counted.messageIn.inc();
       const msg = decodeMessage(payload);
       if (msg) parts.broker.receiveRemote(msg);
       else this.options.log.warn({ channel }, 'dropped a malformed message from the bus');
       return;
     }
     if (channel.startsWith('q:')) {
+      this.counted.queueIn.inc();
       parts.broker.queuePoked(channel.slice(2));
       return;
     }
+    this.counted.controlIn.inc();
     let c: Control;
     try {
       c = JSON.parse(payload.toString('utf8')) as Control;
@@ -314,10 +326,12 @@ export class Cluster implements ClusterLink, Presence {
 
   private control(c: Control): void {
     this.bus.publish('ctl', Buffer.from(JSON.stringify(c)));
+    this.counted.controlOut.inc();
   }
 
   private direct(node: string, c: Control): void {
     this.bus.publish('n:' + node, Buffer.from(JSON.stringify(c)));
+    this.counted.controlOut.inc();
   }
 
   /**

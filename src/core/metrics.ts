@@ -50,8 +50,8 @@ export class Metrics {
   });
   readonly busMessages = new Counter({
     name: 'herald_bus_messages_total',
-    help: 'Cluster mode: messages sent to and received from other nodes, and dropped while the bus was down',
-    labelNames: ['direction'] as const,
+    help: 'Cluster mode: frames sent to and received from other nodes, by kind (message, queue poke, control)',
+    labelNames: ['direction', 'kind'] as const,
     registers: [this.registry],
   });
   readonly clusterNodes = new Gauge({
