@@ -426,6 +426,66 @@ describe('MQTT bad input over raw TCP', () => {
     assert.equal((back[1] as mqttPacket.IDisconnectPacket).reasonCode, 0x90);
   });
 
+  it('refuses an authentication method it does not support with CONNACK 0x8C (v5), then closes', async () => {
+    const p = mqttPacket.generate(
+      { cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clientId: 'am', clean: true, keepalive: 30, username: 'admin', password: Buffer.from(ADMIN_PASSWORD), properties: { authenticationMethod: 'SCRAM-SHA-1' } },
+      { protocolVersion: 5 },
+    );
+    const back = packets(await exchange([p]), 5);
+    assert.equal(back.length, 1);
+    const ack = back[0] as mqttPacket.IConnackPacket;
+    assert.equal(ack.reasonCode, 0x8c);
+    assert.match(ack.properties?.reasonString ?? '', /authentication method "SCRAM-SHA-1" is not supported/);
+  });
+
+  it('leaves reason strings out of PUBACK when the client asks for no problem information (v5)', async () => {
+    const port = s.server.address('mqtt').port;
+    const refusedPuback = async (c: RawMqtt): Promise<mqttPacket.IPubackPacket> => {
+      c.send({ cmd: 'publish', topic: '$SYS/x', payload: Buffer.from('x'), qos: 1, messageId: 1, retain: false, dup: false });
+      return (await c.next('puback')) as mqttPacket.IPubackPacket;
+    };
+    const quiet = await RawMqtt.open(port, 5);
+    assert.equal((await quiet.connect('quiet', 'admin', ADMIN_PASSWORD, { properties: { requestProblemInformation: false } })).reasonCode, 0);
+    const q = await refusedPuback(quiet);
+    assert.equal(q.reasonCode, 0x87);
+    assert.equal(q.properties?.reasonString, undefined);
+    const chatty = await RawMqtt.open(port, 5);
+    await chatty.connect('chatty', 'admin', ADMIN_PASSWORD);
+    const c = await refusedPuback(chatty);
+    assert.equal(c.reasonCode, 0x87);
+    assert.match(c.properties?.reasonString ?? '', /reserved for the server/);
+    quiet.sock.destroy();
+    chatty.sock.destroy();
+  });
+
+  it('closes on no-local set on a shared subscription (v5: DISCONNECT 0x82)', async () => {
+    const c = await RawMqtt.open(s.server.address('mqtt').port, 5);
+    await c.connect('share-nl', 'admin', ADMIN_PASSWORD);
+    c.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$share/g/news', qos: 1, nl: true, rap: false, rh: 0 }] });
+    const d = (await c.next('disconnect')) as mqttPacket.IDisconnectPacket;
+    assert.equal(d.reasonCode, 0x82);
+    assert.match(d.properties?.reasonString ?? '', /no local cannot be set on a shared subscription/);
+    await c.closed;
+    assert.equal(c.packets.filter((x) => x.cmd === 'suback').length, 0);
+  });
+
+  it('closes on more unreleased QoS 2 messages than its receive maximum (v5: DISCONNECT 0x93)', async () => {
+    const c = await RawMqtt.open(s.server.address('mqtt').port, 5);
+    const ack = await c.connect('recv-max', 'admin', ADMIN_PASSWORD);
+    const max = ack.properties!.receiveMaximum!;
+    for (let id = 1; id <= max; id++) c.send({ cmd: 'publish', topic: 'flood', payload: Buffer.from('x'), qos: 2, messageId: id, retain: false, dup: false });
+    for (let id = 1; id <= max; id++) await c.next('pubrec');
+    // Releasing one makes room for one more.
+    c.send({ cmd: 'pubrel', messageId: 1 });
+    await c.next('pubcomp');
+    c.send({ cmd: 'publish', topic: 'flood', payload: Buffer.from('x'), qos: 2, messageId: 1, retain: false, dup: false });
+    await c.next('pubrec');
+    c.send({ cmd: 'publish', topic: 'flood', payload: Buffer.from('x'), qos: 2, messageId: max + 1, retain: false, dup: false });
+    const d = (await c.next('disconnect')) as mqttPacket.IDisconnectPacket;
+    assert.equal(d.reasonCode, 0x93);
+    await c.closed;
+  });
+
   it('answers PUBREL for an unknown packet id with PUBCOMP 0x92 (v5)', async () => {
     const c = await RawMqtt.open(s.server.address('mqtt').port, 5);
     await c.connect('pubrel-test', 'admin', ADMIN_PASSWORD);

@@ -124,6 +124,8 @@ export class MqttConnection implements Session {
   private keepAliveTimer: NodeJS.Timeout | undefined;
   private clientReceiveMaximum = 65_535;
   private clientMaxPacket = Infinity;
+  /** v5 Request Problem Information: 0 means no reason strings outside CONNACK, PUBLISH and DISCONNECT [MQTT-3.1.2-29]. */
+  private problemInfo = true;
   /** v5 topic aliases towards the client: its maximum, and the aliases given so far. */
   private clientAliasMax = 0;
   private readonly aliasesOut = new Map<string, number>();
@@ -304,6 +306,11 @@ export class MqttConnection implements Session {
       clientId = 'herald-' + randomBytes(8).toString('hex');
       assigned = true;
     }
+    const method = p.properties?.authenticationMethod;
+    if (this.version === 5 && method !== undefined) {
+      // [MQTT-4.12.0-1]: an authentication method the server does not support is refused.
+      return this.refuse({ v4: 4, v5: 0x8c }, `authentication method "${method.slice(0, 50)}" is not supported: send a user name and password, or a token as password`);
+    }
     const who = await this.authenticate(p);
     if (this.closed) return;
     if (!('userId' in who)) return this.refuse(who.code, who.reason);
@@ -329,6 +336,7 @@ export class MqttConnection implements Session {
     const props = p.properties ?? {};
     if (props.receiveMaximum) this.clientReceiveMaximum = props.receiveMaximum;
     if (props.maximumPacketSize) this.clientMaxPacket = props.maximumPacketSize;
+    if (this.version === 5 && props.requestProblemInformation === false) this.problemInfo = false;
     if (this.version === 5 && props.topicAliasMaximum) this.clientAliasMax = props.topicAliasMaximum;
     const max = this.ctx.config.mqttMaxKeepAliveSeconds;
     const asked = p.keepalive ?? 0;
@@ -461,6 +469,10 @@ export class MqttConnection implements Session {
       // A repeated QoS 2 PUBLISH before PUBREL: acknowledged again, delivered once.
       return this.write(this.gen({ cmd: 'pubrec', messageId: p.messageId! }));
     }
+    if (p.qos === 2 && this.version === 5 && this.qos2In.size >= this.ctx.config.mqttMaxInflight) {
+      // [MQTT-3.3.4-9]: more unreleased QoS 2 messages than the Receive Maximum we announced.
+      return this.disconnect(0x93, `receive maximum exceeded: ${this.qos2In.size} QoS 2 messages await PUBREL (the limit is ${this.ctx.config.mqttMaxInflight})`);
+    }
     const ack = (reasonCode?: number, reasonString?: string): void => {
       if (p.qos === 0) return;
       const cmd = p.qos === 1 ? 'puback' : 'pubrec';
@@ -471,7 +483,7 @@ export class MqttConnection implements Session {
       this.write(
         this.gen(
           this.version === 5 && reasonCode !== undefined
-            ? { cmd, messageId: p.messageId!, reasonCode, ...(reasonString ? { properties: { reasonString } } : {}) }
+            ? { cmd, messageId: p.messageId!, reasonCode, ...(reasonString && this.problemInfo ? { properties: { reasonString } } : {}) }
             : { cmd, messageId: p.messageId! },
         ),
       );
@@ -528,6 +540,9 @@ export class MqttConnection implements Session {
     const granted: number[] = [];
     const subId = p.properties?.subscriptionIdentifier;
     const v5 = this.version === 5;
+    if (v5 && p.subscriptions.some((s) => s.nl && s.topic.startsWith('$share/'))) {
+      return this.disconnect(0x82, 'no local cannot be set on a shared subscription [MQTT-3.8.3-4]');
+    }
     for (const s of p.subscriptions) {
       const parsed = MqttConnection.parseFilter(s.topic);
       if (typeof parsed === 'string') {
@@ -751,7 +766,9 @@ export class MqttConnection implements Session {
   private disconnect(reasonCode: number, reason: string): void {
     if (this.closed) return;
     if (this.connected && this.version === 5) {
-      this.write(this.gen({ cmd: 'disconnect', reasonCode, properties: { reasonString: reason.slice(0, 200) } }));
+      const withReason = this.gen({ cmd: 'disconnect', reasonCode, properties: { reasonString: reason.slice(0, 200) } });
+      // [MQTT-3.14.2-3]: the reason string is left out rather than exceed the client's maximum packet size.
+      this.write(withReason.length <= this.clientMaxPacket ? withReason : this.gen({ cmd: 'disconnect', reasonCode }));
     }
     this.end();
   }
