@@ -59,6 +59,23 @@ export function registerWebRoutes(ctx: HeraldContext, startedAt: number): void {
       .send(readFileSync(path));
   };
 
+  /**
+   * Neither the console nor the demos may be framed (clickjacking an admin's
+   * clicks) or leak their URL as a referrer. The console, all built assets,
+   * also runs under a strict CSP: only its own scripts and styles, and network
+   * access to this origin only (its API and its STOMP WebSocket). The demo
+   * pages keep their scripts inline, to be read and copied, so get no CSP.
+   */
+  const CONSOLE_CSP =
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
+    "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+  http.addHook('onSend', async (req, reply) => {
+    const url = req.url;
+    if (!url.startsWith('/console') && !url.startsWith('/demo')) return;
+    void reply.header('x-frame-options', 'DENY').header('referrer-policy', 'no-referrer');
+    if (url.startsWith('/console')) void reply.header('content-security-policy', CONSOLE_CSP);
+  });
+
   for (const base of ['console', 'demo']) {
     http.get(`/${base}`, async (_req, reply) => reply.redirect(`/${base}/`));
     http.get<{ Params: { '*': string } }>(`/${base}/*`, async (req, reply) => serve(reply, base, req.params['*']));

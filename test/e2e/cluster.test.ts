@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import { createConnection, createServer } from 'node:net';
+import { createConnection } from 'node:net';
 import { describe, it, before, after } from 'node:test';
 import mqtt from 'mqtt';
 import { Writable } from 'node:stream';
@@ -15,7 +15,7 @@ import { api, login, startServer, ADMIN_PASSWORD, tempDir, type TestServer } fro
 import { RawStomp, frameHeader, wsUrl } from '../helpers/stomp.js';
 import { JsonClient } from '../helpers/json-ws.js';
 import { runCommand, runHerald, type HeraldProcess } from '../helpers/process.js';
-import { freshClusterName, freshDatabase, REDIS_URL, servicesMissing } from '../helpers/services.js';
+import { freePort, freshClusterName, freshDatabase, REDIS_URL, servicesMissing } from '../helpers/services.js';
 
 const skip = servicesMissing('pg', 'redis');
 const ADMIN = { login: 'admin', passcode: ADMIN_PASSWORD };
@@ -546,12 +546,7 @@ describe('cluster: Redis unreachable', { skip }, () => {
 
 /** A Redis of this test's own, so it can be stopped and started again. */
 async function privateRedis(): Promise<{ url: string; start(): Promise<void>; stop(): Promise<void> }> {
-  const port = await new Promise<number>((resolve) => {
-    const srv = createServer().listen(0, '127.0.0.1', () => {
-      const p = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(p));
-    });
-  });
+  const port = await freePort();
   let child: ChildProcess | undefined;
   const r = {
     url: `redis://127.0.0.1:${port}`,
