@@ -69,6 +69,7 @@ export const CONFIG_SCHEMA = {
     'FULL',
     'NORMAL',
   ]),
+  sqliteMaxSizeMb: int(0, 0, 16_777_216, 'SQLite: largest the database may grow, in MiB (0 = no limit); at the limit writes are refused with a clear error until pruning frees room'),
   stompHeartbeatMs: int(10_000, 0, 3_600_000, 'STOMP heart-beat the server offers and asks for, in ms (0 = none)'),
   stompMaxHeaderBytes: int(16_384, 256, 1_048_576, 'Largest STOMP command + header block in bytes'),
   stompMaxHeaders: int(64, 4, 4096, 'Most headers in one STOMP frame'),

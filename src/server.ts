@@ -53,7 +53,9 @@ export interface StartOptions {
  * at once.
  */
 export async function openStore(config: Config, log: Logger): Promise<Store> {
-  if (!config.databaseUrl) return new SqliteStore({ dataDir: config.dataDir, synchronous: config.sqliteSynchronous as 'FULL' | 'NORMAL' });
+  if (!config.databaseUrl) {
+    return new SqliteStore({ dataDir: config.dataDir, synchronous: config.sqliteSynchronous as 'FULL' | 'NORMAL', maxSizeMb: config.sqliteMaxSizeMb });
+  }
   if (!/^postgres(ql)?:\/\//.test(config.databaseUrl)) {
     throw new ConfigError(`databaseUrl must be a postgres:// or postgresql:// URL (got ${JSON.stringify(redactUrl(config.databaseUrl))})`);
   }

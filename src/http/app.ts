@@ -7,7 +7,7 @@ import { Ajv, type ErrorObject } from 'ajv';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { IncomingHttpHeaders } from 'node:http';
 import { AuthError, type Principal } from '../core/auth.js';
-import { StoreUnavailableError, type Role } from '../store/store.js';
+import { storeUnavailable, type Role } from '../store/store.js';
 import type { HeraldContext } from '../context.js';
 import { HttpError } from './envelope.js';
 
@@ -123,10 +123,10 @@ export function createHttpApp(ctx: Omit<HeraldContext, 'http' | 'listeners'>): F
       status = authErrorStatus(err);
       message = err.message;
       if (err.retryAfterSeconds !== undefined) void reply.header('retry-after', String(err.retryAfterSeconds));
-    } else if (err instanceof StoreUnavailableError) {
+    } else if (storeUnavailable(err)) {
       // Nothing was stored: the caller may send the same request again.
       status = 503;
-      message = 'the message store is unreachable; nothing was changed, try again shortly';
+      message = 'the message store is unavailable; nothing was changed, try again shortly';
       void reply.header('retry-after', '5');
     } else if ('validation' in err && err.validation) {
       status = 400;

@@ -128,7 +128,7 @@ describe('PostgreSQL lost while running', { skip }, () => {
     // HTTP: 503 with Retry-After, and the message is not half-stored.
     const sent = await api(node.url, 'POST', '/api/message/sendMessage', { token, body: { content: 'during the outage', receiver: ['admin'] } });
     assert.equal(sent.status, 503, JSON.stringify(sent.body));
-    assert.match(sent.body.message, /message store is unreachable; nothing was changed/);
+    assert.match(sent.body.message, /message store is unavailable; nothing was changed/);
     assert.equal(sent.headers.get('retry-after'), '5');
 
     // STOMP: ERROR for the receipted SEND (never a RECEIPT), then the connection closes.
@@ -136,7 +136,7 @@ describe('PostgreSQL lost while running', { skip }, () => {
     const err = await publisher.next('ERROR');
     assert.equal(frameHeader(err, 'message'), 'service unavailable');
     assert.equal(frameHeader(err, 'receipt-id'), 'job-1');
-    assert.match(err.body.toString(), /message store is unreachable, so this SEND was not carried out/);
+    assert.match(err.body.toString(), /message store is unavailable, so this SEND was not carried out/);
     await publisher.closedPromise;
     assert.equal(publisher.frames.filter((f) => f.command === 'RECEIPT').length, 0);
 
@@ -151,7 +151,7 @@ describe('PostgreSQL lost while running', { skip }, () => {
     device.send({ cmd: 'publish', topic: 'status/outage', payload: Buffer.from('on'), qos: 1, messageId: 7, retain: true, dup: false });
     const disc = (await device.next('disconnect')) as mqttPacket.IDisconnectPacket;
     assert.equal(disc.reasonCode, 0x89);
-    assert.match(disc.properties?.reasonString ?? '', /message store is unreachable/);
+    assert.match(disc.properties?.reasonString ?? '', /message store is unavailable/);
     await device.closed;
     assert.equal(device.packets.filter((p) => p.cmd === 'puback').length, 0);
 

@@ -23,7 +23,7 @@ import { createMessage, type CoreMessage } from '../../core/message.js';
 import { TokenBucket } from '../../core/rate-limit.js';
 import { wsCloseCode, type CloseReason, type Session } from '../../core/session.js';
 import { rawSocket, wsFrame, writeFrame } from '../../transports/ws-frame.js';
-import { StoreUnavailableError } from '../../store/store.js';
+import { storeUnavailable } from '../../store/store.js';
 
 let counter = 0;
 
@@ -104,10 +104,11 @@ export class JsonConnection implements Session {
     this.ws.on('message', (data: Buffer, isBinary: boolean) => {
       // Handle in order, one at a time, even when a handler waits for the store.
       this.chain = this.chain.then(() => this.onMessage(data, isBinary)).catch((err: unknown) => {
-        if (err instanceof StoreUnavailableError) {
+        const down = storeUnavailable(err);
+        if (down) {
           // Nothing was stored; the connection stays, and the client may send the same message again.
-          this.ctx.log.warn({ err: err.message, session: this.id }, 'store unavailable; message refused');
-          this.sendError('unavailable', 'the message store is unreachable, so this message was not carried out; send it again shortly');
+          this.ctx.log.warn({ err: down.message, session: this.id }, 'store unavailable; message refused');
+          this.sendError('unavailable', 'the message store is unavailable, so this message was not carried out; send it again shortly');
           return;
         }
         this.ctx.log.error({ err, session: this.id }, 'JSON WebSocket message handling failed');

@@ -18,7 +18,7 @@ import { createMessage, inAudience, type CoreMessage, type HeaderList } from '..
 import type { CloseReason, Protocol, Session } from '../../core/session.js';
 import type { MqttShared } from './index.js';
 import { mqttTopicOf, publishProperties, type PersistedProperties } from './sessions.js';
-import { StoreUnavailableError, type MqttSubscriptionRecord } from '../../store/store.js';
+import { storeUnavailable, type MqttSubscriptionRecord } from '../../store/store.js';
 
 type Version = 3 | 4 | 5;
 type QoS = 0 | 1 | 2;
@@ -149,11 +149,12 @@ export class MqttConnection implements Session {
     this.delivered = ctx.metrics.messagesOut.labels(protocol);
     this.parser.on('packet', (p: Packet) => {
       this.chain = this.chain.then(() => this.handle(p)).catch((err: unknown) => {
-        if (err instanceof StoreUnavailableError) {
+        const down = storeUnavailable(err);
+        if (down) {
           // No PUBACK/SUBACK for what was not stored: the client repeats it after reconnecting.
-          this.ctx.log.warn({ err: err.message, packet: p.cmd, session: this.id }, 'store unavailable; connection ended');
-          if (this.connected) this.disconnect(0x89, 'server busy: the message store is unreachable; reconnect and repeat later');
-          else this.refuse(REFUSE.unavailable, 'server unavailable: the message store is unreachable; try again later');
+          this.ctx.log.warn({ err: down.message, packet: p.cmd, session: this.id }, 'store unavailable; connection ended');
+          if (this.connected) this.disconnect(0x89, 'server busy: the message store is unavailable; reconnect and repeat later');
+          else this.refuse(REFUSE.unavailable, 'server unavailable: the message store is unavailable; try again later');
           return;
         }
         this.ctx.log.error({ err, session: this.id }, 'MQTT packet handling failed');

@@ -16,7 +16,7 @@ import { parseDestination, topicProblem, topicToDotted } from '../../core/destin
 import { isSelf, resolveUserId } from '../../core/mailbox.js';
 import { createMessage, type CoreMessage, type HeaderList, type Target } from '../../core/message.js';
 import { wsCloseCode, type CloseReason, type Protocol, type Session } from '../../core/session.js';
-import { StoreUnavailableError } from '../../store/store.js';
+import { storeUnavailable } from '../../store/store.js';
 import { TokenBucket } from '../../core/rate-limit.js';
 import { systemClock } from '../../clock.js';
 import {
@@ -295,11 +295,11 @@ export class StompConnection implements Session {
           this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'frame' });
           this.sendError(err.message, err.detail, header(frame, 'receipt'));
           this.shutdown(1002, 'protocol error');
-        } else if (err instanceof StoreUnavailableError) {
+        } else if (storeUnavailable(err)) {
           // No RECEIPT for what could not be stored: the client knows to send it again.
-          this.ctx.log.warn({ err: err.message, command: frame.command, session: this.id }, 'store unavailable; frame refused');
+          this.ctx.log.warn({ err: storeUnavailable(err)!.message, command: frame.command, session: this.id }, 'store unavailable; frame refused');
           this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'store_unavailable' });
-          this.sendError('service unavailable', `the message store is unreachable, so this ${frame.command} was not carried out; connect again and repeat it later`, header(frame, 'receipt'));
+          this.sendError('service unavailable', `the message store is unavailable, so this ${frame.command} was not carried out; connect again and repeat it later`, header(frame, 'receipt'));
           this.shutdown(1013, 'store unavailable');
         } else {
           this.ctx.log.error({ err, command: frame.command, session: this.id }, 'STOMP frame handling failed');

@@ -152,6 +152,8 @@ export interface SqliteStoreOptions {
   /** Directory holding herald.db; ':memory:' for a throw-away database. */
   dataDir: string;
   synchronous?: 'FULL' | 'NORMAL';
+  /** Largest the database may grow, in MiB (0 or absent: no limit). */
+  maxSizeMb?: number;
 }
 
 /**
@@ -176,6 +178,11 @@ export class SqliteStore implements Store {
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
     this.migrate();
+    if (options.maxSizeMb) {
+      // Per connection, not stored in the file; SQLite keeps it at least the current size.
+      const pageSize = this.db.pragma('page_size', { simple: true }) as number;
+      this.db.pragma(`max_page_count = ${Math.max(1, Math.floor((options.maxSizeMb * 1024 * 1024) / pageSize))}`);
+    }
     const db = this.db;
     this.stmts = {
       insertUser: db.prepare<[string, string, string, number]>(
