@@ -679,6 +679,24 @@ describe('MQTT shared subscriptions, ACL rules, anonymous clients and $SYS', () 
     for (const c of [bob4, bob5, watcher]) await c.endAsync();
   });
 
+  it('checks the will topic at CONNECT like a publish: ACL-denied and $ topics are refused', async () => {
+    const bob = (protocolVersion: 4 | 5, topic: string) =>
+      mqtt.connectAsync(tcpUrl(s), { username: 'bob', password: 'bob-password', protocolVersion, reconnectPeriod: 0, will: { topic, payload: Buffer.from('gone'), qos: 1, retain: true } });
+    await assert.rejects(bob(4, 'jobs/status'), (err: Error & { code?: number }) => err.code === 5);
+    await assert.rejects(bob(5, 'jobs/status'), (err: Error & { code?: number }) => err.code === 0x87);
+    await assert.rejects(bob(5, '$SYS/broker/uptime'), (err: Error & { code?: number }) => err.code === 0x90);
+    await assert.rejects(bob(4, '$SYS/broker/uptime'), (err: Error & { code?: number }) => err.code === 5);
+    const ok = await bob(5, 'users/bob/status');
+    // Its will still works: dropped without DISCONNECT, it is published.
+    const watcher = await mqtt.connectAsync(tcpUrl(s), ADMIN);
+    await watcher.subscribeAsync('users/bob/status', { qos: 1 });
+    const got = new Promise<string>((r) => watcher.on('message', (_t, p) => r(p.toString())));
+    ok.stream.destroy();
+    assert.equal(await got, 'gone');
+    await watcher.endAsync();
+    ok.end(true);
+  });
+
   it('accepts anonymous clients when allowed, within the rules for anonymous clients', async () => {
     const anon = await mqtt.connectAsync(tcpUrl(s), { protocolVersion: 4, reconnectPeriod: 0 });
     assert.deepEqual(await suback(anon, { 'public/news': { qos: 0 }, 'jobs/#': { qos: 0 } }), [0, 128]);

@@ -322,8 +322,15 @@ export class MqttConnection implements Session {
     this.clientId = clientId;
     this.device = clientId;
     this.will = p.will;
-    if (this.will && filterProblem(this.will.topic) === undefined && /[+#]/.test(this.will.topic)) {
-      return this.refuse({ v4: 2, v5: 0x90 }, 'the will topic cannot hold wildcards');
+    if (this.will) {
+      // The will is published later as this client: the same rules as its PUBLISH apply now.
+      const topic = this.will.topic;
+      if (!topic || /[+#\u0000\uFFFD]/.test(topic)) return this.refuse({ v4: 2, v5: 0x90 }, `the will topic "${topic.slice(0, 100)}" is not a valid topic name`);
+      if (topic.startsWith('$')) return this.refuse({ v4: 5, v5: 0x90 }, `the will topic ${topic.slice(0, 100)} is reserved for the server`);
+      if (!this.mayPublish(topic)) {
+        this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'acl_denied' });
+        return this.refuse(REFUSE.notAuthorized, `not allowed to publish the will to ${topic.slice(0, 100)}`);
+      }
     }
     // Session takeover: the same client id on another node (cluster), then on this one, is ended.
     if (this.shared.cluster) {
