@@ -681,7 +681,7 @@ describe('MQTT shared subscriptions, ACL rules, anonymous clients and $SYS', () 
 
   it('checks the will topic at CONNECT like a publish: ACL-denied and $ topics are refused', async () => {
     const bob = (protocolVersion: 4 | 5, topic: string) =>
-      mqtt.connectAsync(tcpUrl(s), { username: 'bob', password: 'bob-password', protocolVersion, reconnectPeriod: 0, will: { topic, payload: Buffer.from('gone'), qos: 1, retain: true } });
+      mqtt.connectAsync(tcpUrl(s), { username: 'bob', password: 'bob-password', protocolVersion, reconnectPeriod: 0, will: { topic, payload: Buffer.from('gone'), qos: 1, retain: false } });
     await assert.rejects(bob(4, 'jobs/status'), (err: Error & { code?: number }) => err.code === 5);
     await assert.rejects(bob(5, 'jobs/status'), (err: Error & { code?: number }) => err.code === 0x87);
     await assert.rejects(bob(5, '$SYS/broker/uptime'), (err: Error & { code?: number }) => err.code === 0x90);
