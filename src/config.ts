@@ -95,7 +95,7 @@ export const CONFIG_SCHEMA = {
   mqttMaxPacketBytes: int(1_048_576 + 1024, 64, 268_435_455, 'Largest MQTT packet accepted'),
   mqttMaxInflight: int(100, 1, 65_535, 'Unacknowledged QoS 1/2 messages in flight to one MQTT client (v5: receive maximum)'),
   mqttSessionExpirySeconds: int(604_800, 0, 4_294_967_295, 'How long a persistent MQTT session waits for its client (3.1.1 clean session 0; caps v5 session expiry)'),
-  aclFile: str('', 'JSON file of MQTT topic rules (allow/deny, publish/subscribe, {user}/{app}/{clientid}); empty: authenticated clients may do anything'),
+  aclFile: str('', 'JSON file of topic rules for every protocol (allow/deny, publish/subscribe, {user}/{app}/{clientid}); empty: authenticated clients may do anything'),
   sysIntervalSeconds: int(10, 0, 86_400, 'How often $SYS/broker/… statistics are published (0 = never); admins and services may subscribe'),
   allowAnonymous: bool(false, 'Accept MQTT connections without credentials (like mosquitto allow_anonymous)'),
   trustProxy: bool(false, 'Take the client address from X-Forwarded-For (only behind a trusted proxy)'),

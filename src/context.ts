@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { MessageService } from './apps/message-service.js';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
+import type { Acl } from './core/acl.js';
 import type { Auth } from './core/auth.js';
 import type { Broker } from './core/broker.js';
 import type { Metrics } from './core/metrics.js';
@@ -24,6 +25,8 @@ export interface HeraldContext {
   /** The message service (seed 002): stored per-user messages with delivery status. */
   readonly messages: MessageService;
   readonly metrics: Metrics;
+  /** Topic access rules (aclFile), for every protocol's topic publishes and subscriptions. */
+  readonly acl: Acl;
   /** This node's id (cluster presence, queue claims, MQTT session holds). */
   readonly nodeId: string;
   /** Who is connected, on every node. */

@@ -11,6 +11,7 @@ import { registerTestEcho } from './apps/test-echo.js';
 import { ThreadService } from './apps/threads.js';
 import { Auth } from './core/auth.js';
 import { Broker } from './core/broker.js';
+import { Acl } from './core/acl.js';
 import { Metrics, timedStore } from './core/metrics.js';
 import { randomPassword } from './core/passwords.js';
 import { SessionRegistry } from './core/session.js';
@@ -113,6 +114,7 @@ export class HeraldServer {
       throw new ConfigError('redisUrl (cluster mode) needs databaseUrl too: every node of a cluster must use the same PostgreSQL database');
     }
     const nodeId = defaultNodeId(config.nodeName);
+    const acl = Acl.load(config.aclFile);
     const store = timedStore(await openStore(config, log), metrics);
     let cluster: Cluster | undefined;
     if (config.redisUrl) {
@@ -161,7 +163,7 @@ export class HeraldServer {
     threads.start();
     const apps = new MqttApps(store, config, clock);
     cluster?.start({ store, broker, auth, sessions, threads });
-    const base = { config, log, clock, store, auth, sessions, metrics, broker, messages, nodeId, presence, cluster };
+    const base = { config, log, clock, store, auth, sessions, metrics, acl, broker, messages, nodeId, presence, cluster };
     const http = createHttpApp(base);
     const ctx: HeraldContext = { ...base, http, listeners: network };
 

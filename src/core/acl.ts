@@ -9,7 +9,9 @@
  *
  * The first rule that matches the client and the topic decides. Without a
  * file, authenticated clients may do anything and anonymous ones nothing;
- * with a file, what no rule allows is denied.
+ * with a file, what no rule allows is denied. The rules cover the topic space
+ * whatever the protocol: MQTT topics, STOMP /topic/ destinations (a.b is a/b),
+ * the JSON WebSocket's topics and HTTP publishes.
  */
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../config.js';
@@ -97,5 +99,28 @@ export class Acl {
       if (hit) return rule.effect === 'allow';
     }
     return false;
+  }
+}
+
+/**
+ * One connection's publish decisions, cached: a publisher usually sends to a
+ * few topics many times, and the rules do not change while it is connected.
+ */
+export class PublishPermissions {
+  private readonly decided = new Map<string, boolean>();
+
+  constructor(
+    private readonly acl: Acl,
+    private readonly subject: () => AclSubject,
+  ) {}
+
+  allows(topic: string): boolean {
+    let ok = this.decided.get(topic);
+    if (ok === undefined) {
+      ok = this.acl.allows(this.subject(), 'publish', topic);
+      if (this.decided.size >= 1000) this.decided.clear();
+      this.decided.set(topic, ok);
+    }
+    return ok;
   }
 }

@@ -7,7 +7,7 @@ import { AppRefusal } from '../core/broker.js';
 import { parseDestination, topicProblem } from '../core/destination.js';
 import { resolveUserId } from '../core/mailbox.js';
 import { createMessage, type CoreMessage, type HeaderList } from '../core/message.js';
-import { HttpError, badRequest, ok } from './envelope.js';
+import { HttpError, badRequest, forbidden, ok } from './envelope.js';
 import { requireAuth } from './app.js';
 
 interface PublishBody {
@@ -57,6 +57,9 @@ export function registerPublishRoute(ctx: HeraldContext): void {
         case 'topic': {
           const problem = topicProblem(parsed.topic);
           if (problem) throw badRequest(`${destination}: ${problem}`);
+          if (!ctx.acl.allows({ principal: p, clientId: 'http', anonymous: false }, 'publish', parsed.topic)) {
+            throw forbidden(`the access rules (aclFile) do not let "${p.name}" publish to ${destination}`);
+          }
           msg = createMessage({ ...base, target: { kind: 'topic', topic: parsed.topic } });
           deliveries = broker.publishTopic(msg);
           break;

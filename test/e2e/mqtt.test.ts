@@ -697,6 +697,63 @@ describe('MQTT shared subscriptions, ACL rules, anonymous clients and $SYS', () 
     ok.end(true);
   });
 
+  it('applies the same rules to STOMP, the JSON WebSocket and HTTP publishes (no way around them by protocol)', async () => {
+    const bobToken = await login(s.url, 'bob', 'bob-password');
+    const admin = await login(s.url);
+    const watcher = await mqtt.connectAsync(tcpUrl(s), ADMIN);
+    const seen: string[] = [];
+    watcher.on('message', (t, p) => seen.push(`${t}=${p.toString()}`));
+    await watcher.subscribeAsync(['jobs/#', 'users/bob/#', 'alerts/#'], { qos: 1 });
+
+    // STOMP: bob may not publish to jobs/# (deny rule), may to users/bob/# ({user} rule).
+    const stomp = async () => {
+      const c = await RawStomp.tcp(s.server.address('stomp').port);
+      assert.equal((await c.connect({ passcode: bobToken })).command, 'CONNECTED');
+      return c;
+    };
+    const ok = await stomp();
+    ok.send('SEND\ndestination:/topic/users.bob.inbox\nreceipt:r1\n\nfrom stomp\0');
+    await ok.next('RECEIPT');
+    const denied = await stomp();
+    denied.send('SEND\ndestination:/topic/jobs.x\nreceipt:r2\n\nsneaky\0');
+    const err = await denied.next('ERROR');
+    assert.equal(frameHeader(err, 'message'), 'not allowed');
+    assert.equal(frameHeader(err, 'receipt-id'), 'r2');
+    assert.match(err.body.toString(), /access rules \(aclFile\) do not let "bob" publish to \/topic\/jobs\.x/);
+    await denied.closedPromise;
+    const sub = await stomp();
+    sub.send('SUBSCRIBE\nid:1\ndestination:/topic/secret.plans\n\n\0');
+    assert.match((await sub.next('ERROR')).body.toString(), /do not let "bob" subscribe to \/topic\/secret\.plans/);
+
+    // JSON WebSocket: refused in an error event; the socket stays and allowed traffic flows.
+    const json = await JsonClient.open(wsUrl(s).replace('/mqtt', '') + '/websocket/' + bobToken);
+    json.send({ action: 'publish', topic: 'jobs.y', data: 'sneaky' });
+    const e1 = await json.next('error');
+    assert.equal((e1.data as { code: string }).code, 'not_allowed');
+    json.send({ action: 'subscribe', topic: 'secret.plans' });
+    assert.match(((await json.next('error')).data as { message: string }).message, /do not let "bob" subscribe/);
+    json.send({ action: 'publish', topic: 'users.bob.inbox', data: 'from json' });
+    await json.sync();
+
+    // HTTP: a service account the rules say nothing about may not publish to a topic; an admin may.
+    await api(s.url, 'POST', '/api/users', { token: admin, body: { name: 'svc', password: 'svc-password', role: 'service' } });
+    const svc = await login(s.url, 'svc', 'svc-password');
+    const refused = await api(s.url, 'POST', '/api/publish', { token: svc, body: { destination: '/topic/alerts.fire', body: 'x' } });
+    assert.equal(refused.status, 403);
+    assert.match(refused.body.message, /access rules \(aclFile\) do not let "svc" publish to \/topic\/alerts\.fire/);
+    const allowed = await api(s.url, 'POST', '/api/publish', { token: admin, body: { destination: '/topic/alerts.fire', body: 'real' } });
+    assert.equal(allowed.status, 200);
+
+    // The MQTT watcher saw exactly the allowed messages.
+    const deadline = Date.now() + 5000;
+    while (seen.length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(seen.sort(), ['alerts/fire=real', 'users/bob/inbox=from json', 'users/bob/inbox=from stomp']);
+    json.close();
+    ok.close();
+    await watcher.endAsync();
+  });
+
   it('accepts anonymous clients when allowed, within the rules for anonymous clients', async () => {
     const anon = await mqtt.connectAsync(tcpUrl(s), { protocolVersion: 4, reconnectPeriod: 0 });
     assert.deepEqual(await suback(anon, { 'public/news': { qos: 0 }, 'jobs/#': { qos: 0 } }), [0, 128]);

@@ -24,6 +24,7 @@ import { TokenBucket } from '../../core/rate-limit.js';
 import { wsCloseCode, type CloseReason, type Session } from '../../core/session.js';
 import { rawSocket, wsFrame, writeFrame } from '../../transports/ws-frame.js';
 import { storeUnavailable } from '../../store/store.js';
+import { PublishPermissions, type AclSubject } from '../../core/acl.js';
 
 let counter = 0;
 
@@ -86,6 +87,7 @@ export class JsonConnection implements Session {
   private alive = true;
   private ending = false;
   private chain: Promise<void> = Promise.resolve();
+  private readonly publishAcl: PublishPermissions;
 
   constructor(
     private readonly ctx: HeraldContext,
@@ -97,6 +99,11 @@ export class JsonConnection implements Session {
     this.connectedAt = ctx.clock.now();
     this.bucket = new TokenBucket(ctx.config.publishRatePerSecond, systemClock);
     this.delivered = ctx.metrics.messagesOut.labels('json-ws');
+    this.publishAcl = new PublishPermissions(ctx.acl, () => this.aclSubject());
+  }
+
+  private aclSubject(): AclSubject {
+    return { principal: this.principal, clientId: this.device, anonymous: this.principal.credential.kind === 'anonymous' };
   }
 
   start(): void {
@@ -283,6 +290,10 @@ export class JsonConnection implements Session {
   private async onSubscribe(raw: unknown): Promise<void> {
     const topic = this.topicOf(raw, false);
     if (topic === undefined) return;
+    if (!this.ctx.acl.allows(this.aclSubject(), 'subscribe', topic)) {
+      this.ctx.metrics.protocolErrors.inc({ protocol: 'json-ws', reason: 'acl_denied' });
+      return this.sendError('not_allowed', `the access rules (aclFile) do not let "${this.principal.name}" subscribe to ${String(raw).slice(0, 100)}`);
+    }
     const refusal = await this.ctx.broker.authorizeTopic(this.principal, topic);
     if (refusal) return this.sendError('not_allowed', refusal);
     if (!this.topics.has(topic)) {
@@ -310,6 +321,10 @@ export class JsonConnection implements Session {
     const topic = this.topicOf(raw, true);
     if (topic === undefined) return;
     if (!hasData) return this.sendError('bad_request', 'publish needs "data"');
+    if (!this.publishAcl.allows(topic)) {
+      this.ctx.metrics.protocolErrors.inc({ protocol: 'json-ws', reason: 'acl_denied' });
+      return this.sendError('not_allowed', `the access rules (aclFile) do not let "${this.principal.name}" publish to ${String(raw).slice(0, 100)}`);
+    }
     const text = typeof data === 'string' ? data : JSON.stringify(data);
     const body = Buffer.from(text, 'utf8');
     if (body.length > this.ctx.config.maxBodyBytes) {

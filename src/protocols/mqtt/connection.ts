@@ -12,7 +12,7 @@ import { AppTokenRefusal } from '../../apps/mqtt-apps.js';
 import type { HeraldContext } from '../../context.js';
 import { AuthError, type Principal } from '../../core/auth.js';
 import type { Consumer, Delivery } from '../../core/broker.js';
-import type { AclSubject } from '../../core/acl.js';
+import { PublishPermissions, type AclSubject } from '../../core/acl.js';
 import { filterProblem, topicMatches } from '../../core/destination.js';
 import { createMessage, inAudience, type CoreMessage, type HeaderList } from '../../core/message.js';
 import type { CloseReason, Protocol, Session } from '../../core/session.js';
@@ -134,7 +134,7 @@ export class MqttConnection implements Session {
   /** The session outlives the connection (kept in the store). */
   private sessionKept = false;
   private anonymous = false;
-  private readonly publishAcl = new Map<string, boolean>();
+  private readonly publishAcl: PublishPermissions;
   /** While the stored queue is replayed on reconnect, live messages wait here. */
   private waitingLive: [MqttSubscription, CoreMessage, Delivery][] | undefined;
 
@@ -147,6 +147,7 @@ export class MqttConnection implements Session {
   ) {
     this.connectedAt = ctx.clock.now();
     this.delivered = ctx.metrics.messagesOut.labels(protocol);
+    this.publishAcl = new PublishPermissions(shared.acl, () => this.aclSubject());
     this.parser.on('packet', (p: Packet) => {
       this.chain = this.chain.then(() => this.handle(p)).catch((err: unknown) => {
         const down = storeUnavailable(err);
@@ -533,13 +534,7 @@ export class MqttConnection implements Session {
 
   /** ACL decision for a publish topic, cached per connection. */
   private mayPublish(topic: string): boolean {
-    let ok = this.publishAcl.get(topic);
-    if (ok === undefined) {
-      ok = this.shared.acl.allows(this.aclSubject(), 'publish', topic);
-      if (this.publishAcl.size > 1000) this.publishAcl.clear();
-      this.publishAcl.set(topic, ok);
-    }
-    return ok;
+    return this.publishAcl.allows(topic);
   }
 
   // ---- SUBSCRIBE / UNSUBSCRIBE -------------------------------------------------------

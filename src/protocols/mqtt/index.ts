@@ -11,7 +11,7 @@ import { writeBatched } from '../../transports/write-batch.js';
 import { clientAddress } from '../stomp/index.js';
 import { MqttConnection, RetainedMessages, type MqttTransport } from './connection.js';
 import { PersistentSessions } from './sessions.js';
-import { Acl } from '../../core/acl.js';
+import type { Acl } from '../../core/acl.js';
 import { createMessage } from '../../core/message.js';
 
 /** State all MQTT connections of this node share. */
@@ -38,7 +38,7 @@ export async function registerMqtt(ctx: HeraldContext, apps: MqttApps): Promise<
     () => undefined,
   );
   if (live) await sessions.adopt(live);
-  const acl = Acl.load(ctx.config.aclFile);
+  const acl = ctx.acl;
   const sysTimer = startSysTopics(ctx, retained);
   const shared: MqttShared = {
     apps,

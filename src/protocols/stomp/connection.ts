@@ -17,6 +17,7 @@ import { isSelf, resolveUserId } from '../../core/mailbox.js';
 import { createMessage, type CoreMessage, type HeaderList, type Target } from '../../core/message.js';
 import { wsCloseCode, type CloseReason, type Protocol, type Session } from '../../core/session.js';
 import { storeUnavailable } from '../../store/store.js';
+import { PublishPermissions, type AclSubject } from '../../core/acl.js';
 import { TokenBucket } from '../../core/rate-limit.js';
 import { systemClock } from '../../clock.js';
 import {
@@ -218,6 +219,7 @@ export class StompConnection implements Session {
   private registered = false;
   private paused = false;
   private readonly delivered: { inc(): void };
+  private readonly publishAcl: PublishPermissions;
 
   constructor(
     private readonly ctx: HeraldContext,
@@ -243,6 +245,7 @@ export class StompConnection implements Session {
     };
     this.bucket = new TokenBucket(this.limits.publishRate, systemClock);
     this.delivered = ctx.metrics.messagesOut.labels(protocol);
+    this.publishAcl = new PublishPermissions(ctx.acl, () => this.aclSubject());
     this.parser = new StompParser({
       maxHeaderBytes: c.stompMaxHeaderBytes,
       maxHeaders: c.stompMaxHeaders,
@@ -466,6 +469,10 @@ export class StompConnection implements Session {
       case 'topic': {
         const problem = topicProblem(parsed.topic);
         if (problem) throw new StompError('invalid destination', `${dest}: ${problem}`);
+        if (!this.publishAcl.allows(parsed.topic)) {
+          this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'acl_denied' });
+          throw new StompError('not allowed', `the access rules (aclFile) do not let "${this.principal.name}" publish to ${dest}`);
+        }
         this.broker.publishTopic(createMessage({ ...base, target: { kind: 'topic', topic: parsed.topic } }));
         break;
       }
@@ -528,6 +535,10 @@ export class StompConnection implements Session {
     let target: Target;
     switch (parsed.kind) {
       case 'topic': {
+        if (!this.ctx.acl.allows(this.aclSubject(), 'subscribe', parsed.topic)) {
+          this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'acl_denied' });
+          throw new StompError('not allowed', `the access rules (aclFile) do not let "${this.principal.name}" subscribe to ${dest}`);
+        }
         const refusal = await this.broker.authorizeTopic(this.principal, parsed.topic);
         if (refusal) throw new StompError('not allowed', refusal);
         target = { kind: 'topic', topic: parsed.topic };
@@ -563,6 +574,10 @@ export class StompConnection implements Session {
         this.broker.subscribeUser(target.userId, target.name, sub);
         break;
     }
+  }
+
+  private aclSubject(): AclSubject {
+    return { principal: this.principal, clientId: this.device, anonymous: this.principal.credential.kind === 'anonymous' };
   }
 
   private removeSubscription(sub: StompSubscription): void {
