@@ -87,6 +87,9 @@ interface Parts {
   threads: ThreadService;
 }
 
+/** A dead node's wills wait this long for a live node to publish them; refreshed by each heartbeat. */
+const WILL_KEY_TTL_MS = 24 * 3600 * 1000;
+
 export class Cluster implements ClusterLink, Presence {
   readonly nodeId: string;
   readonly bus: RedisBus;
@@ -102,6 +105,8 @@ export class Cluster implements ClusterLink, Presence {
   private timer: NodeJS.Timeout | undefined;
   private heartbeatRunning = false;
   private stopped = false;
+  /** Wills of this node's connected MQTT clients, as kept in Redis (rewritten after a reconnect). */
+  private readonly wills = new Map<string, Buffer>();
   /** herald_bus_messages_total children, bound once. */
   private readonly counted: Record<'messageIn' | 'messageOut' | 'queueIn' | 'queueOut' | 'controlIn' | 'controlOut', { inc(): void }>;
 
@@ -172,7 +177,11 @@ export class Cluster implements ClusterLink, Presence {
   /** MQTT joins after its front end is up: retained messages and client-id takeover. */
   attachMqtt(mqtt: MqttShared): void {
     this.mqtt = mqtt;
-    mqtt.cluster = { takeover: (cid) => this.takeover(cid) };
+    mqtt.cluster = {
+      takeover: (cid) => this.takeover(cid),
+      holdWill: (cid, will, delay) => this.holdWill(cid, will, delay),
+      dropWill: (cid, handle) => this.dropWill(cid, handle),
+    };
     mqtt.retained.onSet = (topic, msg, qos) => this.control({ t: 'retained', topic, qos, m: encodeMessage(msg).toString('base64') });
   }
 
@@ -180,9 +189,11 @@ export class Cluster implements ClusterLink, Presence {
     this.stopped = true;
     clearInterval(this.timer);
     // Leave presence at once rather than after the TTL.
+    // Its clients are gone and their wills settled here: nothing for the others to publish.
     await Promise.all([
-      this.redis.del(this.k + 'node:' + this.nodeId, this.k + 'sess:' + this.nodeId),
+      this.redis.del(this.k + 'node:' + this.nodeId, this.k + 'sess:' + this.nodeId, this.k + 'wills:' + this.nodeId),
       this.redis.srem(this.k + 'nodes', this.nodeId),
+      this.redis.srem(this.k + 'willnodes', this.nodeId),
     ]).catch(() => undefined);
     await this.bus.close();
   }
@@ -361,6 +372,91 @@ export class Cluster implements ClusterLink, Presence {
     this.waiting.delete(req);
   }
 
+  // ---- wills of clients on a node that dies ----------------------------------------------------
+
+  /**
+   * A connected client's will, kept in `{cluster}:wills:{node}` as
+   * [u32 delay seconds][encoded message]. The node settles it itself when
+   * the connection ends; only if the node dies does another publish it.
+   */
+  private holdWill(clientId: string, will: CoreMessage, delaySeconds: number): object {
+    const encoded = encodeMessage(will);
+    const value = Buffer.allocUnsafe(4 + encoded.length);
+    value.writeUInt32BE(Math.min(delaySeconds, 0xffffffff), 0);
+    encoded.copy(value, 4);
+    this.wills.set(clientId, value);
+    const key = this.k + 'wills:' + this.nodeId;
+    void this.redis
+      .multi()
+      .hset(key, clientId, value)
+      .pexpire(key, WILL_KEY_TTL_MS)
+      .sadd(this.k + 'willnodes', this.nodeId)
+      .exec()
+      .catch(() => undefined); // rewritten with the rest after a reconnect
+    return value;
+  }
+
+  private dropWill(clientId: string, handle: object): void {
+    // A newer connection with the same id may have put its own will there since.
+    if (this.wills.get(clientId) !== handle) return;
+    this.wills.delete(clientId);
+    void this.redis.hdel(this.k + 'wills:' + this.nodeId, clientId).catch(() => undefined);
+  }
+
+  /** After (re)connecting to Redis: this node's wills as they are now. */
+  private async resyncWills(): Promise<void> {
+    const key = this.k + 'wills:' + this.nodeId;
+    const multi = this.redis.multi().del(key);
+    if (this.wills.size > 0) {
+      for (const [cid, value] of this.wills) multi.hset(key, cid, value);
+      multi.pexpire(key, WILL_KEY_TTL_MS).sadd(this.k + 'willnodes', this.nodeId);
+    }
+    await multi.exec().catch(() => undefined);
+  }
+
+  /**
+   * Publishes the wills held by nodes that are no longer alive. One live node
+   * wins each dead node's wills (RENAME is atomic); a will whose client is
+   * connected again somewhere is dropped, and a will delay counts from when
+   * the node was last seen (about one TTL ago).
+   */
+  private async reapWills(live: Set<string>): Promise<void> {
+    const mqtt = this.mqtt;
+    const parts = this.parts;
+    if (!mqtt || !parts) return;
+    for (const node of await this.redis.smembers(this.k + 'willnodes')) {
+      if (live.has(node)) continue;
+      const mine = this.k + 'wills-reaping:' + node + ':' + this.nodeId;
+      try {
+        await this.redis.rename(this.k + 'wills:' + node, mine);
+      } catch {
+        // Taken by another node, or there were none left.
+        await this.redis.srem(this.k + 'willnodes', node);
+        continue;
+      }
+      const wills = await this.redis.hgetallBuffer(mine);
+      await this.redis.multi().del(mine).srem(this.k + 'willnodes', node).exec();
+      const online = new Set((await this.sessions()).filter((s) => s.protocol.startsWith('mqtt')).map((s) => s.device));
+      let published = 0;
+      for (const [clientId, value] of Object.entries(wills)) {
+        if (online.has(clientId) || value.length < 4) continue;
+        const msg = decodeMessage(value.subarray(4));
+        if (!msg || msg.target.kind !== 'topic') continue;
+        const topic = msg.target.topic;
+        const wait = Math.max(0, value.readUInt32BE(0) * 1000 - this.options.ttlMs);
+        const publish = (): void => {
+          if (this.stopped || mqtt.clients.has(clientId)) return;
+          if (msg.retain) void mqtt.retained.set(topic, msg, msg.qos, msg.contentType ? { contentType: msg.contentType } : {});
+          parts.broker.publishTopic(msg);
+        };
+        if (wait > 0) setTimeout(publish, wait).unref();
+        else publish();
+        published++;
+      }
+      this.options.log.info({ node, wills: published }, 'published the wills of MQTT clients of a node that died');
+    }
+  }
+
   // ---- presence -----------------------------------------------------------------------------
 
   private sessionAdded(s: Session): void {
@@ -376,6 +472,7 @@ export class Cluster implements ClusterLink, Presence {
     for (const s of parts.sessions.all()) multi.hset(key, s.id, JSON.stringify(presenceEntry(s, this.nodeId)));
     multi.pexpire(key, this.options.ttlMs);
     await multi.exec().catch(() => undefined);
+    await this.resyncWills();
     // Subscriptions to shared groups re-announce themselves too.
     for (const key of this.shareNodes.keys()) await this.redis.sadd(this.k + 'share:' + key, this.nodeId).catch(() => undefined);
     // Seen alive again: the heartbeat also lets local queue consumers take messages again.
@@ -407,6 +504,8 @@ export class Cluster implements ClusterLink, Presence {
         parts.broker.queuePoked(queue);
       }
       if (this.mqtt) await this.mqtt.sessions.adopt(liveList);
+      if (this.wills.size > 0) await this.redis.pexpire(this.k + 'wills:' + this.nodeId, WILL_KEY_TTL_MS);
+      await this.reapWills(live);
       // Also a safety net for a missed poke: local consumers look at their queues once per beat.
       parts.broker.recheckQueues();
       for (const key of this.shareNodes.keys()) await this.refreshShare(key);

@@ -19,6 +19,7 @@ import { freePort, freshClusterName, freshDatabase, REDIS_URL, servicesMissing }
 
 const skip = servicesMissing('pg', 'redis');
 const ADMIN = { login: 'admin', passcode: ADMIN_PASSWORD };
+const ADMIN_MQTT = { username: 'admin', password: ADMIN_PASSWORD, reconnectPeriod: 0 };
 const TTL = 2;
 
 interface TestCluster {
@@ -431,9 +432,10 @@ describe('cluster: a node killed with SIGKILL', { skip }, () => {
     await survivor.stop();
   });
 
-  it('loses no acknowledged message, and its sessions leave presence within the TTL', async () => {
+  it('loses no acknowledged message, publishes its MQTT clients\' wills, and its sessions leave presence within the TTL', async () => {
     const httpPort = (await victim.waitFor(/listening http \S+:(\d+)/))[1]!;
     const stompPort = Number((await victim.waitFor(/listening stomp \S+:(\d+)/))[1]);
+    const mqttPort = Number((await victim.waitFor(/listening mqtt \S+:(\d+)/))[1]);
     const victimUrl = `http://127.0.0.1:${httpPort}`;
     const admin = await login(survivor.url);
     const gina = await addUser(survivor, admin, 'gina');
@@ -458,16 +460,48 @@ describe('cluster: a node killed with SIGKILL', { skip }, () => {
     });
     assert.equal(sent.status, 200, sent.body.message);
 
+    // MQTT devices on the victim with wills; one says goodbye properly, so its will must not come.
+    const watcher = await mqttPeer(survivor, { ...ADMIN_MQTT, protocolVersion: 5 });
+    await watcher.client.subscribeAsync('devices/+/status', { qos: 1 });
+    const device = async (clientId: string): Promise<mqtt.MqttClient> => {
+      const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${mqttPort}`, {
+        ...ADMIN_MQTT,
+        clientId,
+        protocolVersion: 5,
+        will: { topic: `devices/${clientId}/status`, payload: Buffer.from('offline'), qos: 1, retain: true },
+      });
+      c.on('error', () => undefined);
+      return c;
+    };
+    await device('d1');
+    const polite = await device('d2');
+    await device('d3');
+    await polite.endAsync();
+    await busSettle();
+
     const killedAt = Date.now();
     victim.child.kill('SIGKILL');
     await victim.exited;
+    // d3 is back at once, on the survivor: its old connection's will is moot.
+    const back = await mqtt.connectAsync(mqttUrl(survivor), { ...ADMIN_MQTT, clientId: 'd3', protocolVersion: 5 });
+
 
     await untilTrue(async () => {
-      const r = await api<unknown[]>(survivor.url, 'GET', '/api/message/getWebSocketClients', { token: admin });
-      return r.body.data.length === 0;
+      const r = await api<{ node: string }[]>(survivor.url, 'GET', '/api/message/getWebSocketClients', { token: admin });
+      return r.body.data.every((x) => x.node === survivor.server.ctx.nodeId);
     }, 'the dead node to leave presence', TTL * 1000 + 5000);
     const gone = Date.now() - killedAt;
     assert.ok(gone <= TTL * 1000 + 2000, `sessions left presence ${gone} ms after the kill (TTL ${TTL} s)`);
+
+    // d1's will is published by the survivor once the victim is known dead, and retained.
+    const [topic, payload] = await watcher.next(TTL * 1000 + 5000);
+    assert.deepEqual([topic, payload], ['devices/d1/status', 'offline']);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.deepEqual(watcher.got, [['devices/d1/status', 'offline']], 'no will for the client that disconnected, or the one that came back');
+    const late = await mqttPeer(survivor, { ...ADMIN_MQTT, protocolVersion: 5 });
+    await late.client.subscribeAsync('devices/d1/status', { qos: 1 });
+    assert.deepEqual(await late.next(), ['devices/d1/status', 'offline']);
+    for (const c of [watcher.client, late.client, back]) await c.endAsync();
 
     const consumer = await stompTcp(survivor);
     consumer.send('SUBSCRIBE\nid:q\ndestination:/queue/after-crash\nack:client-individual\n\n\0');

@@ -120,6 +120,8 @@ export class MqttConnection implements Session {
   private readonly aliasesIn = new Map<number, string>();
   private nextId = 1;
   private will: IConnectPacket['will'] | undefined;
+  /** Cluster mode: the will as the other nodes keep it (published by them if this node dies). */
+  private heldWill: object | undefined;
   private lastRead = Date.now();
   private keepAliveTimer: NodeJS.Timeout | undefined;
   private clientReceiveMaximum = 65_535;
@@ -390,6 +392,9 @@ export class MqttConnection implements Session {
           }
         : { cmd: 'connack', returnCode: 0, sessionPresent };
     this.write(this.gen(connack));
+    if (this.will && this.shared.cluster) {
+      this.heldWill = this.shared.cluster.holdWill(clientId, MqttConnection.willMessage(this.will), this.will.properties?.willDelayInterval ?? 0);
+    }
     if (this.sessionKept) await this.resume(existing?.record.subscriptions ?? []);
     this.keepAliveTimer = setInterval(() => {
       const silent = Date.now() - this.lastRead;
@@ -819,20 +824,26 @@ export class MqttConnection implements Session {
     if (this.connected) {
       if (this.shared.clients.get(this.clientId) === this) this.shared.clients.delete(this.clientId);
       this.ctx.sessions.remove(this);
+      // This node settles the will now (publishes or has discarded it): the others need not keep it.
+      if (this.heldWill) this.shared.cluster?.dropWill(this.clientId, this.heldWill);
       if (this.will) this.publishWill(this.will);
     }
   }
 
+  private static willMessage(will: NonNullable<IConnectPacket['will']>): CoreMessage {
+    return createMessage({
+      target: { kind: 'topic', topic: will.topic },
+      body: typeof will.payload === 'string' ? Buffer.from(will.payload) : will.payload,
+      qos: (will.qos ?? 0) as QoS,
+      retain: will.retain,
+      contentType: will.properties?.contentType,
+      headers: mqttHeaders(will.properties),
+    });
+  }
+
   private publishWill(will: NonNullable<IConnectPacket['will']>): void {
     const send = (): void => {
-      const payload = typeof will.payload === 'string' ? Buffer.from(will.payload) : will.payload;
-      const msg = createMessage({
-        target: { kind: 'topic', topic: will.topic },
-        body: payload,
-        qos: (will.qos ?? 0) as QoS,
-        contentType: will.properties?.contentType,
-        headers: mqttHeaders(will.properties),
-      });
+      const msg = MqttConnection.willMessage(will);
       if (will.retain) void this.shared.retained.set(will.topic, msg, (will.qos ?? 0) as QoS, will.properties);
       this.ctx.broker.publishTopic(msg);
     };

@@ -12,7 +12,19 @@ import { clientAddress } from '../stomp/index.js';
 import { MqttConnection, RetainedMessages, type MqttTransport } from './connection.js';
 import { PersistentSessions } from './sessions.js';
 import type { Acl } from '../../core/acl.js';
-import { createMessage } from '../../core/message.js';
+import { createMessage, type CoreMessage } from '../../core/message.js';
+
+export interface MqttClusterLink {
+  /** Ends the client id's connection and session hold on other nodes before this node takes them. */
+  takeover(clientId: string): Promise<void>;
+  /**
+   * Keeps a connected client's will where the other nodes find it, so that
+   * if this node dies they publish it. Returns a handle for dropWill.
+   */
+  holdWill(clientId: string, will: CoreMessage, delaySeconds: number): object;
+  /** This node has published or discarded the will that holdWill kept. */
+  dropWill(clientId: string, handle: object): void;
+}
 
 /** State all MQTT connections of this node share. */
 export interface MqttShared {
@@ -22,8 +34,8 @@ export interface MqttShared {
   clients: Map<string, MqttConnection>;
   sessions: PersistentSessions;
   acl: Acl;
-  /** Cluster mode: ends the client id's connection and session hold on other nodes before this node takes them. */
-  cluster: { takeover(clientId: string): Promise<void> } | undefined;
+  /** Cluster mode: the parts of the cluster link MQTT connections use. */
+  cluster: MqttClusterLink | undefined;
   /** Stops the front end's timers ($SYS, session expiry). */
   stop(): void;
 }
