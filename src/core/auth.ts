@@ -88,7 +88,7 @@ export class Auth {
   /** Touches closer together than this reach the store as one write. */
   private readonly touchPersistMs: number;
   private readonly tokens = new Map<string, CachedToken>();
-  private readonly watchers = new Map<string, { credential: Credential; callbacks: Set<DeathCallback> }>();
+  private readonly watchers = new Map<string, { credential: Credential; userId: string; callbacks: Set<DeathCallback> }>();
   private readonly failuresByName: WindowCounter;
   private readonly failuresByAddress: WindowCounter;
   private sweepTimer: NodeJS.Timeout | undefined;
@@ -313,6 +313,12 @@ export class Auth {
     const user = (await this.store.getUserById(payload.sub)) ?? (await this.store.getUserByName(payload.sub));
     if (user) {
       if (user.disabled) throw new AuthError('user_disabled', `user "${user.name}" is disabled`);
+      if (user.tokensValidAfter > 0 && (typeof payload.iat !== 'number' || payload.iat * 1000 <= user.tokensValidAfter)) {
+        throw new AuthError(
+          'invalid_token',
+          `JWT was issued ${typeof payload.iat === 'number' ? 'before' : '(no iat) before'} the tokens of user "${user.name}" were revoked at ${new Date(user.tokensValidAfter).toISOString()}; issue a new one`,
+        );
+      }
       return { userId: user.id, name: user.name, role: user.role, credential };
     }
     const name = typeof payload['name'] === 'string' ? payload['name'] : payload.sub;
@@ -328,11 +334,12 @@ export class Auth {
    */
   watch(principal: Principal, onDeath: DeathCallback): () => void {
     const c = principal.credential;
-    if (c.kind !== 'token' && !(c.kind === 'jwt' && c.expiresAt !== null)) return () => {};
+    // JWTs without exp are watched too: revoking their user's tokens ends them.
+    if (c.kind !== 'token' && c.kind !== 'jwt') return () => {};
     const key = c.kind === 'token' ? c.hash : c.key;
     let entry = this.watchers.get(key);
     if (!entry) {
-      entry = { credential: c, callbacks: new Set() };
+      entry = { credential: c, userId: principal.userId, callbacks: new Set() };
       this.watchers.set(key, entry);
     }
     entry.callbacks.add(onDeath);
@@ -400,13 +407,26 @@ export class Auth {
     return existed;
   }
 
-  /** Kills every token of a user (password change, disable, console "revoke"). */
+  /**
+   * Kills every token of a user (password change, disable, console "revoke"):
+   * login tokens are deleted, and JWTs issued for the user up to now are
+   * refused from now on (their `iat` is not after the revocation).
+   */
   async revokeUser(userId: string): Promise<number> {
     const hashes = await this.store.deleteTokensOfUser(userId);
+    await this.store.updateUser(userId, { tokensValidAfter: this.clock.now() });
     this.dropCachedUser(userId);
     for (const hash of hashes) this.fire(hash, 'revoked');
+    this.fireJwtsOf(userId);
     this.onCredentialChange?.({ kind: 'tokens', hashes, userId });
     return hashes.length;
+  }
+
+  /** Sessions authenticated by a JWT of this user: told "revoked". */
+  private fireJwtsOf(userId: string): void {
+    for (const [key, entry] of [...this.watchers]) {
+      if (entry.credential.kind === 'jwt' && entry.userId === userId) this.fire(key, 'revoked');
+    }
   }
 
   /** Drops cached user data after a change (role, disabled) so the next call reads the store. */
@@ -427,6 +447,7 @@ export class Auth {
         this.forget(hash);
         this.fire(hash, 'revoked');
       }
+      if (change.userId !== undefined) this.fireJwtsOf(change.userId);
     }
   }
 }

@@ -18,6 +18,8 @@ export interface UserRecord {
   passwordHash: string;
   disabled: boolean;
   createdAt: number;
+  /** Revocation mark (ms): JWTs of this user issued (iat) before it are refused. 0 when never revoked. */
+  tokensValidAfter: number;
 }
 
 export interface NewUser {
@@ -31,6 +33,7 @@ export interface UserPatch {
   role?: Role;
   passwordHash?: string;
   disabled?: boolean;
+  tokensValidAfter?: number;
 }
 
 export interface TokenRecord {

@@ -51,12 +51,15 @@ export function storeSuite(name: string, factory: StoreFactory, skip: string | f
       await assert.rejects(user('alice'), DuplicateError);
     });
 
-    it('updates role, password and disabled', async () => {
+    it('updates role, password, disabled and the token revocation mark', async () => {
       const a = await user('alice');
+      assert.equal(a.tokensValidAfter, 0, 'never revoked');
       const u = await store.updateUser(a.id, { role: 'admin', disabled: true, passwordHash: 'new' });
       assert.equal(u?.role, 'admin');
       assert.equal(u?.disabled, true);
       assert.equal(u?.passwordHash, 'new');
+      assert.equal((await store.updateUser(a.id, { tokensValidAfter: 1_790_000_000_123 }))?.tokensValidAfter, 1_790_000_000_123);
+      assert.equal((await store.getUserByName('alice'))?.tokensValidAfter, 1_790_000_000_123);
       assert.equal(await store.updateUser('424242', { disabled: true }), null);
     });
 

@@ -189,6 +189,41 @@ describe('auth: JWT', () => {
     t.auth.stop();
   });
 
+  it('refuses the JWTs a user had before their tokens were revoked, and ends sessions using them', async () => {
+    const t = await setup({ jwtSecret: secret });
+    const key = new TextEncoder().encode(secret);
+    const alice = await t.auth.createUser('alice', 'correct horse', 'user');
+    const sign = (claims: { iat?: number; sub?: string }) => {
+      const j = new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(claims.sub ?? 'alice');
+      if (claims.iat !== undefined) j.setIssuedAt(claims.iat);
+      return j.sign(key);
+    };
+    const sec = () => Math.floor(t.clock.now() / 1000);
+    const old = await sign({ iat: sec() - 10 }); // no exp: only revocation can end it
+    const noIat = await sign({});
+    const external = await sign({ sub: 'ext-7', iat: sec() - 10 });
+    const p = await t.auth.authenticate(old, { renew: true });
+    const ext = await t.auth.authenticate(external, { renew: true });
+    const deaths: string[] = [];
+    const extDeaths: string[] = [];
+    t.auth.watch(p, (r) => deaths.push(r));
+    t.auth.watch(ext, (r) => extDeaths.push(r));
+
+    t.clock.advance(1000);
+    assert.equal(await t.auth.revokeUser(alice.id), 0, 'alice had no login tokens');
+    assert.deepEqual(deaths, ['revoked'], 'the session using her JWT is told at once');
+    assert.deepEqual(extDeaths, [], "another subject's JWT is not touched");
+    await assert.rejects(t.auth.authenticate(old, { renew: true }), (e: unknown) => e instanceof AuthError && e.code === 'invalid_token' && /issued before the tokens of user "alice" were revoked/.test(e.message));
+    await assert.rejects(t.auth.authenticate(noIat, { renew: true }), (e: unknown) => e instanceof AuthError && /no iat/.test(e.message));
+    // The revocation is stored (a restart or another node sees it), and a JWT issued after it works.
+    assert.ok((await t.store.getUserById(alice.id))!.tokensValidAfter > 0);
+    t.clock.advance(2000);
+    const fresh = await sign({ iat: sec() });
+    assert.equal((await t.auth.authenticate(fresh, { renew: true })).userId, alice.id);
+    assert.equal((await t.auth.authenticate(external, { renew: true })).userId, 'ext-7');
+    t.auth.stop();
+  });
+
   it('accepts RS256 with the configured public key and tells watchers at exp', async () => {
     const { publicKey, privateKey } = await generateKeyPair('RS256');
     const t = await setup({ jwtPublicKey: await exportSPKI(publicKey) });

@@ -152,4 +152,11 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX mqtt_queue_client ON mqtt_queue (client_id, id);
     `,
   },
+  {
+    version: 2,
+    sql: `
+      -- Revoking a user's tokens also refuses the JWTs issued for them before that moment.
+      ALTER TABLE users ADD COLUMN tokens_valid_after BIGINT NOT NULL DEFAULT 0;
+    `,
+  },
 ];

@@ -64,6 +64,7 @@ const toUser = (r: Row): UserRecord => ({
   passwordHash: str(r.password_hash),
   disabled: r.disabled === true,
   createdAt: num(r.created_at),
+  tokensValidAfter: num(r.tokens_valid_after),
 });
 const toToken = (r: Row): TokenRecord => ({
   hash: str(r.hash),
@@ -299,6 +300,7 @@ export class PostgresStore implements Store {
     if (patch.role !== undefined) (args.push(patch.role), sets.push(`role = $${args.length}`));
     if (patch.passwordHash !== undefined) (args.push(patch.passwordHash), sets.push(`password_hash = $${args.length}`));
     if (patch.disabled !== undefined) (args.push(patch.disabled), sets.push(`disabled = $${args.length}`));
+    if (patch.tokensValidAfter !== undefined) (args.push(patch.tokensValidAfter), sets.push(`tokens_valid_after = $${args.length}`));
     if (sets.length === 0) return this.getUserById(id);
     args.push(n);
     const r = (await this.q(`UPDATE users SET ${sets.join(', ')} WHERE id = $${args.length} RETURNING *`, args))[0];

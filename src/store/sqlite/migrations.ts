@@ -192,4 +192,11 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
       ALTER TABLE mqtt_sessions ADD COLUMN node TEXT;
     `,
   },
+  {
+    version: 8,
+    sql: `
+      -- Revoking a user's tokens also refuses the JWTs issued for them before that moment.
+      ALTER TABLE users ADD COLUMN tokens_valid_after INTEGER NOT NULL DEFAULT 0;
+    `,
+  },
 ];

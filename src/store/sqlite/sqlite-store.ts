@@ -42,6 +42,7 @@ interface UserRow {
   password_hash: string;
   disabled: number;
   created_at: number;
+  tokens_valid_after: number;
 }
 interface TokenRow {
   hash: string;
@@ -129,6 +130,7 @@ const toUser = (r: UserRow): UserRecord => ({
   passwordHash: r.password_hash,
   disabled: r.disabled !== 0,
   createdAt: r.created_at,
+  tokensValidAfter: r.tokens_valid_after,
 });
 const toToken = (r: TokenRow): TokenRecord => ({
   hash: r.hash,
@@ -302,6 +304,7 @@ export class SqliteStore implements Store {
     if (patch.role !== undefined) (sets.push('role = ?'), args.push(patch.role));
     if (patch.passwordHash !== undefined) (sets.push('password_hash = ?'), args.push(patch.passwordHash));
     if (patch.disabled !== undefined) (sets.push('disabled = ?'), args.push(patch.disabled ? 1 : 0));
+    if (patch.tokensValidAfter !== undefined) (sets.push('tokens_valid_after = ?'), args.push(patch.tokensValidAfter));
     if (sets.length > 0) this.db.prepare(`UPDATE users SET ${sets.join(', ')} WHERE id = ?`).run(...args, n);
     const r = this.stmts.userById.get(n);
     return r ? toUser(r) : null;
