@@ -53,7 +53,9 @@ type Control =
   | { t: 'share'; key: string }
   | { t: 'takeover'; cid: string; from: string; req: string; holder: string | null }
   | { t: 'released'; req: string }
-  | { t: 'kick'; session: string; message: string };
+  | { t: 'kick'; session: string; message: string }
+  | { t: 'stats?'; req: string; from: string }
+  | { t: 'stats'; req: string; s: Record<string, [number, number]> };
 
 /** Channels and patterns a topic filter needs: `a/+/c` → pattern `t:a/*​/c`; `a/#` → `t:a` and `t:a/*`. */
 export function filterChannels(filter: string): { exact: string[]; patterns: string[] } {
@@ -87,6 +89,9 @@ interface Parts {
   threads: ThreadService;
 }
 
+/** How long a listing waits for other nodes' live session figures. */
+const STATS_WAIT_MS = 500;
+
 /** A dead node's wills wait this long for a live node to publish them; refreshed by each heartbeat. */
 const WILL_KEY_TTL_MS = 24 * 3600 * 1000;
 
@@ -102,6 +107,7 @@ export class Cluster implements ClusterLink, Presence {
   private parts: Parts | undefined;
   private mqtt: MqttShared | undefined;
   private readonly waiting = new Map<string, () => void>();
+  private readonly statsWaiting = new Map<string, (stats: Record<string, [number, number]>) => void>();
   private timer: NodeJS.Timeout | undefined;
   private heartbeatRunning = false;
   private stopped = false;
@@ -327,7 +333,41 @@ export class Cluster implements ClusterLink, Presence {
       case 'kick':
         parts.sessions.get(c.session)?.close({ code: 'kicked', message: c.message });
         return;
+      case 'stats?': {
+        const s: Record<string, [number, number]> = {};
+        for (const session of parts.sessions.all()) {
+          const f = session.stats();
+          s[session.id] = [f.subscriptions, f.unacked];
+        }
+        this.direct(c.from, { t: 'stats', req: c.req, s });
+        return;
+      }
+      case 'stats':
+        this.statsWaiting.get(c.req)?.(c.s);
+        return;
     }
+  }
+
+  /**
+   * Live figures (subscriptions, unacknowledged messages) of the sessions of
+   * other nodes, asked for on the bus; what has not answered within `waitMs`
+   * is left out (its sessions are listed without figures).
+   */
+  private async remoteStats(nodes: string[], waitMs: number): Promise<Map<string, [number, number]>> {
+    const out = new Map<string, [number, number]>();
+    if (nodes.length === 0) return out;
+    const req = randomBytes(8).toString('hex');
+    let left = nodes.length;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, waitMs);
+      this.statsWaiting.set(req, (s) => {
+        for (const [id, f] of Object.entries(s)) out.set(id, f);
+        if (--left === 0) (clearTimeout(t), resolve());
+      });
+      for (const node of nodes) this.direct(node, { t: 'stats?', req, from: this.nodeId });
+    });
+    this.statsWaiting.delete(req);
+    return out;
   }
 
   /** Ends a session on another node (the console's "disconnect"). */
@@ -531,15 +571,23 @@ export class Cluster implements ClusterLink, Presence {
     return out.sort((a, b) => (a.id < b.id ? -1 : 1));
   }
 
-  async sessions(): Promise<PresenceEntry[]> {
+  async sessions(opts: { stats?: boolean } = {}): Promise<PresenceEntry[]> {
     const out: PresenceEntry[] = [];
     // This node's own sessions: live, with their figures (even before its first heartbeat).
     if (this.parts) for (const s of this.parts.sessions.all()) out.push({ ...presenceEntry(s, this.nodeId), ...s.stats() });
     try {
-      for (const n of await this.nodes()) {
-        if (n.id === this.nodeId) continue;
-        const all = await this.redis.hgetall(this.k + 'sess:' + n.id);
-        for (const v of Object.values(all)) out.push(JSON.parse(v) as PresenceEntry);
+      const others = (await this.nodes()).map((n) => n.id).filter((id) => id !== this.nodeId);
+      // Figures are asked for while the lists are read: one bus round trip, not one per node.
+      const figures = opts.stats ? this.remoteStats(others, STATS_WAIT_MS) : undefined;
+      const remote: PresenceEntry[] = [];
+      for (const id of others) {
+        const all = await this.redis.hgetall(this.k + 'sess:' + id);
+        for (const v of Object.values(all)) remote.push(JSON.parse(v) as PresenceEntry);
+      }
+      const live = await figures;
+      for (const e of remote) {
+        const f = live?.get(e.sessionId);
+        out.push(f ? { ...e, subscriptions: f[0], unacked: f[1] } : e);
       }
     } catch (err) {
       // Redis away: this node's sessions are all it can vouch for (and all a broadcast can reach now).

@@ -16,7 +16,7 @@ export interface PresenceEntry {
   remoteAddress: string;
   device: string;
   connectedAt: number;
-  /** Live figures; present for sessions of the node that answers (other nodes' sessions are listed from Redis without them). */
+  /** Live figures: for this node's sessions always; for other nodes' when asked for ({stats: true}) and they answer in time. */
   subscriptions?: number;
   unacked?: number;
 }
@@ -30,8 +30,8 @@ export interface NodeInfo {
 }
 
 export interface Presence {
-  /** Every session on every live node. */
-  sessions(): Promise<PresenceEntry[]>;
+  /** Every session on every live node; with `stats`, other nodes are asked for their live figures too. */
+  sessions(opts?: { stats?: boolean }): Promise<PresenceEntry[]>;
   /** Users with at least one session anywhere. */
   onlineUsers(): Promise<string[]>;
   /** Live nodes. */

@@ -171,7 +171,7 @@ export function registerMessageRoutes(ctx: HeraldContext, service: MessageServic
 
   http.get('/api/message/getWebSocketClients', { preHandler: managers }, async () =>
     ok(
-      (await ctx.presence.sessions()).map((s) => ({
+      (await ctx.presence.sessions({ stats: true })).map((s) => ({
         sessionId: s.sessionId,
         userId: s.userId,
         loginName: s.name,

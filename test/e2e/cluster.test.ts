@@ -212,13 +212,23 @@ describe('cluster: three nodes on one PostgreSQL and one Redis', { skip }, () =>
     const carol = await addUser(a, admin, 'carol');
     const dave = await addUser(a, admin, 'dave');
     const sa = await stompTcp(a, { passcode: carol.token });
+    sa.send('SUBSCRIBE\nid:1\ndestination:/topic/presence.a\nreceipt:r1\n\n\0');
+    sa.send('SUBSCRIBE\nid:2\ndestination:/topic/presence.b\nreceipt:r2\n\n\0');
+    await sa.next('RECEIPT');
+    await sa.next('RECEIPT');
     const mb = await mqtt.connectAsync(mqttUrl(b), { username: 'dave', password: 'dave-password', clientId: 'dave-phone', reconnectPeriod: 0 });
     const jc = await JsonClient.open(c.url.replace(/^http/, 'ws') + '/websocket/' + carol.token);
+    type Listed = { loginName: string; node: string; protocol: string; subscriptions?: number; unacked?: number };
+    let listed: Listed[] = [];
     await untilTrue(async () => {
-      const r = await api<{ loginName: string; node: string; protocol: string }[]>(b.url, 'GET', '/api/message/getWebSocketClients', { token: admin });
-      const mine = r.body.data.filter((s) => s.loginName === 'carol' || s.loginName === 'dave');
-      return mine.length === 3 && new Set(mine.map((s) => s.node)).size === 3;
+      const r = await api<Listed[]>(b.url, 'GET', '/api/message/getWebSocketClients', { token: admin });
+      listed = r.body.data.filter((s) => s.loginName === 'carol' || s.loginName === 'dave');
+      return listed.length === 3 && new Set(listed.map((s) => s.node)).size === 3;
     }, 'three sessions on three nodes in presence');
+    // Live figures come for other nodes' sessions too (asked for over the bus): carol's STOMP session on A has 2 subscriptions.
+    const onA = listed.find((s) => s.node === a.server.ctx.nodeId && s.protocol === 'stomp-tcp');
+    assert.deepEqual([onA?.subscriptions, onA?.unacked], [2, 0], JSON.stringify(listed));
+    assert.ok(listed.every((s) => typeof s.subscriptions === 'number'), JSON.stringify(listed));
     // A broadcast (no receivers) goes to everyone online, wherever connected.
     const sent = await api<{ receivers: string[] }>(c.url, 'POST', '/api/message/sendMessage', { token: admin, body: { title: 'all', content: 'everyone', type: 'NOTICE' } });
     assert.equal(sent.status, 200, sent.body.message);
