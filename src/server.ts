@@ -260,7 +260,7 @@ async function ensureAdmin(
   if (config.adminPassword) {
     log.info('created user "admin" with the password from adminPassword');
   } else {
-    log.warn('created user "admin" with a random password; it is printed once, below');
+    log.warn('created user "admin" with a random password; it is printed once on standard output, as the "admin password:" line');
     announce(`admin password: ${password}`);
   }
 }
