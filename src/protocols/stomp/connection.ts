@@ -16,7 +16,7 @@ import { parseDestination, topicProblem, topicToDotted } from '../../core/destin
 import { isSelf, resolveUserId } from '../../core/mailbox.js';
 import { createMessage, type CoreMessage, type HeaderList, type Target } from '../../core/message.js';
 import { wsCloseCode, type CloseReason, type Protocol, type Session } from '../../core/session.js';
-import { storeUnavailable } from '../../store/store.js';
+import { storeUnavailable, type StoreUnavailableError } from '../../store/store.js';
 import { PublishPermissions, type AclSubject } from '../../core/acl.js';
 import { TokenBucket } from '../../core/rate-limit.js';
 import { systemClock } from '../../clock.js';
@@ -294,13 +294,14 @@ export class StompConnection implements Session {
         const r = this.handle(frame);
         if (r) await r;
       } catch (err) {
+        let down: StoreUnavailableError | undefined;
         if (err instanceof StompError) {
           this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'frame' });
           this.sendError(err.message, err.detail, header(frame, 'receipt'));
           this.shutdown(1002, 'protocol error');
-        } else if (storeUnavailable(err)) {
+        } else if ((down = storeUnavailable(err))) {
           // No RECEIPT for what could not be stored: the client knows to send it again.
-          this.ctx.log.warn({ err: storeUnavailable(err)!.message, command: frame.command, session: this.id }, 'store unavailable; frame refused');
+          this.ctx.log.warn({ err: down.message, command: frame.command, session: this.id }, 'store unavailable; frame refused');
           this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'store_unavailable' });
           this.sendError('service unavailable', `the message store is unavailable, so this ${frame.command} was not carried out; connect again and repeat it later`, header(frame, 'receipt'));
           this.shutdown(1013, 'store unavailable');
