@@ -486,6 +486,29 @@ describe('MQTT bad input over raw TCP', () => {
     await c.closed;
   });
 
+  it('sends v5 acknowledgements of success in the 2-byte short form', async () => {
+    const c = await RawMqtt.open(s.server.address('mqtt').port, 5);
+    await c.connect('short-acks', 'admin', ADMIN_PASSWORD);
+    c.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'short/#', qos: 2 }] });
+    await c.next('suback');
+    c.send({ cmd: 'publish', topic: 'short/one', payload: Buffer.from('1'), qos: 1, messageId: 10, retain: false, dup: false });
+    c.send({ cmd: 'publish', topic: 'short/two', payload: Buffer.from('2'), qos: 2, messageId: 11, retain: false, dup: false });
+    const puback = await c.next('puback');
+    const pubrec = await c.next('pubrec');
+    c.send({ cmd: 'pubrel', messageId: 11 });
+    const pubcomp = await c.next('pubcomp');
+    // Its own QoS 2 message comes back (no no-local): the server's PUBREL follows our PUBREC.
+    const msgs: mqttPacket.IPublishPacket[] = [];
+    while (msgs.length < 2) msgs.push((await c.next('publish')) as mqttPacket.IPublishPacket);
+    const two = msgs.find((m) => m.qos === 2)!;
+    c.send({ cmd: 'pubrec', messageId: two.messageId! });
+    const pubrel = await c.next('pubrel');
+    for (const m of msgs.filter((x) => x.qos === 1)) c.send({ cmd: 'puback', messageId: m.messageId! });
+    c.send({ cmd: 'pubcomp', messageId: two.messageId! });
+    assert.deepEqual([puback, pubrec, pubcomp, pubrel].map((p) => [p.cmd, p.length]), [['puback', 2], ['pubrec', 2], ['pubcomp', 2], ['pubrel', 2]]);
+    c.sock.destroy();
+  });
+
   it('answers PUBREL for an unknown packet id with PUBCOMP 0x92 (v5)', async () => {
     const c = await RawMqtt.open(s.server.address('mqtt').port, 5);
     await c.connect('pubrel-test', 'admin', ADMIN_PASSWORD);

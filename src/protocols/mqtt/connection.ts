@@ -40,6 +40,7 @@ const REFUSE = {
 } as const;
 
 let counter = 0;
+const ACK_COMMANDS: ReadonlySet<string> = new Set(['puback', 'pubrec', 'pubrel', 'pubcomp']);
 
 const NO_DELIVERY: Delivery = { redelivered: false, settle: undefined };
 /** Topic aliases a v5 client may use towards Herald. */
@@ -757,6 +758,12 @@ export class MqttConnection implements Session {
   // ---- output and ending ------------------------------------------------------------
 
   private gen(p: Packet): Buffer {
+    // v5 acknowledgements without a reason code go out in the 2-byte short form (success, no properties),
+    // as the spec allows [MQTT-3.4.2.1]; mqtt-packet would otherwise add a 0x00 reason and an empty
+    // property length, which some deployed clients (paho-mqtt 1.6 for Python on PUBREL) cannot read.
+    if (this.version === 5 && ACK_COMMANDS.has(p.cmd) && (p as { reasonCode?: number }).reasonCode === undefined && !(p as { properties?: object }).properties) {
+      return mqttPacket.generate({ ...p, reasonCode: 0 } as Packet, { protocolVersion: 5 });
+    }
     return mqttPacket.generate(p, { protocolVersion: this.version });
   }
 
