@@ -37,6 +37,10 @@ interface Seen {
   v311Suback: number[];
   retained: Msg[];
   badV311: number;
+  wsv311Connack: number;
+  wsv5Connack: number;
+  wsv311: string[];
+  wsv5: string[];
 }
 
 describe('paho-mqtt for Python against Herald', { skip: !have && 'python3-paho-mqtt not installed' }, () => {
@@ -46,9 +50,10 @@ describe('paho-mqtt for Python against Herald', { skip: !have && 'python3-paho-m
   });
   after(() => s.stop());
 
-  it('speaks MQTT 5 properties, no-local, sessions and wills, and 3.1.1 retained messages and refusals', async () => {
+  it('speaks MQTT 5 properties, no-local, sessions and wills, 3.1.1 retained messages and refusals, over TCP and WebSocket', async () => {
     const port = String(s.server.address('mqtt').port);
-    const { stdout } = await run(PYTHON, [SCRIPT, port, 'admin', ADMIN_PASSWORD], { timeout: 60_000 });
+    const httpPort = String(s.server.address('http').port);
+    const { stdout } = await run(PYTHON, [SCRIPT, port, httpPort, 'admin', ADMIN_PASSWORD], { timeout: 60_000 });
     const seen = JSON.parse(stdout) as Seen;
 
     assert.deepEqual(seen.firstConnack, { rc: 0, sessionPresent: false });
@@ -81,5 +86,8 @@ describe('paho-mqtt for Python against Herald', { skip: !have && 'python3-paho-m
       [['py/state', 'on', true]],
     );
     assert.equal(seen.badV311, 4, 'CONNACK 4: bad user name or password');
+    // Over WebSocket too (/mqtt, subprotocol "mqtt").
+    assert.deepEqual([seen.wsv311Connack, seen.wsv311], [0, ['over websocket v311']]);
+    assert.deepEqual([seen.wsv5Connack, seen.wsv5], [0, ['over websocket v5']]);
   });
 });
