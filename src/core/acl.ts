@@ -102,6 +102,11 @@ export class Acl {
   }
 }
 
+/** The ACL subject of a session: its principal, with its device (MQTT client id) for {clientid}. */
+export function sessionSubject(principal: Principal, device: string): AclSubject {
+  return { principal, clientId: device, anonymous: principal.credential.kind === 'anonymous' };
+}
+
 /**
  * One connection's publish decisions, cached: a publisher usually sends to a
  * few topics many times, and the rules do not change while it is connected.

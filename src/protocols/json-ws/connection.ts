@@ -24,7 +24,7 @@ import { TokenBucket } from '../../core/rate-limit.js';
 import { wsCloseCode, type CloseReason, type Session } from '../../core/session.js';
 import { rawSocket, wsFrame, writeFrame } from '../../transports/ws-frame.js';
 import { storeUnavailable } from '../../store/store.js';
-import { PublishPermissions, type AclSubject } from '../../core/acl.js';
+import { PublishPermissions, sessionSubject, type AclSubject } from '../../core/acl.js';
 
 let counter = 0;
 
@@ -103,7 +103,7 @@ export class JsonConnection implements Session {
   }
 
   private aclSubject(): AclSubject {
-    return { principal: this.principal, clientId: this.device, anonymous: this.principal.credential.kind === 'anonymous' };
+    return sessionSubject(this.principal, this.device);
   }
 
   start(): void {

@@ -17,7 +17,7 @@ import { isSelf, resolveUserId } from '../../core/mailbox.js';
 import { createMessage, type CoreMessage, type HeaderList, type Target } from '../../core/message.js';
 import { wsCloseCode, type CloseReason, type Protocol, type Session } from '../../core/session.js';
 import { storeUnavailable, type StoreUnavailableError } from '../../store/store.js';
-import { PublishPermissions, type AclSubject } from '../../core/acl.js';
+import { PublishPermissions, sessionSubject, type AclSubject } from '../../core/acl.js';
 import { TokenBucket } from '../../core/rate-limit.js';
 import { systemClock } from '../../clock.js';
 import {
@@ -578,7 +578,7 @@ export class StompConnection implements Session {
   }
 
   private aclSubject(): AclSubject {
-    return { principal: this.principal, clientId: this.device, anonymous: this.principal.credential.kind === 'anonymous' };
+    return sessionSubject(this.principal, this.device);
   }
 
   private removeSubscription(sub: StompSubscription): void {
