@@ -486,7 +486,10 @@ export class Cluster implements ClusterLink, Presence {
         const wait = Math.max(0, value.readUInt32BE(0) * 1000 - this.options.ttlMs);
         const publish = (): void => {
           if (this.stopped || mqtt.clients.has(clientId)) return;
-          if (msg.retain) void mqtt.retained.set(topic, msg, msg.qos, msg.contentType ? { contentType: msg.contentType } : {});
+          if (msg.retain) {
+            const props = { ...(msg.contentType ? { contentType: msg.contentType } : {}), ...(msg.payloadFormat !== undefined ? { payloadFormatIndicator: msg.payloadFormat === 1 } : {}) };
+            void mqtt.retained.set(topic, msg, msg.qos, props);
+          }
           parts.broker.publishTopic(msg);
         };
         if (wait > 0) setTimeout(publish, wait).unref();

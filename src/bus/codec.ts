@@ -15,6 +15,7 @@ interface Header {
   r?: string;
   k?: string;
   R?: 1;
+  f?: 0 | 1;
   d?: string;
   a?: string[];
   p?: string;
@@ -29,6 +30,7 @@ export function encodeMessage(msg: CoreMessage): Buffer {
   if (msg.replyTo !== undefined) h.r = msg.replyTo;
   if (msg.correlation !== undefined) h.k = msg.correlation.toString('base64');
   if (msg.retain) h.R = 1;
+  if (msg.payloadFormat !== undefined) h.f = msg.payloadFormat;
   if (msg.recordId !== undefined) h.d = msg.recordId;
   if (msg.audience !== undefined) h.a = [...msg.audience];
   if (msg.publisherSession !== undefined) h.p = msg.publisherSession;
@@ -64,6 +66,7 @@ export function decodeMessage(data: Buffer): CoreMessage | undefined {
     replyTo: h.r,
     correlation: h.k !== undefined ? Buffer.from(h.k, 'base64') : undefined,
     retain: h.R === 1,
+    payloadFormat: h.f,
     recordId: h.d,
     audience: h.a !== undefined ? new Set(h.a) : undefined,
     publisherSession: h.p,

@@ -36,6 +36,8 @@ export interface CoreMessage {
   readonly correlation: Buffer | undefined;
   /** The publisher's retain flag (for MQTT retain-as-published). */
   readonly retain: boolean;
+  /** MQTT v5 Payload Format Indicator as the publisher sent it (1: UTF-8 text), passed on unaltered [MQTT-3.3.2-4]. */
+  readonly payloadFormat: 0 | 1 | undefined;
   /** Id of the stored message record (message service) this delivery carries, if any. */
   readonly recordId: string | undefined;
   /**
@@ -74,6 +76,7 @@ export function createMessage(init: {
   replyTo?: string | undefined;
   correlation?: Buffer | undefined;
   retain?: boolean;
+  payloadFormat?: 0 | 1 | undefined;
   audience?: ReadonlySet<string> | undefined;
   id?: string;
   timestamp?: number;
@@ -91,6 +94,7 @@ export function createMessage(init: {
     replyTo: init.replyTo,
     correlation: init.correlation,
     retain: init.retain ?? false,
+    payloadFormat: init.payloadFormat,
     audience: init.audience,
     publisherSession: init.publisherSession,
     timestamp: init.timestamp ?? Date.now(),

@@ -800,7 +800,7 @@ describe('MQTT shared subscriptions, ACL rules, anonymous clients and $SYS', () 
 });
 
 describe('MQTT 5 properties', () => {
-  it('passes response topic, correlation data and user properties, honours retain-as-published and message expiry', async () => {
+  it('passes response topic, correlation data, user properties and the payload format indicator, honours retain-as-published and message expiry', async () => {
     const clock = new ManualClock(Date.now());
     const s = await startServer({}, clock);
     const responder = await mqtt.connectAsync(tcpUrl(s), { ...ADMIN, protocolVersion: 5 });
@@ -809,9 +809,10 @@ describe('MQTT 5 properties', () => {
     const req = nextMessage(responder, 'rpc/time');
     await requester.publishAsync('rpc/time', 'now?', {
       qos: 1,
-      properties: { responseTopic: 'rpc/replies/42', correlationData: Buffer.from([1, 2, 3]), userProperties: { trace: 'abc' } },
+      properties: { responseTopic: 'rpc/replies/42', correlationData: Buffer.from([1, 2, 3]), userProperties: { trace: 'abc' }, payloadFormatIndicator: true },
     });
     const m = await req;
+    assert.equal(m.packet.properties?.payloadFormatIndicator, true, 'sent unaltered [MQTT-3.3.2-4]');
     assert.equal(m.packet.properties?.responseTopic, 'rpc/replies/42');
     assert.deepEqual([...(m.packet.properties?.correlationData ?? [])], [1, 2, 3]);
     assert.deepEqual({ ...m.packet.properties?.userProperties }, { trace: 'abc' });
@@ -823,9 +824,15 @@ describe('MQTT 5 properties', () => {
     await plain.subscribeAsync('state/#', { qos: 1 });
     const r1 = nextMessage(rap, 'state/lamp');
     const r2 = nextMessage(plain, 'state/lamp');
-    await requester.publishAsync('state/lamp', 'on', { qos: 1, retain: true });
+    await requester.publishAsync('state/lamp', 'on', { qos: 1, retain: true, properties: { payloadFormatIndicator: true } });
     assert.equal((await r1).packet.retain, true);
     assert.equal((await r2).packet.retain, false);
+    // ...and the retained copy keeps the indicator for a later subscriber.
+    const late = await mqtt.connectAsync(tcpUrl(s), { ...ADMIN, protocolVersion: 5 });
+    const r3 = nextMessage(late, 'state/lamp');
+    await late.subscribeAsync('state/lamp', { qos: 1 });
+    assert.equal((await r3).packet.properties?.payloadFormatIndicator, true);
+    await late.endAsync();
 
     // an expired message is not delivered to a session that comes back later
     const opts = { ...ADMIN, protocolVersion: 5 as const, clientId: 'sleepy', clean: false, properties: { sessionExpiryInterval: 3600 } };
@@ -833,16 +840,17 @@ describe('MQTT 5 properties', () => {
     await sleepy.subscribeAsync('alarms/#', { qos: 1 });
     await sleepy.endAsync();
     await requester.publishAsync('alarms/short', 'short-lived', { qos: 1, properties: { messageExpiryInterval: 5 } });
-    await requester.publishAsync('alarms/long', 'long-lived', { qos: 1, properties: { messageExpiryInterval: 600 } });
+    await requester.publishAsync('alarms/long', 'long-lived', { qos: 1, properties: { messageExpiryInterval: 600, payloadFormatIndicator: true } });
     clock.advance(10_000);
-    const got: { payload: string; expiry: number | undefined }[] = [];
+    const got: { payload: string; expiry: number | undefined; pfi: boolean | undefined }[] = [];
     const back = mqtt.connect(tcpUrl(s), opts);
-    back.on('message', (_t, p, pk) => got.push({ payload: p.toString(), expiry: pk.properties?.messageExpiryInterval }));
+    back.on('message', (_t, p, pk) => got.push({ payload: p.toString(), expiry: pk.properties?.messageExpiryInterval, pfi: pk.properties?.payloadFormatIndicator }));
     const deadline = Date.now() + 5000;
     while (got.length < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     await requester.publishAsync('public/sync', 'x', { qos: 1 });
     assert.deepEqual(got.map((g) => g.payload), ['long-lived']);
     assert.ok(got[0]!.expiry! <= 590 && got[0]!.expiry! > 0, `remaining expiry ${got[0]!.expiry}`);
+    assert.equal(got[0]!.pfi, true, 'kept with the stored session message');
     for (const c of [responder, requester, rap, plain, back]) await c.endAsync();
     await s.stop();
   });

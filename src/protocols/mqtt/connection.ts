@@ -17,7 +17,7 @@ import { filterProblem, topicMatches } from '../../core/destination.js';
 import { createMessage, inAudience, type CoreMessage, type HeaderList } from '../../core/message.js';
 import type { CloseReason, Protocol, Session } from '../../core/session.js';
 import type { MqttShared } from './index.js';
-import { mqttTopicOf, publishProperties, type PersistedProperties } from './sessions.js';
+import { mqttTopicOf, payloadFormatOf, publishProperties, type PersistedProperties } from './sessions.js';
 import { storeUnavailable, type MqttSubscriptionRecord } from '../../store/store.js';
 
 type Version = 3 | 4 | 5;
@@ -432,6 +432,7 @@ export class MqttConnection implements Session {
         continue;
       }
       const msg = createMessage({
+        ...payloadFormatOf(props),
         expiresAt: props.expiresAt,
         replyTo: props.responseTopic,
         correlation: props.correlationData !== undefined ? Buffer.from(props.correlationData, 'base64') : undefined,
@@ -513,6 +514,7 @@ export class MqttConnection implements Session {
       ...(p.properties?.responseTopic !== undefined ? { replyTo: p.properties.responseTopic } : {}),
       ...(p.properties?.correlationData !== undefined ? { correlation: p.properties.correlationData } : {}),
       contentType: p.properties?.contentType,
+      ...payloadFormatOf(p.properties),
       headers: mqttHeaders(p.properties),
       publisherSession: this.id,
     };
@@ -844,6 +846,7 @@ export class MqttConnection implements Session {
       qos: (will.qos ?? 0) as QoS,
       retain: will.retain,
       contentType: will.properties?.contentType,
+      ...payloadFormatOf(will.properties),
       headers: mqttHeaders(will.properties),
     });
   }
@@ -881,7 +884,7 @@ export class RetainedMessages {
       const props = JSON.parse(r.properties) as IPublishPacket['properties'];
       this.byTopic.set(r.topic, {
         qos: r.qos as QoS,
-        msg: createMessage({ target: { kind: 'topic', topic: r.topic }, body: r.body, contentType: props?.contentType, headers: mqttHeaders(props) }),
+        msg: createMessage({ target: { kind: 'topic', topic: r.topic }, body: r.body, contentType: props?.contentType, ...payloadFormatOf(props), headers: mqttHeaders(props) }),
       });
     }
   }

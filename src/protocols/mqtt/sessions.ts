@@ -13,6 +13,7 @@ import type { CoreMessage } from '../../core/message.js';
 import type { MqttSessionRecord, MqttSubscriptionRecord } from '../../store/store.js';
 
 export interface StoredProperties {
+  payloadFormatIndicator?: boolean;
   contentType?: string;
   userProperties?: Record<string, string | string[]>;
   subscriptionIdentifier?: number;
@@ -23,6 +24,7 @@ export interface StoredProperties {
 
 /** How a message's properties are kept in the store: binary correlation data as base64, expiry as an absolute time. */
 export interface PersistedProperties {
+  payloadFormatIndicator?: boolean;
   contentType?: string;
   userProperties?: Record<string, string | string[]>;
   subscriptionIdentifier?: number;
@@ -34,6 +36,7 @@ export interface PersistedProperties {
 /** The properties of a message as they travel to an MQTT v5 client (`now` for the remaining expiry). */
 export function publishProperties(msg: CoreMessage, subscriptionId: number | null | undefined, now: number): StoredProperties {
   const p: StoredProperties = {};
+  if (msg.payloadFormat !== undefined) p.payloadFormatIndicator = msg.payloadFormat === 1;
   if (msg.contentType) p.contentType = msg.contentType;
   if (msg.replyTo) p.responseTopic = msg.replyTo;
   if (msg.correlation) p.correlationData = msg.correlation;
@@ -58,6 +61,12 @@ export function persistedProperties(msg: CoreMessage, subscriptionId: number | n
     ...(correlationData ? { correlationData: correlationData.toString('base64') } : {}),
     ...(msg.expiresAt !== undefined ? { expiresAt: msg.expiresAt } : {}),
   };
+}
+
+/** A publish packet's Payload Format Indicator as a CoreMessage field. */
+export function payloadFormatOf(properties: { payloadFormatIndicator?: boolean } | undefined): { payloadFormat?: 0 | 1 } {
+  const pfi = properties?.payloadFormatIndicator;
+  return pfi === undefined ? {} : { payloadFormat: pfi ? 1 : 0 };
 }
 
 /** Where a message goes for an MQTT client: its topic, or `$user/{name}` for a mailbox. */
