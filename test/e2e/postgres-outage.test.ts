@@ -5,6 +5,7 @@
  * a PostgreSQL of its own so it can stop it.
  */
 import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
@@ -43,8 +44,10 @@ describe('PostgreSQL unreachable at start', { skip }, () => {
     const port = await freePort();
     const { log, lines } = capturingLog();
     const t0 = Date.now();
+    const dir = tempDir();
+    after(() => rmSync(dir, { recursive: true, force: true }));
     await assert.rejects(
-      startServer({ databaseUrl: `postgres://herald:s3cret-pw@127.0.0.1:${port}/herald`, databaseConnectSeconds: 1 }, undefined, tempDir(), log),
+      startServer({ databaseUrl: `postgres://herald:s3cret-pw@127.0.0.1:${port}/herald`, databaseConnectSeconds: 1 }, undefined, dir, log),
       (err: Error) => {
         assert.match(err.message, new RegExp(`PostgreSQL at postgres://herald:\\*\\*\\*@127\\.0\\.0\\.1:${port}/herald is unreachable \\(gave up after databaseConnectSeconds=1\\)`));
         assert.match(err.message, /ECONNREFUSED/);
@@ -59,16 +62,18 @@ describe('PostgreSQL unreachable at start', { skip }, () => {
 
   it('stops at once when PostgreSQL answers but refuses (no such database)', async () => {
     const pg = await privatePostgres();
+    const dir = tempDir();
     try {
       await pg.start();
       const t0 = Date.now();
-      await assert.rejects(startServer({ databaseUrl: pg.url.replace(/\/postgres$/, '/no_such_db'), databaseConnectSeconds: 30 }), (err: Error) => {
+      await assert.rejects(startServer({ databaseUrl: pg.url.replace(/\/postgres$/, '/no_such_db'), databaseConnectSeconds: 30 }, undefined, dir), (err: Error) => {
         assert.match(err.message, /PostgreSQL at postgres:\/\/herald@127\.0\.0\.1:\d+\/no_such_db refused: database "no_such_db" does not exist/);
         return true;
       });
       assert.ok(Date.now() - t0 < 5000, 'no retrying for a refusal that will not change');
     } finally {
       await pg.destroy();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
