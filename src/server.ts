@@ -48,10 +48,9 @@ export interface StartOptions {
 
 /**
  * SQLite by default; PostgreSQL when databaseUrl is set. An unreachable
- * PostgreSQL that cannot be reached is retried with back-off for
- * databaseConnectSeconds, saying so each time, before start-up gives up; one
- * that answers but refuses (wrong password, no such database) stops start-up
- * at once.
+ * PostgreSQL is retried with back-off for databaseConnectSeconds, saying so
+ * each time, before start-up gives up; one that answers but refuses (wrong
+ * password, no such database) stops start-up at once.
  */
 export async function openStore(config: Config, log: Logger): Promise<Store> {
   if (!config.databaseUrl) {

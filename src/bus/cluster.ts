@@ -27,6 +27,7 @@ import { presenceEntry, type NodeInfo, type Presence, type PresenceEntry } from 
 import type { Session, SessionRegistry } from '../core/session.js';
 import type { Logger } from '../log.js';
 import type { MqttShared } from '../protocols/mqtt/index.js';
+import { publishProperties } from '../protocols/mqtt/sessions.js';
 import type { QoS } from 'mqtt-packet';
 import type { Store } from '../store/store.js';
 import { globEscape } from './bus.js';
@@ -486,10 +487,7 @@ export class Cluster implements ClusterLink, Presence {
         const wait = Math.max(0, value.readUInt32BE(0) * 1000 - this.options.ttlMs);
         const publish = (): void => {
           if (this.stopped || mqtt.clients.has(clientId)) return;
-          if (msg.retain) {
-            const props = { ...(msg.contentType ? { contentType: msg.contentType } : {}), ...(msg.payloadFormat !== undefined ? { payloadFormatIndicator: msg.payloadFormat === 1 } : {}) };
-            void mqtt.retained.set(topic, msg, msg.qos, props);
-          }
+          if (msg.retain) void mqtt.retained.set(topic, msg, msg.qos, publishProperties(msg, undefined, Date.now()));
           parts.broker.publishTopic(msg);
         };
         if (wait > 0) setTimeout(publish, wait).unref();

@@ -608,12 +608,12 @@ export class Broker {
     });
   }
 
-  /** Claims waiting messages from the store: a batch alone, a few per ready consumer in a cluster. */
+  /** Alone, always; in a cluster, only while the other nodes can see this one (see ClusterLink.connected). */
   private mayClaim(): boolean {
     return this.link === undefined || this.link.connected;
   }
 
-  /** The cluster link is back: every local queue looks for waiting messages again. */
+  /** The cluster link is back (and each heartbeat): every local queue looks for waiting messages again. */
   recheckQueues(): void {
     for (const q of this.queues.values()) {
       q.mayHaveMore = true;
@@ -621,6 +621,7 @@ export class Broker {
     }
   }
 
+  /** Claims waiting messages from the store: a batch alone, a few per ready consumer in a cluster. */
   private async claim(q: QueueState): Promise<void> {
     if (q.claiming || !this.mayClaim() || !q.consumers.some((c) => c.hasCapacity())) return;
     q.claiming = true;

@@ -202,12 +202,6 @@ export class StompConnection implements Session {
   private state: 'awaiting-connect' | 'connected' | 'closing' = 'awaiting-connect';
   private readonly parser: StompParser;
   private readonly subscriptions = new Map<string, StompSubscription>();
-
-  stats(): { subscriptions: number; unacked: number } {
-    let unacked = 0;
-    for (const s of this.subscriptions.values()) unacked += s.unacked.size;
-    return { subscriptions: this.subscriptions.size, unacked };
-  }
   private readonly transactions = new Map<string, StompFrame[]>();
   private readonly inbox: StompFrame[] = [];
   private busy = false;
@@ -575,6 +569,12 @@ export class StompConnection implements Session {
         this.broker.subscribeUser(target.userId, target.name, sub);
         break;
     }
+  }
+
+  stats(): { subscriptions: number; unacked: number } {
+    let unacked = 0;
+    for (const s of this.subscriptions.values()) unacked += s.unacked.size;
+    return { subscriptions: this.subscriptions.size, unacked };
   }
 
   private aclSubject(): AclSubject {

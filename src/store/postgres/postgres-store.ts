@@ -52,7 +52,6 @@ const types = {
     oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
 };
 
-
 const str = (v: unknown): string => v as string;
 const num = (v: unknown): number => v as number;
 const numOrNull = (v: unknown): number | null => (v === null ? null : (v as number));

@@ -149,7 +149,6 @@ const toMessage = (r: MessageRow): StoredMessage => ({
   createdAt: r.created_at,
 });
 
-
 export interface SqliteStoreOptions {
   /** Directory holding herald.db; ':memory:' for a throw-away database. */
   dataDir: string;
