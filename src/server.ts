@@ -35,6 +35,7 @@ import { Cluster, defaultNodeId } from './bus/cluster.js';
 import { redactUrl } from './bus/redis-bus.js';
 import { LocalPresence, type Presence } from './core/presence.js';
 import { DuplicateError, StoreUnavailableError, type Store } from './store/store.js';
+import type { Socket } from 'node:net';
 import { NetworkListeners, type BoundAddress } from './transports/listeners.js';
 
 export interface StartOptions {
@@ -149,7 +150,11 @@ export class HeraldServer {
     }
     const sessions = new SessionRegistry(auth, metrics);
     const presence: Presence = cluster ?? new LocalPresence(sessions, nodeId, startedAt);
-    const network = new NetworkListeners(log.child({ component: 'net' }));
+    const netLog = log.child({ component: 'net' });
+    const network = new NetworkListeners(netLog, config, (kind, reason) => {
+      metrics.protocolErrors.inc({ protocol: 'any', reason: kind });
+      netLog.debug({ reason }, 'connection refused before authentication');
+    });
     const broker = new Broker(store, log.child({ component: 'broker' }), {
       queueMemoryMessages: 10_000,
       parkedPerUser: 1000,
@@ -184,6 +189,7 @@ export class HeraldServer {
       mqtt = await registerMqtt(ctx, apps);
       cluster?.attachMqtt(mqtt);
 
+      http.server.on('connection', (socket: Socket) => network.admitHttp(socket));
       http.server.on('upgrade', (req, socket, head) => network.handleUpgrade(req, socket, head));
       await http.listen({ host: config.host, port: config.httpPort });
       const a = http.server.address();

@@ -388,6 +388,18 @@ export class ThreadService implements TopicAuthority {
     return undefined;
   }
 
+  /**
+   * A thread's topic is written by this service only: members send through
+   * `/app/{thread}` or the HTTP send, which check membership and stamp the
+   * sender. A direct publish would let anyone forge a member's message.
+   */
+  publishRefusal(topic: string): string | undefined | Promise<string | undefined> {
+    const refusal = (): string => `${dottedThread(topic)} is a chat thread: send to /app/${dottedThread(topic)} (or POST the message to the thread) instead of publishing to its topic`;
+    const cached = this.cache.get(topic);
+    if (cached !== undefined) return cached ? refusal() : undefined;
+    return this.load(topic).then((t) => (t ? refusal() : undefined));
+  }
+
   /** `since` is a history position (the `id` of the last message seen) or a time (ISO 8601 or epoch ms). */
   async backlog(p: Principal, topic: string, since: string): Promise<CoreMessage[] | undefined> {
     const t = await this.load(topic);

@@ -25,6 +25,8 @@ export type Credential =
   | { kind: 'token'; hash: string }
   | { kind: 'jwt'; key: string; expiresAt: number | null }
   | { kind: 'password' }
+  /** Checked by someone else (an app's user token, a back-end hook) and valid until `expiresAt` (ms). */
+  | { kind: 'expiring'; key: string; expiresAt: number }
   | { kind: 'anonymous' };
 
 /** Who is connected or calling: the same shape whatever the protocol. */

@@ -66,6 +66,12 @@ export interface TopicAuthority {
   authorize(principal: Principal, filter: string): Promise<string | undefined>;
   /** Messages after `since` (a history position or a time) for `topic`, oldest first; undefined if the topic keeps no history. */
   backlog(principal: Principal, topic: string, since: string): Promise<CoreMessage[] | undefined>;
+  /**
+   * Why no client may publish straight to `topic` (the authority writes it
+   * itself, such as a chat thread), or undefined when clients may. Answers
+   * synchronously when it can (the publish path is hot).
+   */
+  publishRefusal(topic: string): string | undefined | Promise<string | undefined>;
 }
 
 export type AppHandler = (req: AppRequest) => void | Promise<void>;
@@ -245,6 +251,18 @@ export class Broker {
 
   setTopicAuthority(authority: TopicAuthority): void {
     this.authority = authority;
+  }
+
+  /**
+   * Why no client may publish to `topic` directly, whatever its rights:
+   * `$` topics belong to the server, and topics an authority writes itself
+   * (chat threads) take messages only through that authority. Every
+   * protocol's publish and the HTTP publish ask this before the ACL.
+   * Synchronous unless the authority must look the topic up.
+   */
+  publishRefusal(topic: string): string | undefined | Promise<string | undefined> {
+    if (topic.startsWith('$')) return `topics starting with "$" (${topic.slice(0, 100)}) are written by the server only`;
+    return this.authority?.publishRefusal(topic);
   }
 
   /** Why `principal` may not subscribe to `filter`, or undefined when it may. */

@@ -9,6 +9,9 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../log.js';
+import { AdmissionGate, ungated, type Admission, type AdmissionLimits, type RefusalKind } from './admission.js';
+
+export type { Admission } from './admission.js';
 
 /** Thrown from `WebSocketRoute.accept` to answer the upgrade with an HTTP error instead. */
 export class UpgradeRefusal extends Error {
@@ -32,7 +35,8 @@ export interface WebSocketRoute<A> {
   maxPayload?: number;
   /** Checks the request before the upgrade (token, path); throw UpgradeRefusal to refuse. */
   accept(req: IncomingMessage, url: URL): Promise<A>;
-  onConnection(ws: WebSocket, req: IncomingMessage, accepted: A): void;
+  /** `admission`: call `authenticated()` once the session proved who it is; set `onLimit` to say why it is cut before. */
+  onConnection(ws: WebSocket, req: IncomingMessage, accepted: A, admission: Admission): void;
 }
 
 interface ErasedRoute {
@@ -46,7 +50,8 @@ interface ErasedRoute {
 export interface TcpListenerSpec {
   name: string;
   port: number;
-  onConnection(socket: Socket): void;
+  /** `admission`: as for WebSocket routes. */
+  onConnection(socket: Socket, admission: Admission): void;
 }
 
 export interface BoundAddress {
@@ -90,8 +95,32 @@ export class NetworkListeners implements Listeners {
   private readonly tcpServers: Server[] = [];
   private readonly tcpSockets = new Set<Socket>();
   private draining = false;
+  private readonly gate: AdmissionGate;
 
-  constructor(private readonly log: Logger) {}
+  constructor(
+    private readonly log: Logger,
+    private readonly limits: AdmissionLimits & { wsMessagesPerSecond: number; trustProxy: boolean },
+    onRefused?: (kind: RefusalKind, reason: string) => void,
+  ) {
+    this.gate = new AdmissionGate(limits);
+    this.gate.onRefused = onRefused;
+  }
+
+  /**
+   * An HTTP connection was accepted: it counts against its address until it
+   * closes or, upgraded to a WebSocket, its session authenticates. Refused
+   * at once (429) when the address holds too many unauthenticated connections.
+   */
+  admitHttp(socket: Socket): void {
+    const address = socket.remoteAddress ?? 'unknown';
+    if (!this.gate.admit(socket, address, false, !this.limits.trustProxy)) {
+      socket.on('error', () => socket.destroy());
+      socket.end(
+        'HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json; charset=utf-8\r\nConnection: close\r\nContent-Length: 101\r\n\r\n' +
+          '{"code":429,"message":"too many unauthenticated connections from this address; try again","data":null}',
+      );
+    }
+  }
 
   addWebSocketRoute<A>(route: WebSocketRoute<A>): void {
     const preferred = route.protocols ?? [];
@@ -102,6 +131,7 @@ export class NetworkListeners implements Listeners {
       handleProtocols: (offered) => preferred.find((p) => offered.has(p)) ?? false,
     });
     const log = this.log;
+    const rate = this.limits.wsMessagesPerSecond;
     this.routes.push({
       name: route.name,
       path: route.path,
@@ -110,7 +140,11 @@ export class NetworkListeners implements Listeners {
         route.accept(req, url).then(
           (accepted) => {
             if (socket.destroyed) return;
-            wss.handleUpgrade(req, socket, head, (ws) => route.onConnection(ws, req, accepted));
+            wss.handleUpgrade(req, socket, head, (ws) => {
+              const admission = this.gate.upgraded(socket as Socket) ?? ungated();
+              if (rate > 0) limitMessageRate(ws, rate);
+              route.onConnection(ws, req, accepted, admission);
+            });
           },
           (err: unknown) => {
             if (err instanceof UpgradeRefusal) {
@@ -158,9 +192,11 @@ export class NetworkListeners implements Listeners {
     for (const spec of this.tcpSpecs) {
       const server = createServer({ noDelay: true }, (socket) => {
         if (this.draining) return socket.destroy();
+        const admission = this.gate.admit(socket, socket.remoteAddress ?? 'unknown', true);
+        if (!admission) return socket.destroy();
         this.tcpSockets.add(socket);
         socket.once('close', () => this.tcpSockets.delete(socket));
-        spec.onConnection(socket);
+        spec.onConnection(socket, admission);
       });
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -188,4 +224,33 @@ export class NetworkListeners implements Listeners {
     for (const r of this.routes) r.close();
     for (const s of this.tcpSockets) s.destroy();
   }
+}
+
+/**
+ * Caps the WebSocket messages a connection may send per second: past the
+ * cap, its socket is not read until the second is over. Cheap to check, and
+ * it bounds what a flood of tiny messages can cost before any parser sees
+ * them (each message has a fixed cost whatever its size).
+ */
+function limitMessageRate(ws: WebSocket, perSecond: number): void {
+  let windowStart = Date.now();
+  let count = 0;
+  let paused = false;
+  ws.prependListener('message', () => {
+    if (++count <= perSecond || paused) return;
+    const now = Date.now();
+    if (now - windowStart >= 1000) {
+      windowStart = now;
+      count = 1;
+      return;
+    }
+    paused = true;
+    ws.pause();
+    setTimeout(() => {
+      paused = false;
+      windowStart = Date.now();
+      count = 0;
+      ws.resume();
+    }, 1000 - (now - windowStart)).unref();
+  });
 }

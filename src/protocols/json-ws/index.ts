@@ -34,7 +34,9 @@ export function registerJsonWebSocket(ctx: HeraldContext): void {
       }
       return { principal, device: deviceOf(req, url) };
     },
-    onConnection(ws, req, accepted) {
+    onConnection(ws, req, accepted, admission) {
+      // The token in the path authenticated the session at the handshake.
+      admission.authenticated();
       new JsonConnection(ctx, ws, accepted.principal, clientAddress(ctx, req), accepted.device).start();
     },
   });

@@ -19,6 +19,7 @@ import type { CloseReason, Protocol, Session } from '../../core/session.js';
 import type { MqttShared } from './index.js';
 import { mqttTopicOf, payloadFormatOf, publishProperties, type PersistedProperties } from './sessions.js';
 import { storeUnavailable, type MqttSubscriptionRecord } from '../../store/store.js';
+import type { Admission } from '../../transports/admission.js';
 
 type Version = 3 | 4 | 5;
 type QoS = 0 | 1 | 2;
@@ -147,6 +148,8 @@ export class MqttConnection implements Session {
     private readonly transport: MqttTransport,
     readonly protocol: Protocol,
     readonly remoteAddress: string,
+    /** Pre-authentication limits (time to CONNECT, bytes before it); told when CONNECT succeeds. */
+    private readonly admission: Admission,
   ) {
     this.connectedAt = ctx.clock.now();
     this.delivered = ctx.metrics.messagesOut.labels(protocol);
@@ -166,9 +169,12 @@ export class MqttConnection implements Session {
       });
     });
     this.parser.on('error', (err: Error) => this.protocolError(err.message));
-    // A client that never sends CONNECT is dropped.
-    this.keepAliveTimer = setTimeout(() => this.transport.close(), 30_000);
-    this.keepAliveTimer.unref();
+    // A client that never completes CONNECT in time, or sends too much before it, is dropped
+    // (MQTT has no way to tell a client that has not been sent a CONNACK why, short of one).
+    admission.onLimit = (reason) => {
+      this.ctx.log.debug({ session: this.id, reason }, 'MQTT connection cut before CONNECT');
+      this.end();
+    };
   }
 
   // ---- input -----------------------------------------------------------------------
@@ -372,6 +378,7 @@ export class MqttConnection implements Session {
     if (this.closed) return;
     this.connected = true;
     this.ctx.sessions.add(this);
+    this.admission.authenticated();
     const connack: Packet =
       this.version === 5
         ? {

@@ -68,13 +68,13 @@ export async function registerMqtt(ctx: HeraldContext, apps: MqttApps): Promise<
   ctx.listeners.addTcpListener({
     name: 'mqtt',
     port: ctx.config.mqttPort,
-    onConnection(socket: Socket) {
+    onConnection(socket: Socket, admission) {
       const transport: MqttTransport = {
         write: (data) => writeBatched(socket, data),
         buffered: () => socket.writableLength,
         close: () => socket.end(),
       };
-      const conn = new MqttConnection(ctx, shared, transport, 'mqtt-tcp', socket.remoteAddress ?? 'unknown');
+      const conn = new MqttConnection(ctx, shared, transport, 'mqtt-tcp', socket.remoteAddress ?? 'unknown', admission);
       socket.on('data', (d: Buffer) => conn.receive(d));
       socket.on('close', () => conn.onTransportClosed());
       socket.on('error', () => conn.onTransportClosed());
@@ -87,7 +87,7 @@ export async function registerMqtt(ctx: HeraldContext, apps: MqttApps): Promise<
     protocols: ['mqtt', 'mqttv3.1'],
     maxPayload: ctx.config.mqttMaxPacketBytes + 8,
     accept: async () => undefined,
-    onConnection(ws, req) {
+    onConnection(ws, req, _accepted, admission) {
       const socket = rawSocket(ws);
       const transport: MqttTransport = {
         write: (data) => writeFrame(ws, wsFrame(data, false)),
@@ -97,7 +97,7 @@ export async function registerMqtt(ctx: HeraldContext, apps: MqttApps): Promise<
           setTimeout(() => ws.terminate(), 2000).unref();
         },
       };
-      const conn = new MqttConnection(ctx, shared, transport, 'mqtt-ws', clientAddress(ctx, req));
+      const conn = new MqttConnection(ctx, shared, transport, 'mqtt-ws', clientAddress(ctx, req), admission);
       ws.on('message', (d: Buffer) => conn.receive(d));
       ws.on('close', () => conn.onTransportClosed());
       ws.on('error', () => conn.onTransportClosed());

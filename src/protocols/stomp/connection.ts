@@ -20,6 +20,7 @@ import { storeUnavailable, type StoreUnavailableError } from '../../store/store.
 import { PublishPermissions, sessionSubject, type AclSubject } from '../../core/acl.js';
 import { TokenBucket } from '../../core/rate-limit.js';
 import { systemClock } from '../../clock.js';
+import type { Admission } from '../../transports/admission.js';
 import {
   encodeFrame,
   header,
@@ -223,6 +224,8 @@ export class StompConnection implements Session {
     readonly device: string,
     /** Authenticated at the WebSocket handshake (`__token`), if so. */
     private readonly handshakePrincipal: Principal | undefined,
+    /** Pre-authentication limits (time to CONNECT, bytes before it); told when CONNECT succeeds. */
+    private readonly admission: Admission,
   ) {
     this.id = `stomp-${process.pid.toString(36)}-${(++sessionCounter).toString(36)}`;
     this.connectedAt = ctx.clock.now();
@@ -245,9 +248,8 @@ export class StompConnection implements Session {
       maxHeaders: c.stompMaxHeaders,
       maxBodyBytes: c.maxBodyBytes,
     });
-    // A client that never sends CONNECT is dropped.
-    this.readTimer = setTimeout(() => this.fail('no CONNECT frame received in time', 'send CONNECT within 30 s of opening the connection'), 30_000);
-    this.readTimer.unref();
+    // A client that never completes CONNECT in time, or sends too much before it, is told and dropped.
+    admission.onLimit = (reason) => this.fail('not connected', reason);
   }
 
   // ---- input -----------------------------------------------------------------
@@ -399,6 +401,7 @@ export class StompConnection implements Session {
     this.principal = principal;
     this.ctx.sessions.add(this);
     this.registered = true;
+    this.admission.authenticated();
 
     // Heart-beats: cx,cy from the client; the server offers sx = sy = heartbeatMs.
     const [cx, cy] = (header(frame, 'heart-beat') ?? '0,0').split(',').map((n) => Number.parseInt(n, 10));

@@ -9,7 +9,7 @@ import type { WebSocket } from 'ws';
 import type { HeraldContext } from '../../context.js';
 import { AuthError, type Principal } from '../../core/auth.js';
 import { tokenFrom } from '../../http/app.js';
-import { UpgradeRefusal } from '../../transports/listeners.js';
+import { UpgradeRefusal, type Admission } from '../../transports/listeners.js';
 import { rawSocket, wsFrame, writeFrame } from '../../transports/ws-frame.js';
 import { writeBatched } from '../../transports/write-batch.js';
 import { StompConnection, type StompTransport } from './connection.js';
@@ -81,8 +81,8 @@ export function registerStomp(ctx: HeraldContext): void {
   const { config, listeners } = ctx;
   const maxPayload = config.stompMaxHeaderBytes + config.maxBodyBytes + 1024;
 
-  const onWebSocket = (ws: WebSocket, req: IncomingMessage, accepted: { principal: Principal | undefined; device: string }): void => {
-    const conn = new StompConnection(ctx, wsTransport(ws), 'stomp-ws', clientAddress(ctx, req), accepted.device, accepted.principal);
+  const onWebSocket = (ws: WebSocket, req: IncomingMessage, accepted: { principal: Principal | undefined; device: string }, admission: Admission): void => {
+    const conn = new StompConnection(ctx, wsTransport(ws), 'stomp-ws', clientAddress(ctx, req), accepted.device, accepted.principal, admission);
     ws.on('message', (data: Buffer) => conn.receive(data));
     ws.on('close', () => conn.onTransportClosed());
     ws.on('error', () => conn.onTransportClosed());
@@ -105,8 +105,8 @@ export function registerStomp(ctx: HeraldContext): void {
   listeners.addTcpListener({
     name: 'stomp',
     port: config.stompPort,
-    onConnection(socket) {
-      const conn = new StompConnection(ctx, tcpTransport(socket), 'stomp-tcp', socket.remoteAddress ?? 'unknown', 'tcp', undefined);
+    onConnection(socket, admission) {
+      const conn = new StompConnection(ctx, tcpTransport(socket), 'stomp-tcp', socket.remoteAddress ?? 'unknown', 'tcp', undefined, admission);
       socket.on('data', (data: Buffer) => conn.receive(data));
       socket.on('close', () => conn.onTransportClosed());
       socket.on('error', () => conn.onTransportClosed());
