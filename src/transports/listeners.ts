@@ -7,7 +7,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer, type WebSocket } from 'ws';
+import { WebSocket, WebSocketServer } from 'ws';
 import type { Logger } from '../log.js';
 import { AdmissionGate, ungated, type Admission, type AdmissionLimits, type RefusalKind } from './admission.js';
 
@@ -124,14 +124,15 @@ export class NetworkListeners implements Listeners {
 
   addWebSocketRoute<A>(route: WebSocketRoute<A>): void {
     const preferred = route.protocols ?? [];
+    const rate = this.limits.wsMessagesPerSecond;
     const wss = new WebSocketServer({
       noServer: true,
+      ...(rate > 0 ? { WebSocket: meteredWebSocket(rate) } : {}),
       maxPayload: route.maxPayload ?? 1024 * 1024,
       perMessageDeflate: false,
       handleProtocols: (offered) => preferred.find((p) => offered.has(p)) ?? false,
     });
     const log = this.log;
-    const rate = this.limits.wsMessagesPerSecond;
     this.routes.push({
       name: route.name,
       path: route.path,
@@ -142,7 +143,6 @@ export class NetworkListeners implements Listeners {
             if (socket.destroyed) return;
             wss.handleUpgrade(req, socket, head, (ws) => {
               const admission = this.gate.upgraded(socket as Socket) ?? ungated();
-              if (rate > 0) limitMessageRate(ws, rate);
               route.onConnection(ws, req, accepted, admission);
             });
           },
@@ -227,30 +227,64 @@ export class NetworkListeners implements Listeners {
 }
 
 /**
- * Caps the WebSocket messages a connection may send per second: past the
- * cap, its socket is not read until the second is over. Cheap to check, and
- * it bounds what a flood of tiny messages can cost before any parser sees
- * them (each message has a fixed cost whatever its size).
+ * A WebSocket whose incoming messages are capped per second: past the cap,
+ * further messages (those already read from the socket) wait in order and
+ * the socket is not read until the second is over. ws reads a whole socket
+ * chunk at once, so pausing alone would still let one chunk (thousands of
+ * tiny messages) through; holding them here makes the cap exact, and the
+ * pause bounds what is held to one chunk. It bounds what a flood of tiny
+ * messages can cost before any parser sees them (each message has a fixed
+ * cost whatever its size). The protocol's own pause/resume (publish rate,
+ * inbound backlog) is honoured alongside.
  */
-function limitMessageRate(ws: WebSocket, perSecond: number): void {
-  let windowStart = Date.now();
-  let count = 0;
-  let paused = false;
-  ws.prependListener('message', () => {
-    if (++count <= perSecond || paused) return;
-    const now = Date.now();
-    if (now - windowStart >= 1000) {
-      windowStart = now;
-      count = 1;
-      return;
+function meteredWebSocket(perSecond: number): typeof WebSocket {
+  return class MeteredWebSocket extends WebSocket {
+    private windowStart = 0;
+    private count = 0;
+    private waiting: unknown[][] | undefined;
+    private pausedByApp = false;
+    private pausedByCap = false;
+
+    override emit(event: string | symbol, ...args: unknown[]): boolean {
+      if (event !== 'message') return super.emit(event, ...args);
+      if (this.waiting) {
+        this.waiting.push(args);
+        return true;
+      }
+      const now = Date.now();
+      if (now - this.windowStart >= 1000) {
+        this.windowStart = now;
+        this.count = 0;
+      }
+      if (++this.count <= perSecond) return super.emit('message', ...args);
+      this.waiting = [args];
+      this.pausedByCap = true;
+      super.pause();
+      setTimeout(() => this.release(), 1000 - (now - this.windowStart)).unref();
+      return true;
     }
-    paused = true;
-    ws.pause();
-    setTimeout(() => {
-      paused = false;
-      windowStart = Date.now();
-      count = 0;
-      ws.resume();
-    }, 1000 - (now - windowStart)).unref();
-  });
+
+    private release(): void {
+      const held = this.waiting ?? [];
+      this.waiting = undefined;
+      this.windowStart = Date.now();
+      this.count = 0;
+      if (this.readyState !== WebSocket.OPEN) return;
+      // Over the cap again part-way: the rest joins the new wait, in order.
+      for (const args of held) this.emit('message', ...args);
+      if (this.waiting) return;
+      this.pausedByCap = false;
+      if (!this.pausedByApp) super.resume();
+    }
+
+    override pause(): void {
+      this.pausedByApp = true;
+      super.pause();
+    }
+
+    override resume(): void {
+      this.pausedByApp = false;
+      if (!this.pausedByCap) super.resume();
+    }
+  };
 }
