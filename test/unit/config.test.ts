@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { writeFileSync, rmSync } from 'node:fs';
+import { readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it, after } from 'node:test';
-import { ConfigError, envName, flagName, loadConfig, parseFlags } from '../../src/config.js';
+import { CONFIG_SCHEMA, ConfigError, envName, flagName, loadConfig, parseFlags } from '../../src/config.js';
 import { tempDir } from '../helpers/server.js';
 
 const dir = tempDir('herald-config-');
@@ -85,5 +85,17 @@ describe('config', () => {
     assert.deepEqual(p.extra, { role: 'admin' });
     assert.throws(() => parseFlags(['--http-prot', '1']), /unknown option --http-prot/);
     assert.throws(() => parseFlags(['--http-port']), /needs a value/);
+  });
+
+  it('documents every key in the README with its environment variable, flag and default', () => {
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    for (const [key, spec] of Object.entries(CONFIG_SCHEMA)) {
+      const row = readme.split('\n').find((l) => l.startsWith(`| ${key} |`));
+      assert.ok(row, `README has no configuration row for ${key}`);
+      assert.ok(row.includes(envName(key)) && row.includes(flagName(key)), `README row for ${key} names ${envName(key)} and ${flagName(key)}`);
+      if (typeof spec.default === 'number' || typeof spec.default === 'boolean') {
+        assert.ok(row.includes(` ${String(spec.default)} |`), `README row for ${key} gives the default ${String(spec.default)}`);
+      }
+    }
   });
 });
