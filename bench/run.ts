@@ -74,6 +74,7 @@ async function startServer(extraEnv: Record<string, string> = {}): Promise<Bench
       HERALD_LOG_PRETTY: 'false',
       HERALD_MAX_CONNECTIONS_PER_USER: '1000000',
       HERALD_PUBLISH_RATE_PER_SECOND: '0',
+      HERALD_WS_MESSAGES_PER_SECOND: '0',
       HERALD_SQLITE_SYNCHRONOUS: 'NORMAL',
       ...extraEnv,
     },
