@@ -1,0 +1,121 @@
+/**
+ * ACL placeholders are matched level by level, never pasted into the rule:
+ * a client id, user name or app holding `+`, `#` or `/` must not turn a
+ * rule about its own topics into one about everyone's (mosquitto
+ * CVE-2017-7650).
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Acl, filterCovers, type AclRule } from '../../src/core/acl.js';
+import type { Principal } from '../../src/core/auth.js';
+import { topicFromDotted } from '../../src/core/destination.js';
+
+function subject(name: string, clientId: string, userId = 'u-' + name) {
+  const principal: Principal = { userId, name, role: 'user', credential: { kind: 'password' } };
+  return { principal, clientId, anonymous: false };
+}
+
+const rules: AclRule[] = [
+  { effect: 'allow', action: 'all', topic: 'devices/{clientid}/#', who: 'user' },
+  { effect: 'allow', action: 'all', topic: 'users/{user}/inbox', who: 'user' },
+  { effect: 'allow', action: 'all', topic: 'rooms/{app}/+', who: 'user' },
+  { effect: 'allow', action: 'subscribe', topic: 'mixed/dev-{clientid}-{user}/state', who: 'user' },
+  { effect: 'allow', action: 'all', topic: 'public/#', who: 'user' },
+];
+const acl = Acl.of(rules);
+const SECRET = 'devices/victim/dev/secret';
+
+describe('ACL placeholders: ordinary clients', () => {
+  it('give a client its own device, inbox and app room, publish and subscribe', () => {
+    const me = subject('alice', 'phone-1');
+    assert.equal(acl.allows(me, 'publish', 'devices/phone-1/state'), true);
+    assert.equal(acl.allows(me, 'subscribe', 'devices/phone-1/#'), true);
+    assert.equal(acl.allows(me, 'subscribe', 'devices/phone-1/+/x'), true);
+    assert.equal(acl.allows(me, 'publish', 'users/alice/inbox'), true);
+    assert.equal(acl.allows(me, 'subscribe', 'users/alice/inbox'), true);
+    assert.equal(acl.allows(me, 'subscribe', 'mixed/dev-phone-1-alice/state'), true);
+    const appUser = subject('bob', 'c1', 'app:shop:bob');
+    assert.equal(acl.allows(appUser, 'publish', 'rooms/shop/lobby'), true);
+    assert.equal(acl.allows(appUser, 'subscribe', 'rooms/shop/+'), true);
+  });
+
+  it("refuse another client's device, inbox and app room", () => {
+    const me = subject('alice', 'phone-1');
+    assert.equal(acl.allows(me, 'publish', 'devices/phone-2/state'), false);
+    assert.equal(acl.allows(me, 'subscribe', 'devices/+/state'), false);
+    assert.equal(acl.allows(me, 'subscribe', 'devices/#'), false);
+    assert.equal(acl.allows(me, 'subscribe', 'users/+/inbox'), false);
+    assert.equal(acl.allows(me, 'subscribe', 'users/bob/inbox'), false);
+    assert.equal(acl.allows(me, 'subscribe', 'mixed/dev-phone-1-bob/state'), false);
+    assert.equal(acl.allows(subject('bob', 'c1', 'app:shop:bob'), 'subscribe', 'rooms/other/lobby'), false);
+  });
+
+  it('still treat the wildcards the rule writer wrote as wildcards', () => {
+    const me = subject('alice', 'phone-1');
+    assert.equal(acl.allows(me, 'subscribe', 'public/#'), true);
+    assert.equal(acl.allows(me, 'subscribe', 'public/+/news'), true);
+    assert.equal(filterCovers('a/+/c', 'a/b/c'), true);
+    assert.equal(filterCovers('a/+/c', 'a/+/c'), true);
+    assert.equal(filterCovers('a/b/c', 'a/+/c'), false);
+    assert.equal(filterCovers('a/#', 'a'), true, 'a/# also matches its parent a');
+    assert.equal(filterCovers('a/b', 'a/#'), false);
+    assert.equal(filterCovers('#', 'x/y'), true);
+  });
+});
+
+describe('ACL placeholders: attack values never widen a rule', () => {
+  const attacks: { what: string; s: ReturnType<typeof subject> }[] = [
+    { what: 'MQTT client id "#"', s: subject('mallory', '#') },
+    { what: 'MQTT client id "+"', s: subject('mallory', '+') },
+    { what: 'client id "victim/dev"', s: subject('mallory', 'victim/dev') },
+    { what: 'client id "victim/+"', s: subject('mallory', 'victim/+') },
+    { what: 'STOMP ?device=%23 (device "#")', s: subject('mallory', decodeURIComponent('%23')) },
+    { what: 'empty client id', s: subject('mallory', '') },
+    { what: 'JWT name claim "#"', s: subject('#', 'c') },
+    { what: 'app user named "+"', s: subject('+', 'c', 'app:shop:+') },
+  ];
+  for (const { what, s } of attacks) {
+    it(`${what}: cannot read or write ${SECRET} or anyone's inbox`, () => {
+      assert.equal(acl.allows(s, 'subscribe', SECRET), false, 'subscribe to the secret');
+      assert.equal(acl.allows(s, 'publish', SECRET), false, 'publish to the secret');
+      assert.equal(acl.allows(s, 'subscribe', 'devices/#'), false);
+      assert.equal(acl.allows(s, 'subscribe', 'devices/+/dev/secret'), false);
+      assert.equal(acl.allows(s, 'subscribe', 'users/victim/inbox'), false);
+      assert.equal(acl.allows(s, 'subscribe', 'users/+/inbox'), false);
+      assert.equal(acl.allows(s, 'subscribe', 'users/#'), false);
+      assert.equal(acl.allows(s, 'subscribe', 'mixed/dev-victim-victim/state'), false);
+    });
+  }
+
+  it('an app named with a wildcard or a slash gets no room of another app', () => {
+    for (const app of ['#', '+', '']) {
+      const s = subject('bob', 'c', `app:${app}:bob`);
+      assert.equal(acl.allows(s, 'subscribe', 'rooms/shop/lobby'), false, `app ${JSON.stringify(app)}`);
+      assert.equal(acl.allows(s, 'subscribe', 'rooms/+/lobby'), false, `app ${JSON.stringify(app)}`);
+      assert.equal(acl.allows(s, 'publish', 'rooms/shop/lobby'), false, `app ${JSON.stringify(app)}`);
+    }
+  });
+
+  it('a value equal to a wildcard matches only that literal level where the topic has one', () => {
+    // The MQTT topic `devices/*/x` has a literal `*` level (STOMP cannot write it; its `*` is `+`).
+    const star = subject('mallory', '*');
+    assert.equal(acl.allows(star, 'publish', 'devices/*/x'), true);
+    assert.equal(acl.allows(star, 'subscribe', topicFromDotted('devices.*.x')), false, 'STOMP * is a wildcard, not the value');
+    assert.equal(acl.allows(star, 'subscribe', SECRET), false);
+    // A dotted STOMP device is one level: it reaches only the topic level with that exact text.
+    const dotted = subject('mallory', 'victim.dev');
+    assert.equal(acl.allows(dotted, 'subscribe', SECRET), false);
+    assert.equal(acl.allows(dotted, 'subscribe', topicFromDotted('devices.victim/dev.secret')), true, 'STOMP a/b is the MQTT level a.b');
+  });
+
+  it('a deny with a placeholder does not turn into a deny for everyone, nor an allow', () => {
+    const deny = Acl.of([
+      { effect: 'deny', action: 'all', topic: 'users/{user}/private', who: 'user' },
+      { effect: 'allow', action: 'subscribe', topic: 'users/+/profile', who: 'user' },
+    ]);
+    const plus = subject('+', 'c');
+    assert.equal(deny.allows(plus, 'subscribe', 'users/alice/private'), false, 'nothing allows it');
+    assert.equal(deny.allows(subject('bob', 'c'), 'subscribe', 'users/alice/profile'), true);
+    assert.equal(deny.allows(plus, 'subscribe', 'users/alice/profile'), true, 'the deny did not swallow the allow');
+  });
+});
