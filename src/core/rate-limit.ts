@@ -3,7 +3,10 @@ import type { Clock } from '../clock.js';
 /**
  * Counts events per key in fixed windows that start at a key's first event.
  * `hit` records one; `blockedFor` says how long a key must still wait (0 = free).
- * Memory is bounded by pruning expired windows as they are touched and in `prune`.
+ * Memory is bounded: expired windows are pruned as they are touched and in
+ * `prune`, and past `maxKeys` live keys the oldest windows go first (an
+ * attacker would need `maxKeys` fresh keys within one window to push a
+ * blocked one out).
  */
 export class WindowCounter {
   private readonly windows = new Map<string, { count: number; resetAt: number }>();
@@ -12,29 +15,110 @@ export class WindowCounter {
     private readonly limit: number,
     private readonly windowMs: number,
     private readonly clock: Clock,
+    private readonly maxKeys = 100_000,
   ) {}
 
   /** Milliseconds until the key may try again; 0 when it is under the limit. */
   blockedFor(key: string): number {
+    const w = this.live(key);
+    return w && w.count >= this.limit ? w.resetAt - this.clock.now() : 0;
+  }
+
+  /** Events of the key in its current window. */
+  count(key: string): number {
+    return this.live(key)?.count ?? 0;
+  }
+
+  private live(key: string): { count: number; resetAt: number } | undefined {
     const w = this.windows.get(key);
-    if (!w) return 0;
-    const now = this.clock.now();
-    if (now >= w.resetAt) {
+    if (!w) return undefined;
+    if (this.clock.now() >= w.resetAt) {
       this.windows.delete(key);
-      return 0;
+      return undefined;
     }
-    return w.count >= this.limit ? w.resetAt - now : 0;
+    return w;
   }
 
   hit(key: string): void {
     const now = this.clock.now();
     const w = this.windows.get(key);
-    if (!w || now >= w.resetAt) this.windows.set(key, { count: 1, resetAt: now + this.windowMs });
-    else w.count++;
+    if (w && now < w.resetAt) {
+      w.count++;
+      return;
+    }
+    if (w) this.windows.delete(key);
+    if (this.windows.size >= this.maxKeys) {
+      this.prune();
+      // Windows are inserted in time order: the first ones end soonest.
+      for (const k of this.windows.keys()) {
+        if (this.windows.size < this.maxKeys) break;
+        this.windows.delete(k);
+      }
+    }
+    this.windows.set(key, { count: 1, resetAt: now + this.windowMs });
   }
 
   reset(key: string): void {
     this.windows.delete(key);
+  }
+
+  prune(): void {
+    const now = this.clock.now();
+    for (const [k, w] of this.windows) if (now >= w.resetAt) this.windows.delete(k);
+  }
+
+  get size(): number {
+    return this.windows.size;
+  }
+}
+
+/**
+ * Like WindowCounter, and also remembers from how many distinct sources
+ * (client addresses) a key's events came, up to `maxSources`: a name that
+ * fails from many addresses is under a spread-out attack, one that fails
+ * from a single address is not.
+ */
+export class SpreadCounter {
+  private readonly windows = new Map<string, { count: number; sources: Set<string>; resetAt: number }>();
+
+  constructor(
+    private readonly windowMs: number,
+    private readonly clock: Clock,
+    private readonly maxKeys = 100_000,
+    private readonly maxSources = 16,
+  ) {}
+
+  /** Events and distinct sources of the key in its current window. */
+  get(key: string): { count: number; sources: number } {
+    const w = this.windows.get(key);
+    if (!w) return { count: 0, sources: 0 };
+    if (this.clock.now() >= w.resetAt) {
+      this.windows.delete(key);
+      return { count: 0, sources: 0 };
+    }
+    return { count: w.count, sources: w.sources.size };
+  }
+
+  hit(key: string, source: string): void {
+    const now = this.clock.now();
+    let w = this.windows.get(key);
+    if (w && now >= w.resetAt) {
+      this.windows.delete(key);
+      w = undefined;
+    }
+    if (!w) {
+      if (this.windows.size >= this.maxKeys) {
+        this.prune();
+        for (const k of this.windows.keys()) {
+          if (this.windows.size < this.maxKeys) break;
+          this.windows.delete(k);
+        }
+      }
+      w = { count: 0, sources: new Set(), resetAt: now + this.windowMs };
+      this.windows.set(key, w);
+    }
+    w.count++;
+    if (w.sources.size < this.maxSources) w.sources.add(source);
   }
 
   prune(): void {

@@ -4,7 +4,7 @@ import { SignJWT, generateKeyPair, exportSPKI } from 'jose';
 import { pino } from 'pino';
 import { ManualClock } from '../../src/clock.js';
 import { loadConfig, type ConfigInput } from '../../src/config.js';
-import { Auth, AuthError, hashToken } from '../../src/core/auth.js';
+import { Auth, AuthError, EXPIRED_MEMORY_MS, NAME_DELAY_FIRST_MS, NAME_DELAY_MAX_MS, hashToken } from '../../src/core/auth.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 
 const silent = pino({ level: 'silent' });
@@ -132,25 +132,176 @@ describe('auth: passwords and login tokens', () => {
 });
 
 describe('auth: login rate limit', () => {
-  it('blocks a user name after too many failures and tells when to retry', async () => {
+  it('locks the (name, address) pair after loginMaxAttempts and tells when to retry', async () => {
     const t = await setup({ loginMaxAttempts: 3, loginWindowSeconds: 60 });
     await t.auth.createUser('bob', 'bob-password', 'user');
-    for (let i = 0; i < 3; i++) {
-      await assert.rejects(t.auth.login('bob', 'nope', '10.0.0.' + i), code('bad_credentials'));
-    }
-    await assert.rejects(t.auth.login('bob', 'bob-password', '10.0.0.9'), (e: unknown) => {
-      return e instanceof AuthError && e.code === 'rate_limited' && e.retryAfterSeconds === 60;
+    for (let i = 0; i < 3; i++) await assert.rejects(t.auth.login('bob', 'nope', '10.0.0.1'), code('bad_credentials'));
+    await assert.rejects(t.auth.login('bob', 'bob-password', '10.0.0.1'), (e: unknown) => {
+      return e instanceof AuthError && e.code === 'rate_limited' && e.retryAfterSeconds === 60 && /"bob" from this address/.test(e.message);
     });
+    // The same name from another address, and another name from the same address, are untouched.
+    assert.equal((await t.auth.login('bob', 'bob-password', '10.0.0.2')).user.name, 'bob');
+    await t.auth.createUser('carol', 'carol-password', 'user');
+    assert.equal((await t.auth.login('carol', 'carol-password', '10.0.0.1')).user.name, 'carol');
     t.clock.advance(60_000);
-    assert.equal((await t.auth.login('bob', 'bob-password', '10.0.0.9')).user.name, 'bob');
+    assert.equal((await t.auth.login('bob', 'bob-password', '10.0.0.1')).user.name, 'bob');
     t.auth.stop();
   });
 
-  it('blocks an address that tries many names', async () => {
+  it('clears the pair on a successful login', async () => {
     const t = await setup({ loginMaxAttempts: 3, loginWindowSeconds: 60 });
-    for (let i = 0; i < 3; i++) await assert.rejects(t.auth.login('user' + i, 'x', '10.1.1.1'), code('bad_credentials'));
-    await assert.rejects(t.auth.login('other', 'x', '10.1.1.1'), code('rate_limited'));
-    await assert.rejects(t.auth.login('other', 'x', '10.1.1.2'), code('bad_credentials'));
+    await t.auth.createUser('bob', 'bob-password', 'user');
+    for (let i = 0; i < 2; i++) await assert.rejects(t.auth.login('bob', 'nope', '10.0.0.1'), code('bad_credentials'));
+    await t.auth.login('bob', 'bob-password', '10.0.0.1');
+    for (let i = 0; i < 2; i++) await assert.rejects(t.auth.login('bob', 'nope', '10.0.0.1'), code('bad_credentials'));
+    assert.equal((await t.auth.login('bob', 'bob-password', '10.0.0.1')).user.name, 'bob', 'two after the success, not four');
+    t.auth.stop();
+  });
+
+  it('counts parallel guesses before checking them, so a burst cannot overrun the limit', async () => {
+    const t = await setup({ loginMaxAttempts: 3, loginWindowSeconds: 60 });
+    await t.auth.createUser('bob', 'bob-password', 'user');
+    const answers = await Promise.allSettled(Array.from({ length: 8 }, () => t.auth.login('bob', 'nope', '10.0.0.1')));
+    const codes = answers.map((a) => (a.status === 'rejected' && a.reason instanceof AuthError ? a.reason.code : 'ok'));
+    assert.equal(codes.filter((c) => c === 'bad_credentials').length, 3, codes.join(','));
+    assert.equal(codes.filter((c) => c === 'rate_limited').length, 5);
+    t.auth.stop();
+  });
+
+  it('slows a name failing from many addresses down instead of blocking it, and never a good-record address', async () => {
+    const t = await setup({ loginMaxAttempts: 3, loginWindowSeconds: 60 });
+    t.auth.pause = async () => undefined;
+    await t.auth.createUser('admin', 'admin-password', 'admin');
+    await t.auth.login('admin', 'admin-password', '192.0.2.1'); // the admin's usual address
+    // Failures from one address: that pair is locked, nobody else is slowed.
+    for (let i = 0; i < 3; i++) await assert.rejects(t.auth.login('admin', 'nope', '10.9.0.1'), code('bad_credentials'));
+    assert.equal(await t.auth.loginSlowdownMs('admin', '198.51.100.7'), 0, 'one failing address does not slow the name');
+    // Many addresses: a growing delay for addresses without a good record, capped.
+    const delays: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      await assert.rejects(t.auth.login('admin', 'nope', `10.9.1.${i}`), code('bad_credentials'));
+      delays.push(await t.auth.loginSlowdownMs('ADMIN', '198.51.100.7'));
+    }
+    assert.ok(delays[0]! >= NAME_DELAY_FIRST_MS, `delays ${delays.join(',')}`);
+    for (let i = 1; i < delays.length; i++) assert.ok(delays[i]! >= delays[i - 1]!, `growing: ${delays.join(',')}`);
+    assert.equal(delays.at(-1), NAME_DELAY_MAX_MS, 'capped');
+    assert.equal(await t.auth.loginSlowdownMs('admin', '192.0.2.1'), 0, 'the address admin logged in from before');
+    assert.equal((await t.auth.login('admin', 'admin-password', '192.0.2.1')).user.name, 'admin');
+    // Never a block: a new address gets in, after the delay.
+    const paused: number[] = [];
+    t.auth.pause = async (ms) => void paused.push(ms);
+    assert.equal((await t.auth.login('admin', 'admin-password', '198.51.100.7')).user.name, 'admin');
+    assert.deepEqual(paused, [NAME_DELAY_MAX_MS], 'slowed down');
+    assert.equal(await t.auth.loginSlowdownMs('admin', '198.51.100.7'), 0, 'now a good-record address');
+    t.auth.stop();
+  });
+});
+
+describe('auth: failed token presentations', () => {
+  it('have their own limit per address and never count against password logins', async () => {
+    const t = await setup({ loginMaxAttempts: 3, loginWindowSeconds: 60, tokenFailuresPerAddress: 5 });
+    await t.auth.createUser('alice', 'correct horse', 'user');
+    const good = (await t.auth.login('alice', 'correct horse', '10.0.0.1')).token;
+    for (let i = 0; i < 5; i++) {
+      await assert.rejects(t.auth.authenticate(`garbage-token-number-${i}`, { renew: true, address: '10.0.0.1' }), code('invalid_token'));
+    }
+    await assert.rejects(t.auth.authenticate('garbage-token-number-9', { renew: true, address: '10.0.0.1' }), (e: unknown) => {
+      return e instanceof AuthError && e.code === 'rate_limited' && e.retryAfterSeconds === 60 && /failed token presentations/.test(e.message);
+    });
+    // A live token this node holds still works from there; other addresses are untouched; passwords too.
+    assert.equal((await t.auth.authenticate(good, { renew: true, address: '10.0.0.1' })).name, 'alice');
+    await assert.rejects(t.auth.authenticate('garbage-token-number-9', { renew: true, address: '10.0.0.2' }), code('invalid_token'));
+    assert.equal((await t.auth.login('alice', 'correct horse', '10.0.0.1')).user.name, 'alice');
+    assert.equal(await t.auth.loginSlowdownMs('alice', '10.0.0.3'), 0);
+    t.clock.advance(60_000);
+    await assert.rejects(t.auth.authenticate('garbage-token-number-9', { renew: true, address: '10.0.0.1' }), code('invalid_token'));
+    t.auth.stop();
+  });
+
+  it('count a token refused lately once, however often it comes back', async () => {
+    const t = await setup({ tokenFailuresPerAddress: 3 });
+    for (let i = 0; i < 20; i++) await assert.rejects(t.auth.authenticate('the-same-stale-token', { renew: true, address: '10.0.0.1' }), code('invalid_token'));
+    await assert.rejects(t.auth.authenticate('another-one', { renew: true, address: '10.0.0.1' }), code('invalid_token'));
+    t.auth.stop();
+  });
+
+  it('are not counted without an address (a token tried where a password may go)', async () => {
+    const t = await setup({ tokenFailuresPerAddress: 1 });
+    for (let i = 0; i < 5; i++) await assert.rejects(t.auth.authenticate(`guess-${i}`, { renew: true }), code('invalid_token'));
+    await assert.rejects(t.auth.authenticate('guess-9', { renew: true, address: '10.0.0.1' }), code('invalid_token'));
+    t.auth.stop();
+  });
+});
+
+describe('auth: dead tokens and renewal by protocol traffic', () => {
+  it('answers "token expired" for a token the sweep dropped and purged, until EXPIRED_MEMORY_MS has passed', async () => {
+    const t = await setup();
+    await t.auth.createUser('alice', 'correct horse', 'user');
+    const { token } = await t.auth.login('alice', 'correct horse', '127.0.0.1');
+    t.clock.advance(600_000);
+    await t.auth.sweep(); // drops it from memory and purges the store's dead tokens
+    const fresh = new Auth(t.store, loadConfig({ env: {}, cwd: '/', overrides: { tokenIdleSeconds: 600 } }), t.clock, silent);
+    for (const auth of [t.auth, fresh]) {
+      await assert.rejects(auth.authenticate(token, { renew: true }), code('token_expired'));
+      await assert.rejects(auth.authenticate(token, { renew: true }), code('token_expired'), 'still expired the second time');
+    }
+    t.clock.advance(EXPIRED_MEMORY_MS + 1);
+    await t.auth.sweep();
+    await assert.rejects(fresh.authenticate(token, { renew: true }), code('invalid_token'), 'forgotten after the memory');
+    t.auth.stop();
+  });
+
+  it('renewPrincipal extends an idle token like an HTTP call, without a store write per call', async () => {
+    const t = await setup();
+    await t.auth.createUser('alice', 'correct horse', 'user');
+    const { token } = await t.auth.login('alice', 'correct horse', '127.0.0.1');
+    const p = await t.auth.authenticate(token, { renew: false });
+    let touches = 0;
+    const touch = t.store.touchToken.bind(t.store);
+    t.store.touchToken = (hash, at) => {
+      touches++;
+      return touch(hash, at);
+    };
+    for (let i = 0; i < 100; i++) {
+      t.clock.advance(5_000);
+      t.auth.renewPrincipal(p);
+    }
+    assert.ok(touches <= 40 && touches > 0, `${touches} store writes for 100 renewals over 500 s`);
+    t.clock.advance(599_000);
+    assert.equal((await t.auth.authenticate(token, { renew: false })).name, 'alice', 'alive 1099 s after login');
+    // Other credentials have nothing to renew.
+    t.auth.renewPrincipal({ userId: 'x', name: 'x', role: 'user', credential: { kind: 'password' } });
+    t.auth.stop();
+  });
+
+  it('ends sessions of an expiring credential at expiresAt, and unwatching forgets them', async () => {
+    const t = await setup();
+    const expiresAt = t.clock.now() + 30_000;
+    const p = { userId: 'app:shop:u1', name: 'u1', role: 'user' as const, credential: { kind: 'expiring' as const, key: 'user-token:1', expiresAt } };
+    const deaths: string[] = [];
+    t.auth.watch(p, (r) => deaths.push('a:' + r));
+    const unwatch = t.auth.watch(p, (r) => deaths.push('b:' + r));
+    const other = t.auth.watch({ ...p, credential: { kind: 'expiring', key: 'user-token:2', expiresAt } }, (r) => deaths.push('c:' + r));
+    unwatch();
+    other();
+    t.clock.advance(29_999);
+    await t.auth.sweep();
+    assert.deepEqual(deaths, []);
+    t.clock.advance(1);
+    await t.auth.sweep();
+    assert.deepEqual(deaths, ['a:expired']);
+    await t.auth.sweep();
+    assert.deepEqual(deaths, ['a:expired'], 'told once');
+    t.auth.stop();
+  });
+
+  it('ends sessions of an expiring credential when its user is revoked', async () => {
+    const t = await setup();
+    const alice = await t.auth.createUser('alice', 'correct horse', 'user');
+    const deaths: string[] = [];
+    t.auth.watch({ userId: alice.id, name: 'alice', role: 'user', credential: { kind: 'expiring', key: 'k', expiresAt: t.clock.now() + 60_000 } }, (r) => deaths.push(r));
+    await t.auth.revokeUser(alice.id);
+    assert.deepEqual(deaths, ['revoked']);
     t.auth.stop();
   });
 });
