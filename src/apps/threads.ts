@@ -47,6 +47,14 @@ export function dottedThread(topic: string): string {
   return topicToDotted(topic);
 }
 
+/** How long a cluster node trusts "no such thread" for a publish (see ThreadService.notThreads). */
+export const NOT_A_THREAD_MS = 3000;
+
+function threadRefusal(topic: string): string {
+  const name = dottedThread(topic);
+  return `${name} is a chat thread: send to /app/${name} (or POST the message to the thread) instead of publishing to its topic`;
+}
+
 /** No such thread: a refusal to the sender (HTTP 404). */
 export class ThreadMissing extends AppRefusal {}
 
@@ -84,6 +92,19 @@ export class ThreadService implements TopicAuthority {
    * the creator's client is already here.
    */
   rememberMisses = true;
+  /**
+   * Cluster mode's short memory of misses, for `publishRefusal` only (topic →
+   * until when, ms): without it every publish to an ordinary topic would cost
+   * a store read. A thread created on another node clears it here when that
+   * node's announcement arrives (`forget`); only if the announcement is lost
+   * can a direct publish to the new thread's topic slip through on this node,
+   * for at most NOT_A_THREAD_MS after this node last looked.
+   */
+  private readonly notThreads = new Map<string, number>();
+  /** Store reads under way, so a burst of publishes to one new topic reads it once. */
+  private readonly loading = new Map<string, Promise<CachedThread | null>>();
+  /** Bumped by every change or forget: a read that started before one is not cached. */
+  private generation = 0;
   private readonly typing = new Map<string, TokenBucket>();
   private sweepTimer: NodeJS.Timeout | undefined;
 
@@ -113,13 +134,38 @@ export class ThreadService implements TopicAuthority {
 
   // ---- threads ---------------------------------------------------------------------
 
-  private async load(topic: string): Promise<CachedThread | null> {
-    if (this.cache.has(topic)) return this.cache.get(topic)!;
+  private load(topic: string): Promise<CachedThread | null> {
+    if (this.cache.has(topic)) return Promise.resolve(this.cache.get(topic)!);
+    let pending = this.loading.get(topic);
+    if (!pending) {
+      const read = this.fetch(topic).finally(() => {
+        if (this.loading.get(topic) === read) this.loading.delete(topic);
+      });
+      this.loading.set(topic, (pending = read));
+    }
+    return pending;
+  }
+
+  /** One store read for a topic, remembered unless the thread changed while it ran. */
+  private async fetch(topic: string): Promise<CachedThread | null> {
+    const generation = this.generation;
     const record = await this.store.getThread(topic);
     const cached = record ? { record, members: new Set(record.members.map((m) => m.userId)) } : null;
+    if (generation !== this.generation) return cached; // created, changed or forgotten meanwhile: do not keep a stale answer
     if (this.cache.size > 100_000) this.cache.clear();
     if (cached || this.rememberMisses) this.cache.set(topic, cached);
+    else this.rememberNotThread(topic);
     return cached;
+  }
+
+  /** Cluster mode: `topic` was no thread a moment ago; publishes to it skip the store for a few seconds. */
+  private rememberNotThread(topic: string): void {
+    const now = this.clock.now();
+    if (this.notThreads.size >= 100_000) {
+      for (const [t, until] of this.notThreads) if (until <= now) this.notThreads.delete(t);
+      if (this.notThreads.size >= 100_000) this.notThreads.clear();
+    }
+    this.notThreads.set(topic, now + NOT_A_THREAD_MS);
   }
 
   /** Members, admins and services may read and write a thread. */
@@ -142,17 +188,20 @@ export class ThreadService implements TopicAuthority {
 
   /** Drops the cached copy of a thread (it changed on another node). */
   forget(topic: string): void {
+    this.generation++;
     this.cache.delete(topic);
+    this.notThreads.delete(topic);
+    this.loading.delete(topic); // a read under way may predate the change: the next caller reads again
   }
 
   private changed(topic: string): void {
-    this.cache.delete(topic);
+    this.forget(topic);
     this.onChange?.(topic);
   }
 
   async create(by: Principal, id: string, members: ThreadMember[]): Promise<ThreadRecord> {
     const topic = threadTopic(id);
-    this.cache.delete(topic);
+    this.forget(topic);
     const record = await this.store.createThread(topic, by.userId, this.clock.now(), members);
     this.changed(topic);
     this.cache.set(topic, { record, members: new Set(members.map((m) => m.userId)) });
@@ -392,12 +441,19 @@ export class ThreadService implements TopicAuthority {
    * A thread's topic is written by this service only: members send through
    * `/app/{thread}` or the HTTP send, which check membership and stamp the
    * sender. A direct publish would let anyone forge a member's message.
+   * Synchronous from the cache on a single node (misses included); in a
+   * cluster, misses are remembered for NOT_A_THREAD_MS (see `notThreads`).
    */
   publishRefusal(topic: string): string | undefined | Promise<string | undefined> {
-    const refusal = (): string => `${dottedThread(topic)} is a chat thread: send to /app/${dottedThread(topic)} (or POST the message to the thread) instead of publishing to its topic`;
     const cached = this.cache.get(topic);
-    if (cached !== undefined) return cached ? refusal() : undefined;
-    return this.load(topic).then((t) => (t ? refusal() : undefined));
+    if (cached) return threadRefusal(topic);
+    if (cached === null) return undefined;
+    const until = this.notThreads.get(topic);
+    if (until !== undefined) {
+      if (this.clock.now() < until) return undefined;
+      this.notThreads.delete(topic);
+    }
+    return this.load(topic).then((t) => (t ? threadRefusal(topic) : undefined));
   }
 
   /** `since` is a history position (the `id` of the last message seen) or a time (ISO 8601 or epoch ms). */
