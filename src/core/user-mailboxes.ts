@@ -1,0 +1,190 @@
+/**
+ * User mailboxes: `(user, name)` destinations such as `/user/queue/strm`.
+ *
+ * The contract:
+ * - `deliver(msg)` gives every session of the user subscribed to that name
+ *   its own copy, and returns how many sessions on this node got one.
+ *   Sending it to other nodes is the caller's business.
+ * - Each copy is settled by its consumer. `ack`: consumed (a durable
+ *   mailbox hears of it). `nack`: the same session gets it again, marked
+ *   redelivered. `requeue` (the session went away): when no session of the
+ *   user is subscribed to the name any more, the message is parked and the
+ *   user's next subscriber of the name gets it first; otherwise the other
+ *   sessions have their copies and this one is dropped.
+ * - A message delivered `maxRedeliveries` times is dropped as poison; at
+ *   most `parkedPerUser` messages are parked per user.
+ * - A durable mailbox keeps its messages in the store: a new subscriber is
+ *   sent the stored backlog before live messages (each record once), and a
+ *   stored message left unacknowledged stays owed in the store instead of
+ *   being parked.
+ * - The cluster link hears when this node starts or stops having
+ *   subscribers of a user.
+ */
+import type { Logger } from '../log.js';
+import type { ClusterLink } from './cluster-link.js';
+import { deliverSafely, type Consumer } from './consumer.js';
+import type { CoreMessage } from './message.js';
+
+/**
+ * A mailbox whose messages live in the store (the message service's
+ * `messages`): what a new subscriber must get first, and what an
+ * acknowledgement means.
+ */
+export interface DurableMailbox {
+  /** The user's stored messages still owed, oldest first (each with `recordId`). */
+  pending(userId: string): Promise<CoreMessage[]>;
+  /** A session of the user acknowledged the message. */
+  acked(userId: string, msg: CoreMessage): void;
+}
+
+export interface MailboxLimits {
+  /** Unacknowledged user-mailbox messages parked per user while no session is subscribed. */
+  parkedPerUser: number;
+  /** Deliveries of one user-mailbox message before it is dropped as poison. */
+  maxRedeliveries: number;
+}
+
+/** What the mailbox engine asks of the cluster. */
+export type MailboxLink = Pick<ClusterLink, 'interest'>;
+
+interface Parked {
+  msg: CoreMessage;
+  attempts: number;
+}
+
+export class UserMailboxes {
+  /** Subscribers by user, then by mailbox name. */
+  private readonly users = new Map<string, Map<string, Set<Consumer>>>();
+  private readonly parked = new Map<string, Map<string, Parked[]>>();
+  private readonly durable = new Map<string, DurableMailbox>();
+  /** Subscribers still being sent their stored backlog; live messages wait here meanwhile. */
+  private readonly replaying = new Map<Consumer, CoreMessage[]>();
+  /** Local consumers per user (all mailbox names), to tell the cluster link what this node needs. */
+  private readonly userUse = new Map<string, number>();
+  private link: MailboxLink | undefined;
+
+  constructor(
+    private readonly log: Logger,
+    private readonly limits: MailboxLimits,
+  ) {}
+
+  setClusterLink(link: MailboxLink): void {
+    this.link = link;
+  }
+
+  /** Makes mailbox `name` durable: its stored backlog is replayed to each new subscriber before live traffic. */
+  registerDurable(name: string, mailbox: DurableMailbox): void {
+    this.durable.set(name, mailbox);
+  }
+
+  subscribe(userId: string, name: string, consumer: Consumer): void {
+    let byName = this.users.get(userId);
+    if (!byName) this.users.set(userId, (byName = new Map()));
+    let set = byName.get(name);
+    if (!set) byName.set(name, (set = new Set()));
+    if (!set.has(consumer)) this.useUser(userId, 1);
+    set.add(consumer);
+    const durable = this.durable.get(name);
+    if (durable) {
+      this.replaying.set(consumer, []);
+      durable.pending(userId).then(
+        (backlog) => this.finishReplay(userId, name, consumer, backlog),
+        (err: unknown) => {
+          this.log.error({ err, userId, name }, 'could not read the stored backlog of a mailbox');
+          this.finishReplay(userId, name, consumer, []);
+        },
+      );
+      return;
+    }
+    const parked = this.parked.get(userId)?.get(name);
+    if (parked) {
+      this.parked.get(userId)!.delete(name);
+      if (this.parked.get(userId)!.size === 0) this.parked.delete(userId);
+      for (const p of parked) this.deliverCopy(userId, name, consumer, p.msg, p.attempts, true);
+    }
+  }
+
+  unsubscribe(userId: string, name: string, consumer: Consumer): void {
+    const byName = this.users.get(userId);
+    const set = byName?.get(name);
+    this.replaying.delete(consumer);
+    if (!set?.delete(consumer)) return;
+    this.useUser(userId, -1);
+    if (set.size === 0) byName!.delete(name);
+    if (byName!.size === 0) this.users.delete(userId);
+  }
+
+  /** Hands `msg` (a user message) to this node's sessions of the user subscribed to its name; returns how many. */
+  deliver(msg: CoreMessage): number {
+    const t = msg.target as { userId: string; name: string };
+    const set = this.users.get(t.userId)?.get(t.name);
+    if (!set) return 0;
+    for (const c of set) {
+      const waiting = this.replaying.get(c);
+      if (waiting) waiting.push(msg);
+      else this.deliverCopy(t.userId, t.name, c, msg, 1, false);
+    }
+    return set.size;
+  }
+
+  /** Backlog first, then what arrived live meanwhile, each record once. */
+  private finishReplay(userId: string, name: string, consumer: Consumer, backlog: CoreMessage[]): void {
+    const live = this.replaying.get(consumer);
+    this.replaying.delete(consumer);
+    if (!live || !this.users.get(userId)?.get(name)?.has(consumer)) return; // unsubscribed meanwhile
+    const seen = new Set<string>();
+    for (const m of backlog) {
+      if (m.recordId) seen.add(m.recordId);
+      this.deliverCopy(userId, name, consumer, m, 1, false);
+    }
+    for (const m of live) if (!m.recordId || !seen.has(m.recordId)) this.deliverCopy(userId, name, consumer, m, 1, false);
+  }
+
+  /** One session's copy; `attempt` counts the deliveries of this message so far, this one included. */
+  private deliverCopy(userId: string, name: string, consumer: Consumer, msg: CoreMessage, attempt: number, redelivered: boolean): void {
+    deliverSafely(this.log, consumer, msg, {
+      redelivered,
+      settle: (outcome) => {
+        if (outcome === 'ack') {
+          if (msg.recordId !== undefined) this.durable.get(name)?.acked(userId, msg);
+          return;
+        }
+        // A stored message left unacknowledged stays owed in the store; the next subscriber gets it.
+        if (outcome === 'requeue' && msg.recordId !== undefined && this.durable.has(name)) return;
+        if (attempt >= this.limits.maxRedeliveries) {
+          this.log.warn({ userId, name, messageId: msg.id, attempt }, 'user message dropped after too many redeliveries');
+          return;
+        }
+        const stillThere = this.users.get(userId)?.get(name);
+        if (outcome === 'nack' && stillThere?.has(consumer)) {
+          this.deliverCopy(userId, name, consumer, msg, attempt + 1, true);
+        } else if (!stillThere || stillThere.size === 0) {
+          this.park(userId, name, msg, attempt + 1);
+        }
+        // requeue while another session of the user is subscribed: that session has its own copy.
+      },
+    });
+  }
+
+  private park(userId: string, name: string, msg: CoreMessage, attempts: number): void {
+    let byName = this.parked.get(userId);
+    if (!byName) this.parked.set(userId, (byName = new Map()));
+    let list = byName.get(name);
+    if (!list) byName.set(name, (list = []));
+    list.push({ msg, attempts });
+    let total = 0;
+    for (const l of byName.values()) total += l.length;
+    if (total > this.limits.parkedPerUser) {
+      list.shift();
+      this.log.warn({ userId, name }, 'parked user messages over the limit; oldest dropped');
+    }
+  }
+
+  private useUser(userId: string, delta: 1 | -1): void {
+    const n = (this.userUse.get(userId) ?? 0) + delta;
+    if (n <= 0) this.userUse.delete(userId);
+    else this.userUse.set(userId, n);
+    if (n === 1 && delta === 1) this.link?.interest('user', userId, true);
+    if (n <= 0) this.link?.interest('user', userId, false);
+  }
+}
