@@ -29,9 +29,18 @@ export class AppTokenRefusal extends Error {
   }
 }
 
-/** The principal of an app user: its id is scoped to the app so app users never collide with Herald users. */
-export function appUserPrincipal(appId: string, username: string): Principal {
-  return { userId: `app:${appId}:${username}`, name: username, role: 'user', credential: { kind: 'anonymous' } };
+/**
+ * The principal of an app user: its id is scoped to the app so app users
+ * never collide with Herald users. Its credential is the user token, which
+ * ends at `expiresAt` (ms): sessions opened with it are closed then.
+ */
+export function appUserPrincipal(appId: string, username: string, token: { hash: string; expiresAt: number }): Principal {
+  return {
+    userId: `app:${appId}:${username}`,
+    name: username,
+    role: 'user',
+    credential: { kind: 'expiring', key: 'app-user:' + token.hash, expiresAt: token.expiresAt },
+  };
 }
 
 export class MqttApps {
@@ -99,11 +108,12 @@ export class MqttApps {
    * Returns undefined when the password is not a user token at all (other credentials may apply).
    */
   async checkUserToken(password: string, username: string | undefined, clientId: string): Promise<Principal | undefined> {
-    const t = await this.store.getAppToken(sha256(password));
+    const hash = sha256(password);
+    const t = await this.store.getAppToken(hash);
     if (!t || t.kind !== 'user') return undefined;
     if (t.expiresAt <= this.clock.now()) throw new AppTokenRefusal('bad', 'the user token has expired; get a new one from /openapi/rm/user/token');
     if (username !== t.username) throw new AppTokenRefusal('bad', `the user token belongs to another user name than "${username ?? ''}"`);
     if (clientId !== t.cid) throw new AppTokenRefusal('denied', `the user token is bound to client id ${t.cid ?? ''}, not ${clientId}`);
-    return appUserPrincipal(t.appId, t.username);
+    return appUserPrincipal(t.appId, t.username, { hash, expiresAt: t.expiresAt });
   }
 }
