@@ -9,16 +9,20 @@
 import { randomBytes } from 'node:crypto';
 import mqttPacket, { type IConnectPacket, type IPublishPacket, type ISubscribePacket, type IUnsubscribePacket, type Packet } from 'mqtt-packet';
 import { AppTokenRefusal } from '../../apps/mqtt-apps.js';
+import { systemClock } from '../../clock.js';
 import type { HeraldContext } from '../../context.js';
 import { AuthError, type Principal } from '../../core/auth.js';
 import type { Consumer, Delivery } from '../../core/broker.js';
 import { PublishPermissions, type AclSubject } from '../../core/acl.js';
+import { DeliveryBudget, pinnedSize } from '../../core/delivery-budget.js';
 import { filterProblem, topicMatches } from '../../core/destination.js';
 import { createMessage, inAudience, type CoreMessage, type HeaderList } from '../../core/message.js';
+import { TokenBucket } from '../../core/rate-limit.js';
 import type { CloseReason, Protocol, Session } from '../../core/session.js';
+import { MqttFrameError, MqttFramer } from './framer.js';
 import type { MqttShared } from './index.js';
-import { mqttTopicOf, payloadFormatOf, publishProperties, type PersistedProperties } from './sessions.js';
-import { storeUnavailable, type MqttSubscriptionRecord } from '../../store/store.js';
+import { mqttTopicOf, payloadFormatOf, publishProperties, type PersistedProperties, type SubscriptionIds } from './sessions.js';
+import { storeUnavailable, type MqttQueuedRecord, type MqttSubscriptionRecord } from '../../store/store.js';
 import type { Admission } from '../../transports/admission.js';
 
 type Version = 3 | 4 | 5;
@@ -28,6 +32,9 @@ export interface MqttTransport {
   write(data: Buffer): void;
   buffered(): number;
   close(): void;
+  /** Stops reading from the client (publish rate, inbound backlog) until `resume`. */
+  pause(): void;
+  resume(): void;
 }
 
 /** Return codes of MQTT 3.1.1 CONNACK and the matching 5.0 reason codes. */
@@ -46,6 +53,17 @@ const ACK_COMMANDS: ReadonlySet<string> = new Set(['puback', 'pubrec', 'pubrel',
 const NO_DELIVERY: Delivery = { redelivered: false, settle: undefined };
 /** Topic aliases a v5 client may use towards Herald. */
 const INBOUND_ALIASES = 64;
+/**
+ * Packets parsed but not yet handled (behind a slow store write, or a
+ * publisher over its rate): past either high mark the socket is not read
+ * until the backlog is under both low marks.
+ */
+const INBOUND_HIGH_BYTES = 1024 * 1024;
+const INBOUND_LOW_BYTES = 256 * 1024;
+const INBOUND_HIGH_PACKETS = 1000;
+const INBOUND_LOW_PACKETS = 100;
+/** Rows of a resumed session's stored queue read at a time (more as the client acknowledges). */
+const REPLAY_PAGE = 32;
 
 class MqttSubscription implements Consumer {
   constructor(
@@ -83,11 +101,32 @@ interface Inflight {
   msg: CoreMessage;
   delivery: Delivery;
   qos: QoS;
-  subscriptionId: number | undefined;
   /** The message's row in a persistent session's queue (written before it was sent); deleted on the final ack. */
   row: Promise<string> | undefined;
   /** QoS 2: PUBREC received, PUBREL sent, waiting for PUBCOMP. */
   released: boolean;
+  /** What it counts against the connection's DeliveryBudget. */
+  bytes: number;
+}
+
+/** A QoS 1/2 message waiting for the client's window (or the byte budget) to open. */
+interface Held {
+  msg: CoreMessage;
+  delivery: Delivery;
+  qos: QoS;
+  retain: boolean;
+  subscriptionIds: SubscriptionIds;
+  bytes: number;
+}
+
+/** A resumed session's stored queue, sent a page at a time as the window allows. */
+interface Replay {
+  /** Rows read and not sent yet. */
+  rows: MqttQueuedRecord[];
+  /** Every row id read so far (never read twice), and how many of them are known deleted. */
+  taken: Set<string>;
+  deleted: number;
+  loading: boolean;
 }
 
 function mqttHeaders(props: IPublishPacket['properties']): HeaderList {
@@ -109,13 +148,32 @@ export class MqttConnection implements Session {
   private version: Version = 4;
   private connected = false;
   private readonly parser = mqttPacket.parser();
+  /** Cuts the byte stream into whole packets (linear however it is split) before mqtt-packet sees them. */
+  private readonly framer: MqttFramer;
   private readonly subscriptions = new Map<string, MqttSubscription>();
+  /** Plain topic subscriptions (no mailbox, no share), and how many of them have wildcards: overlaps need both. */
+  private plainSubscriptions = 0;
+  private wildcardSubscriptions = 0;
+  /** Messages already sent once to this connection for all its overlapping subscriptions, this tick. */
+  private readonly mergedNow = new Set<string>();
   private readonly inflight = new Map<number, Inflight>();
+  /** Bytes this connection pins: in flight and held (maxHeldBytesPerConnection). */
+  private readonly budget: DeliveryBudget;
+  /** publishRatePerSecond for this client's PUBLISH packets. */
+  private readonly bucket: TokenBucket;
+  /** Why reading from the client is paused now; it resumes when nothing is left. */
+  private readonly pausedFor = new Set<'inbound' | 'rate'>();
+  /** Parsed packets waiting to be handled, in bytes and in number. */
+  private inboundBytes = 0;
+  private inboundPackets = 0;
+  /** The stream broke (malformed or oversized packet): nothing more is read. */
+  private faulted = false;
+  private replay: Replay | undefined;
 
   stats(): { subscriptions: number; unacked: number } {
     return { subscriptions: this.subscriptions.size, unacked: this.inflight.size };
   }
-  private readonly held: [MqttSubscription, CoreMessage, Delivery][] = [];
+  private readonly held: Held[] = [];
   private readonly qos2In = new Set<number>();
   /** Packet ids held by a resumed session's waiting messages while they are sent again. */
   private readonly reserved = new Set<number>();
@@ -139,8 +197,8 @@ export class MqttConnection implements Session {
   private sessionKept = false;
   private anonymous = false;
   private readonly publishAcl: PublishPermissions;
-  /** While the stored queue is replayed on reconnect, live messages wait here. */
-  private waitingLive: [MqttSubscription, CoreMessage, Delivery][] | undefined;
+  /** While the stored queue is replayed on reconnect, live messages wait here (counted as held bytes). */
+  private waitingLive: [MqttSubscription, CoreMessage, Delivery, number][] | undefined;
 
   constructor(
     private readonly ctx: HeraldContext,
@@ -154,20 +212,10 @@ export class MqttConnection implements Session {
     this.connectedAt = ctx.clock.now();
     this.delivered = ctx.metrics.messagesOut.labels(protocol);
     this.publishAcl = new PublishPermissions(shared.acl, () => this.aclSubject());
-    this.parser.on('packet', (p: Packet) => {
-      this.chain = this.chain.then(() => this.handle(p)).catch((err: unknown) => {
-        const down = storeUnavailable(err);
-        if (down) {
-          // No PUBACK/SUBACK for what was not stored: the client repeats it after reconnecting.
-          this.ctx.log.warn({ err: down.message, packet: p.cmd, session: this.id }, 'store unavailable; connection ended');
-          if (this.connected) this.disconnect(0x89, 'server busy: the message store is unavailable; reconnect and repeat later');
-          else this.refuse(REFUSE.unavailable, 'server unavailable: the message store is unavailable; try again later');
-          return;
-        }
-        this.ctx.log.error({ err, session: this.id }, 'MQTT packet handling failed');
-        this.disconnect(0x80, 'internal error');
-      });
-    });
+    this.framer = new MqttFramer(ctx.config.mqttMaxPacketBytes);
+    this.budget = new DeliveryBudget(ctx.config.maxHeldBytesPerConnection);
+    this.bucket = new TokenBucket(ctx.config.publishRatePerSecond, systemClock);
+    this.parser.on('packet', (p: Packet) => this.enqueue(p));
     this.parser.on('error', (err: Error) => this.protocolError(err.message));
     // A client that never completes CONNECT in time, or sends too much before it, is dropped
     // (MQTT has no way to tell a client that has not been sent a CONNACK why, short of one).
@@ -180,13 +228,74 @@ export class MqttConnection implements Session {
   // ---- input -----------------------------------------------------------------------
 
   receive(data: Buffer): void {
-    if (this.closed) return;
+    if (this.closed || this.faulted) return;
     this.lastRead = Date.now();
-    const pending = this.parser.parse(data);
-    if (pending > this.ctx.config.mqttMaxPacketBytes) {
-      this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'too_large' });
-      this.disconnect(0x95, `packet larger than ${this.ctx.config.mqttMaxPacketBytes} bytes`);
+    try {
+      this.framer.feed(data, this.parseWhole);
+    } catch (err) {
+      if (!(err instanceof MqttFrameError)) throw err;
+      // Nothing more is read; the packets before the fault are handled first, so a client learns
+      // of its CONNACK (and of what it published) before the DISCONNECT.
+      this.faulted = true;
+      this.chain = this.chain.then(() => {
+        if (err.kind === 'malformed') return this.protocolError(err.message);
+        this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'too_large' });
+        this.disconnect(0x95, `packet larger than ${this.ctx.config.mqttMaxPacketBytes} bytes (${err.message})`);
+      });
     }
+  }
+
+  /** mqtt-packet gets whole packets only, so it never rescans a partial one. */
+  private readonly parseWhole = (packets: Buffer): void => {
+    if (!this.closed) this.parser.parse(packets);
+  };
+
+  /** Packets are handled one at a time, in order; reading stops while too many wait. */
+  private enqueue(p: Packet): void {
+    const bytes = (p.length ?? 0) + 2;
+    this.inboundBytes += bytes;
+    this.inboundPackets++;
+    if (this.inboundBytes > INBOUND_HIGH_BYTES || this.inboundPackets > INBOUND_HIGH_PACKETS) this.pauseReading('inbound');
+    this.chain = this.chain
+      .then(() => this.handle(p))
+      .catch((err: unknown) => this.failed(err, p.cmd))
+      .then(() => {
+        this.inboundBytes -= bytes;
+        this.inboundPackets--;
+        if (this.inboundBytes <= INBOUND_LOW_BYTES && this.inboundPackets <= INBOUND_LOW_PACKETS) this.resumeReading('inbound');
+      });
+  }
+
+  private failed(err: unknown, what: string): void {
+    const down = storeUnavailable(err);
+    if (down) {
+      // No PUBACK/SUBACK for what was not stored: the client repeats it after reconnecting.
+      this.ctx.log.warn({ err: down.message, packet: what, session: this.id }, 'store unavailable; connection ended');
+      if (this.connected) this.disconnect(0x89, 'server busy: the message store is unavailable; reconnect and repeat later');
+      else this.refuse(REFUSE.unavailable, 'server unavailable: the message store is unavailable; try again later');
+      return;
+    }
+    this.ctx.log.error({ err, session: this.id }, 'MQTT packet handling failed');
+    this.disconnect(0x80, 'internal error');
+  }
+
+  private pauseReading(why: 'inbound' | 'rate'): void {
+    if (this.closed || this.pausedFor.has(why)) return;
+    if (this.pausedFor.size === 0) this.transport.pause();
+    this.pausedFor.add(why);
+  }
+
+  private resumeReading(why: 'inbound' | 'rate'): void {
+    if (!this.pausedFor.delete(why)) return;
+    if (this.pausedFor.size === 0 && !this.closed) this.transport.resume();
+  }
+
+  /** A publisher over publishRatePerSecond waits (not read meanwhile) until it may publish again; nothing it sent is dropped. */
+  private async throttle(wait: number): Promise<void> {
+    this.pauseReading('rate');
+    do await new Promise((r) => setTimeout(r, wait));
+    while (!this.closed && (wait = this.bucket.take()) > 0);
+    this.resumeReading('rate');
   }
 
   private protocolError(message: string): void {
@@ -214,8 +323,14 @@ export class MqttConnection implements Session {
     switch (p.cmd) {
       case 'connect':
         return this.disconnect(0x82, 'a second CONNECT is a protocol error');
-      case 'publish':
+      case 'publish': {
+        const wait = this.bucket.take();
+        if (wait > 0) {
+          await this.throttle(wait);
+          if (this.closed) return;
+        }
         return this.onPublish(p);
+      }
       case 'puback':
         return this.settleOut(p.messageId, 'ack');
       case 'pubrec': {
@@ -307,6 +422,21 @@ export class MqttConnection implements Session {
     return { code: REFUSE.notAuthorized, reason: 'credentials are required: user name and password, or a token as password' };
   }
 
+  /**
+   * Why `userId` may not use `clientId`: another user has a connection with
+   * it here, or a persistent session (here, or in a cluster as the store says).
+   */
+  private async claimedByOther(clientId: string, userId: string): Promise<string | undefined> {
+    const holder = this.shared.clients.get(clientId);
+    const stored = this.shared.sessions.get(clientId) ?? (this.shared.cluster ? await this.shared.sessions.fetch(clientId) : undefined);
+    const owners = [holder && holder !== this ? holder.principal.userId : undefined, stored?.principal.userId];
+    if (owners.some((o) => o !== undefined && o !== userId)) {
+      this.ctx.log.debug({ session: this.id, clientId, userId }, 'MQTT client id of another user refused');
+      return `client id ${clientId} is in use by another user`;
+    }
+    return undefined;
+  }
+
   private async onConnect(p: IConnectPacket): Promise<void> {
     this.version = (p.protocolVersion ?? 4) as Version;
     clearTimeout(this.keepAliveTimer);
@@ -336,18 +466,32 @@ export class MqttConnection implements Session {
       // The will is published later as this client: the same rules as its PUBLISH apply now.
       const topic = this.will.topic;
       if (!topic || /[+#\u0000\uFFFD]/.test(topic)) return this.refuse({ v4: 2, v5: 0x90 }, `the will topic "${topic.slice(0, 100)}" is not a valid topic name`);
-      if (topic.startsWith('$')) return this.refuse({ v4: 5, v5: 0x90 }, `the will topic ${topic.slice(0, 100)} is reserved for the server`);
+      const refusal = await this.ctx.broker.publishRefusal(topic);
+      if (this.closed) return;
+      if (refusal !== undefined) {
+        // $ topics as before (0x90); topics the server writes itself, such as chat threads: not authorized.
+        if (topic.startsWith('$')) return this.refuse({ v4: 5, v5: 0x90 }, `the will topic ${topic.slice(0, 100)} is reserved for the server`);
+        return this.refuse(REFUSE.notAuthorized, `not allowed to publish the will to ${topic.slice(0, 100)}: ${refusal}`);
+      }
       if (!this.mayPublish(topic)) {
         this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'acl_denied' });
         return this.refuse(REFUSE.notAuthorized, `not allowed to publish the will to ${topic.slice(0, 100)}`);
       }
     }
+    // A client id belongs to the user whose connection or stored session has it: nobody else may take it over.
+    const claimed = await this.claimedByOther(clientId, who.userId);
+    if (this.closed) return;
+    if (claimed) return this.refuse(REFUSE.clientId, claimed);
     // Session takeover: the same client id on another node (cluster), then on this one, is ended.
     if (this.shared.cluster) {
       await this.shared.cluster.takeover(clientId);
       if (this.closed) return;
     }
     const previous = this.shared.clients.get(clientId);
+    if (previous && previous !== this && previous.principal.userId !== who.userId) {
+      // Another user's CONNECT with this id got here first (while this one was being checked).
+      return this.refuse(REFUSE.clientId, `client id ${clientId} is in use by another user`);
+    }
     if (previous && previous !== this) previous.takenOver();
     this.shared.clients.set(clientId, this);
 
@@ -363,7 +507,12 @@ export class MqttConnection implements Session {
     const maxExpiry = this.ctx.config.mqttSessionExpirySeconds;
     const expiry = this.version === 5 ? Math.min(props.sessionExpiryInterval ?? 0, maxExpiry) : p.clean ? 0 : maxExpiry;
     let existing = this.shared.sessions.get(clientId) ?? (this.shared.cluster ? await this.shared.sessions.fetch(clientId) : undefined);
-    if (existing && (p.clean || existing.principal.userId !== who.userId)) {
+    if (existing && existing.principal.userId !== who.userId) {
+      // Stored by another user's CONNECT while this one was being checked: that session stays theirs.
+      if (this.shared.clients.get(clientId) === this) this.shared.clients.delete(clientId);
+      return this.refuse(REFUSE.clientId, `client id ${clientId} is in use by another user`);
+    }
+    if (existing && p.clean) {
       await this.shared.sessions.discard(clientId);
       existing = undefined;
     }
@@ -401,10 +550,14 @@ export class MqttConnection implements Session {
         : { cmd: 'connack', returnCode: 0, sessionPresent };
     this.write(this.gen(connack));
     if (this.will && this.shared.cluster) {
-      this.heldWill = this.shared.cluster.holdWill(clientId, MqttConnection.willMessage(this.will), this.will.properties?.willDelayInterval ?? 0);
+      // Published by another node if this one dies: after the will delay or when the session ends, whichever is first.
+      const delay = Math.min(this.will.properties?.willDelayInterval ?? 0, expiry);
+      this.heldWill = this.shared.cluster.holdWill(clientId, MqttConnection.willMessage(this.will), delay);
     }
     if (this.sessionKept) await this.resume(existing?.record.subscriptions ?? []);
     this.keepAliveTimer = setInterval(() => {
+      // Not silent while Herald itself is not reading (publish rate, inbound backlog): its packets wait here.
+      if (this.pausedFor.size > 0 || this.inboundPackets > 0) this.lastRead = Date.now();
       const silent = Date.now() - this.lastRead;
       if (silent > keepAlive * 1500) {
         this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'keepalive' });
@@ -414,50 +567,103 @@ export class MqttConnection implements Session {
     this.keepAliveTimer.unref();
   }
 
-  /** Restores a resumed session's subscriptions, then sends its stored queue before live traffic. */
+  /**
+   * Restores a resumed session's subscriptions, then sends its stored queue
+   * before live traffic: a page of rows at a time, as the client's window and
+   * the byte budget allow (live messages wait meanwhile).
+   */
   private async resume(subs: MqttSubscriptionRecord[]): Promise<void> {
     for (const r of subs) {
       const parsed = MqttConnection.parseFilter(r.filter);
       if (typeof parsed === 'string') continue;
       this.attach(new MqttSubscription(this, parsed.filter, r.qos as QoS, r.noLocal, r.retainAsPublished, parsed.mailbox, r.subscriptionId ?? undefined, parsed.share));
     }
-    const queued = await this.ctx.store.loadMqttQueue(this.clientId, 100_000);
-    // Packet ids already used by waiting messages stay theirs.
-    for (const q of queued) if (q.packetId !== null) this.reserved.add(q.packetId);
-    for (const q of queued) {
-      const props = JSON.parse(q.properties) as PersistedProperties;
-      if (props.expiresAt !== undefined && props.expiresAt <= this.ctx.clock.now() && q.packetId === null) {
-        void this.ctx.store.deleteMqttQueued(q.id);
-        continue;
+    this.replay = { rows: [], taken: new Set(), deleted: 0, loading: false };
+    await this.pumpReplay();
+  }
+
+  /** Sends stored rows while the window has room, reading the next page when one is used up; ends the replay when none are left. */
+  private async pumpReplay(): Promise<void> {
+    const r = this.replay;
+    while (r && this.replay === r && !this.closed) {
+      while (r.rows.length > 0 && this.hasCapacity()) this.sendStored(r.rows.shift()!);
+      if (r.rows.length > 0 || r.loading) return; // the window is full: an acknowledgement calls again
+      r.loading = true;
+      let page: MqttQueuedRecord[];
+      try {
+        // Rows read before and not yet deleted come first again: skip them. The first page holds at
+        // least a whole window, so that it has every row sent before the drop (their packet ids stay theirs).
+        const first = r.taken.size === 0 ? this.ctx.config.mqttMaxInflight : 0;
+        page = await this.ctx.store.loadMqttQueue(this.clientId, r.taken.size - r.deleted + first + REPLAY_PAGE);
+      } finally {
+        r.loading = false;
       }
-      const row = Promise.resolve(q.id);
-      if (q.released && q.packetId !== null) {
-        // QoS 2 whose PUBREC came back before the drop: only PUBREL remains [MQTT-4.4.0-1].
-        this.reserved.delete(q.packetId);
-        this.inflight.set(q.packetId, { msg: createMessage({ target: { kind: 'topic', topic: q.topic }, body: q.body }), delivery: NO_DELIVERY, qos: 2, subscriptionId: undefined, row, released: true });
-        this.write(this.gen({ cmd: 'pubrel', messageId: q.packetId }));
-        continue;
+      if (this.replay !== r || this.closed) return;
+      r.rows = page.filter((q) => !r.taken.has(q.id));
+      for (const q of r.rows) {
+        r.taken.add(q.id);
+        // Packet ids already used by waiting messages stay theirs.
+        if (q.packetId !== null && !this.inflight.has(q.packetId)) this.reserved.add(q.packetId);
       }
-      const msg = createMessage({
-        ...payloadFormatOf(props),
-        expiresAt: props.expiresAt,
-        replyTo: props.responseTopic,
-        correlation: props.correlationData !== undefined ? Buffer.from(props.correlationData, 'base64') : undefined,
-        target: q.topic.startsWith('$user/') ? { kind: 'user', userId: this.principal.userId, name: q.topic.slice(6) } : { kind: 'topic', topic: q.topic },
-        body: q.body,
-        qos: q.qos as QoS,
-        contentType: props.contentType,
-        headers: mqttHeaders({ ...(props.userProperties ? { userProperties: props.userProperties } : {}) }),
-      });
-      if (q.packetId !== null) this.reserved.delete(q.packetId);
-      // Sent before with this packet id: again with DUP set [MQTT-4.4.0-1]; never sent: a new id.
-      const packetId = this.send(msg, q.qos as QoS, false, props.subscriptionIdentifier, NO_DELIVERY, row, q.packetId ?? undefined);
-      if (q.packetId === null && packetId !== undefined) void this.ctx.store.setMqttQueuedState(q.id, packetId, false);
+      if (r.rows.length === 0) return this.endReplay();
     }
+  }
+
+  /** Deletes a row of the session's queue, counting it for the replay's paging. */
+  private deleteRow(id: string): void {
+    const r = this.replay;
+    void this.ctx.store
+      .deleteMqttQueued(id)
+      .then(() => {
+        if (r && r.taken.has(id)) r.deleted++;
+      })
+      .catch(() => undefined);
+  }
+
+  private sendStored(q: MqttQueuedRecord): void {
+    const props = JSON.parse(q.properties) as PersistedProperties;
+    if (props.expiresAt !== undefined && props.expiresAt <= this.ctx.clock.now() && q.packetId === null) {
+      this.deleteRow(q.id);
+      return;
+    }
+    const row = Promise.resolve(q.id);
+    // A packet id still reserved is this row's; one taken meanwhile by another message gets the row a new id.
+    const ownId = q.packetId !== null && this.reserved.delete(q.packetId) ? q.packetId : undefined;
+    if (q.released && ownId !== undefined) {
+      // QoS 2 whose PUBREC came back before the drop: only PUBREL remains [MQTT-4.4.0-1].
+      const msg = createMessage({ target: { kind: 'topic', topic: q.topic }, body: q.body });
+      const bytes = pinnedSize(msg);
+      this.budget.fly(bytes);
+      this.inflight.set(ownId, { msg, delivery: NO_DELIVERY, qos: 2, row, released: true, bytes });
+      this.write(this.gen({ cmd: 'pubrel', messageId: ownId }));
+      return;
+    }
+    const msg = createMessage({
+      ...payloadFormatOf(props),
+      expiresAt: props.expiresAt,
+      replyTo: props.responseTopic,
+      correlation: props.correlationData !== undefined ? Buffer.from(props.correlationData, 'base64') : undefined,
+      target: q.topic.startsWith('$user/') ? { kind: 'user', userId: this.principal.userId, name: q.topic.slice(6) } : { kind: 'topic', topic: q.topic },
+      body: q.body,
+      qos: q.qos as QoS,
+      contentType: props.contentType,
+      headers: mqttHeaders({ ...(props.userProperties ? { userProperties: props.userProperties } : {}) }),
+    });
+    // Sent before with this packet id: again with DUP set [MQTT-4.4.0-1]; never sent: a new id.
+    const packetId = this.send(msg, q.qos as QoS, false, props.subscriptionIdentifier, NO_DELIVERY, row, ownId);
+    if (packetId !== undefined && packetId !== ownId) void this.ctx.store.setMqttQueuedState(q.id, packetId, false);
+  }
+
+  /** The stored queue is sent: live messages that waited go out now, in order. */
+  private endReplay(): void {
+    this.replay = undefined;
     this.reserved.clear();
     const live = this.waitingLive ?? [];
     this.waitingLive = undefined;
-    for (const [sub, msg, d] of live) this.deliver(sub, msg, d, false);
+    for (const [sub, msg, d, bytes] of live) {
+      this.budget.unhold(bytes);
+      this.deliver(sub, msg, d, false);
+    }
   }
 
   private subscriptionRecords(): MqttSubscriptionRecord[] {
@@ -526,15 +732,20 @@ export class MqttConnection implements Session {
       publisherSession: this.id,
     };
     this.ctx.metrics.messagesIn.inc({ protocol: this.protocol });
-    if (topic.startsWith('$')) {
-      if (!topic.startsWith('$user/') || topic.length <= 6) {
-        // [MQTT-4.7.2-1]: $-topics are the server's; a v3 client is not told, a v5 client gets 0x87.
-        return ack(0x87, `${topic} is reserved for the server`);
-      }
+    if (topic.startsWith('$user/') && topic.length > 6) {
       const name = topic.slice(6);
       this.ctx.broker.publishUser(createMessage({ ...base, target: { kind: 'user', userId: this.principal.userId, name } }));
       return ack(0);
     }
+    // Topics no client may write: $ topics [MQTT-4.7.2-1] and chat threads (the server writes them for their members).
+    // A v3 client is not told (the message is simply not delivered, nor retained); a v5 client gets 0x87.
+    const asked = this.ctx.broker.publishRefusal(topic);
+    const refusal = asked === undefined || typeof asked === 'string' ? asked : await asked;
+    if (refusal !== undefined) {
+      if (this.closed) return;
+      return ack(0x87, topic.startsWith('$') ? `${topic.slice(0, 100)} is reserved for the server` : refusal);
+    }
+    if (this.closed) return;
     if (!this.mayPublish(topic)) {
       this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'acl_denied' });
       return ack(0x87, `not allowed to publish to ${topic}`);
@@ -603,6 +814,7 @@ export class MqttConnection implements Session {
 
   private attach(sub: MqttSubscription): void {
     this.subscriptions.set(sub.key, sub);
+    this.countPlain(sub, 1);
     if (sub.mailbox !== undefined) this.ctx.broker.subscribeUser(this.principal.userId, sub.mailbox, sub);
     else if (sub.share !== undefined) this.ctx.broker.subscribeShared(sub.share, sub.filter, sub);
     else this.ctx.broker.subscribeTopic(sub.filter, sub);
@@ -610,9 +822,17 @@ export class MqttConnection implements Session {
 
   private removeSubscription(sub: MqttSubscription): void {
     this.subscriptions.delete(sub.key);
+    this.countPlain(sub, -1);
     if (sub.mailbox !== undefined) this.ctx.broker.unsubscribeUser(this.principal.userId, sub.mailbox, sub);
     else if (sub.share !== undefined) this.ctx.broker.unsubscribeShared(sub.share, sub.filter, sub);
     else this.ctx.broker.unsubscribeTopic(sub.filter, sub);
+  }
+
+  /** Keeps count of plain topic subscriptions and wildcard ones among them (whether deliveries may overlap). */
+  private countPlain(sub: MqttSubscription, delta: 1 | -1): void {
+    if (sub.mailbox !== undefined || sub.share !== undefined) return;
+    this.plainSubscriptions += delta;
+    if (/[+#]/.test(sub.filter)) this.wildcardSubscriptions += delta;
   }
 
   /** Parses `$share/{group}/{filter}`, `$user/{name}` or a plain filter; a string is the reason it is not valid. */
@@ -651,7 +871,12 @@ export class MqttConnection implements Session {
   // ---- delivery to the client -------------------------------------------------------
 
   hasCapacity(): boolean {
-    return !this.closed && this.inflight.size < Math.min(this.clientReceiveMaximum, this.ctx.config.mqttMaxInflight) && this.transport.buffered() < this.ctx.config.slowConsumerBytes / 2;
+    return (
+      !this.closed &&
+      this.inflight.size < Math.min(this.clientReceiveMaximum, this.ctx.config.mqttMaxInflight) &&
+      this.budget.mayFly() &&
+      this.transport.buffered() < this.ctx.config.slowConsumerBytes / 2
+    );
   }
 
   deliver(sub: MqttSubscription, msg: CoreMessage, delivery: Delivery, retained: boolean, retainedQos?: number): void {
@@ -668,17 +893,56 @@ export class MqttConnection implements Session {
       return;
     }
     if (this.waitingLive && !retained) {
-      this.waitingLive.push([sub, msg, delivery]);
+      const bytes = pinnedSize(msg);
+      this.waitingLive.push([sub, msg, delivery, bytes]);
+      if (!this.budget.hold(bytes)) this.overBudget();
       return;
     }
-    const qos = Math.min(sub.qos, retainedQos ?? msg.qos) as QoS;
-    if (qos > 0 && (this.inflight.size >= Math.min(this.clientReceiveMaximum, this.ctx.config.mqttMaxInflight) || this.held.length > 0)) {
-      this.held.push([sub, msg, delivery]);
+    let qos = Math.min(sub.qos, retainedQos ?? msg.qos) as QoS;
+    // Live messages go out with retain 0, unless the subscription asked for retain-as-published.
+    let retain = retained || (sub.retainAsPublished && msg.retain);
+    let ids: SubscriptionIds = sub.subscriptionId;
+    if (!retained && this.wildcardSubscriptions > 0 && this.plainSubscriptions > 1 && sub.mailbox === undefined && sub.share === undefined && msg.target.kind === 'topic') {
+      // Several of this client's subscriptions may match: one copy for all of them, at the highest
+      // QoS granted, with every matching subscription identifier [MQTT-3.3.4-3, -5].
+      if (this.mergedNow.has(msg.id)) {
+        delivery.settle?.('ack');
+        return;
+      }
+      if (this.mergedNow.size === 0) queueMicrotask(() => this.mergedNow.clear());
+      this.mergedNow.add(msg.id);
+      const all = sub.subscriptionId !== undefined ? [sub.subscriptionId] : [];
+      for (const other of this.subscriptions.values()) {
+        if (other === sub || other.mailbox !== undefined || other.share !== undefined) continue;
+        if (other.noLocal && msg.publisherSession === this.id) continue;
+        if (!topicMatches(other.filter, msg.target.topic)) continue;
+        qos = Math.max(qos, Math.min(other.qos, msg.qos)) as QoS;
+        retain ||= other.retainAsPublished && msg.retain;
+        if (other.subscriptionId !== undefined && !all.includes(other.subscriptionId)) all.push(other.subscriptionId);
+      }
+      ids = all.length === 0 ? undefined : all.length === 1 ? all[0] : all.sort((x, y) => x - y);
+    }
+    if (qos > 0 && (this.held.length > 0 || !this.hasWindow())) {
+      const bytes = pinnedSize(msg);
+      this.held.push({ msg, delivery, qos, retain, subscriptionIds: ids, bytes });
+      if (!this.budget.hold(bytes)) return this.overBudget();
       if (this.held.length > this.ctx.config.maxUnackedPerSubscription * 10) this.disconnect(0x97, 'slow consumer: too many messages wait for acknowledgements');
       return;
     }
-    // Live messages go out with retain 0, unless the subscription asked for retain-as-published.
-    this.send(msg, qos, retained || (sub.retainAsPublished && msg.retain), sub.subscriptionId, delivery);
+    this.send(msg, qos, retain, ids, delivery);
+  }
+
+  /** Room for one more QoS 1/2 message: the client's window (count) and the byte budget. */
+  private hasWindow(): boolean {
+    return this.inflight.size < Math.min(this.clientReceiveMaximum, this.ctx.config.mqttMaxInflight) && this.budget.mayFly();
+  }
+
+  /** The client pins more bytes than maxHeldBytesPerConnection: it is cut as a slow consumer. */
+  private overBudget(): void {
+    const reason = this.budget.describe();
+    this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'slow_consumer' });
+    this.ctx.log.debug({ session: this.id, clientId: this.clientId, reason }, 'MQTT client cut: over its byte budget');
+    this.disconnect(0x97, reason);
   }
 
   /**
@@ -687,9 +951,9 @@ export class MqttConnection implements Session {
    * before it is sent (so neither a drop nor a crash loses it), unless it
    * came from there (`row`). Returns the packet id used.
    */
-  private send(msg: CoreMessage, qos: QoS, retain: boolean, subscriptionId: number | undefined, delivery: Delivery, row?: Promise<string>, resendId?: number): number | undefined {
+  private send(msg: CoreMessage, qos: QoS, retain: boolean, subscriptionIds: SubscriptionIds, delivery: Delivery, row?: Promise<string>, resendId?: number): number | undefined {
     let topic = mqttTopicOf(msg);
-    const properties = this.version === 5 ? (publishProperties(msg, subscriptionId, this.ctx.clock.now()) as IPublishPacket['properties'] & object) : {};
+    const properties = this.version === 5 ? (publishProperties(msg, subscriptionIds, this.ctx.clock.now()) as IPublishPacket['properties'] & object) : {};
     // Topic aliases towards a v5 client that accepts them: the topic once, then only its alias.
     let aliased = false;
     if (this.clientAliasMax > 0) {
@@ -708,7 +972,7 @@ export class MqttConnection implements Session {
     const hasProps = Object.keys(properties).length > 0;
     let frame: Buffer;
     let messageId: number | undefined;
-    if (qos === 0 && subscriptionId === undefined && msg.expiresAt === undefined && !aliased) {
+    if (qos === 0 && subscriptionIds === undefined && msg.expiresAt === undefined && !aliased) {
       const key = `mqtt${this.version}${retain ? 'r' : ''}`;
       let cached = msg.encoded.get(key);
       if (!cached) {
@@ -721,8 +985,10 @@ export class MqttConnection implements Session {
       const dup = resendId !== undefined || delivery.redelivered;
       frame = this.gen({ cmd: 'publish', topic, payload: msg.body, qos, retain, dup, messageId, ...(hasProps ? { properties } : {}) });
       if (qos > 0) {
-        if (!row && this.sessionKept) row = this.shared.sessions.keep(this.clientId, msg, qos, subscriptionId, undefined, messageId);
-        this.inflight.set(messageId, { msg, delivery, qos, subscriptionId, row, released: false });
+        if (!row && this.sessionKept) row = this.shared.sessions.keep(this.clientId, msg, qos, subscriptionIds, undefined, messageId);
+        const bytes = pinnedSize(msg);
+        this.budget.fly(bytes);
+        this.inflight.set(messageId, { msg, delivery, qos, row, released: false, bytes });
       }
     }
     if (frame.length > this.clientMaxPacket) {
@@ -750,17 +1016,20 @@ export class MqttConnection implements Session {
     const f = messageId !== undefined ? this.inflight.get(messageId) : undefined;
     if (!f) return; // a late or repeated acknowledgement
     this.inflight.delete(messageId!);
-    if (f.row) void f.row.then((id) => this.ctx.store.deleteMqttQueued(id)).catch(() => undefined);
+    this.budget.land(f.bytes);
+    if (f.row) void f.row.then((id) => this.deleteRow(id));
     f.delivery.settle?.(outcome);
     // Held messages go straight out (not through deliver(), which would queue them behind themselves).
     while (this.held.length > 0 && this.hasCapacity()) {
-      const [sub, msg, d] = this.held.shift()!;
-      if (msg.expiresAt !== undefined && msg.expiresAt <= this.ctx.clock.now()) {
-        d.settle?.('ack');
+      const h = this.held.shift()!;
+      this.budget.unhold(h.bytes);
+      if (h.msg.expiresAt !== undefined && h.msg.expiresAt <= this.ctx.clock.now()) {
+        h.delivery.settle?.('ack');
         continue;
       }
-      this.send(msg, Math.min(sub.qos, msg.qos) as QoS, sub.retainAsPublished && msg.retain, sub.subscriptionId, d);
+      this.send(h.msg, h.qos, h.retain, h.subscriptionIds, h.delivery);
     }
+    if (this.replay && !this.replay.loading) void this.pumpReplay().catch((err: unknown) => this.failed(err, 'stored queue'));
     for (const sub of this.subscriptions.values()) this.ctx.broker.consumerReady(sub);
   }
 
@@ -809,6 +1078,8 @@ export class MqttConnection implements Session {
 
   private end(): void {
     if (this.closed) return;
+    // Read again (and discard) so that the client's close is seen and the socket is released.
+    if (this.pausedFor.size > 0) this.transport.resume();
     this.transport.close();
     this.onTransportClosed();
   }
@@ -819,30 +1090,53 @@ export class MqttConnection implements Session {
     this.closed = true;
     clearTimeout(this.keepAliveTimer);
     clearInterval(this.keepAliveTimer);
+    // How long the session outlives the connection (0: it ends now), read before it is detached.
+    const sessionSeconds = this.sessionKept ? (this.shared.sessions.get(this.clientId)?.record.expirySeconds ?? 0) : 0;
     for (const sub of [...this.subscriptions.values()]) this.removeSubscription(sub);
     // A kept session's in-flight messages are in its stored queue already (the session owns them now);
     // what had not been sent yet goes there too.
-    const unacknowledged: { msg: CoreMessage; qos: number; subscriptionId: number | undefined }[] = [];
+    const unacknowledged: { msg: CoreMessage; qos: number; subscriptionId: SubscriptionIds }[] = [];
     for (const f of this.inflight.values()) f.delivery.settle?.(f.row ? 'ack' : 'requeue');
     this.inflight.clear();
-    for (const [sub, msg, d] of [...this.held, ...(this.waitingLive ?? [])]) {
-      const qos = Math.min(sub.qos, msg.qos);
-      if (this.sessionKept && qos > 0) {
-        unacknowledged.push({ msg, qos, subscriptionId: sub.subscriptionId });
-        d.settle?.('ack');
+    const waiting: Held[] = [...this.held];
+    // Live messages that waited for the replay: one entry per message, for all its subscriptions.
+    const live = new Map<string, Held>();
+    for (const [sub, msg, delivery] of this.waitingLive ?? []) {
+      const qos = Math.min(sub.qos, msg.qos) as QoS;
+      const seen = live.get(msg.id);
+      if (!seen || sub.mailbox !== undefined || sub.share !== undefined) {
+        const h: Held = { msg, delivery, qos, retain: false, subscriptionIds: sub.subscriptionId, bytes: 0 };
+        waiting.push(h);
+        if (sub.mailbox === undefined && sub.share === undefined) live.set(msg.id, h);
+        continue;
+      }
+      delivery.settle?.('ack');
+      seen.qos = Math.max(seen.qos, qos) as QoS;
+      if (sub.subscriptionId !== undefined) {
+        const ids = seen.subscriptionIds === undefined ? [] : Array.isArray(seen.subscriptionIds) ? seen.subscriptionIds : [seen.subscriptionIds];
+        if (!ids.includes(sub.subscriptionId)) seen.subscriptionIds = [...ids, sub.subscriptionId].sort((x, y) => x - y);
+      }
+    }
+    for (const h of waiting) {
+      if (this.sessionKept && h.qos > 0) {
+        unacknowledged.push({ msg: h.msg, qos: h.qos, subscriptionId: h.subscriptionIds });
+        h.delivery.settle?.('ack');
       } else {
-        d.settle?.('requeue');
+        h.delivery.settle?.('requeue');
       }
     }
     this.held.length = 0;
     this.waitingLive = undefined;
+    this.replay = undefined;
+    this.budget.clear();
+    this.pausedFor.clear();
     if (this.sessionKept) void this.shared.sessions.detach(this.clientId, unacknowledged);
     if (this.connected) {
       if (this.shared.clients.get(this.clientId) === this) this.shared.clients.delete(this.clientId);
       this.ctx.sessions.remove(this);
       // This node settles the will now (publishes or has discarded it): the others need not keep it.
       if (this.heldWill) this.shared.cluster?.dropWill(this.clientId, this.heldWill);
-      if (this.will) this.publishWill(this.will);
+      if (this.will) this.publishWill(this.will, sessionSeconds);
     }
   }
 
@@ -858,13 +1152,18 @@ export class MqttConnection implements Session {
     });
   }
 
-  private publishWill(will: NonNullable<IConnectPacket['will']>): void {
+  /**
+   * Publishes the will after its delay or when the session ends, whichever
+   * is first [MQTT-3.1.3.2.2]: a session that ends with the connection
+   * (expiry 0) sends it at once.
+   */
+  private publishWill(will: NonNullable<IConnectPacket['will']>, sessionSeconds: number): void {
     const send = (): void => {
       const msg = MqttConnection.willMessage(will);
       if (will.retain) void this.shared.retained.set(will.topic, msg, (will.qos ?? 0) as QoS, will.properties);
       this.ctx.broker.publishTopic(msg);
     };
-    const delay = will.properties?.willDelayInterval ?? 0;
+    const delay = Math.min(will.properties?.willDelayInterval ?? 0, sessionSeconds);
     if (delay > 0) {
       const clientId = this.clientId;
       const timer = setTimeout(() => {

@@ -1,7 +1,7 @@
 /**
  * MQTT front end: TCP on `mqttPort`, WebSocket at `/mqtt` (subprotocols
  * `mqtt` and `mqttv3.1`, binary frames; a packet may span frames and a frame
- * may hold several packets, since the parser is a stream).
+ * may hold several packets: the framer reassembles them in linear time).
  */
 import type { Socket } from 'node:net';
 import type { MqttApps } from '../../apps/mqtt-apps.js';
@@ -73,6 +73,8 @@ export async function registerMqtt(ctx: HeraldContext, apps: MqttApps): Promise<
         write: (data) => writeBatched(socket, data),
         buffered: () => socket.writableLength,
         close: () => socket.end(),
+        pause: () => socket.pause(),
+        resume: () => socket.resume(),
       };
       const conn = new MqttConnection(ctx, shared, transport, 'mqtt-tcp', socket.remoteAddress ?? 'unknown', admission);
       socket.on('data', (d: Buffer) => conn.receive(d));
@@ -96,6 +98,8 @@ export async function registerMqtt(ctx: HeraldContext, apps: MqttApps): Promise<
           ws.close(1000);
           setTimeout(() => ws.terminate(), 2000).unref();
         },
+        pause: () => ws.pause(),
+        resume: () => ws.resume(),
       };
       const conn = new MqttConnection(ctx, shared, transport, 'mqtt-ws', clientAddress(ctx, req), admission);
       ws.on('message', (d: Buffer) => conn.receive(d));

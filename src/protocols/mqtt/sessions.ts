@@ -9,14 +9,18 @@
 import type { HeraldContext } from '../../context.js';
 import type { Principal } from '../../core/auth.js';
 import type { Consumer, Delivery } from '../../core/broker.js';
+import { topicMatches } from '../../core/destination.js';
 import type { CoreMessage } from '../../core/message.js';
 import type { MqttSessionRecord, MqttSubscriptionRecord } from '../../store/store.js';
+
+/** A message's subscription identifiers: none, one, or several (one copy for overlapping subscriptions). */
+export type SubscriptionIds = number | number[] | undefined;
 
 export interface StoredProperties {
   payloadFormatIndicator?: boolean;
   contentType?: string;
   userProperties?: Record<string, string | string[]>;
-  subscriptionIdentifier?: number;
+  subscriptionIdentifier?: number | number[];
   responseTopic?: string;
   correlationData?: Buffer;
   messageExpiryInterval?: number;
@@ -27,14 +31,14 @@ export interface PersistedProperties {
   payloadFormatIndicator?: boolean;
   contentType?: string;
   userProperties?: Record<string, string | string[]>;
-  subscriptionIdentifier?: number;
+  subscriptionIdentifier?: number | number[];
   responseTopic?: string;
   correlationData?: string;
   expiresAt?: number;
 }
 
 /** The properties of a message as they travel to an MQTT v5 client (`now` for the remaining expiry). */
-export function publishProperties(msg: CoreMessage, subscriptionId: number | null | undefined, now: number): StoredProperties {
+export function publishProperties(msg: CoreMessage, subscriptionId: SubscriptionIds | null, now: number): StoredProperties {
   const p: StoredProperties = {};
   if (msg.payloadFormat !== undefined) p.payloadFormatIndicator = msg.payloadFormat === 1;
   if (msg.contentType) p.contentType = msg.contentType;
@@ -53,7 +57,7 @@ export function publishProperties(msg: CoreMessage, subscriptionId: number | nul
   return p;
 }
 
-export function persistedProperties(msg: CoreMessage, subscriptionId: number | null | undefined): PersistedProperties {
+export function persistedProperties(msg: CoreMessage, subscriptionId: SubscriptionIds | null): PersistedProperties {
   const { correlationData, messageExpiryInterval, ...rest } = publishProperties(msg, subscriptionId, 0);
   void messageExpiryInterval;
   return {
@@ -79,20 +83,43 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 class OfflineConsumer implements Consumer {
   constructor(
     private readonly sessions: PersistentSessions,
-    readonly sessionId: string,
+    private readonly entry: Entry,
     readonly principal: Principal,
     readonly sub: MqttSubscriptionRecord,
   ) {}
+  get sessionId(): string {
+    return this.entry.record.clientId;
+  }
   hasCapacity(): boolean {
     return true;
   }
   deliver(msg: CoreMessage, delivery: Delivery): void {
-    const qos = Math.min(this.sub.qos, msg.qos);
-    if (qos === 0 || (this.sub.noLocal && msg.publisherSession === this.sessionId)) {
+    let qos = Math.min(this.sub.qos, msg.qos);
+    if (this.sub.noLocal && msg.publisherSession === this.sessionId) qos = 0;
+    let ids: SubscriptionIds = this.sub.subscriptionId ?? undefined;
+    if (this.entry.overlaps && msg.target.kind === 'topic' && !this.sub.filter.startsWith('$user/')) {
+      // One stored copy for all the session's subscriptions that match, as a connected client gets it.
+      if (this.entry.keptNow.has(msg.id)) {
+        delivery.settle?.('ack');
+        return;
+      }
+      if (this.entry.keptNow.size === 0) queueMicrotask(() => this.entry.keptNow.clear());
+      this.entry.keptNow.add(msg.id);
+      const all: number[] = [];
+      for (const other of this.entry.offline) {
+        const s = other.sub;
+        if (s.filter.startsWith('$user/') || !topicMatches(s.filter, msg.target.topic)) continue;
+        if (s.noLocal && msg.publisherSession === this.sessionId) continue;
+        qos = Math.max(qos, Math.min(s.qos, msg.qos));
+        if (s.subscriptionId !== null && s.subscriptionId !== undefined && !all.includes(s.subscriptionId)) all.push(s.subscriptionId);
+      }
+      ids = all.length === 0 ? undefined : all.length === 1 ? all[0] : all.sort((x, y) => x - y);
+    }
+    if (qos === 0) {
       delivery.settle?.('ack'); // QoS 0 is not kept for absent clients
       return;
     }
-    this.sessions.keep(this.sessionId, msg, qos, this.sub.subscriptionId, delivery);
+    this.sessions.keep(this.sessionId, msg, qos, ids, delivery);
   }
 }
 
@@ -101,6 +128,10 @@ interface Entry {
   principal: Principal;
   offline: OfflineConsumer[];
   expiry: NodeJS.Timeout | undefined;
+  /** Several topic subscriptions, one with a wildcard: a message may match more than one. */
+  overlaps: boolean;
+  /** Messages stored this tick for all matching subscriptions at once. */
+  keptNow: Set<string>;
 }
 
 export class PersistentSessions {
@@ -129,7 +160,7 @@ export class PersistentSessions {
       // A session that was connected when the server stopped is disconnected now.
       if (record.disconnectedAt === null) await this.ctx.store.saveMqttSession({ ...record, disconnectedAt: now });
       const principal = JSON.parse(record.owner) as Principal;
-      const entry: Entry = { record: { ...record, disconnectedAt: since }, principal, offline: [], expiry: undefined };
+      const entry: Entry = { record: { ...record, disconnectedAt: since }, principal, offline: [], expiry: undefined, overlaps: false, keptNow: new Set() };
       this.sessions.set(record.clientId, entry);
       this.goOffline(entry, (record.expirySeconds * 1000) - (now - since));
     }
@@ -176,7 +207,7 @@ export class PersistentSessions {
       qos2In,
       node: this.ctx.broker.nodeId,
     };
-    this.sessions.set(clientId, { record, principal, offline: [], expiry: undefined });
+    this.sessions.set(clientId, { record, principal, offline: [], expiry: undefined, overlaps: false, keptNow: new Set() });
     await this.flush();
     await this.ctx.store.saveMqttSession(record);
   }
@@ -203,7 +234,7 @@ export class PersistentSessions {
   }
 
   /** The client went away: its session waits, collecting QoS 1/2 messages, until it returns or expires. */
-  detach(clientId: string, unacknowledged: { msg: CoreMessage; qos: number; subscriptionId: number | null | undefined }[]): Promise<void> {
+  detach(clientId: string, unacknowledged: { msg: CoreMessage; qos: number; subscriptionId: SubscriptionIds | null }[]): Promise<void> {
     const p = this.detachNow(clientId, unacknowledged).finally(() => {
       if (this.detaching.get(clientId) === p) this.detaching.delete(clientId);
     });
@@ -211,7 +242,7 @@ export class PersistentSessions {
     return p;
   }
 
-  private async detachNow(clientId: string, unacknowledged: { msg: CoreMessage; qos: number; subscriptionId: number | null | undefined }[]): Promise<void> {
+  private async detachNow(clientId: string, unacknowledged: { msg: CoreMessage; qos: number; subscriptionId: SubscriptionIds | null }[]): Promise<void> {
     const entry = this.sessions.get(clientId);
     if (!entry) return;
     if (entry.record.expirySeconds === 0) return this.discard(clientId);
@@ -234,10 +265,12 @@ export class PersistentSessions {
   }
 
   private goOffline(entry: Entry, expiresInMs: number): void {
+    const topics = entry.record.subscriptions.filter((s) => !s.filter.startsWith('$share/') && !s.filter.startsWith('$user/'));
+    entry.overlaps = topics.length > 1 && topics.some((s) => /[+#]/.test(s.filter));
     for (const sub of entry.record.subscriptions) {
       // An absent member of a shared subscription simply gets no share: the group's other members do.
       if (sub.filter.startsWith('$share/')) continue;
-      const c = new OfflineConsumer(this, entry.record.clientId, entry.principal, sub);
+      const c = new OfflineConsumer(this, entry, entry.principal, sub);
       entry.offline.push(c);
       if (sub.filter.startsWith('$user/')) this.ctx.broker.subscribeUser(entry.principal.userId, sub.filter.slice(6), c);
       else this.ctx.broker.subscribeTopic(sub.filter, c);
@@ -265,7 +298,7 @@ export class PersistentSessions {
    * sent with, if any); the delivery counts as done once it is on disk.
    * Resolves with the row id.
    */
-  keep(clientId: string, msg: CoreMessage, qos: number, subscriptionId: number | null | undefined, delivery: Delivery | undefined, packetId: number | null = null): Promise<string> {
+  keep(clientId: string, msg: CoreMessage, qos: number, subscriptionId: SubscriptionIds | null, delivery: Delivery | undefined, packetId: number | null = null): Promise<string> {
     const write = this.ctx.store
       .enqueueMqtt({
         clientId,
