@@ -143,11 +143,12 @@ export class Queues {
       takeHere ? this.nodeId : undefined,
     );
     const q = this.queues.get(name);
-    if (takeHere && q) {
+    if (takeHere && q && q.consumers.length > 0) {
       q.ready.push({ storeId, msg: withId(msg, 'q' + storeId), redelivered: false });
       this.dispatch(q);
     } else if (takeHere) {
-      this.release(undefined, [{ storeId, redelivered: false }], name); // its consumers left while it was being written
+      // Its consumers left while it was being written (the queue may linger while some message is out).
+      this.release(undefined, [{ storeId, redelivered: false }], name);
     } else {
       if (q) this.poked(name);
       this.link?.pokeQueue(name);

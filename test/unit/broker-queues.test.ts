@@ -200,6 +200,20 @@ describe('queues', () => {
     assert.deepEqual(await unclaimed(), ['m2', 'm3']);
   });
 
+  it('hand back a message stored claimed while the last consumer left with another one out', async () => {
+    const c = new FakeConsumer('c');
+    engine.subscribe('jobs', c);
+    await publish('m1');
+    store.hold();
+    const writing = engine.publish(queueMessage('jobs', 'm2')); // c has room: m2 is written claimed by this node
+    engine.unsubscribe('jobs', c); // m1 is still out, so the queue stays
+    store.release();
+    await writing;
+    c.requeueAll();
+    await engine.releaseAll();
+    assert.deepEqual(await unclaimed(), ['m1', 'm2'], 'both are back for any consumer');
+  });
+
   it('take a message another node stored when poked', async () => {
     const c = new FakeConsumer('c');
     engine.subscribe('jobs', c);
