@@ -5,7 +5,7 @@
  * URL and a STOMP destination such as `/user/{token}/queue/strm`), stored as
  * SHA-256 hashes. A login token dies after `tokenIdleSeconds` without an
  * authenticated HTTP call; each such call renews it. Socket traffic does not
- * renew a token (seed 000: the socket session dies with the HTTP token),
+ * renew a token (a socket session dies with the HTTP token it was opened with),
  * except where a protocol calls `renewPrincipal` (a chat client's SEND on
  * `/stomp`). A dead token stays in the store for EXPIRED_MEMORY_MS more, so
  * presenting it again is answered "token expired", not "invalid".
@@ -19,7 +19,8 @@
  * and never count against password logins.
  *
  * Sessions bound to a credential register with `watch`; when the credential
- * dies (idle expiry, JWT `exp`, logout, revocation) their callback runs with
+ * dies (idle expiry, JWT `exp`, an `expiring` credential's `expiresAt`,
+ * logout, revocation) their callback runs with
  * the reason so the protocol can tell the client in words before closing.
  */
 import { createHash, randomBytes } from 'node:crypto';
