@@ -14,7 +14,8 @@
  * - A message delivered `maxRedeliveries` times is dropped as poison; at
  *   most `parkedPerUser` messages are parked per user.
  * - A durable mailbox keeps its messages in the store: a new subscriber is
- *   sent the stored backlog before live messages (each record once), and a
+ *   sent the stored backlog, then what was parked for the mailbox (messages
+ *   the store does not keep), then live messages, each record once. A
  *   stored message left unacknowledged stays owed in the store instead of
  *   being parked.
  * - The cluster link hears when this node starts or stops having
@@ -96,12 +97,7 @@ export class UserMailboxes {
       );
       return;
     }
-    const parked = this.parked.get(userId)?.get(name);
-    if (parked) {
-      this.parked.get(userId)!.delete(name);
-      if (this.parked.get(userId)!.size === 0) this.parked.delete(userId);
-      for (const p of parked) this.deliverCopy(userId, name, consumer, p.msg, p.attempts, true);
-    }
+    for (const p of this.unpark(userId, name)) this.deliverCopy(userId, name, consumer, p.msg, p.attempts, true);
   }
 
   unsubscribe(userId: string, name: string, consumer: Consumer): void {
@@ -127,7 +123,7 @@ export class UserMailboxes {
     return set.size;
   }
 
-  /** Backlog first, then what arrived live meanwhile, each record once. */
+  /** Backlog first, then messages parked for the mailbox (those the store does not keep), then what arrived live meanwhile, each record once. */
   private finishReplay(userId: string, name: string, consumer: Consumer, backlog: CoreMessage[]): void {
     const live = this.replaying.get(consumer);
     this.replaying.delete(consumer);
@@ -137,6 +133,7 @@ export class UserMailboxes {
       if (m.recordId) seen.add(m.recordId);
       this.deliverCopy(userId, name, consumer, m, 1, false);
     }
+    for (const p of this.unpark(userId, name)) this.deliverCopy(userId, name, consumer, p.msg, p.attempts, true);
     for (const m of live) if (!m.recordId || !seen.has(m.recordId)) this.deliverCopy(userId, name, consumer, m, 1, false);
   }
 
@@ -149,8 +146,9 @@ export class UserMailboxes {
           if (msg.recordId !== undefined) this.durable.get(name)?.acked(userId, msg);
           return;
         }
-        // A stored message left unacknowledged stays owed in the store; the next subscriber gets it.
-        if (outcome === 'requeue' && msg.recordId !== undefined && this.durable.has(name)) return;
+        // A stored message left unacknowledged stays owed in the store; the next subscriber gets it from there.
+        const stored = msg.recordId !== undefined && this.durable.has(name);
+        if (outcome === 'requeue' && stored) return;
         if (attempt >= this.limits.maxRedeliveries) {
           this.log.warn({ userId, name, messageId: msg.id, attempt }, 'user message dropped after too many redeliveries');
           return;
@@ -158,7 +156,7 @@ export class UserMailboxes {
         const stillThere = this.users.get(userId)?.get(name);
         if (outcome === 'nack' && stillThere?.has(consumer)) {
           this.deliverCopy(userId, name, consumer, msg, attempt + 1, true);
-        } else if (!stillThere || stillThere.size === 0) {
+        } else if ((!stillThere || stillThere.size === 0) && !stored) {
           this.park(userId, name, msg, attempt + 1);
         }
         // requeue while another session of the user is subscribed: that session has its own copy.
@@ -178,6 +176,16 @@ export class UserMailboxes {
       list.shift();
       this.log.warn({ userId, name }, 'parked user messages over the limit; oldest dropped');
     }
+  }
+
+  /** Takes the messages parked for the user's mailbox `name`, oldest first. */
+  private unpark(userId: string, name: string): Parked[] {
+    const byName = this.parked.get(userId);
+    const list = byName?.get(name);
+    if (!list) return [];
+    byName!.delete(name);
+    if (byName!.size === 0) this.parked.delete(userId);
+    return list;
   }
 
   private useUser(userId: string, delta: 1 | -1): void {

@@ -244,6 +244,43 @@ describe('durable user mailboxes', () => {
     assert.equal(next.received[0]!.delivery.redelivered, false);
   });
 
+  it('park a message that is not stored like any other, and give it to the next subscriber after the backlog', async () => {
+    const { engine } = mailboxes();
+    const durable = new FakeDurable();
+    engine.registerDurable('messages', durable);
+    const s = session('s');
+    engine.subscribe('alice', 'messages', s);
+    durable.answer([]);
+    await settleDown();
+    engine.deliver(userMessage('alice', 'messages', 'not stored'));
+    engine.unsubscribe('alice', 'messages', s);
+    s.requeueAll();
+    const next = session('next');
+    engine.subscribe('alice', 'messages', next);
+    engine.deliver(userMessage('alice', 'messages', 'live'));
+    durable.answer([userMessage('alice', 'messages', 'stored', '1')]);
+    await settleDown();
+    assert.deepEqual(next.bodies(), ['stored', 'not stored', 'live']);
+    assert.deepEqual(next.received.map((r) => r.delivery.redelivered), [false, true, false]);
+  });
+
+  it('give a stored message NACKed by a session that has left to the next subscriber once, from the store', async () => {
+    const { engine } = mailboxes();
+    const durable = new FakeDurable();
+    engine.registerDurable('messages', durable);
+    const s = session('s');
+    engine.subscribe('alice', 'messages', s);
+    durable.answer([userMessage('alice', 'messages', 'stored', '1')]);
+    await settleDown();
+    engine.unsubscribe('alice', 'messages', s);
+    s.nack();
+    const next = session('next');
+    engine.subscribe('alice', 'messages', next);
+    durable.answer([userMessage('alice', 'messages', 'stored', '1')]);
+    await settleDown();
+    assert.deepEqual(next.bodies(), ['stored']);
+  });
+
   it('send nothing to a subscriber that left while its backlog was read', async () => {
     const { engine } = mailboxes();
     const durable = new FakeDurable();
