@@ -150,6 +150,19 @@ describe('authorization: chat thread topics are written by the server only', () 
     c.close();
   });
 
+  it('MQTT 5 PUBLISH (retained) to the thread topic by a non-member is refused and nothing is retained', async () => {
+    const c = await mqtt.connectAsync(tcpUrl(s), { username: 'stranger', password: 'stranger-password', protocolVersion: 5, reconnectPeriod: 0 });
+    await assert.rejects(c.publishAsync(TOPIC, '{"uid":"forged-3","type":"TEXT","content":"hi"}', { qos: 1, retain: true }));
+    await c.endAsync();
+    const later = await mqtt.connectAsync(tcpUrl(s), { username: 'admin', password: ADMIN_PASSWORD, protocolVersion: 5, reconnectPeriod: 0 });
+    const got: string[] = [];
+    later.on('message', (_t, p) => got.push(p.toString()));
+    await later.subscribeAsync(TOPIC, { qos: 1 });
+    await new Promise((r) => setTimeout(r, 100)); // a retained copy would follow the SUBACK at once
+    assert.deepEqual(got, [], 'no retained forgery');
+    await later.endAsync();
+  });
+
   it('cluster mode: publishes to an ordinary topic read the store once per few seconds, and a change clears the memory', async () => {
     const threads = s.server.threads;
     const store = s.server.ctx.store;
