@@ -49,6 +49,7 @@ export interface MailboxLimits {
 export type MailboxLink = Pick<ClusterLink, 'interest'>;
 
 interface Parked {
+  name: string;
   msg: CoreMessage;
   attempts: number;
 }
@@ -56,7 +57,8 @@ interface Parked {
 export class UserMailboxes {
   /** Subscribers by user, then by mailbox name. */
   private readonly users = new Map<string, Map<string, Set<Consumer>>>();
-  private readonly parked = new Map<string, Map<string, Parked[]>>();
+  /** Messages parked per user, all mailbox names together, oldest first. */
+  private readonly parked = new Map<string, Parked[]>();
   private readonly durable = new Map<string, DurableMailbox>();
   /** Subscribers still being sent their stored backlog; live messages wait here meanwhile. */
   private readonly replaying = new Map<Consumer, CoreMessage[]>();
@@ -165,27 +167,23 @@ export class UserMailboxes {
   }
 
   private park(userId: string, name: string, msg: CoreMessage, attempts: number): void {
-    let byName = this.parked.get(userId);
-    if (!byName) this.parked.set(userId, (byName = new Map()));
-    let list = byName.get(name);
-    if (!list) byName.set(name, (list = []));
-    list.push({ msg, attempts });
-    let total = 0;
-    for (const l of byName.values()) total += l.length;
-    if (total > this.limits.parkedPerUser) {
-      list.shift();
-      this.log.warn({ userId, name }, 'parked user messages over the limit; oldest dropped');
+    let list = this.parked.get(userId);
+    if (!list) this.parked.set(userId, (list = []));
+    list.push({ name, msg, attempts });
+    if (list.length > this.limits.parkedPerUser) {
+      const dropped = list.shift()!;
+      this.log.warn({ userId, name: dropped.name }, 'parked user messages over the limit; oldest dropped');
     }
   }
 
   /** Takes the messages parked for the user's mailbox `name`, oldest first. */
   private unpark(userId: string, name: string): Parked[] {
-    const byName = this.parked.get(userId);
-    const list = byName?.get(name);
+    const list = this.parked.get(userId);
     if (!list) return [];
-    byName!.delete(name);
-    if (byName!.size === 0) this.parked.delete(userId);
-    return list;
+    const taken = list.filter((p) => p.name === name);
+    if (taken.length === list.length) this.parked.delete(userId);
+    else if (taken.length > 0) this.parked.set(userId, list.filter((p) => p.name !== name));
+    return taken;
   }
 
   private useUser(userId: string, delta: 1 | -1): void {

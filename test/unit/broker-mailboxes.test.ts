@@ -192,6 +192,26 @@ describe('user mailboxes', () => {
     assert.deepEqual(next.bodies(), ['m2', 'm3']);
     assert.ok(records.some((r) => r.msg === 'parked user messages over the limit; oldest dropped'));
   });
+
+  it("drop the user's oldest parked message when over the limit, whatever its mailbox", () => {
+    const { engine } = mailboxes({ parkedPerUser: 2 });
+    const leave = (name: string, body: string): void => {
+      const s = session(`${name} session`);
+      engine.subscribe('alice', name, s);
+      engine.deliver(userMessage('alice', name, body));
+      engine.unsubscribe('alice', name, s);
+      s.requeueAll();
+    };
+    leave('a', 'a1');
+    leave('a', 'a2');
+    leave('b', 'b1');
+    const a = session('a');
+    const b = session('b');
+    engine.subscribe('alice', 'a', a);
+    engine.subscribe('alice', 'b', b);
+    assert.deepEqual(a.bodies(), ['a2']);
+    assert.deepEqual(b.bodies(), ['b1']);
+  });
 });
 
 describe('durable user mailboxes', () => {
