@@ -11,7 +11,8 @@
  * - A node hands out only messages it has claimed in the store; claims are
  *   made in batches when its consumers have room and the store may hold
  *   more (after a subscribe, a poke, a release, or `recheck`).
- * - Each message goes to one consumer with `hasCapacity()`, round-robin.
+ * - Each message goes to one consumer with `hasCapacity()`, round-robin
+ *   (a consumer subscribed twice to a queue is there once).
  *   A consumer whose window opens again says so with `consumerReady`.
  * - Settling: `ack` removes the message from the store. `nack` and
  *   `requeue` put it back at the head of this node's line, marked
@@ -91,7 +92,7 @@ export class Queues {
       this.link?.interest('queue', name, true);
       q.mayHaveMore = true;
     }
-    q.consumers.push(consumer);
+    if (!q.consumers.includes(consumer)) q.consumers.push(consumer);
     let set = this.queuesOf.get(consumer);
     if (!set) this.queuesOf.set(consumer, (set = new Set()));
     set.add(q);

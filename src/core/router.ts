@@ -22,27 +22,32 @@ export class TopicIndex<T> {
   private readonly root: TrieNode<T> = node();
   private wildcardCount = 0;
 
-  add(filter: string, sub: T): void {
+  /** Adds one subscription; returns false when it was there already. */
+  add(filter: string, sub: T): boolean {
     if (!filter.includes('+') && !filter.includes('#')) {
       let set = this.exact.get(filter);
       if (!set) this.exact.set(filter, (set = new Set()));
+      if (set.has(sub)) return false;
       set.add(sub);
-      return;
+      return true;
     }
     const levels = filter.split('/');
     let n = this.root;
     for (const l of levels) {
       if (l === '#') {
-        if (!n.hash.has(sub)) this.wildcardCount++;
+        if (n.hash.has(sub)) return false;
+        this.wildcardCount++;
         n.hash.add(sub);
-        return;
+        return true;
       }
       let c = n.children.get(l);
       if (!c) n.children.set(l, (c = node()));
       n = c;
     }
-    if (!n.here.has(sub)) this.wildcardCount++;
+    if (n.here.has(sub)) return false;
+    this.wildcardCount++;
     n.here.add(sub);
+    return true;
   }
 
   /** Removes one subscription; returns whether it was there. */

@@ -3,7 +3,8 @@
  * filter matches its topic (`+` and `#` wildcards), fire-and-forget.
  *
  * The contract:
- * - `subscribe(filter, consumer)` / `unsubscribe`: a plain subscription.
+ * - `subscribe(filter, consumer)` / `unsubscribe`: a plain subscription
+ *   (the same consumer and filter twice are one subscription).
  *   With `since`, the subscriber first gets what the topic's history holds
  *   after that point (asked of the `TopicAuthority`), then live messages,
  *   with no gap and no record twice.
@@ -120,8 +121,7 @@ export class Topics {
   }
 
   subscribe(filter: string, consumer: Consumer, since?: { principal: Principal; position: string }): void {
-    this.index.add(filter, consumer);
-    this.useFilter(filter, 1);
+    if (this.index.add(filter, consumer)) this.useFilter(filter, 1);
     if (since && this.authority) {
       this.replaying.set(consumer, []);
       this.authority.backlog(since.principal, filter, since.position).then(
@@ -162,7 +162,7 @@ export class Topics {
       this.useFilter(filter, 1);
       this.link?.sharedInterest(group, filter, true);
     }
-    g.members.push(consumer);
+    if (!g.members.includes(consumer)) g.members.push(consumer);
   }
 
   unsubscribeShared(group: string, filter: string, consumer: Consumer): void {

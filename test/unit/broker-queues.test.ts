@@ -225,6 +225,20 @@ describe('queues', () => {
     assert.deepEqual(c.bodies(), ['from elsewhere']);
   });
 
+  it('count a consumer subscribed twice to a queue once', async () => {
+    const a = new FakeConsumer('a');
+    const b = new FakeConsumer('b');
+    engine.subscribe('jobs', a);
+    engine.subscribe('jobs', a);
+    engine.subscribe('jobs', b);
+    await publish('m1', 'm2', 'm3');
+    assert.deepEqual([a.bodies(), b.bodies()], [['m1', 'm3'], ['m2']]);
+    engine.unsubscribe('jobs', a);
+    await publish('m4');
+    assert.deepEqual([a.bodies(), b.bodies()], [['m1', 'm3'], ['m2', 'm4']]);
+    assert.deepEqual(engine.stats('jobs')?.consumers, 1);
+  });
+
   it('log a failed claim and claim again on the next poke', async () => {
     await publish('m1');
     store.claimsFail = true;

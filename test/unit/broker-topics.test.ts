@@ -122,6 +122,32 @@ describe('topic fan-out', () => {
     assert.ok(records.some((r) => r.msg === 'delivery to a consumer failed'));
   });
 
+  it('counts the same consumer subscribed twice to a filter as one subscription', () => {
+    const { engine } = topics();
+    const link = new FakeLink();
+    engine.setClusterLink(link);
+    const c = new FakeConsumer('c');
+    const g = new FakeConsumer('g');
+    const h = new FakeConsumer('h');
+    for (const filter of ['t', 'x/+', 'x/#']) {
+      engine.subscribe(filter, c);
+      engine.subscribe(filter, c);
+    }
+    engine.subscribeShared('grp', 'x/y', g);
+    engine.subscribeShared('grp', 'x/y', g);
+    engine.subscribeShared('grp', 'x/y', h);
+    assert.equal(engine.size, 3);
+    assert.equal(engine.deliver(topicMessage('x/y', 'm1')), 3, 'x/+, x/# and the group');
+    engine.deliver(topicMessage('x/y', 'm2'));
+    assert.deepEqual([g.bodies(), h.bodies()], [['m1'], ['m2']], 'one share each');
+    for (const filter of ['t', 'x/+', 'x/#']) engine.unsubscribe(filter, c);
+    engine.unsubscribeShared('grp', 'x/y', g);
+    engine.unsubscribeShared('grp', 'x/y', h);
+    assert.equal(engine.size, 0);
+    assert.equal(engine.deliver(topicMessage('x/y', 'after')), 0);
+    assert.deepEqual(link.interests, ['+topic:t', '+topic:x/+', '+topic:x/#', '+topic:x/y', '-topic:t', '-topic:x/+', '-topic:x/#', '-topic:x/y']);
+  });
+
   it('tells the cluster link when the first subscription of a filter comes and the last goes', () => {
     const { engine } = topics();
     const link = new FakeLink();
