@@ -15,7 +15,8 @@ export interface Delivery {
   /**
    * Present when the broker must learn what became of the message:
    * `ack` (consumed), `nack` (refused: give it to someone again),
-   * `requeue` (the consumer went away before acknowledging).
+   * `requeue` (the consumer went away before acknowledging). The first
+   * call counts; later ones are ignored.
    */
   settle: ((outcome: Outcome) => void) | undefined;
 }

@@ -5,12 +5,13 @@
  * - `deliver(msg)` gives every session of the user subscribed to that name
  *   its own copy, and returns how many sessions on this node got one.
  *   Sending it to other nodes is the caller's business.
- * - Each copy is settled by its consumer. `ack`: consumed (a durable
- *   mailbox hears of it). `nack`: the same session gets it again, marked
- *   redelivered. `requeue` (the session went away): when no session of the
- *   user is subscribed to the name any more, the message is parked and the
- *   user's next subscriber of the name gets it first; otherwise the other
- *   sessions have their copies and this one is dropped.
+ * - Each copy is settled by its consumer, once (later settles are
+ *   ignored). `ack`: consumed (a durable mailbox hears of it). `nack`: the
+ *   same session gets it again, marked redelivered. `requeue` (the session
+ *   went away): when no session of the user is subscribed to the name any
+ *   more, the message is parked and the user's next subscriber of the name
+ *   gets it first; otherwise the other sessions have their copies and this
+ *   one is dropped.
  * - A message delivered `maxRedeliveries` times is dropped as poison; at
  *   most `parkedPerUser` messages are parked per user.
  * - A durable mailbox keeps its messages in the store: a new subscriber is
@@ -141,9 +142,12 @@ export class UserMailboxes {
 
   /** One session's copy; `attempt` counts the deliveries of this message so far, this one included. */
   private deliverCopy(userId: string, name: string, consumer: Consumer, msg: CoreMessage, attempt: number, redelivered: boolean): void {
+    let settled = false;
     deliverSafely(this.log, consumer, msg, {
       redelivered,
       settle: (outcome) => {
+        if (settled) return;
+        settled = true;
         if (outcome === 'ack') {
           if (msg.recordId !== undefined) this.durable.get(name)?.acked(userId, msg);
           return;

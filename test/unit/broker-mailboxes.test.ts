@@ -102,6 +102,21 @@ describe('user mailboxes', () => {
     assert.ok(records.some((r) => r.msg === 'user message dropped after too many redeliveries'));
   });
 
+  it('heed only the first settle of a copy', () => {
+    const { engine } = mailboxes();
+    const s = session('s');
+    engine.subscribe('alice', 'strm', s);
+    engine.deliver(userMessage('alice', 'strm', 'x'));
+    const { delivery } = s.received[0]!;
+    delivery.settle!('ack');
+    engine.unsubscribe('alice', 'strm', s);
+    delivery.settle!('requeue');
+    delivery.settle!('nack');
+    const next = session('next');
+    engine.subscribe('alice', 'strm', next);
+    assert.deepEqual(next.bodies(), [], 'acknowledged once is consumed');
+  });
+
   it('do nothing more on ack of a plain message', () => {
     const { engine } = mailboxes();
     const s = session('s');
