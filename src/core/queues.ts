@@ -30,8 +30,8 @@ import type { ClusterLink } from './cluster-link.js';
 import { deliverSafely, type Consumer } from './consumer.js';
 import { createMessage, type CoreMessage } from './message.js';
 
-/** The store operations queues use. */
-export type QueueStore = Pick<Store, 'enqueue' | 'claimQueue' | 'releaseQueued' | 'dequeue'>;
+/** The store operations the queue engine uses: write, claim, hand back and remove queue messages. */
+export type QueueClaims = Pick<Store, 'enqueue' | 'claimQueue' | 'releaseQueued' | 'dequeue'>;
 
 /** What the queue engine asks of the cluster. */
 export type QueueLink = Pick<ClusterLink, 'nodeId' | 'connected' | 'interest' | 'pokeQueue'>;
@@ -70,7 +70,7 @@ export class Queues {
   private link: QueueLink | undefined;
 
   constructor(
-    private readonly store: QueueStore,
+    private readonly store: QueueClaims,
     private readonly log: Logger,
     private readonly limits: QueueLimits,
     /** This node's id when alone: who claims queue messages. */

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, beforeEach, describe, it } from 'node:test';
-import { Queues, type QueueStore } from '../../src/core/queues.js';
+import { Queues, type QueueClaims } from '../../src/core/queues.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { eventually, FakeConsumer, FakeLink, queueMessage, recordingLog } from './broker-fakes.js';
 
@@ -12,7 +12,7 @@ import { eventually, FakeConsumer, FakeLink, queueMessage, recordingLog } from '
  * store's claim semantics are what the engine relies on), with a gate that
  * lets a test hold an `enqueue` to act while it is being written.
  */
-class GatedStore implements QueueStore {
+class GatedStore implements QueueClaims {
   /** Claims fail while set (the store is down). */
   claimsFail = false;
   private gate: Promise<void> | undefined;
@@ -26,18 +26,18 @@ class GatedStore implements QueueStore {
     this.gate = undefined;
     this.open?.();
   }
-  async enqueue(...args: Parameters<QueueStore['enqueue']>): Promise<string> {
+  async enqueue(...args: Parameters<QueueClaims['enqueue']>): Promise<string> {
     if (this.gate) await this.gate;
     return this.inner.enqueue(...args);
   }
-  claimQueue(...args: Parameters<QueueStore['claimQueue']>): ReturnType<QueueStore['claimQueue']> {
+  claimQueue(...args: Parameters<QueueClaims['claimQueue']>): ReturnType<QueueClaims['claimQueue']> {
     if (this.claimsFail) return Promise.reject(new Error('store down'));
     return this.inner.claimQueue(...args);
   }
-  releaseQueued(...args: Parameters<QueueStore['releaseQueued']>): ReturnType<QueueStore['releaseQueued']> {
+  releaseQueued(...args: Parameters<QueueClaims['releaseQueued']>): ReturnType<QueueClaims['releaseQueued']> {
     return this.inner.releaseQueued(...args);
   }
-  dequeue(...args: Parameters<QueueStore['dequeue']>): ReturnType<QueueStore['dequeue']> {
+  dequeue(...args: Parameters<QueueClaims['dequeue']>): ReturnType<QueueClaims['dequeue']> {
     return this.inner.dequeue(...args);
   }
 }
