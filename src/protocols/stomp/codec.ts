@@ -83,7 +83,7 @@ function stripBreaks(s: string): string {
 interface HeadState {
   command: string;
   headers: HeaderList;
-  /** Offset in `pending` where the body starts. */
+  /** Offset of the body from the start of the frame. */
   bodyStart: number;
   contentLength: number | undefined;
   receipt: string | undefined;
@@ -91,9 +91,31 @@ interface HeadState {
 
 export type ParseEvent = { type: 'frame'; frame: StompFrame } | { type: 'heartbeat' };
 
+/** A store larger than this is let go once it holds nothing, so one big frame does not pin its buffer for good. */
+const KEEP_STORE_BYTES = 64 * 1024;
+
+/**
+ * Incremental parser, linear in the bytes fed: a frame split into many
+ * small chunks (one byte per WebSocket message, say) costs what the same
+ * frame costs in one chunk. Bytes of an incomplete frame are appended to a
+ * growable store (its capacity doubles, so each byte is copied a bounded
+ * number of times); the header scan and the body's NUL search remember where
+ * they stopped and never look at a byte twice. A chunk that holds whole
+ * frames is parsed where it lies, without copying.
+ */
 export class StompParser {
-  private pending: Buffer = EMPTY;
+  /** Bytes not yet consumed are `store[from, to)`; they start with the frame being read. */
+  private store: Buffer = EMPTY;
+  private from = 0;
+  private to = 0;
+  /** Command and headers of the frame being read, once its header block is complete. */
   private head: HeadState | undefined;
+  /** Offset (from the frame's start) of the first byte the current scan has not examined yet. */
+  private scanned = 0;
+  /** Header scan: where the current line starts, and the lines found so far (offsets from the frame's start). */
+  private lineStart = 0;
+  private lines: [number, number][] = [];
+  private workDone = 0;
   /** Escapes apply to every frame but CONNECT/CONNECTED, and not at all in STOMP 1.0. */
   escaping = true;
 
@@ -104,91 +126,159 @@ export class StompParser {
    * Throws StompSyntaxError on the first malformed frame (the rest is not read).
    */
   feed(chunk: Buffer, emit: (event: ParseEvent) => void): void {
-    this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
-    let buf = this.pending;
-    let pos = 0;
+    if (chunk.length === 0) return;
+    // Nothing pending: parse the chunk where it lies and keep only an incomplete tail.
+    const direct = this.to === this.from;
+    if (!direct) this.append(chunk);
+    const buf = direct ? chunk : this.store;
+    let pos = direct ? 0 : this.from;
+    const end = direct ? chunk.length : this.to;
     for (;;) {
       if (!this.head) {
-        // Heart-beats: EOLs between frames.
-        let beat = false;
-        while (pos < buf.length && (buf[pos] === LF || (buf[pos] === CR && buf[pos + 1] === LF))) {
-          pos += buf[pos] === CR ? 2 : 1;
-          beat = true;
+        if (this.scanned === 0) {
+          // Heart-beats: EOLs between frames.
+          let beat = false;
+          while (pos < end && (buf[pos] === LF || (buf[pos] === CR && pos + 1 < end && buf[pos + 1] === LF))) {
+            pos += buf[pos] === CR ? 2 : 1;
+            beat = true;
+          }
+          if (beat) emit({ type: 'heartbeat' });
+          if (pos >= end || (buf[pos] === CR && pos + 1 === end)) break;
         }
-        if (beat) emit({ type: 'heartbeat' });
-        if (pos >= buf.length || (buf[pos] === CR && pos + 1 === buf.length)) break;
-        const head = this.parseHead(buf, pos);
+        const head = this.scanHead(buf, pos, end);
         if (!head) break;
         this.head = head;
+        this.scanned = head.bodyStart;
       }
       const h = this.head;
-      let end: number;
+      let stop: number;
       if (h.contentLength !== undefined) {
-        end = h.bodyStart + h.contentLength;
-        if (buf.length <= end) break;
-        if (buf[end] !== NUL) {
+        stop = h.bodyStart + h.contentLength;
+        if (end - pos <= stop) break;
+        this.workDone += 1;
+        if (buf[pos + stop] !== NUL) {
           throw new StompSyntaxError(
             `frame body is longer than its content-length (${h.contentLength}): no NUL after that many octets`,
             h.receipt,
           );
         }
       } else {
-        end = buf.indexOf(NUL, h.bodyStart);
-        if ((end < 0 ? buf.length : end) - h.bodyStart > this.limits.maxBodyBytes) {
-          throw new StompSyntaxError(`frame body exceeds the ${this.limits.maxBodyBytes}-byte limit`, h.receipt);
+        // The NUL may be at most maxBodyBytes after the body's start; look no further than that.
+        const max = this.limits.maxBodyBytes;
+        const searchFrom = pos + this.scanned;
+        const searchEnd = Math.min(end, pos + h.bodyStart + max + 1);
+        const found = searchFrom < searchEnd ? buf.subarray(searchFrom, searchEnd).indexOf(NUL) : -1;
+        if (found < 0) {
+          this.workDone += Math.max(0, searchEnd - searchFrom);
+          this.scanned = searchEnd - pos;
+          if (end - pos - h.bodyStart > max) throw new StompSyntaxError(`frame body exceeds the ${max}-byte limit`, h.receipt);
+          break;
         }
-        if (end < 0) break;
+        this.workDone += found + 1;
+        stop = searchFrom - pos + found;
       }
-      const body = end > h.bodyStart ? Buffer.from(buf.subarray(h.bodyStart, end)) : EMPTY;
+      const bodyLength = stop - h.bodyStart;
+      this.workDone += bodyLength;
+      // A copy: the frame must not keep the chunk (or the store) it was read from alive.
+      const body = bodyLength > 0 ? Buffer.from(buf.subarray(pos + h.bodyStart, pos + stop)) : EMPTY;
       this.head = undefined;
-      pos = end + 1;
+      this.scanned = 0;
+      this.lineStart = 0;
+      this.lines = [];
+      pos += stop + 1;
       emit({ type: 'frame', frame: { command: h.command, headers: h.headers, body } });
       // A frame may change `escaping` (CONNECT negotiates the version); later frames see it.
     }
-    // Keep only the unread tail; rebase the body offset of a half-read frame.
-    if (this.head) this.head.bodyStart -= pos;
-    this.pending = pos >= buf.length ? EMPTY : buf.subarray(pos);
-    buf = EMPTY;
-  }
-
-  /** Parses command and headers starting at `start`, or returns undefined if the block is incomplete. */
-  private parseHead(buf: Buffer, start: number): HeadState | undefined {
-    const { maxHeaderBytes, maxHeaders } = this.limits;
-    // Find the empty line that ends the header block.
-    let lineStart = start;
-    const lines: [number, number][] = [];
-    for (;;) {
-      const nl = buf.indexOf(LF, lineStart);
-      if (nl < 0 || nl - start > maxHeaderBytes) {
-        if (buf.length - start > maxHeaderBytes) {
-          throw new StompSyntaxError(`frame header block exceeds the ${maxHeaderBytes}-byte limit`);
-        }
-        return undefined;
-      }
-      const lineEnd = nl > lineStart && buf[nl - 1] === CR ? nl - 1 : nl;
-      if (lineEnd === lineStart && lines.length > 0) {
-        return this.decodeHead(buf, start, lines, nl + 1);
-      }
-      lines.push([lineStart, lineEnd]);
-      if (lines.length > maxHeaders + 1) {
-        throw new StompSyntaxError(`frame has more than ${maxHeaders} headers`);
-      }
-      lineStart = nl + 1;
+    if (direct) {
+      if (pos < end) this.keep(chunk, pos);
+    } else if (pos >= end) {
+      this.from = this.to = 0;
+      if (this.store.length > KEEP_STORE_BYTES) this.store = EMPTY;
+    } else {
+      this.from = pos;
     }
   }
 
-  private decodeHead(buf: Buffer, start: number, lines: [number, number][], bodyStart: number): HeadState {
-    const block = buf.subarray(start, bodyStart);
+  /** Starts the store with the unread tail of a chunk parsed in place. */
+  private keep(chunk: Buffer, pos: number): void {
+    const n = chunk.length - pos;
+    if (this.store.length < n) this.store = Buffer.allocUnsafe(Math.max(n * 2, 4096));
+    chunk.copy(this.store, 0, pos);
+    this.workDone += n;
+    this.from = 0;
+    this.to = n;
+  }
+
+  /**
+   * Appends to the store. When it is full the live bytes move to the front
+   * (if they fill at most half of it) or to a store twice their size: either
+   * way the bytes moved are no more than the bytes appended since the last
+   * move, so appending stays linear.
+   */
+  private append(chunk: Buffer): void {
+    if (this.to + chunk.length > this.store.length) {
+      const live = this.to - this.from;
+      const need = live + chunk.length;
+      if (need <= this.store.length / 2) {
+        this.store.copyWithin(0, this.from, this.to);
+      } else {
+        const bigger = Buffer.allocUnsafe(Math.max(need * 2, 4096));
+        this.store.copy(bigger, 0, this.from, this.to);
+        this.store = bigger;
+      }
+      this.workDone += live;
+      this.from = 0;
+      this.to = live;
+    }
+    chunk.copy(this.store, this.to);
+    this.to += chunk.length;
+    this.workDone += chunk.length;
+  }
+
+  /**
+   * Scans the header block of the frame starting at `pos` from where the last
+   * scan stopped; returns its command and headers once the empty line that
+   * ends it is in, else undefined (the scan position is kept).
+   */
+  private scanHead(buf: Buffer, pos: number, end: number): HeadState | undefined {
+    const { maxHeaderBytes, maxHeaders } = this.limits;
+    // A line may end at most maxHeaderBytes after the frame's start; look no further than that.
+    const searchEnd = Math.min(end, pos + maxHeaderBytes + 1);
+    for (;;) {
+      const searchFrom = pos + this.scanned;
+      const found = searchFrom < searchEnd ? buf.subarray(searchFrom, searchEnd).indexOf(LF) : -1;
+      if (found < 0) {
+        this.workDone += Math.max(0, searchEnd - searchFrom);
+        this.scanned = searchEnd - pos;
+        if (end - pos > maxHeaderBytes) throw new StompSyntaxError(`frame header block exceeds the ${maxHeaderBytes}-byte limit`);
+        return undefined;
+      }
+      this.workDone += found + 1;
+      const nl = searchFrom - pos + found;
+      this.scanned = nl + 1;
+      const lineEnd = nl > this.lineStart && buf[pos + nl - 1] === CR ? nl - 1 : nl;
+      if (lineEnd === this.lineStart && this.lines.length > 0) return this.decodeHead(buf, pos, this.lines, nl + 1);
+      this.lines.push([this.lineStart, lineEnd]);
+      if (this.lines.length > maxHeaders + 1) {
+        throw new StompSyntaxError(`frame has more than ${maxHeaders} headers`);
+      }
+      this.lineStart = nl + 1;
+    }
+  }
+
+  private decodeHead(buf: Buffer, pos: number, lines: [number, number][], bodyStart: number): HeadState {
+    this.workDone += bodyStart;
+    const block = buf.subarray(pos, pos + bodyStart);
     if (!isUtf8(block)) throw new StompSyntaxError('frame command or headers are not valid UTF-8');
     const [cs, ce] = lines[0]!;
-    const command = buf.toString('utf8', cs, ce);
+    const command = block.toString('utf8', cs, ce);
     const escaping = this.escaping && command !== 'CONNECT' && command !== 'CONNECTED';
     const headers: HeaderList = [];
     let contentLength: number | undefined;
     let receipt: string | undefined;
     for (let i = 1; i < lines.length; i++) {
       const [ls, le] = lines[i]!;
-      const line = buf.toString('utf8', ls, le);
+      const line = block.toString('utf8', ls, le);
       const colon = line.indexOf(':');
       if (colon <= 0) {
         throw new StompSyntaxError(
@@ -225,7 +315,16 @@ export class StompParser {
 
   /** Bytes held for a frame not yet complete. */
   get buffered(): number {
-    return this.pending.length;
+    return this.to - this.from;
+  }
+
+  /**
+   * Bytes examined or copied since this parser was made: a frame costs the
+   * same whether it came in one chunk or a byte at a time (a test holds it
+   * to a small multiple of the bytes fed).
+   */
+  get work(): number {
+    return this.workDone;
   }
 }
 
