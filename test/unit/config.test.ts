@@ -9,7 +9,7 @@ const dir = tempDir('herald-config-');
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('config', () => {
-  it('has the SPEC defaults', () => {
+  it('has the documented defaults', () => {
     const c = loadConfig({ env: {}, cwd: dir });
     assert.equal(c.httpPort, 8080);
     assert.equal(c.stompPort, 61613);
@@ -87,14 +87,14 @@ describe('config', () => {
     assert.throws(() => parseFlags(['--http-port']), /needs a value/);
   });
 
-  it('documents every key in the README with its environment variable, flag and default', () => {
-    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  it('documents every key in docs/configuration.md with its environment variable, flag and default', () => {
+    const doc = readFileSync(new URL('../../docs/configuration.md', import.meta.url), 'utf8');
     for (const [key, spec] of Object.entries(CONFIG_SCHEMA)) {
-      const row = readme.split('\n').find((l) => l.startsWith(`| ${key} |`));
-      assert.ok(row, `README has no configuration row for ${key}`);
-      assert.ok(row.includes(envName(key)) && row.includes(flagName(key)), `README row for ${key} names ${envName(key)} and ${flagName(key)}`);
+      const row = doc.split('\n').find((l) => l.startsWith(`| ${key} |`));
+      assert.ok(row, `docs/configuration.md has no configuration row for ${key}`);
+      assert.ok(row.includes(envName(key)) && row.includes(flagName(key)), `docs/configuration.md row for ${key} names ${envName(key)} and ${flagName(key)}`);
       if (typeof spec.default === 'number' || typeof spec.default === 'boolean') {
-        assert.ok(row.includes(` ${String(spec.default)} |`), `README row for ${key} gives the default ${String(spec.default)}`);
+        assert.ok(row.includes(` ${String(spec.default)} |`), `docs/configuration.md row for ${key} gives the default ${String(spec.default)}`);
       }
     }
   });
