@@ -4,7 +4,7 @@
  * ids are BIGSERIAL. Every node runs the migrations at start under one
  * advisory lock, so nodes starting together do not race.
  */
-import type { Migration } from '../sqlite/migrations.js';
+import type { Migration } from '../migration.js';
 
 export const POSTGRES_MIGRATIONS: readonly Migration[] = [
   {

@@ -1,12 +1,9 @@
 /**
- * SQLite schema, versioned. A migration never changes once released: add a
- * new one. Applied in order inside a transaction each; the applied version is
- * recorded in schema_version.
+ * SQLite schema, versioned (see ../migration.ts). A migration never changes
+ * once released: add a new one. Applied in order inside a transaction each;
+ * the applied version is recorded in schema_version.
  */
-export interface Migration {
-  version: number;
-  sql: string;
-}
+import type { Migration } from '../migration.js';
 
 export const SQLITE_MIGRATIONS: readonly Migration[] = [
   {
