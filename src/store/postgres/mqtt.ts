@@ -1,0 +1,146 @@
+/**
+ * MqttStore (apps, retained, persistent sessions) on PostgreSQL (contract:
+ * ../mqtt.ts). Adopting sessions locks rows with SKIP LOCKED, so two nodes
+ * adopting at once never take the same session.
+ */
+import { DuplicateError } from '../errors.js';
+import type { MqttStore } from '../mqtt.js';
+import {
+  byClientId,
+  mqttSessionParams,
+  rowId,
+  toApp,
+  toAppToken,
+  toMqttQueued,
+  toMqttSession,
+  toRetained,
+  type AppRow,
+  type AppTokenRow,
+  type MqttQueuedRow,
+  type MqttSessionRow,
+  type RetainedRow,
+} from '../rows.js';
+import { isUniqueViolation, type PgHandle } from './pool.js';
+
+export function postgresMqtt(pg: PgHandle): MqttStore {
+  return {
+    async createApp(app) {
+      try {
+        await pg.rows('INSERT INTO apps (id, name, client_id, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5)', [
+          app.id,
+          app.name,
+          app.clientId,
+          app.secretHash,
+          app.createdAt,
+        ]);
+      } catch (err) {
+        if (isUniqueViolation(err)) throw new DuplicateError(`app ${app.id} already exists`);
+        throw err;
+      }
+    },
+
+    async getApp(id) {
+      const r = (await pg.rows<AppRow>('SELECT * FROM apps WHERE id = $1', [id]))[0];
+      return r ? toApp(r) : null;
+    },
+
+    async getAppByClientId(clientId) {
+      const r = (await pg.rows<AppRow>('SELECT * FROM apps WHERE client_id = $1', [clientId]))[0];
+      return r ? toApp(r) : null;
+    },
+
+    async listApps() {
+      return (await pg.rows<AppRow>('SELECT * FROM apps ORDER BY created_at, id')).map(toApp);
+    },
+
+    async insertAppToken(t) {
+      await pg.rows('INSERT INTO app_tokens (hash, kind, app_id, username, cid, expires_at) VALUES ($1, $2, $3, $4, $5, $6)', [
+        t.hash,
+        t.kind,
+        t.appId,
+        t.username,
+        t.cid,
+        t.expiresAt,
+      ]);
+    },
+
+    async getAppToken(hash) {
+      const r = (await pg.rows<AppTokenRow>('SELECT * FROM app_tokens WHERE hash = $1', [hash]))[0];
+      return r ? toAppToken(r) : null;
+    },
+
+    async deleteExpiredAppTokens(now) {
+      return pg.count('DELETE FROM app_tokens WHERE expires_at <= $1', [now]);
+    },
+
+    async setRetained(r) {
+      if (r.body.length === 0) {
+        await pg.rows('DELETE FROM retained WHERE topic = $1', [r.topic]);
+        return;
+      }
+      await pg.rows(
+        `INSERT INTO retained (topic, body, qos, properties, updated_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (topic) DO UPDATE SET body = excluded.body, qos = excluded.qos, properties = excluded.properties, updated_at = excluded.updated_at`,
+        [r.topic, r.body, r.qos, r.properties, r.updatedAt],
+      );
+    },
+
+    async listRetained() {
+      return (await pg.rows<RetainedRow>('SELECT * FROM retained ORDER BY topic')).map(toRetained);
+    },
+
+    async saveMqttSession(m) {
+      await pg.rows(
+        `INSERT INTO mqtt_sessions (client_id, owner, expiry_seconds, disconnected_at, subscriptions, qos2_in, node) VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (client_id) DO UPDATE SET owner = excluded.owner, expiry_seconds = excluded.expiry_seconds,
+           disconnected_at = excluded.disconnected_at, subscriptions = excluded.subscriptions, qos2_in = excluded.qos2_in, node = excluded.node`,
+        mqttSessionParams(m),
+      );
+    },
+
+    async deleteMqttSession(clientId) {
+      await pg.rows('DELETE FROM mqtt_sessions WHERE client_id = $1', [clientId]);
+    },
+
+    async listMqttSessions() {
+      return (await pg.rows<MqttSessionRow>('SELECT * FROM mqtt_sessions ORDER BY client_id')).map(toMqttSession);
+    },
+
+    async getMqttSession(clientId) {
+      const r = (await pg.rows<MqttSessionRow>('SELECT * FROM mqtt_sessions WHERE client_id = $1', [clientId]))[0];
+      return r ? toMqttSession(r) : null;
+    },
+
+    async adoptMqttSessions(node, liveNodes) {
+      const rows = await pg.rows<MqttSessionRow>(
+        `UPDATE mqtt_sessions SET node = $1 WHERE client_id IN (
+           SELECT client_id FROM mqtt_sessions WHERE node IS NULL OR NOT (node = ANY($2::text[])) FOR UPDATE SKIP LOCKED)
+         RETURNING *`,
+        [node, liveNodes],
+      );
+      return rows.map(toMqttSession).sort(byClientId);
+    },
+
+    async enqueueMqtt(m) {
+      const rows = await pg.rows<{ id: number }>(
+        'INSERT INTO mqtt_queue (client_id, topic, body, qos, properties, created_at, packet_id, released) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id',
+        [m.clientId, m.topic, m.body, m.qos, m.properties, m.createdAt, m.packetId, m.released],
+      );
+      return String(rows[0]!.id);
+    },
+
+    async setMqttQueuedState(id, packetId, released) {
+      const n = rowId(id);
+      if (n !== null) await pg.rows('UPDATE mqtt_queue SET packet_id = $1, released = $2 WHERE id = $3', [packetId, released, n]);
+    },
+
+    async loadMqttQueue(clientId, limit) {
+      return (await pg.rows<MqttQueuedRow>('SELECT * FROM mqtt_queue WHERE client_id = $1 ORDER BY id LIMIT $2', [clientId, limit])).map(toMqttQueued);
+    },
+
+    async deleteMqttQueued(id) {
+      const n = rowId(id);
+      if (n !== null) await pg.rows('DELETE FROM mqtt_queue WHERE id = $1', [n]);
+    },
+  };
+}
