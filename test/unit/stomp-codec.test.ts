@@ -163,3 +163,27 @@ describe('STOMP codec: encoding', () => {
     );
   });
 });
+
+describe('STOMP codec: the encoder owns the frame structure', () => {
+  const parse = (b: Buffer) => parseAll([b]).frames;
+
+  it('writes the real content-length and drops any the caller passed (also with spaces around the name)', () => {
+    const body = 'x\0MESSAGE\nmessage-id:forged-1\n\nforged';
+    const f = encodeFrame('MESSAGE', [['message-id', 'real-1'], ['content-length', '1'], [' content-length ', '2']], body);
+    const frames = parse(f);
+    assert.equal(frames.length, 1);
+    assert.equal(frames[0]!.body.toString(), body);
+    assert.deepEqual(frames[0]!.headers, [['message-id', 'real-1'], ['content-length', String(Buffer.byteLength(body))]]);
+  });
+
+  it('drops headers with an empty name or a NUL, which stomp.js 2.x would take for the end of the frame', () => {
+    const f = encodeFrame('MESSAGE', [['', 'v'], ['a\0b', 'v'], ['ok', 'x\0MESSAGE'], ['kept', 'yes']], 'b');
+    assert.equal(f.indexOf(0), f.length - 1, 'the only NUL ends the frame');
+    assert.deepEqual(parse(f)[0]!.headers, [['kept', 'yes'], ['content-length', '1']]);
+  });
+
+  it('without escapes (STOMP 1.0) drops names that would break the line, and flattens values', () => {
+    const f = encodeFrame('MESSAGE', [['content-type:text/html', 'x'], ['a\nb', 'y'], ['fine', 'p\r\nq:r']], '', false);
+    assert.equal(f.toString(), 'MESSAGE\nfine:p  q:r\n\n\0');
+  });
+});

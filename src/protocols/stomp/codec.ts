@@ -330,18 +330,23 @@ export class StompParser {
 
 /**
  * Encodes one frame. `escape` false for STOMP 1.0 and for CONNECT/CONNECTED.
- * A `content-length` header is added when the body is not empty (or when the
- * body holds a NUL), unless the caller gave one.
+ *
+ * The encoder owns `content-length`: it writes the body's real length (when
+ * the body is not empty) and drops any the caller passed, so a header copied
+ * from elsewhere can never cut a body short and smuggle a frame in after it.
+ * A header that cannot be written safely is dropped: one with an empty name,
+ * one with a NUL anywhere (stomp.js 2.x splits frames at every NUL, whatever
+ * the content-length says) and, without escapes, one whose name holds a colon
+ * or a line break. Without escapes, line breaks in values become spaces.
  */
 export function encodeFrame(command: string, headers: HeaderList, body: Buffer | string = EMPTY, escape = true): Buffer {
   const bodyBuf = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
   let head = command + '\n';
-  let hasLength = false;
   for (const [k, v] of headers) {
-    if (k === 'content-length') hasLength = true;
-    head += escape ? `${escapeHeader(k)}:${escapeHeader(v)}\n` : `${stripBreaks(k)}:${stripBreaks(v)}\n`;
+    if (!writableHeader(k, v, escape)) continue;
+    head += escape ? `${escapeHeader(k)}:${escapeHeader(v)}\n` : `${k}:${stripBreaks(v)}\n`;
   }
-  if (!hasLength && bodyBuf.length > 0) head += `content-length:${bodyBuf.length}\n`;
+  if (bodyBuf.length > 0) head += `content-length:${bodyBuf.length}\n`;
   head += '\n';
   const headLen = Buffer.byteLength(head);
   const out = Buffer.allocUnsafe(headLen + bodyBuf.length + 1);
@@ -349,6 +354,14 @@ export function encodeFrame(command: string, headers: HeaderList, body: Buffer |
   bodyBuf.copy(out, headLen);
   out[out.length - 1] = NUL;
   return out;
+}
+
+/** Whether a header can be written without changing the frame's structure (see encodeFrame). */
+function writableHeader(name: string, value: string, escape: boolean): boolean {
+  if (name.length === 0 || name.includes('\0') || value.includes('\0')) return false;
+  // Lenient clients trim names, so " content-length" would count as the real one for them.
+  if (name.trim() === 'content-length') return false;
+  return escape || !/[:\r\n]/.test(name);
 }
 
 export const HEARTBEAT = Buffer.from('\n');
