@@ -1,6 +1,6 @@
 import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
 import { freshDatabase, servicesMissing } from '../helpers/services.js';
-import { storeSuite } from '../helpers/store-suite.js';
+import { storeSuite } from '../helpers/store-suite/index.js';
 
 let current = '';
 storeSuite(

@@ -2,7 +2,7 @@ import { rmSync } from 'node:fs';
 import { after } from 'node:test';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { tempDir } from '../helpers/server.js';
-import { storeSuite } from '../helpers/store-suite.js';
+import { storeSuite } from '../helpers/store-suite/index.js';
 
 const dirs: string[] = [];
 let current = '';
