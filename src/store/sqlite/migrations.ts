@@ -30,8 +30,8 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
       );
       CREATE INDEX tokens_user ON tokens (user_id);
 
-      -- A message (seed 002: title, content, type, sender) and one delivery row
-      -- per receiver with its own status.
+      -- A message of the message service (title, content, type, sender) and one
+      -- delivery row per receiver with its own status.
       CREATE TABLE messages (
         id         INTEGER PRIMARY KEY AUTOINCREMENT,
         sender     TEXT NOT NULL,
@@ -71,7 +71,7 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
   {
     version: 3,
     sql: `
-      -- Chat threads (seed 003): a topic with members and persistent history.
+      -- Chat threads: a topic with members and persistent history.
       CREATE TABLE threads (
         id               INTEGER PRIMARY KEY AUTOINCREMENT,
         topic            TEXT NOT NULL UNIQUE,
@@ -119,7 +119,7 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
   {
     version: 4,
     sql: `
-      -- Seed 004: apps that mint app and user tokens for MQTT clients.
+      -- Hosted MQTT: apps that mint app and user tokens for MQTT clients.
       CREATE TABLE apps (
         id          TEXT PRIMARY KEY,
         name        TEXT NOT NULL,
