@@ -19,6 +19,7 @@ import { wsCloseCode, type CloseReason, type Protocol, type Session } from '../.
 import { storeUnavailable, type StoreUnavailableError } from '../../store/store.js';
 import { PublishPermissions, sessionSubject, type AclSubject } from '../../core/acl.js';
 import { TokenBucket } from '../../core/rate-limit.js';
+import { DeliveryBudget, pinnedSize } from '../../core/delivery-budget.js';
 import { systemClock } from '../../clock.js';
 import type { Admission } from '../../transports/admission.js';
 import {
@@ -50,18 +51,29 @@ type Version = '1.0' | '1.1' | '1.2';
 const VERSIONS: readonly Version[] = ['1.2', '1.1', '1.0'];
 type AckMode = 'auto' | 'client' | 'client-individual';
 
-/** Headers the protocol owns; everything else on a SEND travels with the message. */
+/**
+ * Headers the protocol owns. A SEND's other headers travel with the message;
+ * these never do, and a MESSAGE never takes them from a message's headers
+ * (MQTT 5 user properties, HTTP publish headers): a `content-length` or
+ * `message-id` from there would let a publisher forge frames. Compared after
+ * trimming, as lenient clients trim names.
+ */
 const RESERVED = new Set([
   'destination',
   'content-length',
   'content-type',
   'receipt',
+  'receipt-id',
   'transaction',
   'message-id',
   'subscription',
   'ack',
   'redelivered',
   'id',
+  'version',
+  'heart-beat',
+  'session',
+  'server',
 ]);
 
 /** Raised while handling a frame: becomes an ERROR frame, then the connection closes. */
@@ -79,12 +91,22 @@ let sessionCounter = 0;
 interface Unacked {
   msg: CoreMessage;
   delivery: Delivery;
+  /** What it counts against the connection's byte budget. */
+  bytes: number;
+}
+
+interface Held {
+  msg: CoreMessage;
+  delivery: Delivery;
+  bytes: number;
+  /** Arrival order on the connection, so held messages of all subscriptions go out oldest first. */
+  seq: number;
 }
 
 class StompSubscription implements Consumer {
   readonly unacked = new Map<string, Unacked>();
   /** Messages waiting for the client's window to open (topics and mailboxes). */
-  readonly held: [CoreMessage, Delivery][] = [];
+  readonly held: Held[] = [];
   /** Key under which this subscription's MESSAGE frames are cached on a message. */
   readonly cacheKey: string;
   private recheck: NodeJS.Timeout | undefined;
@@ -108,8 +130,13 @@ class StompSubscription implements Consumer {
     return this.conn.principal;
   }
 
+  /** Whether the window has room: in messages for this subscription, in bytes for the whole connection. */
+  private windowOpen(): boolean {
+    return this.unacked.size < this.conn.limits.maxUnacked && this.conn.budget.mayFly();
+  }
+
   hasCapacity(): boolean {
-    return this.ackMode === 'auto' ? this.conn.writable() : this.unacked.size < this.conn.limits.maxUnacked && this.conn.writable();
+    return this.ackMode === 'auto' ? this.conn.writable() : this.windowOpen() && this.conn.writable();
   }
 
   deliver(msg: CoreMessage, delivery: Delivery): void {
@@ -117,10 +144,18 @@ class StompSubscription implements Consumer {
       delivery.settle?.('requeue');
       return;
     }
-    if (this.ackMode !== 'auto' && (this.unacked.size >= this.conn.limits.maxUnacked || this.held.length > 0)) {
-      this.held.push([msg, delivery]);
-      if (this.held.length > this.conn.limits.maxHeld) {
-        this.conn.fail('slow consumer', `subscription ${this.id} has ${this.held.length} messages waiting for acknowledgements; acknowledge faster or use ack:auto`);
+    if (this.ackMode !== 'auto' && (this.held.length > 0 || !this.windowOpen())) {
+      const bytes = pinnedSize(msg);
+      this.held.push({ msg, delivery, bytes, seq: this.conn.nextHeldSeq() });
+      const withinBudget = this.conn.budget.hold(bytes);
+      if (!withinBudget || this.held.length > this.conn.limits.maxHeld) {
+        this.conn.ctx.metrics.protocolErrors.inc({ protocol: this.conn.protocol, reason: 'slow_consumer' });
+        this.conn.fail(
+          'slow consumer',
+          withinBudget
+            ? `subscription ${this.id} has ${this.held.length} messages waiting for acknowledgements; acknowledge faster or use ack:auto`
+            : this.conn.budget.describe(),
+        );
       }
       return;
     }
@@ -141,8 +176,17 @@ class StompSubscription implements Consumer {
       return;
     }
     const ackId = `${msg.id}:${this.id}`;
-    this.unacked.set(ackId, { msg, delivery });
-    this.conn.sendMessage(this, msg, delivery.redelivered);
+    // Recorded before the write: a write that finds the client too slow closes the connection, which
+    // gives back whatever is unacknowledged, this message included.
+    const entry: Unacked = { msg, delivery, bytes: pinnedSize(msg) };
+    this.unacked.set(ackId, entry);
+    this.conn.budget.fly(entry.bytes);
+    // The message stays alive until acknowledged, and so does the frame this connection encoded for it.
+    const encoded = this.conn.sendMessage(this, msg, delivery.redelivered);
+    if (encoded > 0 && !this.conn.closed) {
+      entry.bytes += encoded;
+      this.conn.budget.fly(encoded);
+    }
   }
 
   /** ACK/NACK of `ackId`; cumulative in `client` mode. Returns false when unknown. */
@@ -152,31 +196,55 @@ class StompSubscription implements Consumer {
     if (this.ackMode === 'client') {
       for (const [k, u] of this.unacked) {
         this.unacked.delete(k);
+        this.conn.budget.land(u.bytes);
         u.delivery.settle?.(outcome);
         if (k === ackId) break;
       }
     } else {
       this.unacked.delete(ackId);
+      this.conn.budget.land(entry.bytes);
       entry.delivery.settle?.(outcome);
     }
-    this.drainHeld();
     return true;
   }
 
+  /** Sends held messages while the window has room; a queue is told when this consumer can take more. */
   drainHeld(): void {
-    while (this.held.length > 0 && this.unacked.size < this.conn.limits.maxUnacked && !this.conn.closed) {
-      const [m, d] = this.held.shift()!;
-      this.write(m, d);
-    }
-    if (this.target.kind === 'queue') this.conn.broker.consumerReady(this);
+    while (this.sendOneHeld());
+    this.tellQueue();
+  }
+
+  /** Arrival number of the oldest held message that may go out now, or undefined. */
+  readyHeld(): number | undefined {
+    return this.held.length > 0 && this.windowOpen() && !this.conn.closed ? this.held[0]!.seq : undefined;
+  }
+
+  /** Sends the oldest held message if the window has room; false when it did not. */
+  sendOneHeld(): boolean {
+    if (this.readyHeld() === undefined) return false;
+    const h = this.held.shift()!;
+    this.conn.budget.unhold(h.bytes);
+    this.write(h.msg, h.delivery);
+    return true;
+  }
+
+  /** A queue consumer may have room again: the queue looks. */
+  tellQueue(): void {
+    if (this.target.kind === 'queue' && !this.conn.closed) this.conn.broker.consumerReady(this);
   }
 
   /** The subscription ends: whatever the client did not acknowledge goes back. */
   release(): void {
     clearTimeout(this.recheck);
-    for (const u of this.unacked.values()) u.delivery.settle?.('requeue');
+    for (const u of this.unacked.values()) {
+      this.conn.budget.land(u.bytes);
+      u.delivery.settle?.('requeue');
+    }
     this.unacked.clear();
-    for (const [, d] of this.held) d.settle?.('requeue');
+    for (const h of this.held) {
+      this.conn.budget.unhold(h.bytes);
+      h.delivery.settle?.('requeue');
+    }
     this.held.length = 0;
   }
 }
@@ -189,6 +257,10 @@ export interface StompLimits {
   slowConsumerBytes: number;
   heartbeatMs: number;
   publishRate: number;
+  /** Bytes of received frames waiting to be handled before reading pauses. */
+  maxInboxBytes: number;
+  /** Bytes of frames all open transactions of a connection may hold until COMMIT. */
+  maxTransactionBytes: number;
 }
 
 export class StompConnection implements Session {
@@ -204,7 +276,11 @@ export class StompConnection implements Session {
   private readonly parser: StompParser;
   private readonly subscriptions = new Map<string, StompSubscription>();
   private readonly transactions = new Map<string, StompFrame[]>();
+  /** Bytes of the frames held in open transactions (with an allowance per transaction). */
+  private transactionBytes = 0;
   private readonly inbox: StompFrame[] = [];
+  /** Bytes of the frames in `inbox`: reading pauses past maxInboxBytes, whatever their count. */
+  private inboxBytes = 0;
   private busy = false;
   private lastRead = Date.now();
   private lastWrite = Date.now();
@@ -215,9 +291,11 @@ export class StompConnection implements Session {
   private paused = false;
   private readonly delivered: { inc(): void };
   private readonly publishAcl: PublishPermissions;
+  /** Bytes of messages this connection pins (unacknowledged or waiting), shared by its subscriptions. */
+  readonly budget: DeliveryBudget;
 
   constructor(
-    private readonly ctx: HeraldContext,
+    readonly ctx: HeraldContext,
     private readonly transport: StompTransport,
     readonly protocol: Protocol,
     readonly remoteAddress: string,
@@ -226,6 +304,12 @@ export class StompConnection implements Session {
     private readonly handshakePrincipal: Principal | undefined,
     /** Pre-authentication limits (time to CONNECT, bytes before it); told when CONNECT succeeds. */
     private readonly admission: Admission,
+    /**
+     * Whether use of this connection keeps its login token alive: CONNECT and
+     * each SEND renew it as an HTTP call does (heart-beats do not). Off on
+     * `/v1/ws`, where the token lives by HTTP calls only.
+     */
+    private readonly renewOnUse: boolean,
   ) {
     this.id = `stomp-${process.pid.toString(36)}-${(++sessionCounter).toString(36)}`;
     this.connectedAt = ctx.clock.now();
@@ -239,7 +323,10 @@ export class StompConnection implements Session {
       slowConsumerBytes: c.slowConsumerBytes,
       heartbeatMs: c.stompHeartbeatMs,
       publishRate: c.publishRatePerSecond,
+      maxInboxBytes: 4 * c.maxBodyBytes,
+      maxTransactionBytes: c.maxHeldBytesPerConnection,
     };
+    this.budget = new DeliveryBudget(c.maxHeldBytesPerConnection);
     this.bucket = new TokenBucket(this.limits.publishRate, systemClock);
     this.delivered = ctx.metrics.messagesOut.labels(protocol);
     this.publishAcl = new PublishPermissions(ctx.acl, () => this.aclSubject());
@@ -274,7 +361,8 @@ export class StompConnection implements Session {
   private readonly onParse = (ev: ParseEvent): void => {
     if (ev.type === 'heartbeat') return;
     this.inbox.push(ev.frame);
-    if (this.inbox.length > 1000 && !this.paused) {
+    this.inboxBytes += frameSize(ev.frame);
+    if ((this.inbox.length > 1000 || this.inboxBytes > this.limits.maxInboxBytes) && !this.paused) {
       this.paused = true;
       this.transport.pause();
     }
@@ -285,6 +373,7 @@ export class StompConnection implements Session {
     this.busy = true;
     while (this.inbox.length > 0 && !this.closed && this.state !== 'closing') {
       const frame = this.inbox.shift()!;
+      this.inboxBytes -= frameSize(frame);
       // The CONNECT frame negotiates the version, which decides header escaping for what follows.
       try {
         const r = this.handle(frame);
@@ -310,7 +399,7 @@ export class StompConnection implements Session {
       }
     }
     this.busy = false;
-    if (this.paused && this.inbox.length < 100 && !this.closed) {
+    if (this.paused && this.inbox.length < 100 && this.inboxBytes <= this.limits.maxInboxBytes / 4 && !this.closed) {
       this.paused = false;
       this.transport.resume();
     }
@@ -372,14 +461,15 @@ export class StompConnection implements Session {
           // A token in passcode (any login), else a user name with its password. The token is tried
           // first: it is cheap, and a token must never count as a failed password login.
           try {
-            principal = await this.ctx.auth.authenticate(passcode, { renew: true });
+            principal = await this.ctx.auth.authenticate(passcode, { renew: this.renewOnUse });
           } catch (err) {
             if (!(err instanceof AuthError) || err.code !== 'invalid_token') throw err;
             const user = await this.ctx.auth.checkPassword(login, passcode, this.remoteAddress);
             principal = { userId: user.id, name: user.name, role: user.role, credential: { kind: 'password' } };
           }
         } else if (login || passcode) {
-          principal = await this.ctx.auth.authenticate((login || passcode)!, { renew: true });
+          // A token on its own: a refused one counts against this address (tokenFailuresPerAddress).
+          principal = await this.ctx.auth.authenticate((login || passcode)!, { renew: this.renewOnUse, address: this.remoteAddress });
         } else {
           throw new AuthError('invalid_token', 'no credentials: pass a token as __token in the URL, or login/passcode in CONNECT');
         }
@@ -459,6 +549,8 @@ export class StompConnection implements Session {
     if (!dest) throw new StompError('SEND needs a destination header', 'add destination:/topic/…, /queue/…, /user/…/queue/… or /app/…');
     const parsed = parseDestination(dest);
     if (typeof parsed === 'string') throw new StompError('invalid destination', parsed);
+    // Sending is use: a chat visitor on /stomp is not logged out while chatting (heart-beats do not count).
+    if (this.renewOnUse) this.ctx.auth.renewPrincipal(this.principal);
     this.ctx.metrics.messagesIn.inc({ protocol: this.protocol });
     const contentType = header(frame, 'content-type');
     const headers = customHeaders(frame);
@@ -467,6 +559,13 @@ export class StompConnection implements Session {
       case 'topic': {
         const problem = topicProblem(parsed.topic);
         if (problem) throw new StompError('invalid destination', `${dest}: ${problem}`);
+        // Topics the server writes itself ($SYS, chat threads) are refused to every client, before the access rules.
+        let refusal = this.broker.publishRefusal(parsed.topic);
+        if (refusal instanceof Promise) refusal = await refusal;
+        if (refusal !== undefined) {
+          this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'server_topic' });
+          throw new StompError('not allowed', refusal);
+        }
         if (!this.publishAcl.allows(parsed.topic)) {
           this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'acl_denied' });
           throw new StompError('not allowed', `the access rules (aclFile) do not let "${this.principal.name}" publish to ${dest}`);
@@ -574,6 +673,39 @@ export class StompConnection implements Session {
     }
   }
 
+  private heldSeq = 0;
+
+  nextHeldSeq(): number {
+    return ++this.heldSeq;
+  }
+
+  /**
+   * The byte budget reopened: held messages of every subscription go out,
+   * oldest first across them all, while there is room (a subscription whose
+   * own window is full is passed over), and queues are told to look again.
+   */
+  private drainAll(): void {
+    for (;;) {
+      let next: StompSubscription | undefined;
+      let oldest = Infinity;
+      for (const sub of this.subscriptions.values()) {
+        const seq = sub.readyHeld();
+        if (seq !== undefined && seq < oldest) {
+          oldest = seq;
+          next = sub;
+        }
+      }
+      if (!next) break;
+      next.sendOneHeld();
+    }
+    for (const sub of this.subscriptions.values()) sub.tellQueue();
+  }
+
+  /** Bytes received and not yet handled: frames waiting in order, and the part of a frame still coming in. */
+  get pendingInput(): number {
+    return this.inboxBytes + this.parser.buffered;
+  }
+
   stats(): { subscriptions: number; unacked: number } {
     let unacked = 0;
     for (const s of this.subscriptions.values()) unacked += s.unacked.size;
@@ -598,7 +730,10 @@ export class StompConnection implements Session {
     if (id === undefined) throw new StompError('UNSUBSCRIBE needs an id header');
     const sub = this.subscriptions.get(id);
     if (!sub) throw new StompError(`no subscription with id "${id}"`);
+    const budgetWasFull = !this.budget.mayFly();
     this.removeSubscription(sub);
+    // What it had in flight no longer counts: the others may send again.
+    if (budgetWasFull && this.budget.mayFly()) this.drainAll();
     this.receipt(frame);
   }
 
@@ -606,20 +741,24 @@ export class StompConnection implements Session {
 
   private onAck(frame: StompFrame): void {
     const outcome: Outcome = frame.command === 'ACK' ? 'ack' : 'nack';
-    let found = false;
+    const budgetWasFull = !this.budget.mayFly();
+    const settled: StompSubscription[] = [];
     if (this.version === '1.2') {
       const id = header(frame, 'id');
       if (id === undefined) throw new StompError(`${frame.command} needs an id header`, 'use the value of the ack header of the MESSAGE');
-      for (const sub of this.subscriptions.values()) if (sub.settle(id, outcome)) (found = true);
-      if (!found) throw new StompError(`${frame.command} for unknown id "${id}"`, 'no unacknowledged message has that ack id on this connection');
+      for (const sub of this.subscriptions.values()) if (sub.settle(id, outcome)) settled.push(sub);
+      if (settled.length === 0) throw new StompError(`${frame.command} for unknown id "${id}"`, 'no unacknowledged message has that ack id on this connection');
     } else {
       const mid = header(frame, 'message-id');
       if (mid === undefined) throw new StompError(`${frame.command} needs a message-id header`);
       const subId = header(frame, 'subscription');
       const subs = subId !== undefined ? [this.subscriptions.get(subId)] : [...this.subscriptions.values()];
-      for (const sub of subs) if (sub?.settle(`${mid}:${sub.id}`, outcome)) (found = true);
-      if (!found) throw new StompError(`${frame.command} for unknown message-id "${mid}"`, 'no unacknowledged message has that id on this connection');
+      for (const sub of subs) if (sub?.settle(`${mid}:${sub.id}`, outcome)) settled.push(sub);
+      if (settled.length === 0) throw new StompError(`${frame.command} for unknown message-id "${mid}"`, 'no unacknowledged message has that id on this connection');
     }
+    // The byte budget is the connection's: when this ACK reopens it, every subscription may send again.
+    if (budgetWasFull && this.budget.mayFly()) this.drainAll();
+    else for (const sub of settled) sub.drainHeld();
     this.receipt(frame);
   }
 
@@ -631,17 +770,39 @@ export class StompConnection implements Session {
     if (tx === undefined) return false;
     const list = this.transactions.get(tx);
     if (!list) throw new StompError(`unknown transaction "${tx}"`, 'BEGIN it first');
+    this.holdForTransaction(frameSize(frame));
     list.push({ ...frame, headers: frame.headers.filter(([k]) => k !== 'transaction') });
     this.receipt(frame);
     return true;
+  }
+
+  /** Frames wait in memory until COMMIT: bounded in bytes like everything else a connection holds. */
+  private holdForTransaction(bytes: number): void {
+    this.transactionBytes += bytes;
+    const max = this.limits.maxTransactionBytes;
+    if (this.transactionBytes > max) {
+      throw new StompError(
+        'transaction too large',
+        `open transactions on this connection hold ${this.transactionBytes} bytes of frames; at most ${max} may wait for COMMIT (maxHeldBytesPerConnection)`,
+      );
+    }
   }
 
   private onBegin(frame: StompFrame): void {
     const tx = header(frame, 'transaction');
     if (!tx) throw new StompError('BEGIN needs a transaction header');
     if (this.transactions.has(tx)) throw new StompError(`transaction "${tx}" is already open`);
+    this.holdForTransaction(TRANSACTION_ALLOWANCE + tx.length);
     this.transactions.set(tx, []);
     this.receipt(frame);
+  }
+
+  /** A transaction ends (COMMIT, ABORT): its frames no longer count. */
+  private endTransaction(tx: string, list: StompFrame[]): void {
+    this.transactions.delete(tx);
+    let bytes = TRANSACTION_ALLOWANCE + tx.length;
+    for (const f of list) bytes += frameSize(f);
+    this.transactionBytes = Math.max(0, this.transactionBytes - bytes);
   }
 
   private async onCommit(frame: StompFrame): Promise<void> {
@@ -649,7 +810,7 @@ export class StompConnection implements Session {
     if (!tx) throw new StompError('COMMIT needs a transaction header');
     const list = this.transactions.get(tx);
     if (!list) throw new StompError(`unknown transaction "${tx}"`);
-    this.transactions.delete(tx);
+    this.endTransaction(tx, list);
     for (const f of list) {
       const r = f.command === 'SEND' ? this.onSend(stripReceipt(f)) : this.onAck(stripReceipt(f));
       if (r) await r;
@@ -660,12 +821,15 @@ export class StompConnection implements Session {
   private onAbort(frame: StompFrame): void {
     const tx = header(frame, 'transaction');
     if (!tx) throw new StompError('ABORT needs a transaction header');
-    if (!this.transactions.delete(tx)) throw new StompError(`unknown transaction "${tx}"`);
+    const list = this.transactions.get(tx);
+    if (!list) throw new StompError(`unknown transaction "${tx}"`);
+    this.endTransaction(tx, list);
     this.receipt(frame);
   }
 
   private onDisconnect(frame: StompFrame): void {
     this.transactions.clear();
+    this.transactionBytes = 0;
     this.receipt(frame);
     this.shutdown(1000, 'disconnect');
   }
@@ -691,20 +855,27 @@ export class StompConnection implements Session {
     }
   }
 
-  /** Writes one MESSAGE frame, encoded once per message for all subscriptions that look alike. */
-  sendMessage(sub: StompSubscription, msg: CoreMessage, redelivered: boolean): void {
-    if (this.closed) return;
+  /**
+   * Writes one MESSAGE frame, encoded once per message for all subscriptions
+   * that look alike. Returns the bytes it added to the message's cache of
+   * encoded frames (memory that lives as long as the message does).
+   */
+  sendMessage(sub: StompSubscription, msg: CoreMessage, redelivered: boolean): number {
+    if (this.closed) return 0;
     this.delivered.inc();
     if (redelivered) {
       this.sendRaw(encodeMessageFrame(sub, msg, true, this.version), msg.textBody);
-      return;
+      return 0;
     }
     let prepared = msg.encoded.get(sub.cacheKey);
+    let added = 0;
     if (!prepared) {
       prepared = this.transport.prepare(encodeMessageFrame(sub, msg, false, this.version), msg.textBody);
       msg.encoded.set(sub.cacheKey, prepared);
+      added = prepared.length;
     }
     this.writePrepared(prepared);
+    return added;
   }
 
   private receipt(frame: StompFrame): void {
@@ -724,6 +895,19 @@ export class StompConnection implements Session {
   /** Sends ERROR with `message` and closes. */
   fail(message: string, detail: string): void {
     this.shutdown(1008, message, { message, detail });
+  }
+
+  /**
+   * The transport refuses an incoming message larger than it buffers
+   * (WebSocket: over the route's maxPayload). Told before the transport
+   * closes, so the client gets an ERROR saying why, as on TCP.
+   */
+  tooLarge(bytes: number, limit: number): void {
+    this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'syntax' });
+    this.shutdown(1009, 'frame too large', {
+      message: 'frame too large',
+      detail: `a WebSocket message of ${bytes} bytes is over the ${limit}-byte limit (stompMaxHeaderBytes + maxBodyBytes + 1024); send frames with at most ${this.ctx.config.maxBodyBytes} body bytes (maxBodyBytes)`,
+    });
   }
 
   /** The wire framing (part of the key under which shared frames are cached). */
@@ -758,8 +942,11 @@ export class StompConnection implements Session {
     clearInterval(this.readTimer);
     clearTimeout(this.readTimer);
     for (const sub of [...this.subscriptions.values()]) this.removeSubscription(sub);
+    this.budget.clear();
     this.transactions.clear();
+    this.transactionBytes = 0;
     this.inbox.length = 0;
+    this.inboxBytes = 0;
     if (this.registered) this.ctx.sessions.remove(this);
   }
 }
@@ -772,11 +959,22 @@ function customHeaders(frame: StompFrame): HeaderList {
   const out: HeaderList = [];
   const seen = new Set<string>();
   for (const [k, v] of frame.headers) {
-    if (RESERVED.has(k) || seen.has(k)) continue;
-    seen.add(k);
+    const name = k.trim();
+    if (RESERVED.has(name) || seen.has(name)) continue;
+    seen.add(name);
     out.push([k, v]);
   }
   return out;
+}
+
+/** What a transaction pins besides its frames (the map entry, its name). */
+const TRANSACTION_ALLOWANCE = 256;
+
+/** Bytes a received frame holds while it waits: its body, its headers, and a fixed allowance. */
+function frameSize(f: StompFrame): number {
+  let n = 128 + f.command.length + f.body.length;
+  for (const [k, v] of f.headers) n += 32 + k.length + v.length;
+  return n;
 }
 
 function encodeMessageFrame(sub: StompSubscription, msg: CoreMessage, redelivered: boolean, version: Version): Buffer {
@@ -792,6 +990,12 @@ function encodeMessageFrame(sub: StompSubscription, msg: CoreMessage, redelivere
   if (msg.contentType) headers.push(['content-type', msg.contentType]);
   if (msg.replyTo) headers.push(['reply-to', msg.replyTo]);
   if (msg.correlation) headers.push(['correlation-id', msg.correlation.toString(isUtf8(msg.correlation) ? 'utf8' : 'base64')]);
-  for (const h of msg.headers) headers.push(h);
+  // The message's own headers come from whoever published it (MQTT 5 user properties, HTTP publish):
+  // none may take the place of a header this frame owns or already has, whatever its spacing.
+  const own = new Set<string>(headers.map(([k]) => k));
+  for (const h of msg.headers) {
+    const name = h[0].trim();
+    if (!RESERVED.has(name) && !own.has(name)) headers.push(h);
+  }
   return encodeFrame('MESSAGE', headers, msg.body, version !== '1.0');
 }
