@@ -161,7 +161,7 @@ describe('headers: another protocol\'s metadata never becomes a STOMP frame head
 
   it('an MQTT 5 publisher cannot forge content-length or message-id for @stomp/stompjs, stompjs 2.3 or a STOMP 1.0 client', async () => {
     const token = await login(s.url);
-    // @stomp/stompjs on /stomp (seed 003)
+    // @stomp/stompjs on /stomp, as the chat widget connects
     const modern = new Client({ brokerURL: wsUrl(s.url, '/stomp'), connectHeaders: ADMIN, reconnectDelay: 0, heartbeatIncoming: 0, heartbeatOutgoing: 0 });
     const modernGot: IMessage[] = [];
     await new Promise<void>((resolve) => {
@@ -171,7 +171,7 @@ describe('headers: another protocol\'s metadata never becomes a STOMP frame head
       };
       modern.activate();
     });
-    // stompjs 2.3 on /v1/ws (seeds 000/001)
+    // stompjs 2.3 on /v1/ws, as the notification pages connect
     const { client: legacy } = await connectLegacy(wsUrl(s.url, '/v1/ws?__token=' + token));
     const legacyGot: LegacyFrame[] = [];
     await new Promise<void>((resolve) => {
@@ -379,7 +379,7 @@ describe('tokens: /stomp traffic renews them, /v1/ws lives by HTTP calls only', 
     await c.closedPromise;
   });
 
-  it('on /v1/ws neither opening the socket nor sending renews the token (seeds 000/001)', async () => {
+  it('on /v1/ws neither opening the socket nor sending renews the token: it lives by HTTP calls', async () => {
     const token = await login(s.url, 'chatter', 'chatter-password');
     clock.advance(300_000);
     const c = await RawStomp.ws(wsUrl(s.url, '/v1/ws?__token=' + token), ['v11.stomp']);

@@ -955,12 +955,17 @@ function stripReceipt(f: StompFrame): StompFrame {
   return { ...f, headers: f.headers.filter(([k]) => k !== 'receipt') };
 }
 
+/**
+ * The headers of a SEND that travel with the message: not the protocol's own,
+ * the first of repeats, and none holding a NUL (no other protocol can carry
+ * one: MQTT strings forbid it, and stomp.js 2.x would end the frame there).
+ */
 function customHeaders(frame: StompFrame): HeaderList {
   const out: HeaderList = [];
   const seen = new Set<string>();
   for (const [k, v] of frame.headers) {
     const name = k.trim();
-    if (RESERVED.has(name) || seen.has(name)) continue;
+    if (RESERVED.has(name) || seen.has(name) || k.includes('\0') || v.includes('\0')) continue;
     seen.add(name);
     out.push([k, v]);
   }

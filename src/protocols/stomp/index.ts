@@ -1,11 +1,11 @@
 /**
- * STOMP front end: WebSocket endpoints `/v1/ws` (seeds 000/001, token in
- * `__token`) and `/stomp` (seed 003, token in `__token` or CONNECT
- * login/passcode), and raw TCP on `stompPort`.
+ * STOMP front end: WebSocket endpoints `/v1/ws` (stomp.js 2.3 notification
+ * pages, token in `__token`) and `/stomp` (the chat widget's @stomp/stompjs,
+ * token in `__token` or CONNECT login/passcode), and raw TCP on `stompPort`.
  *
  * Token renewal differs by endpoint. On `/v1/ws` a login token lives by HTTP
- * calls only (seeds 000/001: the socket session dies with the HTTP session),
- * so neither the handshake nor any frame renews it. On `/stomp` and TCP the
+ * calls only (the page's socket session dies with its HTTP session), so
+ * neither the handshake nor any frame renews it. On `/stomp` and TCP the
  * connection is the client's use of the server: the handshake or CONNECT
  * renews the token, and so does every SEND (a chat visitor is not logged out
  * while chatting); heart-beats do not.
