@@ -76,7 +76,7 @@ describe('STOMP parser: linear in the bytes fed', () => {
     }
   });
 
-  it('a 1 MiB frame fed one byte at a time is parsed in well under a second of CPU', () => {
+  it('a 1 MiB frame fed one byte at a time is parsed in seconds at most, not hours', () => {
     const { bytes } = sendFrame(1024 * 1024, false);
     const t0 = process.cpuUsage();
     const r = feedInPieces(bytes, 1);
