@@ -1,15 +1,18 @@
 /**
  * The fastify instance: envelope on every answer (including 404s, validation
- * errors and oversized bodies), CORS, and the authentication pre-handler
- * routes use.
+ * errors and oversized bodies), CORS, request time limits, JSON depth limit,
+ * credential-free logs, and the authentication pre-handler routes use.
  */
 import { Ajv, type ErrorObject } from 'ajv';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import type { IncomingHttpHeaders } from 'node:http';
+import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
+import type { Socket } from 'node:net';
 import { AuthError, type Principal } from '../core/auth.js';
 import { storeUnavailable, type Role } from '../store/store.js';
 import type { HeraldContext } from '../context.js';
+import { redactCredentials, REDACT_PATHS } from '../log.js';
 import { HttpError } from './envelope.js';
+import { jsonDepthProblem } from './json-depth.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -52,14 +55,75 @@ function describeValidation(errors: ErrorObject[], part: string): string {
   return `${where} ${e.message ?? 'is not valid'}`;
 }
 
+/**
+ * Request headers a browser on another origin may send (the CORS preflight's
+ * answer, whatever it asked for): what the console, the demo pages and the
+ * browser clients of the integrations send, and nothing else.
+ */
+export const CORS_ALLOWED_HEADERS = 'content-type, authorization, x-auth-token, x-requested-with';
+
+/** How often Node looks for requests past their time limits (its default, 30 s, would let a limit of 2 s run to 32). */
+const TIMEOUT_CHECK_MS = 500;
+
+/** The raw answer to a request Node refused before fastify saw it whole (too slow, malformed, headers too large). */
+function rawRefusal(status: number, message: string): string {
+  const body = JSON.stringify({ code: status, message, data: null });
+  return (
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
+    'Content-Type: application/json; charset=utf-8\r\n' +
+    `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+    'X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n' +
+    body
+  );
+}
+
 export function createHttpApp(ctx: Omit<HeraldContext, 'http' | 'listeners'>): FastifyInstance {
   const { config, log, metrics } = ctx;
+  // A request has httpRequestTimeoutSeconds to arrive whole, and at most 10 s of that for its headers:
+  // a client that dribbles its headers or body (slowloris) holds a socket no longer than that.
+  const requestTimeout = config.httpRequestTimeoutSeconds * 1000;
+  const headersTimeout = Math.min(10_000, requestTimeout);
+  const httpLog = log.child({ component: 'http' }, { redact: { paths: [...REDACT_PATHS], censor: '[redacted]' } });
   const app = Fastify({
-    loggerInstance: log.child({ component: 'http' }) as FastifyBaseLogger,
+    loggerInstance: httpLog as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.httpBodyLimit,
     trustProxy: config.trustProxy,
     return503OnClosing: true,
+    requestTimeout,
+    http: { requestTimeout, headersTimeout, connectionsCheckingInterval: TIMEOUT_CHECK_MS },
+    clientErrorHandler(err, socket: Socket) {
+      if (err.code === 'ECONNRESET' || socket.destroyed) return;
+      let status = 400;
+      let message = 'the request is not valid HTTP';
+      if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+        status = 408;
+        message =
+          `the request did not arrive whole within ${config.httpRequestTimeoutSeconds} s (httpRequestTimeoutSeconds)` +
+          (headersTimeout < requestTimeout ? `, or its headers within ${headersTimeout / 1000} s` : '');
+      } else if (err.code === 'HPE_HEADER_OVERFLOW') {
+        status = 431;
+        message = 'the request headers are too large';
+      }
+      metrics.protocolErrors.inc({ protocol: 'http', reason: status === 408 ? 'request_timeout' : 'bad_request' });
+      httpLog.debug({ status, code: err.code, address: socket.remoteAddress }, 'HTTP request refused before it was read');
+      // An answer already under way (the handler replied before the body ended) is not interrupted by a second one.
+      const answering = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true;
+      if (socket.writable && !answering) socket.write(rawRefusal(status, message));
+      socket.destroy();
+    },
+  });
+
+  // JSON bodies are checked for depth before they are parsed (see json-depth.ts); the rest is fastify's own
+  // parser, with its defences against prototype poisoning.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    const problem = jsonDepthProblem(body as string);
+    if (problem) {
+      done(new HttpError(400, `body is not accepted: ${problem}`), undefined);
+      return;
+    }
+    parseJson(req, body as string, done);
   });
 
   // Bodies are strict (a number is not a string); query strings are text, so they are coerced.
@@ -78,6 +142,9 @@ export function createHttpApp(ctx: Omit<HeraldContext, 'http' | 'listeners'>): F
     .map((s) => s.trim())
     .filter(Boolean);
   app.addHook('onRequest', async (req, reply) => {
+    // API answers are per caller and often secret: no cache keeps them, and no browser guesses their type.
+    // (The console and demo files set their own caching when they are served.)
+    void reply.header('x-content-type-options', 'nosniff').header('cache-control', 'no-store');
     const origin = req.headers.origin;
     if (origin && origins.length > 0) {
       const allowed = origins.includes('*') ? '*' : origins.includes(origin) ? origin : undefined;
@@ -88,10 +155,7 @@ export function createHttpApp(ctx: Omit<HeraldContext, 'http' | 'listeners'>): F
         if (req.method === 'OPTIONS' && req.headers['access-control-request-method']) {
           reply
             .header('access-control-allow-methods', 'GET, POST, PUT, PATCH, DELETE, OPTIONS')
-            .header(
-              'access-control-allow-headers',
-              req.headers['access-control-request-headers'] ?? 'Content-Type, Authorization, X-Auth-Token',
-            )
+            .header('access-control-allow-headers', CORS_ALLOWED_HEADERS)
             .header('access-control-max-age', '600')
             .code(204)
             .send();
@@ -156,8 +220,10 @@ export function createHttpApp(ctx: Omit<HeraldContext, 'http' | 'listeners'>): F
       status = err.statusCode;
       message = err.message;
     }
-    if (status >= 500) req.log.error({ err, url: req.url }, 'request failed');
-    else req.log.debug({ status, message, url: req.url }, 'request refused');
+    // The URL may carry a token (`?__token=`): it is logged without it.
+    const url = redactCredentials(req.url);
+    if (status >= 500) req.log.error({ err, url }, 'request failed');
+    else req.log.debug({ status, message: redactCredentials(message), url }, 'request refused');
     void reply.code(status).send({ code: status, message, data });
   });
 
