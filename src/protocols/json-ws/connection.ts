@@ -25,6 +25,8 @@ import { wsCloseCode, type CloseReason, type Session } from '../../core/session.
 import { rawSocket, wsFrame, writeFrame } from '../../transports/ws-frame.js';
 import { storeUnavailable } from '../../store/store.js';
 import { PublishPermissions, sessionSubject, type AclSubject } from '../../core/acl.js';
+import { DeliveryBudget, pinnedSize } from '../../core/delivery-budget.js';
+import { jsonDepthProblem } from '../../http/json-depth.js';
 
 let counter = 0;
 
@@ -78,9 +80,12 @@ export class JsonConnection implements Session {
     // The message mailbox is always subscribed.
     return { subscriptions: this.topics.size + 1, unacked: this.unacked.size };
   }
-  /** Messages written and not yet acknowledged, by message id. */
-  private readonly unacked = new Map<string, Delivery>();
-  private readonly held: [CoreMessage, Delivery][] = [];
+  /** Messages written and not yet acknowledged, by message id, with the bytes each pins. */
+  private readonly unacked = new Map<string, { delivery: Delivery; bytes: number }>();
+  /** Messages waiting for the window (count and bytes) to open, oldest first. */
+  private readonly held: { msg: CoreMessage; delivery: Delivery; bytes: number }[] = [];
+  /** The bytes unacked and held messages pin, bounded by maxHeldBytesPerConnection. */
+  private readonly budget: DeliveryBudget;
   private readonly bucket: TokenBucket;
   private readonly delivered: { inc(): void };
   private pingTimer: NodeJS.Timeout | undefined;
@@ -97,6 +102,7 @@ export class JsonConnection implements Session {
     readonly device: string,
   ) {
     this.connectedAt = ctx.clock.now();
+    this.budget = new DeliveryBudget(ctx.config.maxHeldBytesPerConnection);
     this.bucket = new TokenBucket(ctx.config.publishRatePerSecond, systemClock);
     this.delivered = ctx.metrics.messagesOut.labels('json-ws');
     this.publishAcl = new PublishPermissions(ctx.acl, () => this.aclSubject());
@@ -166,22 +172,32 @@ export class JsonConnection implements Session {
     this.sendEvent(JSON.stringify({ event: 'error', data: { code, message } }));
   }
 
+  /** Whether one more message may be written unacknowledged: under the count window and the byte budget. */
+  private windowOpen(): boolean {
+    return this.unacked.size < this.ctx.config.maxUnackedPerSubscription && this.budget.mayFly();
+  }
+
   deliverMessage(msg: CoreMessage, delivery: Delivery): void {
     if (this.closed) {
       delivery.settle?.('requeue');
       return;
     }
-    if (this.unacked.size >= this.ctx.config.maxUnackedPerSubscription || this.held.length > 0) {
-      this.held.push([msg, delivery]);
-      if (this.held.length > this.ctx.config.maxUnackedPerSubscription * 10) {
+    const bytes = pinnedSize(msg);
+    if (!this.windowOpen() || this.held.length > 0) {
+      this.held.push({ msg, delivery, bytes });
+      if (!this.budget.hold(bytes)) {
+        this.ctx.metrics.protocolErrors.inc({ protocol: 'json-ws', reason: 'slow_consumer' });
+        this.end('slow_consumer', `${this.budget.describe()}; send {"action":"ack","id":…} for each message`, 1008);
+      } else if (this.held.length > this.ctx.config.maxUnackedPerSubscription * 10) {
+        this.ctx.metrics.protocolErrors.inc({ protocol: 'json-ws', reason: 'slow_consumer' });
         this.end('slow_consumer', 'too many messages wait for acknowledgements; send {"action":"ack","id":…} for each message', 1008);
       }
       return;
     }
-    this.writeMessage(msg, delivery);
+    this.writeMessage(msg, delivery, bytes);
   }
 
-  private writeMessage(msg: CoreMessage, delivery: Delivery): void {
+  private writeMessage(msg: CoreMessage, delivery: Delivery, bytes: number): void {
     let prepared = msg.encoded.get('json:message');
     if (!prepared) {
       const body = msg.textBody ? msg.body.toString('utf8') : JSON.stringify(msg.body.toString('base64'));
@@ -190,8 +206,12 @@ export class JsonConnection implements Session {
     }
     const key = msg.recordId ?? msg.id;
     const previous = this.unacked.get(key);
-    this.unacked.set(key, delivery);
-    previous?.settle?.('requeue');
+    this.unacked.set(key, { delivery, bytes });
+    this.budget.fly(bytes);
+    if (previous) {
+      this.budget.land(previous.bytes);
+      previous.delivery.settle?.('requeue');
+    }
     this.delivered.inc();
     this.write(prepared);
   }
@@ -209,9 +229,10 @@ export class JsonConnection implements Session {
 
   private drainHeld(): void {
     // Held messages go straight out (not through deliverMessage(), which would queue them behind themselves).
-    while (this.held.length > 0 && this.unacked.size < this.ctx.config.maxUnackedPerSubscription && !this.closed) {
-      const [m, d] = this.held.shift()!;
-      this.writeMessage(m, d);
+    while (this.held.length > 0 && this.windowOpen() && !this.closed) {
+      const { msg, delivery, bytes } = this.held.shift()!;
+      this.budget.unhold(bytes);
+      this.writeMessage(msg, delivery, bytes);
     }
   }
 
@@ -221,9 +242,13 @@ export class JsonConnection implements Session {
     if (this.closed) return;
     this.alive = true;
     if (isBinary) return this.sendError('bad_request', 'send JSON text messages, not binary ones');
+    const text = data.toString('utf8');
+    // Refused before parsing: a value nested this deep cannot be re-encoded (publish) without overflowing the stack.
+    const tooDeep = jsonDepthProblem(text);
+    if (tooDeep) return this.sendError('bad_json', `message is not accepted: ${tooDeep}`);
     let frame: unknown;
     try {
-      frame = JSON.parse(data.toString('utf8'));
+      frame = JSON.parse(text);
     } catch (err) {
       return this.sendError('bad_json', `message is not valid JSON: ${(err as Error).message}`);
     }
@@ -256,10 +281,12 @@ export class JsonConnection implements Session {
       return this.sendError('bad_request', `${status === 'READ' ? 'read' : 'ack'} needs the message "id"`);
     }
     const id = String(rawId);
-    const delivery = this.unacked.get(id);
-    if (delivery) {
+    const inFlight = this.unacked.get(id);
+    const delivery = inFlight?.delivery;
+    if (inFlight) {
       this.unacked.delete(id);
-      delivery.settle?.('ack');
+      this.budget.land(inFlight.bytes);
+      inFlight.delivery.settle?.('ack');
       this.drainHeld();
       if (status === 'DELIVERED') return;
     }
@@ -321,6 +348,12 @@ export class JsonConnection implements Session {
     const topic = this.topicOf(raw, true);
     if (topic === undefined) return;
     if (!hasData) return this.sendError('bad_request', 'publish needs "data"');
+    // `$` topics are the server's and chat-thread topics the thread service's, whatever the access rules say.
+    const refusal = await this.ctx.broker.publishRefusal(topic);
+    if (refusal) {
+      this.ctx.metrics.protocolErrors.inc({ protocol: 'json-ws', reason: 'server_topic' });
+      return this.sendError('not_allowed', refusal);
+    }
     if (!this.publishAcl.allows(topic)) {
       this.ctx.metrics.protocolErrors.inc({ protocol: 'json-ws', reason: 'acl_denied' });
       return this.sendError('not_allowed', `the access rules (aclFile) do not let "${this.principal.name}" publish to ${String(raw).slice(0, 100)}`);
@@ -372,10 +405,11 @@ export class JsonConnection implements Session {
     this.ctx.broker.unsubscribeUser(this.principal.userId, MAILBOX, this.mailbox);
     for (const [topic, sub] of this.topics) this.ctx.broker.unsubscribeTopic(topic, sub);
     this.topics.clear();
-    for (const d of this.unacked.values()) d.settle?.('requeue');
+    for (const { delivery } of this.unacked.values()) delivery.settle?.('requeue');
     this.unacked.clear();
-    for (const [, d] of this.held) d.settle?.('requeue');
+    for (const { delivery } of this.held) delivery.settle?.('requeue');
     this.held.length = 0;
+    this.budget.clear();
     this.ctx.sessions.remove(this);
   }
 }
