@@ -57,6 +57,9 @@ export function registerPublishRoute(ctx: HeraldContext): void {
         case 'topic': {
           const problem = topicProblem(parsed.topic);
           if (problem) throw badRequest(`${destination}: ${problem}`);
+          // `$` topics are the server's and chat-thread topics the thread service's, whatever the access rules say.
+          const refusal = await broker.publishRefusal(parsed.topic);
+          if (refusal) throw forbidden(refusal);
           if (!ctx.acl.allows({ principal: p, clientId: 'http', anonymous: false }, 'publish', parsed.topic)) {
             throw forbidden(`the access rules (aclFile) do not let "${p.name}" publish to ${destination}`);
           }
