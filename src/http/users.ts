@@ -11,9 +11,63 @@ export function publicUser(u: UserRecord) {
   return { id: u.id, name: u.name, role: u.role, disabled: u.disabled, createdAt: u.createdAt };
 }
 
+/** Whether a patch could leave the server without an active admin (it disables someone, or gives someone a lesser role). */
+function takesAdmin(patch: { role?: Role; disabled?: boolean }): boolean {
+  return patch.disabled === true || (patch.role !== undefined && patch.role !== 'admin');
+}
+
+const isActiveAdmin = (u: UserRecord): boolean => u.role === 'admin' && !u.disabled;
+
+/** Runs tasks one after another. */
+class Serial {
+  private tail: Promise<unknown> = Promise.resolve();
+  run<T>(task: () => Promise<T>): Promise<T> {
+    const result = this.tail.then(task);
+    this.tail = result.catch(() => undefined);
+    return result;
+  }
+}
+
 export function registerUserRoutes(ctx: HeraldContext): void {
   const { http, store, auth } = ctx;
   const admin = requireAuth(ctx, ['admin']);
+  const adminChanges = new Serial();
+
+  /** Applies a patch (and a new password); a new password or a disabled account ends every session of the user. */
+  const change = async (id: string, patch: { role?: Role; disabled?: boolean }, password: string | undefined): Promise<UserRecord> => {
+    if (!(await store.getUserById(id))) throw notFound(`no user with id ${id}`);
+    if (password !== undefined) await auth.setPassword(id, password);
+    const user = (await store.updateUser(id, patch))!;
+    auth.invalidateUser(id);
+    if (password !== undefined || patch.disabled === true) await auth.revokeUser(id);
+    return user;
+  };
+
+  /**
+   * A patch that may take away an admin: refused (409) when it would leave no
+   * active admin, since then nobody could manage users again except from the
+   * command line. Checked before, and once more after, the change: another
+   * node may have disabled another admin meanwhile, and then this change is undone.
+   */
+  const changeAdmin = async (id: string, patch: { role?: Role; disabled?: boolean }, password: string | undefined): Promise<UserRecord> => {
+    const target = await store.getUserById(id);
+    if (!target) throw notFound(`no user with id ${id}`);
+    const lastAdmin = (): HttpError =>
+      new HttpError(
+        409,
+        `"${target.name}" is the last active admin: ${patch.disabled === true ? 'disabling' : 'demoting'} it would leave nobody able to manage users; make another user admin first`,
+      );
+    if (isActiveAdmin(target) && (await store.listUsers()).filter(isActiveAdmin).length <= 1) throw lastAdmin();
+    if (!isActiveAdmin(target)) return change(id, patch, password);
+    const before = { role: target.role, disabled: target.disabled };
+    await store.updateUser(id, patch);
+    if ((await store.listUsers()).filter(isActiveAdmin).length === 0) {
+      await store.updateUser(id, before);
+      auth.invalidateUser(id);
+      throw lastAdmin();
+    }
+    return change(id, patch, password);
+  };
 
   http.get('/api/users', { preHandler: admin }, async () => ok((await store.listUsers()).map(publicUser)));
 
@@ -64,15 +118,11 @@ export function registerUserRoutes(ctx: HeraldContext): void {
     },
     async (req) => {
       const { id } = req.params;
-      if (!(await store.getUserById(id))) throw notFound(`no user with id ${id}`);
-      if (req.body.password !== undefined) await auth.setPassword(id, req.body.password);
       const patch: { role?: Role; disabled?: boolean } = {};
       if (req.body.role !== undefined) patch.role = req.body.role;
       if (req.body.disabled !== undefined) patch.disabled = req.body.disabled;
-      const user = (await store.updateUser(id, patch))!;
-      auth.invalidateUser(id);
-      // A new password or a disabled account ends every session of the user.
-      if (req.body.password !== undefined || req.body.disabled === true) await auth.revokeUser(id);
+      // Changes that may take away an admin run one at a time, so two of them cannot each leave the other admin last.
+      const user = await (takesAdmin(patch) ? adminChanges.run(() => changeAdmin(id, patch, req.body.password)) : change(id, patch, req.body.password));
       return ok(publicUser(user));
     },
   );

@@ -78,6 +78,11 @@ async function api<T>(method: string, path: string, body?: unknown): Promise<T> 
   return parsed.data;
 }
 
+/** Asks before a destructive action (disable, delete, revoke, role change); true to go ahead. */
+function confirmed(question: string): boolean {
+  return window.confirm(question);
+}
+
 /** Runs an action, showing its error in the banner instead of throwing. */
 async function attempt(action: () => Promise<void>): Promise<void> {
   try {
@@ -282,7 +287,7 @@ function renderClients(): void {
             'span',
             { class: 'actions' },
             h('button', { type: 'button', onclick: () => void attempt(async () => (await api('POST', `/api/admin/sessions/${encodeURIComponent(r.sessionId)}/disconnect`), showInfo(`Disconnected ${r.loginName}'s ${r.protocol} session.`), await load())) }, 'Disconnect'),
-            h('button', { type: 'button', class: 'danger', onclick: () => void attempt(async () => (await api('POST', `/api/users/${encodeURIComponent(r.userId)}/revoke-tokens`), showInfo(`Revoked every token of ${r.loginName}.`), await load())) }, 'Revoke tokens'),
+            h('button', { type: 'button', class: 'danger', onclick: () => confirmed(`Revoke every token of ${r.loginName}? All their sessions end.`) && void attempt(async () => (await api('POST', `/api/users/${encodeURIComponent(r.userId)}/revoke-tokens`), showInfo(`Revoked every token of ${r.loginName}.`), await load())) }, 'Revoke tokens'),
           ),
         ]),
         'Nobody is connected.',
@@ -337,7 +342,7 @@ function renderMessages(): void {
           m.sender,
           time(m.createdAt),
           h('ul', { class: 'receipts' }, ...m.receivers.map((r) => h('li', {}, `${r.receiverName ?? r.receiver}: `, h('span', { class: 'status-' + r.status.toLowerCase() }, r.status)))),
-          h('button', { type: 'button', class: 'danger', onclick: () => void attempt(async () => (await api('DELETE', `/api/message/deleteMessageById?id=${encodeURIComponent(m.id)}`), await load())) }, 'Delete'),
+          h('button', { type: 'button', class: 'danger', onclick: () => confirmed(`Delete message ${m.id}?`) && void attempt(async () => (await api('DELETE', `/api/message/deleteMessageById?id=${encodeURIComponent(m.id)}`), await load())) }, 'Delete'),
         ]),
         'No messages match.',
       ),
@@ -524,13 +529,17 @@ function renderUsers(): void {
   /** The role, changeable in place. */
   const roleSelect = (u: UserRow): HTMLElement => {
     const select = h('select', { 'aria-label': `Role of ${u.name}` }, ...['user', 'service', 'admin'].map((r) => h('option', { value: r, ...(r === u.role ? { selected: true } : {}) }, r))) as HTMLSelectElement;
-    select.addEventListener('change', () =>
+    select.addEventListener('change', () => {
+      if (!confirmed(`Make ${u.name} ${select.value}?`)) {
+        select.value = u.role;
+        return;
+      }
       void attempt(async () => {
         await api('PATCH', `/api/users/${u.id}`, { role: select.value });
         showInfo(`${u.name} is now ${select.value}.`);
         await load();
-      }),
-    );
+      });
+    });
     return select;
   };
   const load = async (): Promise<void> => {
@@ -546,8 +555,8 @@ function renderUsers(): void {
           h(
             'span',
             { class: 'actions' },
-            h('button', { type: 'button', onclick: () => void attempt(async () => (await api('PATCH', `/api/users/${u.id}`, { disabled: !u.disabled }), await load())) }, u.disabled ? 'Enable' : 'Disable'),
-            h('button', { type: 'button', class: 'danger', onclick: () => void attempt(async () => (await api('POST', `/api/users/${u.id}/revoke-tokens`), showInfo(`Revoked every token of ${u.name}.`))) }, 'Revoke tokens'),
+            h('button', { type: 'button', onclick: () => (u.disabled || confirmed(`Disable ${u.name}? They are logged out everywhere.`)) && void attempt(async () => (await api('PATCH', `/api/users/${u.id}`, { disabled: !u.disabled }), await load())) }, u.disabled ? 'Enable' : 'Disable'),
+            h('button', { type: 'button', class: 'danger', onclick: () => confirmed(`Revoke every token of ${u.name}? All their sessions end.`) && void attempt(async () => (await api('POST', `/api/users/${u.id}/revoke-tokens`), showInfo(`Revoked every token of ${u.name}.`))) }, 'Revoke tokens'),
           ),
         ]),
         'No users.',
