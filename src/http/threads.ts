@@ -9,6 +9,7 @@ import { AppForbidden, AppRefusal } from '../core/broker.js';
 import { DuplicateError, type ThreadRecord, type ThreadRole, type ThreadStatus } from '../store/store.js';
 import { HttpError, badRequest, forbidden, notFound, ok } from './envelope.js';
 import { requireAuth } from './app.js';
+import { jsonDepthProblem } from './json-depth.js';
 
 const MEMBER = {
   type: 'object',
@@ -168,12 +169,40 @@ export function registerThreadRoutes(ctx: HeraldContext, threads: ThreadService)
     },
   );
 
-  // Seed 003's sendHttpMessage: the same JSON as the STOMP publish, the same effect.
-  http.post<{ Body: unknown }>('/api/v1/message/send', { preHandler: anyone }, async (req) => {
-    const body = req.body;
-    if (typeof body !== 'string' && (body === null || typeof body !== 'object' || Array.isArray(body))) {
-      throw badRequest('body must be the chat message JSON object (or its JSON text)');
-    }
-    return ok(await mapped(() => threads.publish(req.principal!, body as string | Record<string, unknown>, { sessionId: 'http:' + req.principal!.userId })));
-  });
+  /**
+   * Seed 003's sendHttpMessage: the same JSON as the STOMP publish, the same effect.
+   *
+   * That client reads `code` and `message` from the answer and treats any
+   * non-2xx status as a network failure ("消息发送失败", whatever the reason).
+   * So a message this endpoint refuses (not a member, no such thread, closed,
+   * bad content, a body that is not the message JSON) is answered with HTTP
+   * 200 and the refusal in the envelope: `{"code":403,"message":"you are not a
+   * member…"}`, shown to the user as the server wrote it. Failures that are not
+   * about the message keep their HTTP status: authentication (401, and 403/429
+   * for a disabled or rate-limited login), which HTTP layers act on by logging
+   * in again, and server trouble (5xx), after which the message may be sent again.
+   */
+  http.post<{ Body: unknown }>(
+    '/api/v1/message/send',
+    {
+      preHandler: anyone,
+      onSend: async (req, reply, payload) => {
+        const status = reply.statusCode;
+        const authFailed = req.principal === null && (status === 401 || status === 403 || status === 429);
+        if (status >= 400 && status < 500 && !authFailed) void reply.code(200);
+        return payload;
+      },
+    },
+    async (req) => {
+      const body = req.body;
+      if (typeof body !== 'string' && (body === null || typeof body !== 'object' || Array.isArray(body))) {
+        throw badRequest('body must be the chat message JSON object (or its JSON text)');
+      }
+      if (typeof body === 'string') {
+        const tooDeep = jsonDepthProblem(body);
+        if (tooDeep) throw badRequest(`message is not accepted: ${tooDeep}`);
+      }
+      return ok(await mapped(() => threads.publish(req.principal!, body as string | Record<string, unknown>, { sessionId: 'http:' + req.principal!.userId })));
+    },
+  );
 }

@@ -341,14 +341,18 @@ describe('chat threads over STOMP (seed 003)', () => {
     await agent.until(() => agent.received.some((m) => m.uid === msg['uid']), 'HTTP-sent message');
     const again = await api<ChatMessage>(s.url, 'POST', '/api/v1/message/send', { token: visitorToken, body: JSON.stringify(msg) });
     assert.equal(again.body.data.id, r.body.data.id, 'the same stored message, not a second one');
+    // Refusals come with HTTP 200 and the code in the envelope: seed 003's fallback reads data.code and data.message.
     const bad = await api(s.url, 'POST', '/api/v1/message/send', { token: visitorToken, body: { ...msg, uid: 'u-x', type: 'NOPE' } });
-    assert.equal(bad.status, 400);
+    assert.equal(bad.status, 200);
+    assert.equal(bad.body.code, 400);
     assert.match(bad.body.message, /unknown type "NOPE"/);
     const strangerToken = await login(s.url, 'stranger', 'stranger-password');
     const forbidden = await api(s.url, 'POST', '/api/v1/message/send', { token: strangerToken, body: { ...msg, uid: 'u-y' } });
-    assert.equal(forbidden.status, 403);
+    assert.equal(forbidden.status, 200);
+    assert.equal(forbidden.body.code, 403);
     const missing = await api(s.url, 'POST', '/api/v1/message/send', { token: visitorToken, body: { ...msg, uid: 'u-z', thread: { topic: 'no/such' } } });
-    assert.equal(missing.status, 404);
+    assert.equal(missing.status, 200);
+    assert.equal(missing.body.code, 404);
   });
 
   it('lists a user\'s threads with the last message and unread count, and closes a thread', async () => {
