@@ -22,15 +22,21 @@ const CLOSE_BRACKET = 0x5d;
  * it does not check that the text is valid JSON (JSON.parse does that next).
  */
 export function jsonDepthProblem(text: string, max = MAX_JSON_DEPTH): string | undefined {
+  // Deeper than `max` needs more than `max` opening brackets.
+  if (text.length <= max) return undefined;
   let depth = 0;
-  let inString = false;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === BACKSLASH) i++;
-      else if (c === QUOTE) inString = false;
-    } else if (c === QUOTE) {
-      inString = true;
+    if (c === QUOTE) {
+      // Jump to the quote that ends the string: one preceded by an even number of backslashes.
+      for (;;) {
+        const end = text.indexOf('"', i + 1);
+        if (end < 0) return undefined; // unterminated: JSON.parse says so
+        let slashes = 0;
+        while (text.charCodeAt(end - 1 - slashes) === BACKSLASH) slashes++;
+        i = end;
+        if (slashes % 2 === 0) break;
+      }
     } else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
       if (++depth > max) return `JSON nested deeper than ${max} levels`;
     } else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) {
