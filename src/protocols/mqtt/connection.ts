@@ -1059,7 +1059,7 @@ export class MqttConnection implements Session {
   private disconnect(reasonCode: number, reason: string): void {
     if (this.closed) return;
     if (this.connected && this.version === 5) {
-      const withReason = this.gen({ cmd: 'disconnect', reasonCode, properties: { reasonString: reason.slice(0, 200) } });
+      const withReason = this.gen({ cmd: 'disconnect', reasonCode, properties: { reasonString: reason.slice(0, 300) } });
       // [MQTT-3.14.2-3]: the reason string is left out rather than exceed the client's maximum packet size.
       this.write(withReason.length <= this.clientMaxPacket ? withReason : this.gen({ cmd: 'disconnect', reasonCode }));
     }
