@@ -136,7 +136,7 @@ export function createHttpApp(ctx: Omit<HeraldContext, 'http' | 'listeners'>): F
 
   app.decorateRequest('principal', null);
 
-  // CORS: browsers on other origins call the API (seeds 001 and 003).
+  // CORS: browsers on other origins call the API (the notifications and customer-service chat clients).
   const origins = config.corsOrigins
     .split(',')
     .map((s) => s.trim())

@@ -1,5 +1,5 @@
 /**
- * Seed 004's token endpoints (their own answer shape: {"code":200,"body":{…}})
+ * The MQTT app integration's token endpoints (their own answer shape: {"code":200,"body":{…}})
  * and the admin endpoints that register apps.
  */
 import type { FastifyReply } from 'fastify';
@@ -8,7 +8,7 @@ import type { HeraldContext } from '../context.js';
 import { ok } from './envelope.js';
 import { requireAuth } from './app.js';
 
-/** Errors in the seed's shape, with the HTTP status as code. */
+/** Errors in that integration's shape, with the HTTP status as code. */
 function refuse(reply: FastifyReply, status: number, message: string): { code: number; message: string; body: null } {
   void reply.code(status);
   return { code: status, message, body: null };

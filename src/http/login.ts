@@ -29,7 +29,7 @@ export function registerLoginRoutes(ctx: HeraldContext): void {
     async (req) => {
       const { token, user } = await auth.login(req.body.username, req.body.password, req.ip);
       ctx.log.info({ user: user.name, address: req.ip }, 'login');
-      // Seed 001 reads data[0].authToken.
+      // The notifications client reads data[0].authToken.
       return ok([{ authToken: token, userId: user.id, userName: user.name, role: user.role, expiresIn: auth.tokenIdleSeconds }]);
     },
   );

@@ -1,5 +1,5 @@
 /**
- * The message service's HTTP API (seed 002): send, page through records,
+ * The message service's HTTP API: send, page through records,
  * delete, list online clients, collect pending messages, mark read.
  */
 import { MessageService, UnknownReceiversError, messageView } from '../apps/message-service.js';

@@ -1,6 +1,6 @@
 /**
  * POST /api/publish: a back end pushes to any destination, e.g. a media
- * service sending a StrmNotif to /user/{user}/queue/strm (seed 000).
+ * service sending a StrmNotif to /user/{user}/queue/strm.
  */
 import type { HeraldContext } from '../context.js';
 import { AppRefusal } from '../core/broker.js';

@@ -1,5 +1,5 @@
 /**
- * Chat thread API (seed 003): create threads with their members, read
+ * Chat thread API (the customer-service chat client): create threads with their members, read
  * history and receipts, list a user's threads, close, and the HTTP fallback
  * send that does exactly what a STOMP publish to /app/{thread} does.
  */
@@ -170,7 +170,7 @@ export function registerThreadRoutes(ctx: HeraldContext, threads: ThreadService)
   );
 
   /**
-   * Seed 003's sendHttpMessage: the same JSON as the STOMP publish, the same effect.
+   * The customer-service chat client's sendHttpMessage: the same JSON as the STOMP publish, the same effect.
    *
    * That client reads `code` and `message` from the answer and treats any
    * non-2xx status as a network failure ("消息发送失败", whatever the reason).

@@ -1,7 +1,7 @@
 /**
  * The web console (`/console`, built by Vite into dist/web/console) and the
  * demo pages (`/demo`, plain pages copied into dist/web/demo with the client
- * libraries the seeds use), plus the few API routes only they need:
+ * libraries the integrations use), plus the few API routes only they need:
  * an overview for the console's charts, disconnecting a session, and a
  * "push me a notification" button for the notifications demo.
  */
@@ -131,7 +131,7 @@ export function registerWebRoutes(ctx: HeraldContext, startedAt: number): void {
   });
 
   /**
-   * The notifications demo's button (seed 001): the server pushes a stream
+   * The notifications demo's button: the server pushes a stream
    * notification to the caller's own `strm` mailbox, as a media service would.
    */
   http.post<{ Body: { act?: string } | undefined }>('/api/demo/notify', { preHandler: requireAuth(ctx) }, async (req) => {

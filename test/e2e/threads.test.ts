@@ -341,7 +341,7 @@ describe('chat threads over STOMP (seed 003)', () => {
     await agent.until(() => agent.received.some((m) => m.uid === msg['uid']), 'HTTP-sent message');
     const again = await api<ChatMessage>(s.url, 'POST', '/api/v1/message/send', { token: visitorToken, body: JSON.stringify(msg) });
     assert.equal(again.body.data.id, r.body.data.id, 'the same stored message, not a second one');
-    // Refusals come with HTTP 200 and the code in the envelope: seed 003's fallback reads data.code and data.message.
+    // Refusals come with HTTP 200 and the code in the envelope: the chat client's fallback reads data.code and data.message.
     const bad = await api(s.url, 'POST', '/api/v1/message/send', { token: visitorToken, body: { ...msg, uid: 'u-x', type: 'NOPE' } });
     assert.equal(bad.status, 200);
     assert.equal(bad.body.code, 400);

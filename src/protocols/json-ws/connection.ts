@@ -1,5 +1,5 @@
 /**
- * The plain JSON WebSocket of seed 002 (`/websocket/{token}`): one JSON
+ * The plain JSON WebSocket of the message-center clients (`/websocket/{token}`): one JSON
  * object per WebSocket message each way.
  *
  * Server → client:

@@ -1,4 +1,4 @@
-/** JSON WebSocket front end at `/websocket/{token}` (seed 002). */
+/** JSON WebSocket front end at `/websocket/{token}` (the message-center clients). */
 import type { HeraldContext } from '../../context.js';
 import { AuthError, type Principal } from '../../core/auth.js';
 import { UpgradeRefusal } from '../../transports/listeners.js';
