@@ -12,7 +12,8 @@
  *   wills to them; a client id belongs to its user;
  * - credentials: an app user's token that expires ends its live connection;
  * - fidelity: will delay ends with the session; overlapping subscriptions
- *   get one copy with every subscription identifier.
+ *   get one copy with every subscription identifier; a resumed session's
+ *   stored queue is sent within the client's receive maximum.
  */
 import assert from 'node:assert/strict';
 import { readFileSync, rmSync } from 'node:fs';
@@ -444,7 +445,7 @@ describe('MQTT authorization: thread topics, client ids, expiring app-user token
   });
 });
 
-describe('MQTT 5 fidelity: will delay and overlapping subscriptions', () => {
+describe('MQTT 5 fidelity: will delay, overlapping subscriptions, stored queues within the window', () => {
   let s: TestServer;
   before(async () => {
     s = await startServer();
@@ -518,6 +519,39 @@ describe('MQTT 5 fidelity: will delay and overlapping subscriptions', () => {
       ],
     );
     await back.endAsync();
+    await pub.endAsync();
+  });
+
+  it('replays a stored queue of 250 messages a page at a time, never more than the receive maximum unacknowledged', async () => {
+    const port = s.server.address('mqtt').port;
+    const away = await RawMqtt.open(port, 5);
+    await away.connect('pager', 'admin', ADMIN_PASSWORD, { clean: false, properties: { sessionExpiryInterval: 600 } });
+    away.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'pager/#', qos: 1 }] });
+    await away.next('suback');
+    away.send({ cmd: 'disconnect' });
+    await away.closed;
+    const pub = await mqtt.connectAsync(mqttUrl(s), ADMIN);
+    for (let i = 0; i < 250; i++) await pub.publishAsync('pager/x', String(i), { qos: 1 });
+
+    const c = await RawMqtt.open(port, 5);
+    const ack = await c.connect('pager', 'admin', ADMIN_PASSWORD, { clean: false, properties: { sessionExpiryInterval: 600, receiveMaximum: 10 } });
+    assert.equal(ack.sessionPresent, true);
+    const seen: string[] = [];
+    let most = 0;
+    const deadline = Date.now() + 10_000;
+    while (seen.length < 250 && Date.now() < deadline) {
+      await sleep(30); // time for the server to overfill the window, if it would
+      const batch = c.packets.filter((p): p is mqttPacket.IPublishPacket => p.cmd === 'publish');
+      c.packets.length = 0;
+      most = Math.max(most, batch.length);
+      for (const p of batch) {
+        seen.push(p.payload.toString());
+        c.send({ cmd: 'puback', messageId: p.messageId! });
+      }
+    }
+    assert.deepEqual(seen, Array.from({ length: 250 }, (_, i) => String(i)), 'all of them, in order, once');
+    assert.ok(most <= 10, `${most} messages were unacknowledged at once (receive maximum 10)`);
+    c.sock.destroy();
     await pub.endAsync();
   });
 });
