@@ -374,7 +374,7 @@ describe('topics only the server writes are refused to POST /api/publish', () =>
   });
 });
 
-describe('the chat send (the customer-service client's HTTP fallback) answers refusals with HTTP 200 and the code in the envelope', () => {
+describe('the chat send (the customer-service client HTTP fallback) answers refusals with HTTP 200 and the code in the envelope', () => {
   let srv: TestServer;
   let admin: string;
   let member: string;
