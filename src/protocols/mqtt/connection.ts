@@ -393,10 +393,11 @@ export class MqttConnection implements Session {
         throw err;
       }
       // A Herald token (or JWT) as password, with any user name: checked first because it is cheap,
-      // and so that a token never counts as a failed password login.
+      // and so that a token never counts as a failed password login. Without a user name the password
+      // can only be a token: a refused one counts against the address (tokenFailuresPerAddress).
       let tokenRefusal: AuthError;
       try {
-        return await this.ctx.auth.authenticate(password, { renew: true });
+        return await this.ctx.auth.authenticate(password, p.username ? { renew: true } : { renew: true, address: this.remoteAddress });
       } catch (err) {
         if (!(err instanceof AuthError)) throw err;
         tokenRefusal = err;
@@ -411,7 +412,7 @@ export class MqttConnection implements Session {
         }
       }
       return {
-        code: tokenRefusal.code === 'user_disabled' ? REFUSE.notAuthorized : REFUSE.badCredentials,
+        code: tokenRefusal.code === 'user_disabled' || tokenRefusal.code === 'rate_limited' ? REFUSE.notAuthorized : REFUSE.badCredentials,
         reason: tokenRefusal.code === 'invalid_token' ? 'wrong user name, password or token' : tokenRefusal.message,
       };
     }
