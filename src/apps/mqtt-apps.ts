@@ -1,5 +1,5 @@
 /**
- * Seed 004's hosted-MQTT model: an app (appId, appClientId, appClientSecret)
+ * The hosted-MQTT model of app integrations: an app (appId, appClientId, appClientSecret)
  * obtains an app access token, then mints user tokens bound to a user name
  * and an MQTT client id (`deviceId@appId`); the MQTT client connects with
  * that client id, the user name, and the user token as password.

@@ -1,7 +1,8 @@
 /**
  * One MQTT connection (3.1, 3.1.1 or 5.0, over TCP or WebSocket) on the
- * broker core. mqtt-packet does the bytes; this file does the protocol:
- * CONNECT and its credentials (Herald users and tokens, seed 004's app user
+ * broker core. The framer cuts the stream into whole packets and
+ * mqtt-packet decodes them; this file does the protocol:
+ * CONNECT and its credentials (Herald users and tokens, hosted apps' user
  * tokens), keep-alive, QoS 0/1/2 both ways with an in-flight window,
  * retained messages, wills, and the mapping of MQTT topics onto Herald's
  * topics (`a/b` is STOMP `/topic/a.b`) and mailboxes (`$user/x`).
