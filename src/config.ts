@@ -62,7 +62,7 @@ export const CONFIG_SCHEMA = {
   jwtAudience: str('', 'If set, a JWT must carry this `aud`'),
   corsOrigins: str('*', 'Origins allowed to call the HTTP API from a browser: `*`, empty for none, or a comma-separated list'),
   httpBodyLimit: int(1_048_576, 1024, 67_108_864, 'Largest HTTP request body in bytes (larger: 413)'),
-  loginMaxAttempts: int(10, 1, 1_000_000, 'Login attempts allowed per user name and per address in each window (then 429)'),
+  loginMaxAttempts: int(10, 1, 1_000_000, 'Failed password logins allowed per (user name, client address) pair in each window (then 429 for that pair); a name failing from several addresses is slowed down (up to 3 s per attempt), never blocked'),
   loginWindowSeconds: int(300, 1, 86_400, 'Length of the login rate-limit window'),
   shutdownTimeoutMs: int(10_000, 100, 600_000, 'Longest a graceful shutdown may take before the process exits anyway'),
   sqliteSynchronous: str('FULL', 'SQLite synchronous mode: FULL survives power loss, NORMAL only process crashes', [

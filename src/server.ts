@@ -128,6 +128,7 @@ export class HeraldServer {
           log: log.child({ component: 'cluster' }),
           metrics,
           loginLimit: config.loginMaxAttempts,
+          tokenFailureLimit: config.tokenFailuresPerAddress,
           loginWindowMs: config.loginWindowSeconds * 1000,
         });
       } catch (err) {

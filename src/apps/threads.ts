@@ -11,6 +11,7 @@ import type { Config } from '../config.js';
 import type { Principal } from '../core/auth.js';
 import { AppForbidden, AppRefusal, type Broker, type TopicAuthority } from '../core/broker.js';
 import { topicFromDotted, topicToDotted } from '../core/destination.js';
+import { jsonDepthProblem } from '../core/json-depth.js';
 import { createMessage, type CoreMessage } from '../core/message.js';
 import { TokenBucket } from '../core/rate-limit.js';
 import type { Logger } from '../log.js';
@@ -270,6 +271,9 @@ export class ThreadService implements TopicAuthority {
   async publish(p: Principal, raw: string | Record<string, unknown>, via: { destination?: string; sessionId: string }): Promise<ThreadMessageView> {
     let m: Record<string, unknown>;
     if (typeof raw === 'string') {
+      // Depth first: a deeply nested body would exhaust the stack when the message is stored (JSON.stringify).
+      const deep = jsonDepthProblem(raw);
+      if (deep) throw new AppRefusal(`message is not accepted: ${deep}`);
       let parsed: unknown;
       try {
         parsed = JSON.parse(raw);
@@ -357,6 +361,8 @@ export class ThreadService implements TopicAuthority {
     if (type !== 'RATE_SUBMIT' && type !== 'LEAVE_MSG_SUBMIT') return;
     let e: unknown = extra;
     if (typeof extra === 'string') {
+      const deep = jsonDepthProblem(extra);
+      if (deep) throw new AppRefusal(`${type} extra is not accepted: ${deep}`);
       try {
         e = JSON.parse(extra);
       } catch {

@@ -42,8 +42,10 @@ export interface ClusterOptions {
   startedAt: number;
   log: Logger;
   metrics: Metrics;
-  /** Failed logins allowed per name and per address within the window, cluster-wide. */
+  /** Failed password logins allowed per name+address pair within the window (the name alone is slowed past it), cluster-wide. */
   loginLimit: number;
+  /** Failed token presentations per address in the window (tokenFailuresPerAddress). */
+  tokenFailureLimit: number;
   loginWindowMs: number;
 }
 
@@ -166,7 +168,8 @@ export class Cluster implements ClusterLink, Presence {
     this.parts = parts;
     parts.broker.setClusterLink(this);
     parts.auth.onCredentialChange = (change) => this.control({ t: 'cred', change });
-    parts.auth.useSharedFailureCounters(this.failureCounter('name'), this.failureCounter('addr'));
+    const { loginLimit, tokenFailureLimit } = this.options;
+    parts.auth.useSharedFailureCounters(this.failureCounter('name', loginLimit), this.failureCounter('pair', loginLimit), this.failureCounter('token', tokenFailureLimit));
     parts.threads.onChange = (topic) => this.control({ t: 'thread', topic });
     parts.threads.rememberMisses = false;
     parts.sessions.observe({
@@ -604,9 +607,8 @@ export class Cluster implements ClusterLink, Presence {
   // ---- shared limits ----------------------------------------------------------------------------
 
   /** Failed logins counted in Redis: INCR with the window set on the first failure. */
-  private failureCounter(scope: string): SharedFailureCounter {
+  private failureCounter(scope: string, limit: number): SharedFailureCounter {
     const windowMs = this.options.loginWindowMs;
-    const limit = this.options.loginLimit;
     const key = (k: string) => `${this.k}fail:${scope}:${k}`;
     return {
       blockedFor: async (k) => {

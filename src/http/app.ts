@@ -12,7 +12,7 @@ import { storeUnavailable, type Role } from '../store/store.js';
 import type { HeraldContext } from '../context.js';
 import { redactCredentials, REDACT_PATHS } from '../log.js';
 import { HttpError } from './envelope.js';
-import { jsonDepthProblem } from './json-depth.js';
+import { jsonDepthProblem } from '../core/json-depth.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -241,7 +241,8 @@ export function requireAuth(ctx: Pick<HeraldContext, 'auth'>, roles?: readonly R
     if (!token) {
       throw new HttpError(401, 'authentication required: pass the token as X-Auth-Token, Authorization: Bearer, or __token');
     }
-    const principal = await ctx.auth.authenticate(token, { renew: true });
+    // A refused token counts against the caller's address (tokenFailuresPerAddress), never as a failed login.
+    const principal = await ctx.auth.authenticate(token, { renew: true, address: req.ip });
     if (roles && !roles.includes(principal.role)) {
       throw new HttpError(403, `this needs the ${roles.join(' or ')} role; you are "${principal.name}" (${principal.role})`);
     }

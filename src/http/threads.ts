@@ -9,7 +9,7 @@ import { AppForbidden, AppRefusal } from '../core/broker.js';
 import { DuplicateError, type ThreadRecord, type ThreadRole, type ThreadStatus } from '../store/store.js';
 import { HttpError, badRequest, forbidden, notFound, ok } from './envelope.js';
 import { requireAuth } from './app.js';
-import { jsonDepthProblem } from './json-depth.js';
+import { jsonDepthProblem } from '../core/json-depth.js';
 
 const MEMBER = {
   type: 'object',

@@ -113,6 +113,22 @@ describe('authorization: topics the server writes are refused to every STOMP cli
     member.close();
   });
 
+  it('a deeply nested chat message sent to /app is refused in words on the sender\'s error queue; the connection stays up', async () => {
+    const port = s.server.address('stomp').port;
+    const sender = await stompTcp(port, { login: visitor });
+    sender.send('SUBSCRIBE\nid:e\ndestination:/user/queue/errors\nreceipt:sub-e\n\n\0');
+    await sender.next('RECEIPT');
+    const deep = '['.repeat(100_000) + ']'.repeat(100_000);
+    sender.send(`SEND\ndestination:/app/org1.visitor.v1\ncontent-type:application/json\nreceipt:deep\n\n${deep}\0`);
+    const report = await sender.next('MESSAGE');
+    assert.match(report.body.toString(), /nested deeper than 100 levels/);
+    // Not an internal error: the connection still answers.
+    sender.send('SEND\ndestination:/topic/still.here\nreceipt:after\n\nx\0');
+    const receipts = [await sender.next('RECEIPT'), await sender.next('RECEIPT')].map((f) => frameHeader(f, 'receipt-id'));
+    assert.deepEqual(receipts.sort(), ['after', 'deep']);
+    sender.close();
+  });
+
   it('a SEND to /topic/$SYS… is refused, to users and admins alike, and an admin $SYS subscriber sees nothing forged', async () => {
     const port = s.server.address('stomp').port;
     const watcher = await stompTcp(port, ADMIN);

@@ -255,6 +255,13 @@ describe('console and demo pages in Chromium', { skip: browserMissing() }, () =>
     await form.getByLabel('Password').fill('newcomer-password');
     await form.getByRole('button', { name: 'Create user' }).click();
     await page.locator('#users tr', { hasText: 'newcomer' }).waitFor();
+    // A role change asks first: dismissed, nothing changes and the list shows the old role again.
+    const asked: string[] = [];
+    page.once('dialog', (d) => void (asked.push(d.message()), d.dismiss()));
+    await page.getByLabel('Role of newcomer').selectOption('admin');
+    assert.deepEqual(asked, ['Make newcomer admin?']);
+    assert.equal(await page.getByLabel('Role of newcomer').inputValue(), 'user');
+    page.once('dialog', (d) => void d.accept());
     await page.getByLabel('Role of newcomer').selectOption('service');
     await page.locator('#banner', { hasText: 'newcomer is now service' }).waitFor();
     const users = await api<{ name: string; role: string }[]>(s.url, 'GET', '/api/users', { token: admin });

@@ -26,7 +26,7 @@ import { rawSocket, wsFrame, writeFrame } from '../../transports/ws-frame.js';
 import { storeUnavailable } from '../../store/store.js';
 import { PublishPermissions, sessionSubject, type AclSubject } from '../../core/acl.js';
 import { DeliveryBudget, pinnedSize } from '../../core/delivery-budget.js';
-import { jsonDepthProblem } from '../../http/json-depth.js';
+import { jsonDepthProblem } from '../../core/json-depth.js';
 
 let counter = 0;
 

@@ -23,11 +23,12 @@ export function registerJsonWebSocket(ctx: HeraldContext): void {
       }
       let principal: Principal;
       try {
-        principal = await ctx.auth.authenticate(token, { renew: true });
+        principal = await ctx.auth.authenticate(token, { renew: true, address: clientAddress(ctx, req) });
       } catch (err) {
         if (!(err instanceof AuthError)) throw err;
         ctx.metrics.protocolErrors.inc({ protocol: 'json-ws', reason: 'auth' });
-        throw new UpgradeRefusal(err.code === 'user_disabled' ? 403 : 401, err.code === 'token_expired' ? 'token expired; log in again' : err.message);
+        const status = err.code === 'user_disabled' ? 403 : err.code === 'rate_limited' ? 429 : 401;
+        throw new UpgradeRefusal(status, err.code === 'token_expired' ? 'token expired; log in again' : err.message);
       }
       if (ctx.sessions.ofUser(principal.userId).size >= ctx.config.maxConnectionsPerUser) {
         throw new UpgradeRefusal(429, `user "${principal.name}" already has ${ctx.config.maxConnectionsPerUser} connections open (maxConnectionsPerUser)`);
