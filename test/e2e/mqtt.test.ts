@@ -1039,9 +1039,11 @@ describe('MQTT 5 subscription options, flow control, keep-alive and will delay',
     watcher.on('message', (t, p) => wills.push(`${t}:${p.toString()}`));
     await watcher.subscribeAsync('lastwill/#', { qos: 1 });
     const will = { topic: 'lastwill/d1', payload: Buffer.from('gone'), qos: 1 as const, retain: false, properties: { willDelayInterval: 1 } };
-    const first = await mqtt.connectAsync(tcpUrl(s), { ...ADMIN, protocolVersion: 5, clientId: 'd1', will });
+    // The session outlives the connection (expiry 10 s), so the will waits for its own delay [MQTT-3.1.3.2.2].
+    const sessionKept = { sessionExpiryInterval: 10 };
+    const first = await mqtt.connectAsync(tcpUrl(s), { ...ADMIN, protocolVersion: 5, clientId: 'd1', will, properties: sessionKept });
     first.stream.destroy();
-    const back = await mqtt.connectAsync(tcpUrl(s), { ...ADMIN, protocolVersion: 5, clientId: 'd1', will });
+    const back = await mqtt.connectAsync(tcpUrl(s), { ...ADMIN, protocolVersion: 5, clientId: 'd1', will, properties: sessionKept });
     await new Promise((r) => setTimeout(r, 1300));
     assert.deepEqual(wills, [], 'the client came back within the delay');
     const started = Date.now();
