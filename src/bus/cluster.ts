@@ -54,7 +54,7 @@ type Control =
   | { t: 'thread'; topic: string }
   | { t: 'retained'; topic: string; qos: QoS; m: string }
   | { t: 'share'; key: string }
-  | { t: 'takeover'; cid: string; from: string; req: string; holder: string | null }
+  | { t: 'takeover'; cid: string; uid: string; from: string; req: string; holder: string | null }
   | { t: 'released'; req: string }
   | { t: 'kick'; session: string; message: string }
   | { t: 'stats?'; req: string; from: string }
@@ -188,7 +188,7 @@ export class Cluster implements ClusterLink, Presence {
   attachMqtt(mqtt: MqttShared): void {
     this.mqtt = mqtt;
     mqtt.cluster = {
-      takeover: (cid) => this.takeover(cid),
+      takeover: (cid, uid) => this.takeover(cid, uid),
       holdWill: (cid, will, delay) => this.holdWill(cid, will, delay),
       dropWill: (cid, handle) => this.dropWill(cid, handle),
     };
@@ -323,7 +323,10 @@ export class Cluster implements ClusterLink, Presence {
         const mqtt = this.mqtt;
         if (!mqtt) return;
         const conn = mqtt.clients.get(c.cid);
-        if (conn) {
+        // A client id belongs to its user: another user's connection elsewhere does not end this one.
+        if (conn && conn.principal.userId !== c.uid) {
+          this.options.log.info({ clientId: c.cid, node: c.from }, 'MQTT takeover by another user ignored');
+        } else if (conn) {
           conn.takenOver();
           if (mqtt.clients.get(c.cid) === conn) mqtt.clients.delete(c.cid);
         }
@@ -393,8 +396,9 @@ export class Cluster implements ClusterLink, Presence {
    * Before a node accepts an MQTT client id: every other node ends its
    * connection with that id, and the node holding its stored session lets
    * go of it (its last writes on disk). Waits for that holder, up to 3 s.
+   * Only connections of the same user (`userId`) are ended.
    */
-  async takeover(clientId: string): Promise<void> {
+  async takeover(clientId: string, userId: string): Promise<void> {
     const record = await this.parts!.store.getMqttSession(clientId).catch(() => null);
     const holder = record?.node;
     const req = randomBytes(8).toString('hex');
@@ -411,7 +415,7 @@ export class Cluster implements ClusterLink, Presence {
           });
         })
       : Promise.resolve();
-    this.control({ t: 'takeover', cid: clientId, from: this.nodeId, req, holder: holder ?? null });
+    this.control({ t: 'takeover', cid: clientId, uid: userId, from: this.nodeId, req, holder: holder ?? null });
     await released;
     this.waiting.delete(req);
   }

@@ -409,6 +409,28 @@ describe('cluster: three nodes on one PostgreSQL and one Redis', { skip }, () =>
     }
     assert.equal(last, 429, 'the eleventh failure, spread over three nodes, is refused as a flood');
   });
+
+  it('does not let another user on another node take over a connected MQTT client id', async () => {
+    const bob = await addUser(a, admin, 'bob-cid');
+    const eve = await addUser(a, admin, 'eve-cid');
+    const owner = await mqttPeer(a, { username: 'bob-cid', password: bob.token, clientId: 'device@shared', clean: true, reconnectPeriod: 0 });
+    let ownerClosed = false;
+    owner.client.on('close', () => (ownerClosed = true));
+    // Eve on node B with Bob's client id: Bob's connection on node A stays.
+    const intruder = mqtt.connect(mqttUrl(b), { username: 'eve-cid', password: eve.token, clientId: 'device@shared', clean: true, reconnectPeriod: 0 });
+    await new Promise<void>((resolve) => {
+      intruder.once('connect', () => resolve());
+      intruder.once('error', () => resolve());
+      intruder.once('close', () => resolve());
+    });
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(ownerClosed, false, "bob's connection was not ended by eve's CONNECT");
+    await owner.client.subscribeAsync('cid/check');
+    await owner.client.publishAsync('cid/check', 'still here');
+    assert.deepEqual(await owner.next(), ['cid/check', 'still here']);
+    intruder.end(true);
+    await owner.client.endAsync();
+  });
 });
 
 describe('cluster: a node killed with SIGKILL', { skip }, () => {

@@ -486,7 +486,7 @@ export class MqttConnection implements Session {
     if (claimed) return this.refuse(REFUSE.clientId, claimed);
     // Session takeover: the same client id on another node (cluster), then on this one, is ended.
     if (this.shared.cluster) {
-      await this.shared.cluster.takeover(clientId);
+      await this.shared.cluster.takeover(clientId, who.userId);
       if (this.closed) return;
     }
     const previous = this.shared.clients.get(clientId);

@@ -15,8 +15,8 @@ import type { Acl } from '../../core/acl.js';
 import { createMessage, type CoreMessage } from '../../core/message.js';
 
 export interface MqttClusterLink {
-  /** Ends the client id's connection and session hold on other nodes before this node takes them. */
-  takeover(clientId: string): Promise<void>;
+  /** Ends the client id's connection (if it is `userId`'s) and session hold on other nodes before this node takes them. */
+  takeover(clientId: string, userId: string): Promise<void>;
   /**
    * Keeps a connected client's will where the other nodes find it, so that
    * if this node dies they publish it. Returns a handle for dropWill.
