@@ -54,7 +54,7 @@ export const CONFIG_SCHEMA = {
   databasePoolSize: int(10, 1, 500, 'PostgreSQL connections per node'),
   databaseConnectSeconds: int(60, 0, 3600, 'At start, how long an unreachable PostgreSQL is retried before the node gives up'),
   adminPassword: str('', 'Password of the `admin` user created on first start (random and printed once if empty)'),
-  tokenIdleSeconds: int(600, 1, 31_536_000, 'A login token dies after this many seconds without an authenticated HTTP call'),
+  tokenIdleSeconds: int(600, 1, 31_536_000, 'A login token dies after this many seconds without use: an authenticated HTTP call, or opening a connection or a STOMP SEND with it (not on /v1/ws, which lives by HTTP calls)'),
   tokenSweepMs: int(1000, 50, 60_000, 'How often sessions are checked for dead tokens'),
   jwtSecret: str('', 'HS256 secret: JWTs signed with it are accepted as tokens'),
   jwtPublicKey: str('', 'RS256 public key (PEM text, or a path to a PEM file): JWTs signed by its private key are accepted'),
