@@ -5,7 +5,7 @@
  */
 import { Ajv, type ErrorObject } from 'ajv';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
+import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import { AuthError, type Principal } from '../core/auth.js';
 import { storeUnavailable, type Role } from '../store/store.js';
@@ -13,6 +13,7 @@ import type { HeraldContext } from '../context.js';
 import { redactCredentials, REDACT_PATHS } from '../log.js';
 import { HttpError } from './envelope.js';
 import { jsonDepthProblem } from '../core/json-depth.js';
+import { tokenFrom } from '../transports/handshake.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -20,17 +21,6 @@ declare module 'fastify' {
   }
 }
 
-/** Token from `X-Auth-Token`, `Authorization: Bearer …` or the `__token` query parameter, in that order. */
-export function tokenFrom(headers: IncomingHttpHeaders, query: URLSearchParams): string | undefined {
-  const header = headers['x-auth-token'];
-  if (typeof header === 'string' && header !== '') return header.trim();
-  const authz = headers.authorization;
-  if (typeof authz === 'string') {
-    const m = /^Bearer\s+(\S+)\s*$/i.exec(authz);
-    if (m) return m[1];
-  }
-  return query.get('__token') ?? undefined;
-}
 
 export function authErrorStatus(err: AuthError): number {
   switch (err.code) {

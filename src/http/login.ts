@@ -1,7 +1,8 @@
 /** POST /v1/login, POST /v1/logout, GET /v1/me: the token lifecycle seen from HTTP. */
 import type { HeraldContext } from '../context.js';
 import { ok } from './envelope.js';
-import { requireAuth, tokenFrom } from './app.js';
+import { requireAuth } from './app.js';
+import { tokenFrom } from '../transports/handshake.js';
 
 interface LoginBody {
   username: string;

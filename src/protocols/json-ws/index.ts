@@ -2,7 +2,7 @@
 import type { HeraldContext } from '../../context.js';
 import { AuthError, type Principal } from '../../core/auth.js';
 import { UpgradeRefusal } from '../../transports/listeners.js';
-import { clientAddress, deviceOf } from '../stomp/index.js';
+import { clientAddress, deviceOf } from '../../transports/handshake.js';
 import { JsonConnection } from './connection.js';
 
 export function registerJsonWebSocket(ctx: HeraldContext): void {
@@ -23,7 +23,7 @@ export function registerJsonWebSocket(ctx: HeraldContext): void {
       }
       let principal: Principal;
       try {
-        principal = await ctx.auth.authenticate(token, { renew: true, address: clientAddress(ctx, req) });
+        principal = await ctx.auth.authenticate(token, { renew: true, address: clientAddress(req, ctx.config.trustProxy) });
       } catch (err) {
         if (!(err instanceof AuthError)) throw err;
         ctx.metrics.protocolErrors.inc({ protocol: 'json-ws', reason: 'auth' });
@@ -38,7 +38,7 @@ export function registerJsonWebSocket(ctx: HeraldContext): void {
     onConnection(ws, req, accepted, admission) {
       // The token in the path authenticated the session at the handshake.
       admission.authenticated();
-      new JsonConnection(ctx, ws, accepted.principal, clientAddress(ctx, req), accepted.device).start();
+      new JsonConnection(ctx, ws, accepted.principal, clientAddress(req, ctx.config.trustProxy), accepted.device).start();
     },
   });
 }

@@ -8,7 +8,7 @@ import type { MqttApps } from '../../apps/mqtt-apps.js';
 import type { HeraldContext } from '../../context.js';
 import { rawSocket, wsFrame, writeFrame } from '../../transports/ws-frame.js';
 import { writeBatched } from '../../transports/write-batch.js';
-import { clientAddress } from '../stomp/index.js';
+import { clientAddress } from '../../transports/handshake.js';
 import { MqttConnection, RetainedMessages, type MqttTransport } from './connection.js';
 import { PersistentSessions } from './sessions.js';
 import type { Acl } from '../../core/acl.js';
@@ -101,7 +101,7 @@ export async function registerMqtt(ctx: HeraldContext, apps: MqttApps): Promise<
         pause: () => ws.pause(),
         resume: () => ws.resume(),
       };
-      const conn = new MqttConnection(ctx, shared, transport, 'mqtt-ws', clientAddress(ctx, req), admission);
+      const conn = new MqttConnection(ctx, shared, transport, 'mqtt-ws', clientAddress(req, ctx.config.trustProxy), admission);
       ws.on('message', (d: Buffer) => conn.receive(d));
       ws.on('close', () => conn.onTransportClosed());
       ws.on('error', () => conn.onTransportClosed());

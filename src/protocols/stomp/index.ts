@@ -15,7 +15,7 @@ import type { IncomingMessage } from 'node:http';
 import type { WebSocket } from 'ws';
 import type { HeraldContext } from '../../context.js';
 import { AuthError, type Principal } from '../../core/auth.js';
-import { tokenFrom } from '../../http/app.js';
+import { clientAddress, deviceOf, tokenFrom } from '../../transports/handshake.js';
 import { UpgradeRefusal, type Admission } from '../../transports/listeners.js';
 import { rawSocket, wsFrame, writeFrame } from '../../transports/ws-frame.js';
 import { writeBatched } from '../../transports/write-batch.js';
@@ -54,18 +54,6 @@ function tcpTransport(socket: Socket): StompTransport {
   };
 }
 
-export function deviceOf(req: IncomingMessage, url: URL): string {
-  return (url.searchParams.get('device') ?? req.headers['user-agent'] ?? 'unknown').slice(0, 200);
-}
-
-export function clientAddress(ctx: HeraldContext, req: IncomingMessage): string {
-  if (ctx.config.trustProxy) {
-    const fwd = req.headers['x-forwarded-for'];
-    if (typeof fwd === 'string' && fwd) return fwd.split(',')[0]!.trim();
-  }
-  return req.socket.remoteAddress ?? 'unknown';
-}
-
 /**
  * Authenticates the handshake token; a missing or dead one is refused with 401 when `required`.
  * `renew`: whether opening the socket counts as use of the token (see the top of this file).
@@ -77,7 +65,7 @@ async function handshakeToken(ctx: HeraldContext, req: IncomingMessage, url: URL
     return undefined;
   }
   try {
-    return await ctx.auth.authenticate(token, { renew, address: clientAddress(ctx, req) });
+    return await ctx.auth.authenticate(token, { renew, address: clientAddress(req, ctx.config.trustProxy) });
   } catch (err) {
     if (err instanceof AuthError) {
       ctx.metrics.protocolErrors.inc({ protocol: 'stomp-ws', reason: 'auth' });
@@ -153,7 +141,7 @@ export function registerStomp(ctx: HeraldContext): void {
       maxPayload,
       accept: async (req, url) => ({ principal: await handshakeToken(ctx, req, url, required, renew), device: deviceOf(req, url) }),
       onConnection(ws: WebSocket, req: IncomingMessage, accepted: { principal: Principal | undefined; device: string }, admission: Admission): void {
-        const conn = new StompConnection(ctx, wsTransport(ws), 'stomp-ws', clientAddress(ctx, req), accepted.device, accepted.principal, admission, renew);
+        const conn = new StompConnection(ctx, wsTransport(ws), 'stomp-ws', clientAddress(req, ctx.config.trustProxy), accepted.device, accepted.principal, admission, renew);
         watchMessageSize(rawSocket(ws), maxPayload, (bytes) => conn.tooLarge(bytes, maxPayload));
         ws.on('message', (data: Buffer) => conn.receive(data));
         ws.on('close', () => conn.onTransportClosed());

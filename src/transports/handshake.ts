@@ -1,0 +1,32 @@
+/**
+ * What every front end reads off an HTTP request or WebSocket handshake:
+ * the token, the client's address and its device. Shared here so protocols
+ * and HTTP routes read them the same way, without importing each other.
+ */
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+
+/** Token from `X-Auth-Token`, `Authorization: Bearer …` or the `__token` query parameter, in that order. */
+export function tokenFrom(headers: IncomingHttpHeaders, query: URLSearchParams): string | undefined {
+  const header = headers['x-auth-token'];
+  if (typeof header === 'string' && header !== '') return header.trim();
+  const authz = headers.authorization;
+  if (typeof authz === 'string') {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(authz);
+    if (m) return m[1];
+  }
+  return query.get('__token') ?? undefined;
+}
+
+/** The client's address: the socket's, or behind a trusted proxy the first of `X-Forwarded-For`. */
+export function clientAddress(req: IncomingMessage, trustProxy: boolean): string {
+  if (trustProxy) {
+    const fwd = req.headers['x-forwarded-for'];
+    if (typeof fwd === 'string' && fwd) return fwd.split(',')[0]!.trim();
+  }
+  return req.socket.remoteAddress ?? 'unknown';
+}
+
+/** What the client calls its device: `?device=`, else its User-Agent (at most 200 characters). */
+export function deviceOf(req: IncomingMessage, url: URL): string {
+  return (url.searchParams.get('device') ?? req.headers['user-agent'] ?? 'unknown').slice(0, 200);
+}
