@@ -24,7 +24,8 @@ Usage:
   herald token issue NAME [--expires-in SECONDS]
                                               print a token for scripts; it does not idle-expire,
                                               and dies after SECONDS if given
-  herald app add NAME                         register an MQTT app (seed 004): prints appId,
+  herald app add NAME                         register an MQTT app, for devices that log in with
+                                              app and user tokens (docs/clients.md): prints appId,
                                               appClientId and appClientSecret (shown once)
   herald app list                             list MQTT apps
   herald --help | --version

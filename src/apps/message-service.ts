@@ -1,7 +1,8 @@
 /**
- * The message service of seed 002: messages with a title, content and type,
- * sent to listed users (or to everyone online), stored with one delivery row
- * per receiver whose status moves PENDING → DELIVERED → READ.
+ * The message service (the "message service" client profile of
+ * docs/clients.md, over the JSON WebSocket): messages with a title, content
+ * and type, sent to listed users (or to everyone online), stored with one
+ * delivery row per receiver whose status moves PENDING → DELIVERED → READ.
  *
  * Delivery rides on the broker's user mailbox `messages`: every session of a
  * receiver subscribed to it gets the message, whatever its protocol (STOMP
@@ -33,7 +34,7 @@ export function messageView(m: StoredMessage): { id: string; title: string; cont
   };
 }
 
-/** Seed 002 sends `type` as a number; it is stored as text and given back as it came. */
+/** The message service's back end sends `type` as a number; it is stored as text and given back as it came. */
 export function typeForOutput(type: string): string | number {
   return /^(0|-?[1-9]\d{0,14})$/.test(type) ? Number(type) : type;
 }
@@ -141,7 +142,7 @@ export class MessageService {
     }
   }
 
-  /** HTTP fallback (seed 002's collectMessage): the caller's PENDING messages, now marked DELIVERED. */
+  /** HTTP fallback (the message service's collectMessage): the caller's PENDING messages, now marked DELIVERED. */
   async collect(userId: string, limit: number): Promise<ReturnType<typeof messageView>[]> {
     const pending = await this.store.pendingFor(userId, limit);
     for (const m of pending) await this.store.setDeliveryStatus(m.id, userId, 'DELIVERED', this.clock.now());

@@ -1,6 +1,8 @@
 /**
- * The `/test` debug destination of seed 000: a `WsTestReq {queue, msg}` sent
- * to `/test` pushes `msg`, verbatim, to the sender's `/user/{token}/queue/{queue}`.
+ * The `/test` debug destination of the media-service notifications client
+ * (stomp.js 2.3 on `/v1/ws?__token=`, see docs/clients.md): a
+ * `WsTestReq {queue, msg}` sent to `/test` pushes `msg`, verbatim, to the
+ * sender's `/user/{token}/queue/{queue}`.
  * A malformed request is answered on the sender's `/user/queue/errors`.
  */
 import { AppRefusal, type Broker } from '../core/broker.js';

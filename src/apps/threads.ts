@@ -1,5 +1,6 @@
 /**
- * Chat threads (seed 003). A thread is a topic with members and persistent
+ * Chat threads, for the customer-service chat client profile
+ * (@stomp/stompjs on `/stomp`, see docs/clients.md). A thread is a topic with members and persistent
  * history. Clients subscribe `/topic/{thread}` (the thread id with `/` turned
  * into `.`) and publish to `/app/{thread}`, or POST the same JSON to
  * `/api/v1/message/send` when the socket is down. The server validates the
@@ -43,7 +44,7 @@ export function threadTopic(id: string): string {
   return topicFromDotted(id.replace(/\//g, '.'));
 }
 
-/** The form seed 003 subscribes to: `org.1.visitor.7`. */
+/** The form the customer-service chat client subscribes to: `org.1.visitor.7`. */
 export function dottedThread(topic: string): string {
   return topicToDotted(topic);
 }

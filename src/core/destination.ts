@@ -68,7 +68,7 @@ export function topicMatches(filter: string, topic: string): boolean {
   return f.length === t.length;
 }
 
-/** A destination in SPEC.md's STOMP-style syntax, parsed. */
+/** A destination in Herald's STOMP-style syntax, parsed. */
 export type ParsedDestination =
   | { kind: 'topic'; topic: string }
   | { kind: 'queue'; name: string }

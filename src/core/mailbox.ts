@@ -10,8 +10,9 @@ export function isSelf(principal: Principal, who: string): boolean {
 
 /**
  * Resolves `who` to a user id: a Herald user id, a user name, or a live token
- * (seed 000 addresses mailboxes by token). Anything else is taken as an
- * external user id (a JWT `sub`), since such users have no row in the store.
+ * (the media-service notifications client addresses its mailboxes by token).
+ * Anything else is taken as an external user id (a JWT `sub`), since such
+ * users have no row in the store.
  */
 export async function resolveUserId(store: Store, auth: Auth, who: string): Promise<string> {
   const byId = await store.getUserById(who);

@@ -18,7 +18,7 @@ describe('HTTP API: login, tokens and the envelope', () => {
   });
   after(() => s.stop());
 
-  it('logs in as seed 001 expects: data[0].authToken', async () => {
+  it('logs in as the media-service notifications client expects: data[0].authToken', async () => {
     const r = await api<{ authToken: string; userId: string; expiresIn: number }[]>(s.url, 'POST', '/v1/login', {
       body: { username: 'admin', password: ADMIN_PASSWORD },
     });

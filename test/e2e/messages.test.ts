@@ -1,5 +1,5 @@
 /**
- * The message service (seed 002): HTTP API, JSON WebSocket, delivery status,
+ * The message service (the JSON WebSocket client profile): HTTP API, JSON WebSocket, delivery status,
  * re-send on connect across JSON WebSocket and STOMP.
  */
 import assert from 'node:assert/strict';

@@ -1,6 +1,6 @@
 /**
  * MQTT with real clients: mqtt.js (3.1.1 and 5, TCP and WebSocket) and Paho
- * JavaScript reproducing seed 004's client, plus raw packets for bad input.
+ * JavaScript reproducing the device MQTT client (app and user tokens), plus raw packets for bad input.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -207,7 +207,7 @@ describe('MQTT with mqtt.js', () => {
   });
 });
 
-describe('seed 004: app and user tokens, Paho over WebSocket', () => {
+describe('device MQTT: app and user tokens, Paho over WebSocket', () => {
   const clock = new ManualClock(Date.now());
   let s: TestServer;
   let app: { appId: string; appClientId: string; appClientSecret: string };
@@ -237,7 +237,7 @@ describe('seed 004: app and user tokens, Paho over WebSocket', () => {
     return userBody.body.access_token;
   }
 
-  it('runs the seed 004 flow with Paho: uname@appId, token as password, keep-alive 60, clean session, QoS 0', async () => {
+  it('runs the device MQTT flow with Paho: uname@appId, token as password, keep-alive 60, clean session, QoS 0', async () => {
     Object.assign(globalThis, { WebSocket });
     const Paho = require('paho-mqtt') as {
       Client: new (host: string, port: number, clientId: string) => PahoClient;
@@ -287,7 +287,7 @@ describe('seed 004: app and user tokens, Paho over WebSocket', () => {
     const deadline = Date.now() + 5000;
     while (a.inbox.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     assert.deepEqual(JSON.parse(a.inbox[0]!), { key: 'ArrowLeft', t: 1 });
-    // seed 004 connects with reconnect: true; a dropped connection comes back by itself
+    // the device client connects with reconnect: true; a dropped connection comes back by itself
     const lost = new Promise<void>((r) => (a.client.onConnectionLost = () => r()));
     for (const session of [...s.server.ctx.sessions.all()]) {
       if (session.device === `player1@${app.appId}`) session.close({ code: 'kicked', message: 'test drop' });
@@ -325,7 +325,7 @@ describe('seed 004: app and user tokens, Paho over WebSocket', () => {
     assert.equal(await s.server.ctx.store.getAppToken(hashOf(shortLived)), null);
   });
 
-  it('answers token requests with wrong credentials in the seed shape', async () => {
+  it('answers token requests with wrong credentials in the client\'s shape', async () => {
     const r = await fetch(s.url + '/openapi/rm/app/token', {
       method: 'POST',
       headers: { 'content-type': 'application/json' },

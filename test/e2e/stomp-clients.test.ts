@@ -1,6 +1,6 @@
 /**
- * The seeds' STOMP clients, written afresh with the same library calls:
- * stompjs 2.3.3 (seeds 000/001) and @stomp/stompjs 7 (seed 003).
+ * The STOMP client profiles of docs/clients.md, written afresh with the same library calls:
+ * stompjs 2.3.3 (media-service notifications) and @stomp/stompjs 7 (customer-service chat).
  */
 import assert from 'node:assert/strict';
 import { describe, it, before, after } from 'node:test';
@@ -36,7 +36,7 @@ async function createUser(s: TestServer, admin: string, name: string, role = 'us
   return login(s.url, name, name + '-password');
 }
 
-describe('seed 000: /v1/ws with stompjs 2.3 and the /test debug destination', () => {
+describe('media-service notifications: /v1/ws with stompjs 2.3 and the /test debug destination', () => {
   let s: TestServer;
   let token: string;
   before(async () => {
@@ -49,7 +49,7 @@ describe('seed 000: /v1/ws with stompjs 2.3 and the /test debug destination', ()
     const { client } = await connectLegacy(wsUrl(s.url, '/v1/ws?__token=' + token));
     const payload = { reqId: crypto.randomUUID(), note: 'héllo 世界' };
     const got = nextMessage<LegacyFrame>((cb) => client.subscribe('/user/' + token + '/queue/mytest', cb));
-    // WsTestReq as the seed builds it: msg is the JSON text of the payload.
+    // WsTestReq as the client builds it: msg is the JSON text of the payload.
     client.send('/test', null, JSON.stringify({ queue: 'mytest', msg: JSON.stringify(payload) }));
     const frame = await got;
     assert.deepEqual(JSON.parse(frame.body), payload);
@@ -102,7 +102,7 @@ describe('seed 000: /v1/ws with stompjs 2.3 and the /test debug destination', ()
   });
 });
 
-describe('seed 001: notifications, and reconnecting only while the token lives', () => {
+describe('media-service notifications: reconnecting only while the token lives', () => {
   const clock = new ManualClock(Date.now());
   let s: TestServer;
   let service: string;
@@ -138,9 +138,9 @@ describe('seed 001: notifications, and reconnecting only while the token lives',
     assert.equal(first.command, 'ERROR');
     assert.equal(first.headers['message'], 'token expired');
 
-    // The seed's error handler reconnects only if the last API call is recent: it is not.
+    // The client's error handler reconnects only if the last API call is recent: it is not.
     const sinceLastApiCall = clock.now() - lastApiTime;
-    assert.ok(!(sinceLastApiCall < 10 * 60 * 1000), 'the seed client would not reconnect');
+    assert.ok(!(sinceLastApiCall < 10 * 60 * 1000), 'the notifications client would not reconnect');
     // And a reconnect with the dead token would be refused anyway.
     const refused = await refusedHandshake(url);
     assert.equal(refused.status, 401);
@@ -181,7 +181,7 @@ function subscribed(c: Client): Promise<void> {
   });
 }
 
-/** A seed-003-style client: `login` connect header, 10 s heart-beats, ack:client subscriptions. */
+/** A customer-service chat client: `login` connect header, 10 s heart-beats, ack:client subscriptions. */
 function stompClient(url: string, connectHeaders: Record<string, string>): Promise<Client & { stompErrors: IFrame[] }> {
   const client = new Client({
     brokerURL: url,
@@ -199,7 +199,7 @@ function stompClient(url: string, connectHeaders: Record<string, string>): Promi
   });
 }
 
-describe('seed 003 style: @stomp/stompjs on /stomp', () => {
+describe('customer-service chat: @stomp/stompjs on /stomp', () => {
   let s: TestServer;
   let admin: string;
   before(async () => {

@@ -1,8 +1,8 @@
 /**
- * Chat threads, driven the way seed 003's StompManager drives them:
+ * Chat threads, driven the way the customer-service chat client's StompManager drives them:
  * @stomp/stompjs with a `login` connect header and 10 s heart-beats,
  * SUBSCRIBE /topic/{thread with / as .} ack:client with message.ack(),
- * publish to /app/{thread}, the seed's message shapes, and the HTTP fallback.
+ * publish to /app/{thread}, the client's message shapes, and the HTTP fallback.
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -28,7 +28,7 @@ interface ChatMessage {
   recalled?: boolean;
 }
 
-/** One chat party, in the shape of seed 003's StompManager (written afresh). */
+/** One chat party, in the shape of the chat client's StompManager (written afresh). */
 class ChatParty {
   client!: Client;
   readonly received: ChatMessage[] = [];
@@ -127,7 +127,7 @@ class ChatParty {
   }
 }
 
-describe('chat threads over STOMP (seed 003)', () => {
+describe('chat threads over STOMP (customer-service chat)', () => {
   const clock = new ManualClock(Date.now());
   let s: TestServer;
   let admin: string;
@@ -171,7 +171,7 @@ describe('chat threads over STOMP (seed 003)', () => {
     const own = visitor.received.at(-1)!;
     assert.equal(own.uid, msg['uid']);
     assert.equal(own.status, 'SUCCESS');
-    assert.equal(own.user.uid, 'visitor1', 'seed 003 recognises its own messages by user.uid');
+    assert.equal(own.user.uid, 'visitor1', 'the chat client recognises its own messages by user.uid');
     assert.equal(own.createdAt, new Date(clock.now()).toISOString(), 'server time');
     assert.match(own.id, /^\d+$/);
   });
@@ -192,7 +192,7 @@ describe('chat threads over STOMP (seed 003)', () => {
     const msg = agent.message('TEXT', 'Your order ships today');
     agent.send(msg);
     await visitor.until(() => visitor.received.some((m) => m.uid === msg['uid']), 'agent message');
-    // seed 003: the visitor answers every message from others with a READ receipt
+    // the chat client: the visitor answers every message from others with a READ receipt
     const receipt = { ...visitor.message('READ', msg['uid'] as string) };
     visitor.send(receipt);
     await agent.until(() => agent.received.some((m) => m.type === 'READ' && m.content === msg['uid']), 'READ receipt');
@@ -331,7 +331,7 @@ describe('chat threads over STOMP (seed 003)', () => {
     await wild.deactivate();
   });
 
-  it('sends over HTTP with exactly the effect of a STOMP publish (seed 003 sendHttpMessage)', async () => {
+  it('sends over HTTP with exactly the effect of a STOMP publish (the chat client\'s sendHttpMessage)', async () => {
     const msg = visitor.message('TEXT', 'sent while the socket was down');
     const r = await api<ChatMessage>(s.url, 'POST', '/api/v1/message/send', { token: visitorToken, body: msg });
     assert.equal(r.status, 200);

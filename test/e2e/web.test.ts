@@ -223,7 +223,7 @@ describe('console and demo pages in Chromium', { skip: browserMissing() }, () =>
     await shot(page, 'console-live-debug');
   });
 
-  it('exchanges inputs between two MQTT demo tabs with seed 004 app and user tokens', async () => {
+  it('exchanges inputs between two MQTT demo tabs with app and user tokens (device MQTT)', async () => {
     const app = await api<{ appId: string; appClientId: string; appClientSecret: string }>(s.url, 'POST', '/api/apps', { token: admin, body: { name: 'game' } });
     assert.equal(app.status, 200, app.body.message);
     const tabs: Page[] = [];

@@ -1,4 +1,4 @@
-/** A JSON WebSocket client (seed 002's protocol) that collects events. */
+/** A JSON WebSocket client (the message service's protocol) that collects events. */
 import { WebSocket } from 'ws';
 
 export interface JsonEvent {

@@ -28,7 +28,7 @@ interface LegacyStomp {
   WebSocketClass: unknown;
 }
 
-/** stompjs 2.3.3 as seeds 000/001 use it (`Stomp.client(url)`), with `ws` standing in for the browser WebSocket. */
+/** stompjs 2.3.3 as the media-service notifications client uses it (`Stomp.client(url)`), with `ws` standing in for the browser WebSocket. */
 export function legacyStomp(): LegacyStomp {
   const Stomp = require('stompjs') as LegacyStomp;
   Stomp.WebSocketClass = WebSocket;

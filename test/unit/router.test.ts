@@ -16,7 +16,7 @@ describe('destinations', () => {
     }));
   });
 
-  it('parses the destination kinds of SPEC.md', () => {
+  it('parses the destination kinds Herald knows', () => {
     assert.deepEqual(parseDestination('/topic/a.b'), { kind: 'topic', topic: 'a/b' });
     assert.deepEqual(parseDestination('/queue/jobs'), { kind: 'queue', name: 'jobs' });
     assert.deepEqual(parseDestination('/user/queue/strm'), { kind: 'user', who: null, name: 'strm' });

@@ -500,7 +500,7 @@ function renderDebug(): void {
     client.publish({ destination: v['destination']!, body: v['body'] ?? '' });
     note('SEND', `${v['destination']}  ${v['body']}`);
   });
-  const echoForm = h('form', { class: 'toolbar', 'aria-label': 'Test echo' }, field('Echo text (seed 000 /test)', h('input', { name: 'msg', value: 'ping', required: true })), h('button', { type: 'submit' }, 'Run /test echo')) as HTMLFormElement;
+  const echoForm = h('form', { class: 'toolbar', 'aria-label': 'Test echo' }, field('Echo text (the /test debug destination)', h('input', { name: 'msg', value: 'ping', required: true })), h('button', { type: 'submit' }, 'Run /test echo')) as HTMLFormElement;
   echoForm.addEventListener('submit', (e) => {
     e.preventDefault();
     const msg = formValues(echoForm)['msg']!;
@@ -583,7 +583,7 @@ function renderUsers(): void {
       await load();
     });
   });
-  const addApp = h('form', { class: 'card', 'aria-label': 'Create an MQTT app' }, h('h2', {}, 'Create an MQTT app (seed 004)'), field('Name', h('input', { name: 'name', required: true })), h('button', { type: 'submit' }, 'Create app')) as HTMLFormElement;
+  const addApp = h('form', { class: 'card', 'aria-label': 'Create an MQTT app' }, h('h2', {}, 'Create an MQTT app (device MQTT with app and user tokens)'), field('Name', h('input', { name: 'name', required: true })), h('button', { type: 'submit' }, 'Create app')) as HTMLFormElement;
   addApp.addEventListener('submit', (e) => {
     e.preventDefault();
     void attempt(async () => {
