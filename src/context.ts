@@ -1,4 +1,3 @@
-import type { FastifyInstance } from 'fastify';
 import type { MessageService } from './apps/message-service.js';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
@@ -8,12 +7,16 @@ import type { Broker } from './core/broker.js';
 import type { Metrics } from './core/metrics.js';
 import type { SessionRegistry } from './core/session.js';
 import type { Logger } from './log.js';
-import type { Cluster } from './bus/cluster.js';
+import type { ClusterControl } from './core/cluster-link.js';
 import type { Presence } from './core/presence.js';
 import type { Store } from './store/store.js';
 import type { Listeners } from './transports/listeners.js';
 
-/** What a protocol or route module gets to work with. */
+/**
+ * What a protocol or route module gets to work with: narrow views of the
+ * node's parts (the cluster as its control channel, never the engine; HTTP
+ * routes get the Fastify app besides, as http/app.ts's RouteContext).
+ */
 export interface HeraldContext {
   readonly config: Config;
   readonly log: Logger;
@@ -22,7 +25,7 @@ export interface HeraldContext {
   readonly auth: Auth;
   readonly sessions: SessionRegistry;
   readonly broker: Broker;
-  /** The message service (seed 002): stored per-user messages with delivery status. */
+  /** The message service (JSON WebSocket clients): stored per-user messages with delivery status. */
   readonly messages: MessageService;
   readonly metrics: Metrics;
   /** Topic access rules (aclFile), for every protocol's topic publishes and subscriptions. */
@@ -32,7 +35,6 @@ export interface HeraldContext {
   /** Who is connected, on every node. */
   readonly presence: Presence;
   /** Cluster mode: the link to the other nodes; undefined on a single node. */
-  readonly cluster: Cluster | undefined;
-  readonly http: FastifyInstance;
+  readonly cluster: ClusterControl | undefined;
   readonly listeners: Listeners;
 }

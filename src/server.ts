@@ -5,7 +5,6 @@
 import type { Clock } from './clock.js';
 import { systemClock } from './clock.js';
 import { ConfigError, type Config } from './config.js';
-import type { HeraldContext } from './context.js';
 import { MessageService } from './apps/message-service.js';
 import { registerTestEcho } from './apps/test-echo.js';
 import { ThreadService } from './apps/threads.js';
@@ -15,7 +14,7 @@ import { Acl } from './core/acl.js';
 import { Metrics, timedStore } from './core/metrics.js';
 import { randomPassword } from './core/passwords.js';
 import { SessionRegistry } from './core/session.js';
-import { createHttpApp } from './http/app.js';
+import { createHttpApp, type RouteContext } from './http/app.js';
 import { registerHealthRoutes } from './http/health.js';
 import { registerLoginRoutes } from './http/login.js';
 import { registerMessageRoutes } from './http/messages.js';
@@ -32,6 +31,10 @@ import { registerWebRoutes } from './http/web.js';
 import { SqliteStore } from './store/sqlite/sqlite-store.js';
 import { PostgresStore } from './store/postgres/postgres-store.js';
 import { Cluster, defaultNodeId } from './bus/cluster.js';
+import { RedisPresence } from './bus/redis-presence.js';
+import { joinClusterAuth } from './core/auth-cluster.js';
+import { joinClusterThreads } from './apps/thread-cluster.js';
+import { joinClusterMqtt } from './protocols/mqtt/cluster.js';
 import { redactUrl } from './bus/redis-bus.js';
 import { LocalPresence, type Presence } from './core/presence.js';
 import { DuplicateError, StoreUnavailableError, type Store } from './store/store.js';
@@ -77,12 +80,18 @@ export async function openStore(config: Config, log: Logger): Promise<Store> {
   }
 }
 
+/**
+ * The node's context as the server holds it: what protocols and routes get,
+ * plus the concrete cluster engine (to stop it; tests read its bus).
+ */
+export type ServerContext = RouteContext & { readonly cluster: Cluster | undefined };
+
 export class HeraldServer {
   private draining = false;
   private stopping: Promise<void> | undefined;
 
   private constructor(
-    readonly ctx: HeraldContext,
+    readonly ctx: ServerContext,
     private readonly network: NetworkListeners,
     readonly threads: ThreadService,
     private readonly mqtt: MqttShared,
@@ -127,9 +136,6 @@ export class HeraldServer {
           startedAt,
           log: log.child({ component: 'cluster' }),
           metrics,
-          loginLimit: config.loginMaxAttempts,
-          tokenFailureLimit: config.tokenFailuresPerAddress,
-          loginWindowMs: config.loginWindowSeconds * 1000,
         });
       } catch (err) {
         await store.close();
@@ -150,7 +156,9 @@ export class HeraldServer {
       throw err;
     }
     const sessions = new SessionRegistry(auth, metrics);
-    const presence: Presence = cluster ?? new LocalPresence(sessions, nodeId, startedAt);
+    const presence: Presence = cluster
+      ? new RedisPresence(cluster, sessions, config.presenceTtlSeconds * 1000, log.child({ component: 'cluster' }))
+      : new LocalPresence(sessions, nodeId, startedAt);
     const netLog = log.child({ component: 'net' });
     const network = new NetworkListeners(netLog, config, (kind, reason) => {
       metrics.protocolErrors.inc({ protocol: 'any', reason: kind });
@@ -167,10 +175,19 @@ export class HeraldServer {
     const threads = new ThreadService(store, broker, config, clock, log.child({ component: 'threads' }));
     threads.start();
     const apps = new MqttApps(store, config, clock);
-    cluster?.start({ store, broker, auth, sessions, threads });
+    if (cluster) {
+      // Features that need the other nodes register their control messages; the cluster only routes them.
+      joinClusterAuth(auth, cluster, {
+        loginLimit: config.loginMaxAttempts,
+        tokenFailureLimit: config.tokenFailuresPerAddress,
+        loginWindowMs: config.loginWindowSeconds * 1000,
+      });
+      joinClusterThreads(threads, cluster);
+      cluster.start({ store, broker, connections: () => sessions.size });
+    }
     const base = { config, log, clock, store, auth, sessions, metrics, acl, broker, messages, nodeId, presence, cluster };
     const http = createHttpApp(base);
-    const ctx: HeraldContext = { ...base, http, listeners: network };
+    const ctx: ServerContext = { ...base, http, listeners: network };
 
     let server: HeraldServer | undefined;
     let mqtt: MqttShared | undefined;
@@ -188,7 +205,7 @@ export class HeraldServer {
       registerStomp(ctx);
       registerJsonWebSocket(ctx);
       mqtt = await registerMqtt(ctx, apps);
-      cluster?.attachMqtt(mqtt);
+      if (cluster) joinClusterMqtt(cluster, ctx, mqtt);
 
       http.server.on('connection', (socket: Socket) => network.admitHttp(socket));
       http.server.on('upgrade', (req, socket, head) => network.handleUpgrade(req, socket, head));

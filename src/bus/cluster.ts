@@ -1,37 +1,34 @@
 /**
  * Cluster mode: several Herald nodes, one Redis, one PostgreSQL, acting as
- * one server. This module is the node's link to the others:
+ * one server. This module is the node's link to the others, and knows no
+ * feature:
  *
  * - Bus routing (ClusterLink): topic messages travel on `t:{topic}`; a node
  *   subscribes to the channels and patterns of the filters its own clients
  *   hold, so a message only reaches nodes that have a subscriber for it.
  *   User mailboxes travel on `u:{userId}`, queue pokes on `q:{name}`.
- * - Presence in Redis: a heartbeat key per node with a TTL and a hash of its
- *   sessions with the same TTL, so a dead node vanishes within the TTL.
- * - Sweeps: claims of queue messages and MQTT sessions held by dead nodes
- *   are freed and adopted.
- * - Control (`ctl`, to all nodes; `n:{id}`, to one): token revocations,
- *   thread and user changes, retained MQTT messages, shared-subscription
- *   membership, MQTT client-id takeover.
+ * - Liveness: a heartbeat key per node with a TTL, so a dead node vanishes
+ *   within the TTL; the queue claims it held are freed.
+ * - Control (ClusterControl): small JSON messages to all nodes (`ctl`) or
+ *   one (`n:{id}`), whose types features register with `on` where they are
+ *   wired; `survey` asks the others and gathers their answers. Heartbeat,
+ *   reconnect and stop hooks, records that outlive a dying node
+ *   (node-records.ts) and shared counters are offered the same way.
+ *
+ * Who is connected (sessions per node) is redis-presence.ts.
  */
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { Counter } from 'prom-client';
-import type { ThreadService } from '../apps/threads.js';
-import type { Auth, CredentialChange, SharedFailureCounter } from '../core/auth.js';
-import type { Broker, ClusterLink } from '../core/broker.js';
+import type { ClusterControl, ClusterLink, ControlHandler, NodeRecords, WindowCounter } from '../core/cluster-link.js';
 import type { CoreMessage } from '../core/message.js';
 import type { Metrics } from '../core/metrics.js';
-import { presenceEntry, type NodeInfo, type Presence, type PresenceEntry } from '../core/presence.js';
-import type { Session, SessionRegistry } from '../core/session.js';
+import type { NodeInfo } from '../core/presence.js';
 import type { Logger } from '../log.js';
-import type { MqttShared } from '../protocols/mqtt/index.js';
-import { publishProperties } from '../protocols/mqtt/sessions.js';
-import type { QoS } from 'mqtt-packet';
-import type { Store } from '../store/store.js';
 import { globEscape } from './bus.js';
 import { decodeMessage, encodeMessage } from './codec.js';
+import { NodeRecordSets } from './node-records.js';
 import { RedisBus } from './redis-bus.js';
 
 export interface ClusterOptions {
@@ -42,23 +39,26 @@ export interface ClusterOptions {
   startedAt: number;
   log: Logger;
   metrics: Metrics;
-  /** Failed password logins allowed per name+address pair within the window (the name alone is slowed past it), cluster-wide. */
-  loginLimit: number;
-  /** Failed token presentations per address in the window (tokenFailuresPerAddress). */
-  tokenFailureLimit: number;
-  loginWindowMs: number;
 }
 
-type Control =
-  | { t: 'cred'; change: CredentialChange }
-  | { t: 'thread'; topic: string }
-  | { t: 'retained'; topic: string; qos: QoS; m: string }
-  | { t: 'share'; key: string }
-  | { t: 'takeover'; cid: string; uid: string; from: string; req: string; holder: string | null }
-  | { t: 'released'; req: string }
-  | { t: 'kick'; session: string; message: string }
-  | { t: 'stats?'; req: string; from: string }
-  | { t: 'stats'; req: string; s: Record<string, [number, number]> };
+/** What the cluster drives on this node: the broker's remote side, and the store's queue claims. */
+export interface ClusterParts {
+  broker: { setClusterLink(link: ClusterLink): void; receiveRemote(msg: CoreMessage): void; queuePoked(name: string): void; recheckQueues(): void };
+  store: { releaseDeadClaims(liveOwners: readonly string[]): Promise<string[]> };
+  /** This node's connection count, for its heartbeat record. */
+  connections(): number;
+}
+
+/** A control message on the bus: type, sending node, survey request id (asked or answered), body. */
+interface Envelope {
+  t: string;
+  f: string;
+  r?: string;
+  b?: unknown;
+}
+
+/** The type of a survey's answer (features' types never start with `@`). */
+const ANSWER = '@answer';
 
 /** Channels and patterns a topic filter needs: `a/+/c` → pattern `t:a/*​/c`; `a/#` → `t:a` and `t:a/*`. */
 export function filterChannels(filter: string): { exact: string[]; patterns: string[] } {
@@ -84,38 +84,28 @@ export function defaultNodeId(name: string): string {
   return name || `${hostname()}-${process.pid}-${randomBytes(2).toString('hex')}`;
 }
 
-interface Parts {
-  store: Store;
-  broker: Broker;
-  auth: Auth;
-  sessions: SessionRegistry;
-  threads: ThreadService;
-}
-
-/** How long a listing waits for other nodes' live session figures. */
-const STATS_WAIT_MS = 500;
-
-/** A dead node's wills wait this long for a live node to publish them; refreshed by each heartbeat. */
-const WILL_KEY_TTL_MS = 24 * 3600 * 1000;
-
-export class Cluster implements ClusterLink, Presence {
+export class Cluster implements ClusterLink, ClusterControl {
   readonly nodeId: string;
   readonly bus: RedisBus;
-  private readonly redis: Redis;
-  private readonly k: string;
+  /** Commands to Redis (shared with redis-presence.ts and node-records.ts). */
+  readonly redis: Redis;
+  /** Prefix of every key of this cluster: `{clusterName}:`. */
+  readonly k: string;
   private readonly use = new Map<string, number>();
   /** Nodes that hold members of a shared group, by `group\0filter`, as last read. */
   private readonly shareNodes = new Map<string, string[]>();
   private live = new Set<string>();
-  private parts: Parts | undefined;
-  private mqtt: MqttShared | undefined;
-  private readonly waiting = new Map<string, () => void>();
-  private readonly statsWaiting = new Map<string, (stats: Record<string, [number, number]>) => void>();
+  private parts: ClusterParts | undefined;
+  private readonly handlers = new Map<string, ControlHandler<unknown, unknown>>();
+  /** Surveys waiting for answers, by request id. */
+  private readonly surveys = new Map<string, (from: string, answer: unknown) => void>();
+  private readonly beatHooks: ((live: ReadonlySet<string>) => Promise<void>)[] = [];
+  private readonly reconnectHooks: (() => Promise<void>)[] = [];
+  private readonly stopHooks: (() => Promise<void>)[] = [];
+  private readonly records: NodeRecordSets;
   private timer: NodeJS.Timeout | undefined;
   private heartbeatRunning = false;
   private stopped = false;
-  /** Wills of this node's connected MQTT clients, as kept in Redis (rewritten after a reconnect). */
-  private readonly wills = new Map<string, Buffer>();
   /** herald_bus_messages_total children, bound once. */
   private readonly counted: Record<'messageIn' | 'messageOut' | 'queueIn' | 'queueOut' | 'controlIn' | 'controlOut', { inc(): void }>;
 
@@ -140,6 +130,7 @@ export class Cluster implements ClusterLink, Presence {
       onLag: (ms) => options.metrics.busLag.observe(Math.max(0, ms) / 1000),
     });
     this.redis = this.bus.commands;
+    this.records = new NodeRecordSets(this.redis, this.k, this.nodeId, options.log);
     const bus = this.bus;
     let counted = 0;
     new Counter({
@@ -156,6 +147,8 @@ export class Cluster implements ClusterLink, Presence {
     this.bus.subscribe('ctl');
     this.bus.subscribe('n:' + this.nodeId);
     this.live.add(this.nodeId);
+    // The routing's own control type: a node joined or left a shared group, so the others read its members again.
+    this.on<string>('share', async (key) => void (this.shareNodes.has(key) && (await this.refreshShare(key))));
   }
 
   /** Whether Redis answers (for /readyz). */
@@ -163,48 +156,28 @@ export class Cluster implements ClusterLink, Presence {
     return this.bus.connected;
   }
 
-  /** Wires the node's parts in and starts heartbeats and sweeps. */
-  start(parts: Parts): void {
+  get liveNodes(): ReadonlySet<string> {
+    return this.live;
+  }
+
+  /** Wires the broker in and starts heartbeats; features register their control types before or after. */
+  start(parts: ClusterParts): void {
     this.parts = parts;
     parts.broker.setClusterLink(this);
-    parts.auth.onCredentialChange = (change) => this.control({ t: 'cred', change });
-    const { loginLimit, tokenFailureLimit } = this.options;
-    parts.auth.useSharedFailureCounters(this.failureCounter('name', loginLimit), this.failureCounter('pair', loginLimit), this.failureCounter('token', tokenFailureLimit));
-    parts.threads.onChange = (topic) => this.control({ t: 'thread', topic });
-    parts.threads.rememberMisses = false;
-    parts.sessions.observe({
-      added: (s) => this.sessionAdded(s),
-      removed: (s) => void this.redis.hdel(this.k + 'sess:' + this.nodeId, s.id).catch(() => undefined),
-    });
-    this.redis.on('ready', () => void this.resyncPresence());
-    if (this.redis.status === 'ready') void this.resyncPresence();
+    this.redis.on('ready', () => void this.reconnected());
+    if (this.redis.status === 'ready') void this.reconnected();
     const every = Math.max(500, Math.floor(this.options.ttlMs / 3));
     this.timer = setInterval(() => void this.heartbeat(), every);
     this.timer.unref();
     void this.heartbeat();
   }
 
-  /** MQTT joins after its front end is up: retained messages and client-id takeover. */
-  attachMqtt(mqtt: MqttShared): void {
-    this.mqtt = mqtt;
-    mqtt.cluster = {
-      takeover: (cid, uid) => this.takeover(cid, uid),
-      holdWill: (cid, will, delay) => this.holdWill(cid, will, delay),
-      dropWill: (cid, handle) => this.dropWill(cid, handle),
-    };
-    mqtt.retained.onSet = (topic, msg, qos) => this.control({ t: 'retained', topic, qos, m: encodeMessage(msg).toString('base64') });
-  }
-
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
-    // Leave presence at once rather than after the TTL.
-    // Its clients are gone and their wills settled here: nothing for the others to publish.
-    await Promise.all([
-      this.redis.del(this.k + 'node:' + this.nodeId, this.k + 'sess:' + this.nodeId, this.k + 'wills:' + this.nodeId),
-      this.redis.srem(this.k + 'nodes', this.nodeId),
-      this.redis.srem(this.k + 'willnodes', this.nodeId),
-    ]).catch(() => undefined);
+    for (const hook of this.stopHooks) await hook().catch(() => undefined);
+    // Leave at once rather than after the TTL; what this node kept for the others goes too (it settled it itself).
+    await Promise.all([this.redis.del(this.k + 'node:' + this.nodeId), this.redis.srem(this.k + 'nodes', this.nodeId), this.records.leave()]).catch(() => undefined);
     await this.bus.close();
   }
 
@@ -247,7 +220,7 @@ export class Cluster implements ClusterLink, Presence {
     const set = this.k + 'share:' + key;
     const done = on ? this.redis.sadd(set, this.nodeId) : this.redis.srem(set, this.nodeId);
     void done.then(
-      () => this.control({ t: 'share', key }),
+      () => this.broadcast('share', key),
       () => undefined,
     );
     if (on) {
@@ -273,6 +246,78 @@ export class Cluster implements ClusterLink, Presence {
     }
   }
 
+  // ---- control -----------------------------------------------------------------------------
+
+  on<B, A = void>(type: string, handler: ControlHandler<B, A>): void {
+    if (this.handlers.has(type)) throw new Error(`cluster control type ${type} is registered twice`);
+    this.handlers.set(type, handler as ControlHandler<unknown, unknown>);
+  }
+
+  broadcast(type: string, body: unknown): void {
+    this.publishControl('ctl', { t: type, f: this.nodeId, b: body });
+  }
+
+  send(node: string, type: string, body: unknown): void {
+    this.publishControl('n:' + node, { t: type, f: this.nodeId, b: body });
+  }
+
+  async survey<A>(type: string, body: unknown, options: { waitFor: readonly string[]; timeoutMs: number }): Promise<Map<string, A>> {
+    const answers = new Map<string, A>();
+    const req = randomBytes(8).toString('hex');
+    const waiting = new Set(options.waitFor.filter((n) => n !== this.nodeId));
+    const done = new Promise<void>((resolve) => {
+      if (waiting.size === 0) return resolve();
+      const t = setTimeout(resolve, options.timeoutMs);
+      this.surveys.set(req, (from, answer) => {
+        if (!waiting.delete(from)) return;
+        answers.set(from, answer as A);
+        if (waiting.size === 0) (clearTimeout(t), resolve());
+      });
+    });
+    this.publishControl('ctl', { t: type, f: this.nodeId, r: req, b: body });
+    await done;
+    this.surveys.delete(req);
+    return answers;
+  }
+
+  onHeartbeat(hook: (live: ReadonlySet<string>) => Promise<void>): void {
+    this.beatHooks.push(hook);
+  }
+
+  onReconnect(hook: () => Promise<void>): void {
+    this.reconnectHooks.push(hook);
+  }
+
+  onStop(hook: () => Promise<void>): void {
+    this.stopHooks.push(hook);
+  }
+
+  nodeRecords(name: string, orphaned: (node: string, records: Map<string, Buffer>) => Promise<void>): NodeRecords {
+    return this.records.open(name, orphaned);
+  }
+
+  /** INCR with the window set on the first hit (keys `{cluster}:{name}:{key}`). */
+  windowCounter(name: string, limit: number, windowMs: number): WindowCounter {
+    const key = (k: string) => `${this.k}${name}:${k}`;
+    return {
+      blockedFor: async (k) => {
+        const [count, ttl] = await Promise.all([this.redis.get(key(k)), this.redis.pttl(key(k))]);
+        return count !== null && Number(count) >= limit && ttl > 0 ? ttl : 0;
+      },
+      hit: async (k) => {
+        await this.redis.multi().incr(key(k)).pexpire(key(k), windowMs, 'NX').exec();
+      },
+      reset: async (k) => {
+        await this.redis.del(key(k));
+      },
+    };
+  }
+
+  private publishControl(channel: string, e: Envelope): void {
+    this.bus.publish(channel, Buffer.from(JSON.stringify(e)));
+    this.counted.controlOut.inc();
+  }
+
   // ---- receiving -------------------------------------------------------------------------
 
   private receive(channel: string, payload: Buffer): void {
@@ -292,235 +337,35 @@ export class Cluster implements ClusterLink, Presence {
       return;
     }
     this.counted.controlIn.inc();
-    let c: Control;
+    let e: Envelope;
     try {
-      c = JSON.parse(payload.toString('utf8')) as Control;
+      e = JSON.parse(payload.toString('utf8')) as Envelope;
     } catch {
       this.options.log.warn({ channel }, 'dropped a malformed control message from the bus');
       return;
     }
-    void this.onControl(c).catch((err: unknown) => this.options.log.error({ err, control: c.t }, 'cluster control message failed'));
-  }
-
-  private async onControl(c: Control): Promise<void> {
-    const parts = this.parts!;
-    switch (c.t) {
-      case 'cred':
-        parts.auth.applyRemoteChange(c.change);
-        return;
-      case 'thread':
-        parts.threads.forget(c.topic);
-        return;
-      case 'retained': {
-        const msg = decodeMessage(Buffer.from(c.m, 'base64'));
-        if (msg) this.mqtt?.retained.apply(c.topic, msg, c.qos);
-        return;
-      }
-      case 'share':
-        if (this.shareNodes.has(c.key)) await this.refreshShare(c.key);
-        return;
-      case 'takeover': {
-        const mqtt = this.mqtt;
-        if (!mqtt) return;
-        const conn = mqtt.clients.get(c.cid);
-        // A client id belongs to its user: another user's connection elsewhere does not end this one.
-        if (conn && conn.principal.userId !== c.uid) {
-          this.options.log.info({ clientId: c.cid, node: c.from }, 'MQTT takeover by another user ignored');
-        } else if (conn) {
-          conn.takenOver();
-          if (mqtt.clients.get(c.cid) === conn) mqtt.clients.delete(c.cid);
-        }
-        if (mqtt.sessions.holds(c.cid)) await mqtt.sessions.release(c.cid);
-        if (c.holder === this.nodeId) this.direct(c.from, { t: 'released', req: c.req });
-        return;
-      }
-      case 'released':
-        this.waiting.get(c.req)?.();
-        return;
-      case 'kick':
-        parts.sessions.get(c.session)?.close({ code: 'kicked', message: c.message });
-        return;
-      case 'stats?': {
-        const s: Record<string, [number, number]> = {};
-        for (const session of parts.sessions.all()) {
-          const f = session.stats();
-          s[session.id] = [f.subscriptions, f.unacked];
-        }
-        this.direct(c.from, { t: 'stats', req: c.req, s });
-        return;
-      }
-      case 'stats':
-        this.statsWaiting.get(c.req)?.(c.s);
-        return;
+    if (e.t === ANSWER) {
+      if (e.r !== undefined) this.surveys.get(e.r)?.(e.f, e.b);
+      return;
     }
-  }
-
-  /**
-   * Live figures (subscriptions, unacknowledged messages) of the sessions of
-   * other nodes, asked for on the bus; what has not answered within `waitMs`
-   * is left out (its sessions are listed without figures).
-   */
-  private async remoteStats(nodes: string[], waitMs: number): Promise<Map<string, [number, number]>> {
-    const out = new Map<string, [number, number]>();
-    if (nodes.length === 0) return out;
-    const req = randomBytes(8).toString('hex');
-    let left = nodes.length;
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, waitMs);
-      this.statsWaiting.set(req, (s) => {
-        for (const [id, f] of Object.entries(s)) out.set(id, f);
-        if (--left === 0) (clearTimeout(t), resolve());
-      });
-      for (const node of nodes) this.direct(node, { t: 'stats?', req, from: this.nodeId });
-    });
-    this.statsWaiting.delete(req);
-    return out;
-  }
-
-  /** Ends a session on another node (the console's "disconnect"). */
-  kick(node: string, session: string, message: string): void {
-    this.direct(node, { t: 'kick', session, message });
-  }
-
-  private control(c: Control): void {
-    this.bus.publish('ctl', Buffer.from(JSON.stringify(c)));
-    this.counted.controlOut.inc();
-  }
-
-  private direct(node: string, c: Control): void {
-    this.bus.publish('n:' + node, Buffer.from(JSON.stringify(c)));
-    this.counted.controlOut.inc();
-  }
-
-  /**
-   * Before a node accepts an MQTT client id: every other node ends its
-   * connection with that id, and the node holding its stored session lets
-   * go of it (its last writes on disk). Waits for that holder, up to 3 s.
-   * Only connections of the same user (`userId`) are ended.
-   */
-  async takeover(clientId: string, userId: string): Promise<void> {
-    const record = await this.parts!.store.getMqttSession(clientId).catch(() => null);
-    const holder = record?.node;
-    const req = randomBytes(8).toString('hex');
-    const mustWait = holder !== null && holder !== undefined && holder !== this.nodeId && this.live.has(holder);
-    const released = mustWait
-      ? new Promise<void>((resolve) => {
-          const t = setTimeout(() => {
-            this.options.log.warn({ clientId, holder }, 'MQTT takeover: the holding node did not answer in 3 s; going on');
-            resolve();
-          }, 3000);
-          this.waiting.set(req, () => {
-            clearTimeout(t);
-            resolve();
-          });
-        })
-      : Promise.resolve();
-    this.control({ t: 'takeover', cid: clientId, uid: userId, from: this.nodeId, req, holder: holder ?? null });
-    await released;
-    this.waiting.delete(req);
-  }
-
-  // ---- wills of clients on a node that dies ----------------------------------------------------
-
-  /**
-   * A connected client's will, kept in `{cluster}:wills:{node}` as
-   * [u32 delay seconds][encoded message]. The node settles it itself when
-   * the connection ends; only if the node dies does another publish it.
-   */
-  private holdWill(clientId: string, will: CoreMessage, delaySeconds: number): object {
-    const encoded = encodeMessage(will);
-    const value = Buffer.allocUnsafe(4 + encoded.length);
-    value.writeUInt32BE(Math.min(delaySeconds, 0xffffffff), 0);
-    encoded.copy(value, 4);
-    this.wills.set(clientId, value);
-    const key = this.k + 'wills:' + this.nodeId;
-    void this.redis
-      .multi()
-      .hset(key, clientId, value)
-      .pexpire(key, WILL_KEY_TTL_MS)
-      .sadd(this.k + 'willnodes', this.nodeId)
-      .exec()
-      .catch(() => undefined); // rewritten with the rest after a reconnect
-    return value;
-  }
-
-  private dropWill(clientId: string, handle: object): void {
-    // A newer connection with the same id may have put its own will there since.
-    if (this.wills.get(clientId) !== handle) return;
-    this.wills.delete(clientId);
-    void this.redis.hdel(this.k + 'wills:' + this.nodeId, clientId).catch(() => undefined);
-  }
-
-  /** After (re)connecting to Redis: this node's wills as they are now. */
-  private async resyncWills(): Promise<void> {
-    const key = this.k + 'wills:' + this.nodeId;
-    const multi = this.redis.multi().del(key);
-    if (this.wills.size > 0) {
-      for (const [cid, value] of this.wills) multi.hset(key, cid, value);
-      multi.pexpire(key, WILL_KEY_TTL_MS).sadd(this.k + 'willnodes', this.nodeId);
+    const handler = this.handlers.get(e.t);
+    if (!handler) {
+      this.options.log.debug({ control: e.t }, 'control message of a type nobody handles on this node');
+      return;
     }
-    await multi.exec().catch(() => undefined);
+    void (async () => {
+      const answer = await handler(e.b, e.f);
+      if (e.r !== undefined && answer !== undefined) this.publishControl('n:' + e.f, { t: ANSWER, f: this.nodeId, r: e.r, b: answer });
+    })().catch((err: unknown) => this.options.log.error({ err, control: e.t }, 'cluster control message failed'));
   }
 
-  /**
-   * Publishes the wills held by nodes that are no longer alive. One live node
-   * wins each dead node's wills (RENAME is atomic); a will whose client is
-   * connected again somewhere is dropped, and a will delay counts from when
-   * the node was last seen (about one TTL ago).
-   */
-  private async reapWills(live: Set<string>): Promise<void> {
-    const mqtt = this.mqtt;
-    const parts = this.parts;
-    if (!mqtt || !parts) return;
-    for (const node of await this.redis.smembers(this.k + 'willnodes')) {
-      if (live.has(node)) continue;
-      const mine = this.k + 'wills-reaping:' + node + ':' + this.nodeId;
-      try {
-        await this.redis.rename(this.k + 'wills:' + node, mine);
-      } catch {
-        // Taken by another node, or there were none left.
-        await this.redis.srem(this.k + 'willnodes', node);
-        continue;
-      }
-      const wills = await this.redis.hgetallBuffer(mine);
-      await this.redis.multi().del(mine).srem(this.k + 'willnodes', node).exec();
-      const online = new Set((await this.sessions()).filter((s) => s.protocol.startsWith('mqtt')).map((s) => s.device));
-      let published = 0;
-      for (const [clientId, value] of Object.entries(wills)) {
-        if (online.has(clientId) || value.length < 4) continue;
-        const msg = decodeMessage(value.subarray(4));
-        if (!msg || msg.target.kind !== 'topic') continue;
-        const topic = msg.target.topic;
-        const wait = Math.max(0, value.readUInt32BE(0) * 1000 - this.options.ttlMs);
-        const publish = (): void => {
-          if (this.stopped || mqtt.clients.has(clientId)) return;
-          if (msg.retain) void mqtt.retained.set(topic, msg, msg.qos, publishProperties(msg, undefined, Date.now()));
-          parts.broker.publishTopic(msg);
-        };
-        if (wait > 0) setTimeout(publish, wait).unref();
-        else publish();
-        published++;
-      }
-      this.options.log.info({ node, wills: published }, 'published the wills of MQTT clients of a node that died');
-    }
-  }
+  // ---- liveness ------------------------------------------------------------------------------
 
-  // ---- presence -----------------------------------------------------------------------------
-
-  private sessionAdded(s: Session): void {
-    void this.redis.hset(this.k + 'sess:' + this.nodeId, s.id, JSON.stringify(presenceEntry(s, this.nodeId))).catch(() => undefined);
-  }
-
-  /** After (re)connecting to Redis: write this node's whole session list again. */
-  private async resyncPresence(): Promise<void> {
-    const parts = this.parts;
-    if (!parts || this.stopped) return;
-    const key = this.k + 'sess:' + this.nodeId;
-    const multi = this.redis.multi().del(key);
-    for (const s of parts.sessions.all()) multi.hset(key, s.id, JSON.stringify(presenceEntry(s, this.nodeId)));
-    multi.pexpire(key, this.options.ttlMs);
-    await multi.exec().catch(() => undefined);
-    await this.resyncWills();
+  /** After (re)connecting to Redis: features rewrite what they keep there, then a heartbeat. */
+  private async reconnected(): Promise<void> {
+    if (!this.parts || this.stopped) return;
+    for (const hook of this.reconnectHooks) await hook().catch((err: unknown) => this.options.log.warn({ err }, 'cluster resync after reconnecting failed'));
+    await this.records.rewrite();
     // Subscriptions to shared groups re-announce themselves too.
     for (const key of this.shareNodes.keys()) await this.redis.sadd(this.k + 'share:' + key, this.nodeId).catch(() => undefined);
     // Seen alive again: the heartbeat also lets local queue consumers take messages again.
@@ -533,27 +378,23 @@ export class Cluster implements ClusterLink, Presence {
     if (!parts || this.stopped || this.heartbeatRunning || this.redis.status !== 'ready') return;
     this.heartbeatRunning = true;
     try {
-      const ttl = this.options.ttlMs;
-      const info: NodeInfo = { id: this.nodeId, startedAt: this.options.startedAt, connections: parts.sessions.size, seenAt: Date.now() };
+      const info: NodeInfo = { id: this.nodeId, startedAt: this.options.startedAt, connections: parts.connections(), seenAt: Date.now() };
       await this.redis
         .multi()
-        .set(this.k + 'node:' + this.nodeId, JSON.stringify(info), 'PX', ttl)
+        .set(this.k + 'node:' + this.nodeId, JSON.stringify(info), 'PX', this.options.ttlMs)
         .sadd(this.k + 'nodes', this.nodeId)
-        .pexpire(this.k + 'sess:' + this.nodeId, ttl)
         .exec();
       const nodes = await this.nodes();
       const live = new Set(nodes.map((n) => n.id));
       live.add(this.nodeId);
       this.live = live;
       this.options.metrics.clusterNodes.set(live.size);
-      const liveList = [...live];
-      for (const queue of await parts.store.releaseDeadClaims(liveList)) {
+      for (const hook of this.beatHooks) await hook(live).catch((err: unknown) => this.options.log.warn({ err }, 'cluster heartbeat hook failed; trying again at the next beat'));
+      for (const queue of await parts.store.releaseDeadClaims([...live])) {
         this.pokeQueue(queue);
         parts.broker.queuePoked(queue);
       }
-      if (this.mqtt) await this.mqtt.sessions.adopt(liveList);
-      if (this.wills.size > 0) await this.redis.pexpire(this.k + 'wills:' + this.nodeId, WILL_KEY_TTL_MS);
-      await this.reapWills(live);
+      await this.records.beat(live);
       // Also a safety net for a missed poke: local consumers look at their queues once per beat.
       parts.broker.recheckQueues();
       for (const key of this.shareNodes.keys()) await this.refreshShare(key);
@@ -564,6 +405,7 @@ export class Cluster implements ClusterLink, Presence {
     }
   }
 
+  /** Live nodes, from their heartbeat keys (the ids of expired ones are cleared away). */
   async nodes(): Promise<NodeInfo[]> {
     const ids = await this.redis.smembers(this.k + 'nodes');
     if (ids.length === 0) return [];
@@ -577,55 +419,6 @@ export class Cluster implements ClusterLink, Presence {
     });
     if (dead.length > 0) await this.redis.srem(this.k + 'nodes', ...dead);
     return out.sort((a, b) => (a.id < b.id ? -1 : 1));
-  }
-
-  async sessions(opts: { stats?: boolean } = {}): Promise<PresenceEntry[]> {
-    const out: PresenceEntry[] = [];
-    // This node's own sessions: live, with their figures (even before its first heartbeat).
-    if (this.parts) for (const s of this.parts.sessions.all()) out.push({ ...presenceEntry(s, this.nodeId), ...s.stats() });
-    try {
-      const others = (await this.nodes()).map((n) => n.id).filter((id) => id !== this.nodeId);
-      // Figures are asked for while the lists are read: one bus round trip, not one per node.
-      const figures = opts.stats ? this.remoteStats(others, STATS_WAIT_MS) : undefined;
-      const remote: PresenceEntry[] = [];
-      for (const id of others) {
-        const all = await this.redis.hgetall(this.k + 'sess:' + id);
-        for (const v of Object.values(all)) remote.push(JSON.parse(v) as PresenceEntry);
-      }
-      const live = await figures;
-      for (const e of remote) {
-        const f = live?.get(e.sessionId);
-        out.push(f ? { ...e, subscriptions: f[0], unacked: f[1] } : e);
-      }
-    } catch (err) {
-      // Redis away: this node's sessions are all it can vouch for (and all a broadcast can reach now).
-      this.options.log.warn({ err: (err as Error).message }, 'presence of other nodes unavailable; listing this node only');
-    }
-    return out.sort((a, b) => a.connectedAt - b.connectedAt);
-  }
-
-  async onlineUsers(): Promise<string[]> {
-    return [...new Set((await this.sessions()).map((s) => s.userId))];
-  }
-
-  // ---- shared limits ----------------------------------------------------------------------------
-
-  /** Failed logins counted in Redis: INCR with the window set on the first failure. */
-  private failureCounter(scope: string, limit: number): SharedFailureCounter {
-    const windowMs = this.options.loginWindowMs;
-    const key = (k: string) => `${this.k}fail:${scope}:${k}`;
-    return {
-      blockedFor: async (k) => {
-        const [count, ttl] = await Promise.all([this.redis.get(key(k)), this.redis.pttl(key(k))]);
-        return count !== null && Number(count) >= limit && ttl > 0 ? ttl : 0;
-      },
-      hit: async (k) => {
-        await this.redis.multi().incr(key(k)).pexpire(key(k), windowMs, 'NX').exec();
-      },
-      reset: async (k) => {
-        await this.redis.del(key(k));
-      },
-    };
   }
 }
 

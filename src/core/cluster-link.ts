@@ -28,3 +28,73 @@ export interface ClusterLink {
   /** Whether this node is the one that hands `msg` to the group (exactly one node per message). */
   sharedPick(group: string, filter: string, msg: CoreMessage): boolean;
 }
+
+/**
+ * What a feature sees of the cluster (cluster mode only): control messages
+ * between nodes, and the node lifecycle. The cluster routes them without
+ * knowing what they mean: each feature registers its own types where it is
+ * wired (MQTT takeover and wills in the MQTT front end, credential changes
+ * next to Auth, thread invalidation next to the thread service), in the way
+ * centrifuge's node hands application control messages to hooks.
+ *
+ * Control messages are small JSON values; a node never receives its own.
+ */
+export interface ClusterControl {
+  readonly nodeId: string;
+  /** Whether Redis answers: the other nodes can see this one, and messages reach them. */
+  readonly connected: boolean;
+  /** Nodes alive at the last heartbeat (this one included). */
+  readonly liveNodes: ReadonlySet<string>;
+  /**
+   * Handles control messages of one `type` (one handler per type). What the
+   * handler returns (unless undefined) answers a `survey`; a broadcast or a
+   * `send` ignores it.
+   */
+  on<B, A = void>(type: string, handler: ControlHandler<B, A>): void;
+  /** Sends a control message to every other node. */
+  broadcast(type: string, body: unknown): void;
+  /** Sends a control message to one node. */
+  send(node: string, type: string, body: unknown): void;
+  /**
+   * Asks every other node and gathers the answers (by node) of those in
+   * `waitFor`, for at most `timeoutMs`: what has not answered by then is
+   * left out. With `waitFor` empty it resolves at once, after sending.
+   */
+  survey<A>(type: string, body: unknown, options: { waitFor: readonly string[]; timeoutMs: number }): Promise<Map<string, A>>;
+  /** Runs after each heartbeat, once the live nodes are known (a failure is logged; the next beat tries again). */
+  onHeartbeat(hook: (live: ReadonlySet<string>) => Promise<void>): void;
+  /** Runs after Redis comes back (and at start): rewrite what this node keeps there. */
+  onReconnect(hook: () => Promise<void>): void;
+  /** Runs when the node leaves the cluster, before the bus closes. */
+  onStop(hook: () => Promise<void>): void;
+  /**
+   * Records this node keeps in the cluster for as long as it lives; if it
+   * dies, one live node (exactly one) is handed them through `orphaned`.
+   * Writes are best effort: after Redis comes back they are written again.
+   */
+  nodeRecords(name: string, orphaned: (node: string, records: Map<string, Buffer>) => Promise<void>): NodeRecords;
+  /**
+   * A counter shared by every node, per key, over a fixed window that starts
+   * at the first hit (login failures and the like).
+   */
+  windowCounter(name: string, limit: number, windowMs: number): WindowCounter;
+}
+
+export type ControlHandler<B, A> = (body: B, from: string) => A | undefined | Promise<A | undefined>;
+
+/** See ClusterControl.nodeRecords. */
+export interface NodeRecords {
+  get(key: string): Buffer | undefined;
+  set(key: string, value: Buffer): void;
+  delete(key: string): void;
+  /** Whether this node holds any records now. */
+  readonly size: number;
+}
+
+/** See ClusterControl.windowCounter; its shape is Auth's SharedFailureCounter. */
+export interface WindowCounter {
+  /** Milliseconds until `key` may try again, 0 while it is under the limit. */
+  blockedFor(key: string): Promise<number>;
+  hit(key: string): Promise<void>;
+  reset(key: string): Promise<void>;
+}

@@ -36,6 +36,8 @@ export interface Presence {
   onlineUsers(): Promise<string[]>;
   /** Live nodes. */
   nodes(): Promise<NodeInfo[]>;
+  /** Ends a session on whichever node holds it (the console's "disconnect"), with a "kicked" close. */
+  kick(node: string, sessionId: string, message: string): void;
 }
 
 export function presenceEntry(s: SessionInfo, node: string): PresenceEntry {
@@ -66,6 +68,10 @@ export class LocalPresence implements Presence {
 
   async onlineUsers(): Promise<string[]> {
     return [...new Set([...this.registry.all()].map((s) => s.principal.userId))];
+  }
+
+  kick(_node: string, sessionId: string, message: string): void {
+    this.registry.get(sessionId)?.close({ code: 'kicked', message });
   }
 
   async nodes(): Promise<NodeInfo[]> {

@@ -67,7 +67,10 @@ function rawRefusal(status: number, message: string): string {
   );
 }
 
-export function createHttpApp(ctx: Omit<HeraldContext, 'http' | 'listeners'>): FastifyInstance {
+/** What a route module gets: the node's context and the Fastify app to add its routes to. */
+export type RouteContext = HeraldContext & { readonly http: FastifyInstance };
+
+export function createHttpApp(ctx: Omit<HeraldContext, 'listeners'>): FastifyInstance {
   const { config, log, metrics } = ctx;
   // A request has httpRequestTimeoutSeconds to arrive whole, and at most 10 s of that for its headers:
   // a client that dribbles its headers or body (slowloris) holds a socket no longer than that.

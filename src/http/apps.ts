@@ -4,7 +4,7 @@
  */
 import type { FastifyReply } from 'fastify';
 import { AppTokenRefusal, type MqttApps } from '../apps/mqtt-apps.js';
-import type { HeraldContext } from '../context.js';
+import type { RouteContext } from './app.js';
 import { ok } from './envelope.js';
 import { requireAuth } from './app.js';
 
@@ -14,7 +14,7 @@ function refuse(reply: FastifyReply, status: number, message: string): { code: n
   return { code: status, message, body: null };
 }
 
-export function registerAppRoutes(ctx: HeraldContext, apps: MqttApps): void {
+export function registerAppRoutes(ctx: RouteContext, apps: MqttApps): void {
   const { http } = ctx;
 
   http.post<{ Body: { appClientId: string; appClientSecret: string } }>(

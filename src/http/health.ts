@@ -1,8 +1,8 @@
 /** Liveness, readiness and Prometheus metrics. */
-import type { HeraldContext } from '../context.js';
+import type { RouteContext } from './app.js';
 import { HttpError, ok } from './envelope.js';
 
-export function registerHealthRoutes(ctx: HeraldContext, state: { draining: () => boolean; startedAt: number }): void {
+export function registerHealthRoutes(ctx: RouteContext, state: { draining: () => boolean; startedAt: number }): void {
   const { http, store, metrics } = ctx;
 
   http.get('/healthz', async () => ok({ status: 'ok', uptimeSeconds: Math.round((Date.now() - state.startedAt) / 1000) }));

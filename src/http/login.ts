@@ -1,5 +1,5 @@
 /** POST /v1/login, POST /v1/logout, GET /v1/me: the token lifecycle seen from HTTP. */
-import type { HeraldContext } from '../context.js';
+import type { RouteContext } from './app.js';
 import { ok } from './envelope.js';
 import { requireAuth } from './app.js';
 import { tokenFrom } from '../transports/handshake.js';
@@ -9,7 +9,7 @@ interface LoginBody {
   password: string;
 }
 
-export function registerLoginRoutes(ctx: HeraldContext): void {
+export function registerLoginRoutes(ctx: RouteContext): void {
   const { http, auth } = ctx;
 
   http.post<{ Body: LoginBody }>(

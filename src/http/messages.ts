@@ -3,7 +3,7 @@
  * delete, list online clients, collect pending messages, mark read.
  */
 import { MessageService, UnknownReceiversError, messageView } from '../apps/message-service.js';
-import type { HeraldContext } from '../context.js';
+import type { RouteContext } from './app.js';
 import { DELIVERY_STATUSES, type DeliveryStatus } from '../store/store.js';
 import { HttpError, badRequest, forbidden, notFound, ok } from './envelope.js';
 import { requireAuth } from './app.js';
@@ -36,7 +36,7 @@ function parseTime(value: string, name: string): number {
   return t;
 }
 
-export function registerMessageRoutes(ctx: HeraldContext, service: MessageService): void {
+export function registerMessageRoutes(ctx: RouteContext, service: MessageService): void {
   const { http, store, config } = ctx;
   const anyone = requireAuth(ctx);
   const managers = requireAuth(ctx, ['admin', 'service']);

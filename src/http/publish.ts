@@ -2,7 +2,7 @@
  * POST /api/publish: a back end pushes to any destination, e.g. a media
  * service sending a StrmNotif to /user/{user}/queue/strm.
  */
-import type { HeraldContext } from '../context.js';
+import type { RouteContext } from './app.js';
 import { AppRefusal } from '../core/broker.js';
 import { parseDestination, topicProblem } from '../core/destination.js';
 import { resolveUserId } from '../core/mailbox.js';
@@ -17,7 +17,7 @@ interface PublishBody {
   contentType?: string;
 }
 
-export function registerPublishRoute(ctx: HeraldContext): void {
+export function registerPublishRoute(ctx: RouteContext): void {
   const { http, broker } = ctx;
   http.post<{ Body: PublishBody }>(
     '/api/publish',

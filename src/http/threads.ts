@@ -4,7 +4,7 @@
  * send that does exactly what a STOMP publish to /app/{thread} does.
  */
 import { ThreadMissing, dottedThread, type ThreadService } from '../apps/threads.js';
-import type { HeraldContext } from '../context.js';
+import type { RouteContext } from './app.js';
 import { AppForbidden, AppRefusal } from '../core/broker.js';
 import { DuplicateError, type ThreadRecord, type ThreadRole, type ThreadStatus } from '../store/store.js';
 import { HttpError, badRequest, forbidden, notFound, ok } from './envelope.js';
@@ -44,7 +44,7 @@ async function mapped<T>(work: () => Promise<T>): Promise<T> {
   }
 }
 
-export function registerThreadRoutes(ctx: HeraldContext, threads: ThreadService): void {
+export function registerThreadRoutes(ctx: RouteContext, threads: ThreadService): void {
   const { http, store } = ctx;
   const anyone = requireAuth(ctx);
   const managers = requireAuth(ctx, ['admin', 'service']);

@@ -1,5 +1,5 @@
 /** Admin management of users: list, create, change role/password/disabled, revoke tokens. */
-import type { HeraldContext } from '../context.js';
+import type { RouteContext } from './app.js';
 import { DuplicateError, ROLES, type Role, type UserRecord } from '../store/store.js';
 import { HttpError, notFound, ok } from './envelope.js';
 import { requireAuth } from './app.js';
@@ -28,7 +28,7 @@ class Serial {
   }
 }
 
-export function registerUserRoutes(ctx: HeraldContext): void {
+export function registerUserRoutes(ctx: RouteContext): void {
   const { http, store, auth } = ctx;
   const admin = requireAuth(ctx, ['admin']);
   const adminChanges = new Serial();

@@ -9,7 +9,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { extname, join, normalize, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyReply } from 'fastify';
-import type { HeraldContext } from '../context.js';
+import type { RouteContext } from './app.js';
 import { createMessage } from '../core/message.js';
 import { requireAuth } from './app.js';
 import { HttpError, ok } from './envelope.js';
@@ -35,7 +35,7 @@ function webRoot(): string | undefined {
   return undefined;
 }
 
-export function registerWebRoutes(ctx: HeraldContext, startedAt: number): void {
+export function registerWebRoutes(ctx: RouteContext, startedAt: number): void {
   const { http, metrics, presence } = ctx;
   const root = webRoot();
 
@@ -126,7 +126,7 @@ export function registerWebRoutes(ctx: HeraldContext, startedAt: number): void {
     }
     const entry = (await presence.sessions()).find((s) => s.sessionId === id);
     if (!entry) throw new HttpError(404, `no session ${id} is online`);
-    ctx.cluster?.kick(entry.node, id, `disconnected by ${req.principal!.name}`);
+    presence.kick(entry.node, id, `disconnected by ${req.principal!.name}`);
     return ok({ sessionId: id, node: entry.node });
   });
 

@@ -17,12 +17,12 @@ import type { Consumer, Delivery } from '../../core/broker.js';
 import { PublishPermissions, type AclSubject } from '../../core/acl.js';
 import { DeliveryBudget, pinnedSize } from '../../core/delivery-budget.js';
 import { filterProblem, topicMatches } from '../../core/destination.js';
-import { createMessage, inAudience, type CoreMessage, type HeaderList } from '../../core/message.js';
+import { createMessage, inAudience, type CoreMessage } from '../../core/message.js';
 import { TokenBucket } from '../../core/rate-limit.js';
 import type { CloseReason, Protocol, Session } from '../../core/session.js';
 import { MqttFrameError, MqttFramer } from './framer.js';
-import type { MqttShared } from './index.js';
-import { mqttTopicOf, payloadFormatOf, publishProperties, type PersistedProperties, type SubscriptionIds } from './sessions.js';
+import type { MqttShared } from './shared.js';
+import { mqttHeaders, mqttTopicOf, payloadFormatOf, publishProperties, type PersistedProperties, type SubscriptionIds } from './properties.js';
 import { storeUnavailable, type MqttQueuedRecord, type MqttSubscriptionRecord } from '../../store/store.js';
 import type { Admission } from '../../transports/admission.js';
 
@@ -128,14 +128,6 @@ interface Replay {
   taken: Set<string>;
   deleted: number;
   loading: boolean;
-}
-
-function mqttHeaders(props: IPublishPacket['properties']): HeaderList {
-  const out: HeaderList = [];
-  for (const [k, v] of Object.entries(props?.userProperties ?? {})) {
-    for (const one of Array.isArray(v) ? v : [v]) out.push([k, String(one)]);
-  }
-  return out;
 }
 
 export class MqttConnection implements Session {
@@ -1176,46 +1168,5 @@ export class MqttConnection implements Session {
     } else {
       send();
     }
-  }
-}
-
-/** Retained messages: in memory for matching, in the store for restarts. */
-export class RetainedMessages {
-  private readonly byTopic = new Map<string, { msg: CoreMessage; qos: QoS }>();
-  /** Told of every retained message set on this node (cluster mode passes it on). */
-  onSet: ((topic: string, msg: CoreMessage, qos: QoS) => void) | undefined;
-
-  constructor(private readonly ctx: Pick<HeraldContext, 'store' | 'clock'>) {}
-
-  async load(): Promise<void> {
-    for (const r of await this.ctx.store.listRetained()) {
-      const props = JSON.parse(r.properties) as IPublishPacket['properties'];
-      this.byTopic.set(r.topic, {
-        qos: r.qos as QoS,
-        msg: createMessage({ target: { kind: 'topic', topic: r.topic }, body: r.body, contentType: props?.contentType, ...payloadFormatOf(props), headers: mqttHeaders(props) }),
-      });
-    }
-  }
-
-  /** Stores (durably) or, with an empty payload, clears the topic's retained message. */
-  async set(topic: string, msg: CoreMessage, qos: QoS, properties: IPublishPacket['properties']): Promise<void> {
-    this.apply(topic, msg, qos);
-    await this.ctx.store.setRetained({ topic, body: msg.body, qos, properties: JSON.stringify(properties ?? {}), updatedAt: this.ctx.clock.now() });
-    this.onSet?.(topic, msg, qos);
-  }
-
-  /** Sets or clears the in-memory copy only (another node stored it). */
-  apply(topic: string, msg: CoreMessage, qos: QoS): void {
-    if (msg.body.length === 0) this.byTopic.delete(topic);
-    else this.byTopic.set(topic, { msg, qos });
-  }
-
-  /** Kept in memory only (server statistics that are rebuilt after a restart anyway). */
-  setVolatile(topic: string, msg: CoreMessage): void {
-    this.byTopic.set(topic, { msg, qos: 0 });
-  }
-
-  *matching(filter: string): Iterable<{ msg: CoreMessage; qos: QoS }> {
-    for (const [topic, r] of this.byTopic) if (topicMatches(filter, topic)) yield r;
   }
 }

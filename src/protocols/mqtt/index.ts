@@ -9,36 +9,13 @@ import type { HeraldContext } from '../../context.js';
 import { rawSocket, wsFrame, writeFrame } from '../../transports/ws-frame.js';
 import { writeBatched } from '../../transports/write-batch.js';
 import { clientAddress } from '../../transports/handshake.js';
-import { MqttConnection, RetainedMessages, type MqttTransport } from './connection.js';
+import { MqttConnection, type MqttTransport } from './connection.js';
+import { RetainedMessages } from './retained.js';
+import type { MqttShared } from './shared.js';
 import { PersistentSessions } from './sessions.js';
-import type { Acl } from '../../core/acl.js';
-import { createMessage, type CoreMessage } from '../../core/message.js';
+import { createMessage } from '../../core/message.js';
 
-export interface MqttClusterLink {
-  /** Ends the client id's connection (if it is `userId`'s) and session hold on other nodes before this node takes them. */
-  takeover(clientId: string, userId: string): Promise<void>;
-  /**
-   * Keeps a connected client's will where the other nodes find it, so that
-   * if this node dies they publish it. Returns a handle for dropWill.
-   */
-  holdWill(clientId: string, will: CoreMessage, delaySeconds: number): object;
-  /** This node has published or discarded the will that holdWill kept. */
-  dropWill(clientId: string, handle: object): void;
-}
-
-/** State all MQTT connections of this node share. */
-export interface MqttShared {
-  apps: MqttApps;
-  retained: RetainedMessages;
-  /** Connected clients by client id, for session takeover. */
-  clients: Map<string, MqttConnection>;
-  sessions: PersistentSessions;
-  acl: Acl;
-  /** Cluster mode: the parts of the cluster link MQTT connections use. */
-  cluster: MqttClusterLink | undefined;
-  /** Stops the front end's timers ($SYS, session expiry). */
-  stop(): void;
-}
+export type { MqttShared } from './shared.js';
 
 export async function registerMqtt(ctx: HeraldContext, apps: MqttApps): Promise<MqttShared> {
   const retained = new RetainedMessages(ctx);

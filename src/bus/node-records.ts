@@ -1,0 +1,120 @@
+/**
+ * Records a node keeps in Redis while it lives, for the others to act on if
+ * it dies (ClusterControl.nodeRecords; MQTT keeps its clients' wills here).
+ *
+ * Per name: a hash `{cluster}:{name}:{node}`, whose TTL each heartbeat
+ * pushes RECORD_TTL_MS ahead, and a set `{cluster}:{name}-nodes` of the nodes
+ * that have written some. When a node is no longer alive, one live node
+ * wins its hash (RENAME is atomic) and hands the records to `orphaned`.
+ * A node that stops cleanly deletes its own (it settled them itself).
+ */
+import type { Redis } from 'ioredis';
+import type { NodeRecords } from '../core/cluster-link.js';
+import type { Logger } from '../log.js';
+
+/** A dead node's records wait this long for a live node to take them; refreshed by each heartbeat. */
+const RECORD_TTL_MS = 24 * 3600 * 1000;
+
+class RecordSet implements NodeRecords {
+  /** This node's records as kept in Redis (written again after a reconnect). */
+  readonly values = new Map<string, Buffer>();
+
+  constructor(
+    private readonly redis: Redis,
+    readonly key: string,
+    readonly nodesKey: string,
+    private readonly nodeId: string,
+    readonly orphaned: (node: string, records: Map<string, Buffer>) => Promise<void>,
+  ) {}
+
+  get size(): number {
+    return this.values.size;
+  }
+
+  get(key: string): Buffer | undefined {
+    return this.values.get(key);
+  }
+
+  set(key: string, value: Buffer): void {
+    this.values.set(key, value);
+    void this.redis
+      .multi()
+      .hset(this.key, key, value)
+      .pexpire(this.key, RECORD_TTL_MS)
+      .sadd(this.nodesKey, this.nodeId)
+      .exec()
+      .catch(() => undefined); // rewritten with the rest after a reconnect
+  }
+
+  delete(key: string): void {
+    if (!this.values.delete(key)) return;
+    void this.redis.hdel(this.key, key).catch(() => undefined);
+  }
+}
+
+export class NodeRecordSets {
+  private readonly sets = new Map<string, RecordSet>();
+
+  constructor(
+    private readonly redis: Redis,
+    /** `{cluster}:` */
+    private readonly k: string,
+    private readonly nodeId: string,
+    private readonly log: Logger,
+  ) {}
+
+  open(name: string, orphaned: (node: string, records: Map<string, Buffer>) => Promise<void>): NodeRecords {
+    if (this.sets.has(name)) throw new Error(`node records ${name} are opened twice`);
+    const set = new RecordSet(this.redis, `${this.k}${name}:${this.nodeId}`, `${this.k}${name}-nodes`, this.nodeId, orphaned);
+    this.sets.set(name, set);
+    return set;
+  }
+
+  /** After (re)connecting to Redis: this node's records as they are now. */
+  async rewrite(): Promise<void> {
+    for (const set of this.sets.values()) {
+      const multi = this.redis.multi().del(set.key);
+      if (set.values.size > 0) {
+        for (const [key, value] of set.values) multi.hset(set.key, key, value);
+        multi.pexpire(set.key, RECORD_TTL_MS).sadd(set.nodesKey, this.nodeId);
+      }
+      await multi.exec().catch(() => undefined);
+    }
+  }
+
+  /** Each heartbeat: keeps this node's records alive and takes over those of dead nodes. */
+  async beat(live: ReadonlySet<string>): Promise<void> {
+    for (const [name, set] of this.sets) {
+      try {
+        if (set.values.size > 0) await this.redis.pexpire(set.key, RECORD_TTL_MS);
+        await this.reap(name, set, live);
+      } catch (err) {
+        this.log.warn({ err, records: name }, 'taking over the records of dead nodes failed; trying again');
+      }
+    }
+  }
+
+  private async reap(name: string, set: RecordSet, live: ReadonlySet<string>): Promise<void> {
+    for (const node of await this.redis.smembers(set.nodesKey)) {
+      if (live.has(node)) continue;
+      const mine = `${this.k}${name}-reaping:${node}:${this.nodeId}`;
+      try {
+        await this.redis.rename(`${this.k}${name}:${node}`, mine);
+      } catch {
+        // Taken by another node, or there were none left.
+        await this.redis.srem(set.nodesKey, node);
+        continue;
+      }
+      const records = await this.redis.hgetallBuffer(mine);
+      await this.redis.multi().del(mine).srem(set.nodesKey, node).exec();
+      await set.orphaned(node, new Map(Object.entries(records)));
+    }
+  }
+
+  /** The node stops: its records go (it has settled them itself). */
+  async leave(): Promise<void> {
+    for (const set of this.sets.values()) {
+      await Promise.all([this.redis.del(set.key), this.redis.srem(set.nodesKey, this.nodeId)]);
+    }
+  }
+}

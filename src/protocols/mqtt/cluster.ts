@@ -1,0 +1,118 @@
+/**
+ * MQTT in cluster mode, on the cluster's control channel:
+ *
+ * - Client-id takeover (`mqtt.takeover`): before a node accepts a client id,
+ *   every other node ends its connection with that id (if it is the same
+ *   user's) and the node holding its stored session lets go of it, once its
+ *   last writes are on disk; that node answers, and the new one waits for
+ *   it, up to 3 s.
+ * - Retained messages (`mqtt.retained`): one set on a node is applied to
+ *   every other node's copy (the store has it already).
+ * - Wills of a node that dies: each connected client's will is kept in the
+ *   cluster's node records (`mqtt-wills`) as [u32 delay seconds][message];
+ *   the node settles it itself when the connection ends, and only if the
+ *   node dies does a live one publish it.
+ * - Stored sessions of a dead node are adopted at each heartbeat.
+ */
+import type { QoS } from 'mqtt-packet';
+import { decodeMessage, encodeMessage } from '../../bus/codec.js';
+import type { HeraldContext } from '../../context.js';
+import type { ClusterControl } from '../../core/cluster-link.js';
+import type { CoreMessage } from '../../core/message.js';
+import { publishProperties } from './properties.js';
+import type { MqttShared } from './shared.js';
+
+/** How long a new connection waits for the node holding its stored session to let go of it. */
+const TAKEOVER_WAIT_MS = 3000;
+
+interface Takeover {
+  clientId: string;
+  userId: string;
+  /** The node that held the stored session when the takeover began (it answers), or null. */
+  holder: string | null;
+}
+
+interface Retained {
+  topic: string;
+  qos: QoS;
+  /** The message, encoded as on the bus, in base64. */
+  m: string;
+}
+
+export function joinClusterMqtt(cluster: ClusterControl, ctx: Pick<HeraldContext, 'config' | 'store' | 'broker' | 'presence' | 'log'>, mqtt: MqttShared): void {
+  const log = ctx.log.child({ component: 'cluster' });
+  let stopped = false;
+  cluster.onStop(async () => void (stopped = true));
+
+  // ---- takeover ----
+  cluster.on<Takeover, true>('mqtt.takeover', async (t) => {
+    const conn = mqtt.clients.get(t.clientId);
+    // A client id belongs to its user: another user's connection elsewhere does not end this one.
+    if (conn && conn.principal.userId !== t.userId) {
+      log.info({ clientId: t.clientId }, 'MQTT takeover by another user ignored');
+    } else if (conn) {
+      conn.takenOver();
+      if (mqtt.clients.get(t.clientId) === conn) mqtt.clients.delete(t.clientId);
+    }
+    if (mqtt.sessions.holds(t.clientId)) await mqtt.sessions.release(t.clientId);
+    return t.holder === cluster.nodeId ? true : undefined;
+  });
+
+  const takeover = async (clientId: string, userId: string): Promise<void> => {
+    const record = await ctx.store.getMqttSession(clientId).catch(() => null);
+    const holder = record?.node ?? null;
+    const mustWait = holder !== null && holder !== cluster.nodeId && cluster.liveNodes.has(holder);
+    const body: Takeover = { clientId, userId, holder };
+    const answers = await cluster.survey<true>('mqtt.takeover', body, { waitFor: mustWait ? [holder] : [], timeoutMs: TAKEOVER_WAIT_MS });
+    if (mustWait && !answers.has(holder)) log.warn({ clientId, holder }, 'MQTT takeover: the holding node did not answer in 3 s; going on');
+  };
+
+  // ---- retained ----
+  mqtt.retained.onSet = (topic, msg, qos) => cluster.broadcast('mqtt.retained', { topic, qos, m: encodeMessage(msg).toString('base64') } satisfies Retained);
+  cluster.on<Retained>('mqtt.retained', (r) => {
+    const msg = decodeMessage(Buffer.from(r.m, 'base64'));
+    if (msg) mqtt.retained.apply(r.topic, msg, r.qos);
+  });
+
+  // ---- wills of a node that dies ----
+  const wills = cluster.nodeRecords('mqtt-wills', async (node, records) => {
+    const online = new Set((await ctx.presence.sessions()).filter((s) => s.protocol.startsWith('mqtt')).map((s) => s.device));
+    let published = 0;
+    for (const [clientId, value] of records) {
+      if (online.has(clientId) || value.length < 4) continue;
+      const msg = decodeMessage(value.subarray(4));
+      if (!msg || msg.target.kind !== 'topic') continue;
+      const topic = msg.target.topic;
+      // The delay counts from when the node was last seen (about one TTL ago).
+      const wait = Math.max(0, value.readUInt32BE(0) * 1000 - ctx.config.presenceTtlSeconds * 1000);
+      const publish = (): void => {
+        if (stopped || mqtt.clients.has(clientId)) return;
+        if (msg.retain) void mqtt.retained.set(topic, msg, msg.qos, publishProperties(msg, undefined, Date.now()));
+        ctx.broker.publishTopic(msg);
+      };
+      if (wait > 0) setTimeout(publish, wait).unref();
+      else publish();
+      published++;
+    }
+    log.info({ node, wills: published }, 'published the wills of MQTT clients of a node that died');
+  });
+
+  const holdWill = (clientId: string, will: CoreMessage, delaySeconds: number): object => {
+    const encoded = encodeMessage(will);
+    const value = Buffer.allocUnsafe(4 + encoded.length);
+    value.writeUInt32BE(Math.min(delaySeconds, 0xffffffff), 0);
+    encoded.copy(value, 4);
+    wills.set(clientId, value);
+    return value;
+  };
+
+  const dropWill = (clientId: string, handle: object): void => {
+    // A newer connection with the same id may have put its own will there since.
+    if (wills.get(clientId) === handle) wills.delete(clientId);
+  };
+
+  // ---- stored sessions of dead nodes ----
+  cluster.onHeartbeat(async (live) => void (await mqtt.sessions.adopt([...live])));
+
+  mqtt.cluster = { takeover, holdWill, dropWill };
+}
