@@ -1,0 +1,285 @@
+/**
+ * What one MQTT connection holds, shared by the packet handlers of this
+ * folder (as aedes' handlers share its `client`): the negotiated version and
+ * limits, subscriptions, the outbound window (in flight, held, replayed),
+ * inbound QoS 2 and topic aliases, the will; and the writing and ending of
+ * the connection. connection.ts dispatches packets to the handlers and
+ * completes this class with what needs them (delivery, clean-up).
+ */
+import mqttPacket, { type IConnectPacket, type Packet } from 'mqtt-packet';
+import { systemClock } from '../../clock.js';
+import type { HeraldContext } from '../../context.js';
+import type { Principal } from '../../core/auth.js';
+import type { Consumer, Delivery } from '../../core/broker.js';
+import { PublishPermissions, type AclSubject } from '../../core/acl.js';
+import { DeliveryBudget } from '../../core/delivery-budget.js';
+import type { CoreMessage } from '../../core/message.js';
+import { TokenBucket } from '../../core/rate-limit.js';
+import type { CloseReason, Protocol, Session } from '../../core/session.js';
+import type { MqttQueuedRecord } from '../../store/store.js';
+import type { Admission } from '../../transports/admission.js';
+import type { SubscriptionIds } from './properties.js';
+import { RC, type Refusal, type ReasonCode } from './reason-codes.js';
+import type { MqttClient, MqttShared } from './shared.js';
+
+export type Version = 3 | 4 | 5;
+export type QoS = 0 | 1 | 2;
+
+export interface MqttTransport {
+  write(data: Buffer): void;
+  buffered(): number;
+  close(): void;
+  /** Stops reading from the client (publish rate, inbound backlog) until `resume`. */
+  pause(): void;
+  resume(): void;
+}
+
+/** Topic aliases a v5 client may use towards Herald. */
+export const INBOUND_ALIASES = 64;
+
+const ACK_COMMANDS: ReadonlySet<string> = new Set(['puback', 'pubrec', 'pubrel', 'pubcomp']);
+
+/** One subscription of a connection: the broker's consumer, delivering through the connection. */
+export class MqttSubscription implements Consumer {
+  constructor(
+    readonly conn: MqttClientState,
+    readonly filter: string,
+    readonly qos: QoS,
+    readonly noLocal: boolean,
+    readonly retainAsPublished: boolean,
+    /** Mailbox name for `$user/{name}` subscriptions. */
+    readonly mailbox: string | undefined,
+    readonly subscriptionId: number | undefined,
+    /** Group of a `$share/{group}/{filter}` subscription; `filter` then excludes the prefix. */
+    readonly share?: string,
+  ) {}
+
+  /** The filter as the client wrote it (the key of the connection's subscription map). */
+  get key(): string {
+    return this.share !== undefined ? `$share/${this.share}/${this.filter}` : this.mailbox !== undefined ? `$user/${this.mailbox}` : this.filter;
+  }
+  get sessionId(): string {
+    return this.conn.id;
+  }
+  get principal(): Principal {
+    return this.conn.principal;
+  }
+  hasCapacity(): boolean {
+    return this.conn.hasCapacity();
+  }
+  deliver(msg: CoreMessage, delivery: Delivery): void {
+    this.conn.deliver(this, msg, delivery, false);
+  }
+}
+
+/** A QoS 1/2 message sent and not yet acknowledged. */
+export interface Inflight {
+  msg: CoreMessage;
+  delivery: Delivery;
+  qos: QoS;
+  /** The message's row in a persistent session's queue (written before it was sent); deleted on the final ack. */
+  row: Promise<string> | undefined;
+  /** QoS 2: PUBREC received, PUBREL sent, waiting for PUBCOMP. */
+  released: boolean;
+  /** What it counts against the connection's DeliveryBudget. */
+  bytes: number;
+}
+
+/** A QoS 1/2 message waiting for the client's window (or the byte budget) to open. */
+export interface Held {
+  msg: CoreMessage;
+  delivery: Delivery;
+  qos: QoS;
+  retain: boolean;
+  subscriptionIds: SubscriptionIds;
+  bytes: number;
+}
+
+/** A resumed session's stored queue, sent a page at a time as the window allows. */
+export interface Replay {
+  /** Rows read and not sent yet. */
+  rows: MqttQueuedRecord[];
+  /** Every row id read so far (never read twice), and how many of them are known deleted. */
+  taken: Set<string>;
+  deleted: number;
+  loading: boolean;
+}
+
+let counter = 0;
+
+export abstract class MqttClientState implements Session, MqttClient {
+  readonly id = `mqtt-${process.pid.toString(36)}-${(++counter).toString(36)}`;
+  readonly connectedAt: number;
+  principal!: Principal;
+  clientId = '';
+  device = 'mqtt';
+  closed = false;
+  /** CONNACK sent: the client is a session of this node. */
+  connected = false;
+  version: Version = 4;
+  anonymous = false;
+  /** The session outlives the connection (kept in the store). */
+  sessionKept = false;
+
+  // ---- limits the client announced in CONNECT ----
+  clientReceiveMaximum = 65_535;
+  clientMaxPacket = Infinity;
+  /** v5 Request Problem Information: 0 means no reason strings outside CONNACK, PUBLISH and DISCONNECT [MQTT-3.1.2-29]. */
+  problemInfo = true;
+  /** v5 topic aliases towards the client: its maximum, and the aliases given so far. */
+  clientAliasMax = 0;
+  readonly aliasesOut = new Map<string, number>();
+
+  // ---- subscriptions ----
+  readonly subscriptions = new Map<string, MqttSubscription>();
+  /** Plain topic subscriptions (no mailbox, no share), and how many of them have wildcards: overlaps need both. */
+  plainSubscriptions = 0;
+  wildcardSubscriptions = 0;
+  /** Messages already sent once to this connection for all its overlapping subscriptions, this tick. */
+  readonly mergedNow = new Set<string>();
+
+  // ---- outbound: in flight, held, the stored queue ----
+  readonly inflight = new Map<number, Inflight>();
+  readonly held: Held[] = [];
+  /** Bytes this connection pins: in flight and held (maxHeldBytesPerConnection). */
+  readonly budget: DeliveryBudget;
+  /** Packet ids held by a resumed session's waiting messages while they are sent again. */
+  readonly reserved = new Set<number>();
+  nextId = 1;
+  replay: Replay | undefined;
+  /** While the stored queue is replayed on reconnect, live messages wait here (counted as held bytes). */
+  waitingLive: [MqttSubscription, CoreMessage, Delivery, number][] | undefined;
+  readonly delivered: { inc(): void };
+
+  // ---- inbound ----
+  /** QoS 2 packet ids received and not yet released (PUBREL). */
+  readonly qos2In = new Set<number>();
+  readonly aliasesIn = new Map<number, string>();
+  /** publishRatePerSecond for this client's PUBLISH packets. */
+  readonly bucket: TokenBucket;
+  /** Why reading from the client is paused now; it resumes when nothing is left. */
+  readonly pausedFor = new Set<'inbound' | 'rate'>();
+  /** Parsed packets waiting to be handled, in bytes and in number. */
+  inboundBytes = 0;
+  inboundPackets = 0;
+  lastRead = Date.now();
+  keepAliveTimer: NodeJS.Timeout | undefined;
+  readonly publishAcl: PublishPermissions;
+
+  // ---- will ----
+  will: IConnectPacket['will'] | undefined;
+  /** Cluster mode: the will as the other nodes keep it (published by them if this node dies). */
+  heldWill: object | undefined;
+
+  constructor(
+    readonly ctx: HeraldContext,
+    readonly shared: MqttShared,
+    readonly transport: MqttTransport,
+    readonly protocol: Protocol,
+    readonly remoteAddress: string,
+    /** Pre-authentication limits (time to CONNECT, bytes before it); told when CONNECT succeeds. */
+    readonly admission: Admission,
+  ) {
+    this.connectedAt = ctx.clock.now();
+    this.delivered = ctx.metrics.messagesOut.labels(protocol);
+    this.publishAcl = new PublishPermissions(shared.acl, () => this.aclSubject());
+    this.budget = new DeliveryBudget(ctx.config.maxHeldBytesPerConnection);
+    this.bucket = new TokenBucket(ctx.config.publishRatePerSecond, systemClock);
+  }
+
+  /** Whether another message may be handed to this client now (its window, the byte budget, the socket). */
+  abstract hasCapacity(): boolean;
+  abstract deliver(sub: MqttSubscription, msg: CoreMessage, delivery: Delivery, retained: boolean, retainedQos?: number): void;
+  /** The window opened while a resumed session's stored queue is sent: send more of it. */
+  abstract continueReplay(): void;
+  /** The network connection is gone: clean up, and publish the will if the client did not say goodbye. */
+  abstract onTransportClosed(): void;
+
+  stats(): { subscriptions: number; unacked: number } {
+    return { subscriptions: this.subscriptions.size, unacked: this.inflight.size };
+  }
+
+  aclSubject(): AclSubject {
+    return { principal: this.principal, clientId: this.clientId, anonymous: this.anonymous };
+  }
+
+  /** ACL decision for a publish topic, cached per connection. */
+  mayPublish(topic: string): boolean {
+    return this.publishAcl.allows(topic);
+  }
+
+  // ---- reading ----
+
+  pauseReading(why: 'inbound' | 'rate'): void {
+    if (this.closed || this.pausedFor.has(why)) return;
+    if (this.pausedFor.size === 0) this.transport.pause();
+    this.pausedFor.add(why);
+  }
+
+  resumeReading(why: 'inbound' | 'rate'): void {
+    if (!this.pausedFor.delete(why)) return;
+    if (this.pausedFor.size === 0 && !this.closed) this.transport.resume();
+  }
+
+  // ---- output and ending ----
+
+  gen(p: Packet): Buffer {
+    // v5 acknowledgements without a reason code go out in the 2-byte short form (success, no properties),
+    // as the spec allows [MQTT-3.4.2.1]; mqtt-packet would otherwise add a 0x00 reason and an empty
+    // property length, which some deployed clients (paho-mqtt 1.6 for Python on PUBREL) cannot read.
+    if (this.version === 5 && ACK_COMMANDS.has(p.cmd) && (p as { reasonCode?: number }).reasonCode === undefined && !(p as { properties?: object }).properties) {
+      return mqttPacket.generate({ ...p, reasonCode: 0 } as Packet, { protocolVersion: 5 });
+    }
+    return mqttPacket.generate(p, { protocolVersion: this.version });
+  }
+
+  write(data: Buffer): void {
+    if (this.closed) return;
+    this.transport.write(data);
+    if (this.transport.buffered() > this.ctx.config.slowConsumerBytes) {
+      this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'slow_consumer' });
+      this.will = undefined;
+      this.end();
+    }
+  }
+
+  /** Ends with a v5 DISCONNECT carrying the reason (v3 has no server DISCONNECT: the connection just closes). */
+  disconnect(reasonCode: ReasonCode, reason: string): void {
+    if (this.closed) return;
+    if (this.connected && this.version === 5) {
+      const withReason = this.gen({ cmd: 'disconnect', reasonCode, properties: { reasonString: reason.slice(0, 300) } });
+      // [MQTT-3.14.2-3]: the reason string is left out rather than exceed the client's maximum packet size.
+      this.write(withReason.length <= this.clientMaxPacket ? withReason : this.gen({ cmd: 'disconnect', reasonCode }));
+    }
+    this.end();
+  }
+
+  /** Ends before CONNACK with a refusing one (a return code in 3.1.1, a reason code and string in 5.0). */
+  refuse(code: Refusal, reason: string): void {
+    this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'connect_refused' });
+    this.write(
+      this.version === 5
+        ? this.gen({ cmd: 'connack', reasonCode: code.v5, sessionPresent: false, properties: { reasonString: reason } })
+        : this.gen({ cmd: 'connack', returnCode: code.v3, sessionPresent: false }),
+    );
+    this.end();
+  }
+
+  /** Another connection with this client id took over (here or on another node). */
+  takenOver(): void {
+    this.disconnect(RC.sessionTakenOver, 'session taken over by another connection with the same client id');
+  }
+
+  close(reason: CloseReason): void {
+    const code = reason.code === 'shutdown' ? RC.serverShuttingDown : reason.code === 'kicked' ? RC.administrativeAction : RC.notAuthorized;
+    this.disconnect(code, reason.message);
+  }
+
+  end(): void {
+    if (this.closed) return;
+    // Read again (and discard) so that the client's close is seen and the socket is released.
+    if (this.pausedFor.size > 0) this.transport.resume();
+    this.transport.close();
+    this.onTransportClosed();
+  }
+}
