@@ -2,6 +2,15 @@
  * MQTT front end: TCP on `mqttPort`, WebSocket at `/mqtt` (subprotocols
  * `mqtt` and `mqttv3.1`, binary frames; a packet may span frames and a frame
  * may hold several packets: the framer reassembles them in linear time).
+ *
+ * The folder: framer.ts cuts the stream into packets; connection.ts
+ * dispatches them to connect.ts, publish-in.ts, publish-out.ts (with
+ * replay.ts) and subscribe.ts over the state in state.ts; reason-codes.ts
+ * names every reason code and maps errors to them. Beside the connection:
+ * properties.ts (topic and property mapping), retained.ts, will.ts,
+ * sessions.ts (persistent sessions), shared.ts (what a node's connections
+ * share) and cluster.ts (takeover, retained sync and wills across nodes,
+ * wired by server.ts in cluster mode).
  */
 import type { Socket } from 'node:net';
 import type { MqttApps } from '../../apps/mqtt-apps.js';

@@ -7,7 +7,7 @@
 import type { IPublishPacket, IPubrelPacket } from 'mqtt-packet';
 import { createMessage } from '../../core/message.js';
 import { mqttHeaders, payloadFormatOf } from './properties.js';
-import { MqttError, RC } from './reason-codes.js';
+import { isFailure, MqttError, RC } from './reason-codes.js';
 import { INBOUND_ALIASES, type MqttClientState } from './state.js';
 
 export async function handlePublish(c: MqttClientState, p: IPublishPacket): Promise<void> {
@@ -86,7 +86,7 @@ function resolveTopic(c: MqttClientState, p: IPublishPacket): string {
 function acknowledge(c: MqttClientState, p: IPublishPacket, reasonCode?: number, reasonString?: string): void {
   if (p.qos === 0) return;
   const cmd = p.qos === 1 ? 'puback' : 'pubrec';
-  if (p.qos === 2 && (reasonCode === undefined || reasonCode < 0x80)) {
+  if (p.qos === 2 && (reasonCode === undefined || !isFailure(reasonCode))) {
     c.qos2In.add(p.messageId!);
     if (c.sessionKept) void c.shared.sessions.saveQos2In(c.clientId, [...c.qos2In]);
   }

@@ -41,6 +41,11 @@ export const RC = {
 
 export type ReasonCode = (typeof RC)[keyof typeof RC];
 
+/** Whether a reason code says the request failed (0x80 and above) rather than succeeded. */
+export function isFailure(code: number): boolean {
+  return code >= RC.unspecifiedError;
+}
+
 /** MQTT 3.1.1 SUBACK: the subscription was refused (3.1.1 has no finer reasons). */
 export const SUBACK_V3_FAILURE = 0x80;
 
