@@ -32,6 +32,17 @@ export interface Session extends SessionInfo {
   close(reason: CloseReason): void;
 }
 
+let sessionCounter = 0;
+
+/**
+ * A new session id, unique in this process and, by the process id, among the nodes on one host:
+ * the protocol's prefix (`stomp`, `json`, `mqtt`), the process id and a
+ * counter, both in base 36 (`stomp-1k3-2f`).
+ */
+export function newSessionId(protocolPrefix: string): string {
+  return `${protocolPrefix}-${process.pid.toString(36)}-${(++sessionCounter).toString(36)}`;
+}
+
 export const TOKEN_DEATH: Record<'expired' | 'revoked', CloseReason> = {
   expired: { code: 'token_expired', message: 'token expired' },
   revoked: { code: 'token_revoked', message: 'token revoked' },
