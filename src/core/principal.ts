@@ -1,0 +1,52 @@
+/**
+ * Who is calling, and with what: the principal every protocol hands to the
+ * core, the credential it presented, and the errors and death reasons that
+ * credential can meet. Login tokens are kept only as SHA-256 hashes.
+ */
+import { createHash } from 'node:crypto';
+import { ROLES, type Role } from '../store/store.js';
+
+export type Credential =
+  | { kind: 'token'; hash: string }
+  | { kind: 'jwt'; key: string; expiresAt: number | null }
+  | { kind: 'password' }
+  /** Checked by someone else (an app's user token, a back-end hook) and valid until `expiresAt` (ms). */
+  | { kind: 'expiring'; key: string; expiresAt: number }
+  | { kind: 'anonymous' };
+
+/** Who is connected or calling: the same shape whatever the protocol. */
+export interface Principal {
+  userId: string;
+  name: string;
+  role: Role;
+  credential: Credential;
+}
+
+export type AuthErrorCode = 'invalid_token' | 'token_expired' | 'bad_credentials' | 'user_disabled' | 'rate_limited';
+
+export class AuthError extends Error {
+  override name = 'AuthError';
+  constructor(
+    readonly code: AuthErrorCode,
+    message: string,
+    /** For rate_limited: seconds until the caller may try again. */
+    readonly retryAfterSeconds?: number,
+  ) {
+    super(message);
+  }
+}
+
+/** Why a credential died: its time ran out, or someone ended it (logout, revocation). */
+export type DeathReason = 'expired' | 'revoked';
+
+/** A change other nodes must apply at once (cluster mode). */
+export type CredentialChange = { kind: 'tokens'; hashes: string[]; userId?: string } | { kind: 'user'; userId: string };
+
+/** How a login token is stored and looked up: never the token itself. */
+export function hashToken(token: string): string {
+  return createHash('sha256').update(token).digest('hex');
+}
+
+export function isRole(value: unknown): value is Role {
+  return typeof value === 'string' && (ROLES as readonly string[]).includes(value);
+}
