@@ -10,6 +10,8 @@ import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
 import type { Logger } from '../log.js';
 import { AdmissionGate, ungated, type Admission, type AdmissionLimits, type RefusalKind } from './admission.js';
+import { rawSocket } from './ws-frame.js';
+import { watchMessageSize } from './ws-oversize.js';
 
 export type { Admission } from './admission.js';
 
@@ -33,6 +35,12 @@ export interface WebSocketRoute<A> {
   protocols?: readonly string[];
   /** Largest WebSocket message accepted (bytes); larger closes with 1009. */
   maxPayload?: number;
+  /**
+   * A client began a message of `bytes` (so far), over `limit` (maxPayload).
+   * Called before `ws` closes with 1009, so the protocol can first say why
+   * in its own words. Routes without it get the bare 1009.
+   */
+  onOversize?(ws: WebSocket, bytes: number, limit: number): void;
   /** Checks the request before the upgrade (token, path); throw UpgradeRefusal to refuse. */
   accept(req: IncomingMessage, url: URL): Promise<A>;
   /** `admission`: call `authenticated()` once the session proved who it is; set `onLimit` to say why it is cut before. */
@@ -125,10 +133,11 @@ export class NetworkListeners implements Listeners {
   addWebSocketRoute<A>(route: WebSocketRoute<A>): void {
     const preferred = route.protocols ?? [];
     const rate = this.limits.wsMessagesPerSecond;
+    const maxPayload = route.maxPayload ?? 1024 * 1024;
     const wss = new WebSocketServer({
       noServer: true,
       ...(rate > 0 ? { WebSocket: meteredWebSocket(rate) } : {}),
-      maxPayload: route.maxPayload ?? 1024 * 1024,
+      maxPayload,
       perMessageDeflate: false,
       handleProtocols: (offered) => preferred.find((p) => offered.has(p)) ?? false,
     });
@@ -144,6 +153,8 @@ export class NetworkListeners implements Listeners {
             wss.handleUpgrade(req, socket, head, (ws) => {
               const admission = this.gate.upgraded(socket as Socket) ?? ungated();
               route.onConnection(ws, req, accepted, admission);
+              const onOversize = route.onOversize?.bind(route);
+              if (onOversize) watchMessageSize(rawSocket(ws), maxPayload, (bytes) => onOversize(ws, bytes, maxPayload));
             });
           },
           (err: unknown) => {

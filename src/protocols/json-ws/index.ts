@@ -2,7 +2,7 @@
 import type { HeraldContext } from '../../context.js';
 import { AuthError, type Principal } from '../../core/auth.js';
 import { UpgradeRefusal } from '../../transports/listeners.js';
-import { clientAddress, deviceOf } from '../../transports/handshake.js';
+import { clientAddress, deviceOf, upgradeRefusalFor } from '../../transports/handshake.js';
 import { JsonConnection } from './connection.js';
 
 export function registerJsonWebSocket(ctx: HeraldContext): void {
@@ -27,8 +27,7 @@ export function registerJsonWebSocket(ctx: HeraldContext): void {
       } catch (err) {
         if (!(err instanceof AuthError)) throw err;
         ctx.metrics.protocolErrors.inc({ protocol: 'json-ws', reason: 'auth' });
-        const status = err.code === 'user_disabled' ? 403 : err.code === 'rate_limited' ? 429 : 401;
-        throw new UpgradeRefusal(status, err.code === 'token_expired' ? 'token expired; log in again' : err.message);
+        throw upgradeRefusalFor(err);
       }
       if (ctx.sessions.ofUser(principal.userId).size >= ctx.config.maxConnectionsPerUser) {
         throw new UpgradeRefusal(429, `user "${principal.name}" already has ${ctx.config.maxConnectionsPerUser} connections open (maxConnectionsPerUser)`);

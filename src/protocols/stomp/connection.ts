@@ -22,6 +22,7 @@ import { TokenBucket } from '../../core/rate-limit.js';
 import { DeliveryBudget, pinnedSize } from '../../core/delivery-budget.js';
 import { systemClock } from '../../clock.js';
 import type { Admission } from '../../transports/admission.js';
+import type { ByteTransport } from '../../transports/byte-transport.js';
 import {
   encodeFrame,
   header,
@@ -31,21 +32,6 @@ import {
   type ParseEvent,
   type StompFrame,
 } from './codec.js';
-
-export interface StompTransport {
-  /** Names the wire framing, so prepared frames can be cached per framing on a shared message. */
-  readonly framing: 'ws' | 'tcp';
-  /** Wraps a STOMP frame in the transport's framing (a WebSocket frame; nothing for TCP). */
-  prepare(frame: Buffer, text: boolean): Buffer;
-  /** Writes a prepared frame. */
-  write(prepared: Buffer): void;
-  /** Bytes written but not yet flushed to the network. */
-  buffered(): number;
-  /** Flushes, then closes (WebSocket: close handshake with code and reason). */
-  close(code: number, reason: string): void;
-  pause(): void;
-  resume(): void;
-}
 
 type Version = '1.0' | '1.1' | '1.2';
 const VERSIONS: readonly Version[] = ['1.2', '1.1', '1.0'];
@@ -296,7 +282,7 @@ export class StompConnection implements Session {
 
   constructor(
     readonly ctx: HeraldContext,
-    private readonly transport: StompTransport,
+    private readonly transport: ByteTransport,
     readonly protocol: Protocol,
     readonly remoteAddress: string,
     readonly device: string,

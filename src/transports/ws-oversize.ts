@@ -1,0 +1,56 @@
+/**
+ * Messages over a WebSocket route's size limit, seen before `ws` refuses
+ * them, so the protocol can tell its client why in its own words before the
+ * 1009 close (STOMP sends an ERROR frame, as it does on TCP).
+ */
+import type { Socket } from 'node:net';
+
+/**
+ * Watches, at the socket, the WebSocket frames a client sends for a message
+ * larger than `limit`. `ws` refuses such a message by closing with 1009
+ * before any of it reaches the protocol, so what the client is owed (STOMP:
+ * an ERROR frame) must be written first, from here (this listener runs before ws's).
+ * Only frame headers are read (2 to 14 bytes a frame); payloads are skipped
+ * by count, so the cost is linear and nothing is buffered.
+ */
+export function watchMessageSize(socket: Socket, limit: number, onOversize: (bytes: number) => void): void {
+  const head = Buffer.alloc(14);
+  let have = 0;
+  let need = 2;
+  let skip = 0;
+  /** Payload bytes of the data message being received, over its fragments. */
+  let total = 0;
+  const onData = (chunk: Buffer): void => {
+    let i = 0;
+    while (i < chunk.length) {
+      if (skip > 0) {
+        const n = Math.min(skip, chunk.length - i);
+        skip -= n;
+        i += n;
+        continue;
+      }
+      head[have++] = chunk[i++]!;
+      if (have === 2) {
+        const len7 = head[1]! & 0x7f;
+        need = 2 + (len7 === 126 ? 2 : len7 === 127 ? 8 : 0) + (head[1]! & 0x80 ? 4 : 0);
+      }
+      if (have < 2 || have < need) continue;
+      const len7 = head[1]! & 0x7f;
+      const length = len7 === 126 ? head.readUInt16BE(2) : len7 === 127 ? head.readUInt32BE(2) * 2 ** 32 + head.readUInt32BE(6) : len7;
+      const opcode = head[0]! & 0x0f;
+      have = 0;
+      need = 2;
+      skip = length;
+      if (opcode >= 0x08) continue; // control frames are not part of a message
+      total += length;
+      if (total > limit) {
+        socket.off('data', onData);
+        onOversize(total);
+        return;
+      }
+      if (head[0]! & 0x80) total = 0; // FIN: the message is complete
+    }
+  };
+  socket.prependListener('data', onData);
+  socket.once('close', () => socket.off('data', onData));
+}
