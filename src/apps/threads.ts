@@ -12,32 +12,14 @@ import type { Config } from '../config.js';
 import type { Principal } from '../core/auth.js';
 import { AppForbidden, AppRefusal, type Broker, type TopicAuthority } from '../core/broker.js';
 import { topicFromDotted, topicToDotted } from '../core/destination.js';
-import { jsonDepthProblem } from '../core/json-depth.js';
 import { createMessage, type CoreMessage } from '../core/message.js';
 import { TokenBucket } from '../core/rate-limit.js';
 import type { Logger } from '../log.js';
-import type { Store, ThreadMember, ThreadMessageRecord, ThreadRecord } from '../store/store.js';
+import type { Store, ThreadMember, ThreadRecord } from '../store/store.js';
+import { EPHEMERAL, RECEIPTS, authoredView, readThreadMessage, viewOf, type ThreadMessageType, type ThreadMessageView } from './thread-messages.js';
 
-export const THREAD_TYPES = [
-  'TEXT',
-  'IMAGE',
-  'FILE',
-  'READ',
-  'DELIVERED',
-  'TYPING',
-  'PROCESSING',
-  'RECALL',
-  'RATE_SUBMIT',
-  'LEAVE_MSG_SUBMIT',
-  'TRANSFER',
-  'TRANSFER_ACCEPT',
-  'TRANSFER_REJECT',
-  'INVITE_VISITOR',
-  'AUTO_CLOSED',
-] as const;
-export type ThreadMessageType = (typeof THREAD_TYPES)[number];
-const EPHEMERAL = new Set(['TYPING', 'PROCESSING']);
-const RECEIPTS = new Set(['READ', 'DELIVERED']);
+export { THREAD_TYPES } from './thread-messages.js';
+export type { ThreadMessageType, ThreadMessageView } from './thread-messages.js';
 
 /** Thread ids use `/` (`org/1/visitor/7`); STOMP topics use `.`; either names the same thread. */
 export function threadTopic(id: string): string {
@@ -63,25 +45,6 @@ export class ThreadMissing extends AppRefusal {}
 interface CachedThread {
   record: ThreadRecord;
   members: Set<string>;
-}
-
-/** The message as broadcast and stored. */
-export interface ThreadMessageView {
-  id: string;
-  uid: string;
-  type: string;
-  content: string;
-  status: string;
-  createdAt: string;
-  channel: string;
-  extra: unknown;
-  thread: unknown;
-  user: unknown;
-  recalled?: boolean;
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
 export class ThreadService implements TopicAuthority {
@@ -270,37 +233,9 @@ export class ThreadService implements TopicAuthority {
    * must match it). Returns the stored view (the earlier one for a repeated uid).
    */
   async publish(p: Principal, raw: string | Record<string, unknown>, via: { destination?: string; sessionId: string }): Promise<ThreadMessageView> {
-    let m: Record<string, unknown>;
-    if (typeof raw === 'string') {
-      // Depth first: a deeply nested body would exhaust the stack when the message is stored (JSON.stringify).
-      const deep = jsonDepthProblem(raw);
-      if (deep) throw new AppRefusal(`message is not accepted: ${deep}`);
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(raw);
-      } catch {
-        throw new AppRefusal('message is not valid JSON');
-      }
-      if (!isObject(parsed)) throw new AppRefusal('message must be a JSON object with uid, type, content and thread');
-      m = parsed;
-    } else {
-      m = raw;
-    }
-    const uid = m['uid'];
-    if (typeof uid !== 'string' || uid === '' || uid.length > 128) throw new AppRefusal('uid must be a non-empty string of at most 128 characters');
-    const type = m['type'];
-    if (typeof type !== 'string' || !(THREAD_TYPES as readonly string[]).includes(type)) {
-      throw new AppRefusal(`unknown type ${JSON.stringify(type)}; types are ${THREAD_TYPES.join(', ')}`);
-    }
-    const content = m['content'] ?? '';
-    if (typeof content !== 'string') throw new AppRefusal('content must be a string');
-    if (Buffer.byteLength(content) > this.config.threadMaxContentBytes) {
-      throw new AppRefusal(`content is over the ${this.config.threadMaxContentBytes}-byte limit`);
-    }
-    const threadField = m['thread'];
-    const threadId = typeof threadField === 'string' ? threadField : isObject(threadField) && typeof threadField['topic'] === 'string' ? threadField['topic'] : undefined;
-    if (!threadId) throw new AppRefusal('thread is missing: give the thread object (with its topic) the message belongs to');
-    const topic = threadTopic(threadId);
+    const fields = readThreadMessage(raw, this.config.threadMaxContentBytes);
+    const { uid, type, content } = fields;
+    const topic = threadTopic(fields.threadId);
     if (via.destination !== undefined && threadTopic(via.destination) !== topic) {
       throw new AppRefusal(`thread ${dottedThread(topic)} does not match the destination /app/${via.destination}`);
     }
@@ -308,25 +243,7 @@ export class ThreadService implements TopicAuthority {
     if (!t) throw new ThreadMissing(`no thread ${dottedThread(topic)}; create it with POST /api/v1/thread`);
     if (!this.mayJoin(p, t)) throw new AppForbidden(`you are not a member of thread ${dottedThread(topic)}`);
     if (t.record.status === 'CLOSED') throw new AppRefusal(`thread ${dottedThread(topic)} is closed`);
-    const user = m['user'];
-    if (user !== undefined && !isObject(user)) throw new AppRefusal('user must be an object');
-    if (isObject(user) && user['uid'] !== undefined && user['uid'] !== p.userId && user['uid'] !== p.name) {
-      throw new AppRefusal(`user.uid ${JSON.stringify(user['uid'])} is not the connected user (${p.name})`);
-    }
-    const extra = m['extra'] ?? '';
-    this.checkExtra(type, extra);
-
-    const view: Omit<ThreadMessageView, 'id'> = {
-      uid,
-      type,
-      content,
-      status: 'SUCCESS',
-      createdAt: new Date(this.clock.now()).toISOString(),
-      channel: typeof m['channel'] === 'string' ? m['channel'] : 'WEB',
-      extra,
-      thread: threadField,
-      user: isObject(user) ? { ...user, uid: user['uid'] ?? p.name } : { uid: p.name },
-    };
+    const view = authoredView(fields, p, this.clock.now());
 
     if (EPHEMERAL.has(type)) {
       const key = `${via.sessionId}\u0000${topic}`;
@@ -358,33 +275,6 @@ export class ThreadService implements TopicAuthority {
     return this.storeAndBroadcast(t.record, view, p);
   }
 
-  private checkExtra(type: string, extra: unknown): void {
-    if (type !== 'RATE_SUBMIT' && type !== 'LEAVE_MSG_SUBMIT') return;
-    let e: unknown = extra;
-    if (typeof extra === 'string') {
-      const deep = jsonDepthProblem(extra);
-      if (deep) throw new AppRefusal(`${type} extra is not accepted: ${deep}`);
-      try {
-        e = JSON.parse(extra);
-      } catch {
-        throw new AppRefusal(`${type} needs extra: JSON text of an object`);
-      }
-    }
-    if (!isObject(e)) throw new AppRefusal(`${type} needs extra: a JSON object`);
-    if (type === 'RATE_SUBMIT') {
-      if (!Number.isInteger(e['score']) || (e['score'] as number) < 1 || (e['score'] as number) > 5) {
-        throw new AppRefusal('RATE_SUBMIT extra.score must be an integer from 1 to 5');
-      }
-      if (e['resolved'] !== undefined && typeof e['resolved'] !== 'boolean') throw new AppRefusal('RATE_SUBMIT extra.resolved must be true or false');
-    } else {
-      if (typeof e['content'] !== 'string' || e['content'] === '') throw new AppRefusal('LEAVE_MSG_SUBMIT extra.content must be a non-empty string');
-      if (e['contact'] !== undefined && typeof e['contact'] !== 'string') throw new AppRefusal('LEAVE_MSG_SUBMIT extra.contact must be a string');
-      if (e['images'] !== undefined && !(Array.isArray(e['images']) && e['images'].every((i) => typeof i === 'string'))) {
-        throw new AppRefusal('LEAVE_MSG_SUBMIT extra.images must be a list of URLs');
-      }
-    }
-  }
-
   private async storeAndBroadcast(t: ThreadRecord, view: Omit<ThreadMessageView, 'id'>, author: Principal): Promise<ThreadMessageView> {
     const { record, duplicate } = await this.store.addThreadMessage({
       threadId: t.id,
@@ -394,15 +284,9 @@ export class ThreadService implements TopicAuthority {
       body: JSON.stringify(view),
       createdAt: this.clock.now(),
     });
-    const stored = this.viewOf(record);
+    const stored = viewOf(record);
     if (!duplicate) this.broadcast(t, stored);
     return stored;
-  }
-
-  private viewOf(r: ThreadMessageRecord): ThreadMessageView {
-    const v = { id: r.seq, ...(JSON.parse(r.body) as Omit<ThreadMessageView, 'id'>) };
-    if (r.recalled) v.recalled = true;
-    return v;
   }
 
   private toCore(t: ThreadRecord, view: ThreadMessageView): CoreMessage {
@@ -427,7 +311,7 @@ export class ThreadService implements TopicAuthority {
       ...(opts.after !== undefined ? { afterSeq: opts.after } : {}),
       limit: opts.limit,
     });
-    return rows.map((r) => this.viewOf(r));
+    return rows.map((r) => viewOf(r));
   }
 
   async receipts(p: Principal, id: string, uid: string): Promise<{ userId: string; status: string; updatedAt: string }[]> {
@@ -470,6 +354,6 @@ export class ThreadService implements TopicAuthority {
     const asTime = /^\d{13,}$/.test(since) ? Number(since) : /^\d+$/.test(since) ? undefined : Date.parse(since);
     if (asTime !== undefined && Number.isNaN(asTime)) return undefined;
     const rows = await this.store.threadHistory(t.record.id, asTime !== undefined ? { sinceTime: asTime, limit: 10_000 } : { afterSeq: since, limit: 10_000 });
-    return rows.map((r) => this.toCore(t.record, this.viewOf(r)));
+    return rows.map((r) => this.toCore(t.record, viewOf(r)));
   }
 }
