@@ -21,14 +21,21 @@ import type { Consumer, Delivery } from '../../core/broker.js';
 import { filterProblem, topicFromDotted, topicProblem, topicToDotted } from '../../core/destination.js';
 import { createMessage, type CoreMessage } from '../../core/message.js';
 import { TokenBucket } from '../../core/rate-limit.js';
-import { wsCloseCode, type CloseReason, type Session } from '../../core/session.js';
-import { rawSocket, wsFrame, writeFrame } from '../../transports/ws-frame.js';
+import { newSessionId, wsCloseCode, type CloseReason, type Session } from '../../core/session.js';
+import { webSocketTransport, type ByteTransport } from '../../transports/byte-transport.js';
+import { wsFrame } from '../../transports/ws-frame.js';
 import { storeUnavailable } from '../../store/store.js';
 import { PublishPermissions, sessionSubject, type AclSubject } from '../../core/acl.js';
-import { DeliveryBudget, pinnedSize } from '../../core/delivery-budget.js';
+import { pinnedSize } from '../../core/delivery-budget.js';
+import { DeliveryWindow, type HeldQueue } from '../../core/delivery-window.js';
 import { jsonDepthProblem } from '../../core/json-depth.js';
 
-let counter = 0;
+/** A user's message waiting for the window to open. */
+interface HeldUserMessage {
+  msg: CoreMessage;
+  delivery: Delivery;
+  bytes: number;
+}
 
 /** `data` of a topic event: JSON bodies inline, UTF-8 text as a string, other bytes as base64. */
 function topicData(msg: CoreMessage): string {
@@ -68,7 +75,7 @@ class Subscription implements Consumer {
 }
 
 export class JsonConnection implements Session {
-  readonly id = `json-${process.pid.toString(36)}-${(++counter).toString(36)}`;
+  readonly id = newSessionId('json');
   readonly protocol = 'json-ws' as const;
   readonly connectedAt: number;
   closed = false;
@@ -82,10 +89,11 @@ export class JsonConnection implements Session {
   }
   /** Messages written and not yet acknowledged, by message id, with the bytes each pins. */
   private readonly unacked = new Map<string, { delivery: Delivery; bytes: number }>();
+  /** The delivery policy: unacked and held bytes bounded by maxHeldBytesPerConnection, the socket's backlog by slowConsumerBytes. */
+  private readonly window: DeliveryWindow;
   /** Messages waiting for the window (count and bytes) to open, oldest first. */
-  private readonly held: { msg: CoreMessage; delivery: Delivery; bytes: number }[] = [];
-  /** The bytes unacked and held messages pin, bounded by maxHeldBytesPerConnection. */
-  private readonly budget: DeliveryBudget;
+  private readonly held: HeldQueue<HeldUserMessage>;
+  private readonly transport: ByteTransport;
   private readonly bucket: TokenBucket;
   private readonly delivered: { inc(): void };
   private pingTimer: NodeJS.Timeout | undefined;
@@ -102,7 +110,9 @@ export class JsonConnection implements Session {
     readonly device: string,
   ) {
     this.connectedAt = ctx.clock.now();
-    this.budget = new DeliveryBudget(ctx.config.maxHeldBytesPerConnection);
+    this.window = new DeliveryWindow({ maxHeldBytes: ctx.config.maxHeldBytesPerConnection, maxBufferedBytes: ctx.config.slowConsumerBytes });
+    this.held = this.window.queue(ctx.config.maxUnackedPerSubscription * 10);
+    this.transport = webSocketTransport(ws);
     this.bucket = new TokenBucket(ctx.config.publishRatePerSecond, systemClock);
     this.delivered = ctx.metrics.messagesOut.labels('json-ws');
     this.publishAcl = new PublishPermissions(ctx.acl, () => this.aclSubject());
@@ -152,15 +162,15 @@ export class JsonConnection implements Session {
   // ---- output -----------------------------------------------------------------
 
   writable(): boolean {
-    return !this.closed && rawSocket(this.ws).writableLength < this.ctx.config.slowConsumerBytes / 2;
+    return !this.closed && this.window.writable(this.transport.buffered());
   }
 
   private write(prepared: Buffer): void {
     if (this.closed) return;
-    writeFrame(this.ws, prepared);
-    if (!this.ending && rawSocket(this.ws).writableLength > this.ctx.config.slowConsumerBytes) {
+    this.transport.write(prepared);
+    if (!this.ending && this.window.backedUp(this.transport.buffered())) {
       this.ctx.metrics.protocolErrors.inc({ protocol: 'json-ws', reason: 'slow_consumer' });
-      this.end('slow_consumer', `more than ${this.ctx.config.slowConsumerBytes} bytes are waiting to be read by this client`, 1008);
+      this.end('slow_consumer', this.window.describeBacklog(), 1008);
     }
   }
 
@@ -174,7 +184,7 @@ export class JsonConnection implements Session {
 
   /** Whether one more message may be written unacknowledged: under the count window and the byte budget. */
   private windowOpen(): boolean {
-    return this.unacked.size < this.ctx.config.maxUnackedPerSubscription && this.budget.mayFly();
+    return this.unacked.size < this.ctx.config.maxUnackedPerSubscription && this.window.mayFly();
   }
 
   deliverMessage(msg: CoreMessage, delivery: Delivery): void {
@@ -183,18 +193,12 @@ export class JsonConnection implements Session {
       return;
     }
     const bytes = pinnedSize(msg);
-    if (!this.windowOpen() || this.held.length > 0) {
-      this.held.push({ msg, delivery, bytes });
-      if (!this.budget.hold(bytes)) {
-        this.ctx.metrics.protocolErrors.inc({ protocol: 'json-ws', reason: 'slow_consumer' });
-        this.end('slow_consumer', `${this.budget.describe()}; send {"action":"ack","id":…} for each message`, 1008);
-      } else if (this.held.length > this.ctx.config.maxUnackedPerSubscription * 10) {
-        this.ctx.metrics.protocolErrors.inc({ protocol: 'json-ws', reason: 'slow_consumer' });
-        this.end('slow_consumer', 'too many messages wait for acknowledgements; send {"action":"ack","id":…} for each message', 1008);
-      }
-      return;
-    }
-    this.writeMessage(msg, delivery, bytes);
+    const offer = this.window.offer(this.held, { msg, delivery, bytes }, this.windowOpen());
+    if (offer === 'send') return this.writeMessage(msg, delivery, bytes);
+    if (offer === 'held') return;
+    this.ctx.metrics.protocolErrors.inc({ protocol: 'json-ws', reason: 'slow_consumer' });
+    const why = offer.over === 'bytes' ? offer.reason : 'too many messages wait for acknowledgements';
+    this.end('slow_consumer', `${why}; send {"action":"ack","id":…} for each message`, 1008);
   }
 
   private writeMessage(msg: CoreMessage, delivery: Delivery, bytes: number): void {
@@ -207,9 +211,9 @@ export class JsonConnection implements Session {
     const key = msg.recordId ?? msg.id;
     const previous = this.unacked.get(key);
     this.unacked.set(key, { delivery, bytes });
-    this.budget.fly(bytes);
+    this.window.budget.fly(bytes);
     if (previous) {
-      this.budget.land(previous.bytes);
+      this.window.budget.land(previous.bytes);
       previous.delivery.settle?.('requeue');
     }
     this.delivered.inc();
@@ -229,11 +233,7 @@ export class JsonConnection implements Session {
 
   private drainHeld(): void {
     // Held messages go straight out (not through deliverMessage(), which would queue them behind themselves).
-    while (this.held.length > 0 && this.windowOpen() && !this.closed) {
-      const { msg, delivery, bytes } = this.held.shift()!;
-      this.budget.unhold(bytes);
-      this.writeMessage(msg, delivery, bytes);
-    }
+    this.window.drain([this.held], () => this.windowOpen() && !this.closed, (h) => this.writeMessage(h.msg, h.delivery, h.bytes));
   }
 
   // ---- input ------------------------------------------------------------------
@@ -285,7 +285,7 @@ export class JsonConnection implements Session {
     const delivery = inFlight?.delivery;
     if (inFlight) {
       this.unacked.delete(id);
-      this.budget.land(inFlight.bytes);
+      this.window.budget.land(inFlight.bytes);
       inFlight.delivery.settle?.('ack');
       this.drainHeld();
       if (status === 'DELIVERED') return;
@@ -366,10 +366,10 @@ export class JsonConnection implements Session {
     let wait = this.bucket.take();
     if (wait > 0) {
       // Too fast: stop reading from this client until it may publish again.
-      this.ws.pause();
+      this.transport.pause();
       do await new Promise((r) => setTimeout(r, wait));
       while ((wait = this.bucket.take()) > 0);
-      this.ws.resume();
+      this.transport.resume();
     }
     this.ctx.metrics.messagesIn.inc({ protocol: 'json-ws' });
     this.ctx.broker.publishTopic(
@@ -393,8 +393,7 @@ export class JsonConnection implements Session {
     if (this.closed || this.ending) return;
     this.ending = true;
     this.sendError(code, message);
-    this.ws.close(wsCode, message.slice(0, 120));
-    setTimeout(() => this.ws.terminate(), 2000).unref();
+    this.transport.close(wsCode, message);
     this.cleanup();
   }
 
@@ -407,9 +406,8 @@ export class JsonConnection implements Session {
     this.topics.clear();
     for (const { delivery } of this.unacked.values()) delivery.settle?.('requeue');
     this.unacked.clear();
-    for (const { delivery } of this.held) delivery.settle?.('requeue');
-    this.held.length = 0;
-    this.budget.clear();
+    this.window.release(this.held);
+    this.window.clear();
     this.ctx.sessions.remove(this);
   }
 }
