@@ -15,11 +15,12 @@ import { AppForbidden, AppRefusal, type Broker, type Consumer, type Delivery, ty
 import { parseDestination, topicProblem, topicToDotted } from '../../core/destination.js';
 import { isSelf, resolveUserId } from '../../core/mailbox.js';
 import { createMessage, type CoreMessage, type HeaderList, type Target } from '../../core/message.js';
-import { wsCloseCode, type CloseReason, type Protocol, type Session } from '../../core/session.js';
+import { newSessionId, wsCloseCode, type CloseReason, type Protocol, type Session } from '../../core/session.js';
 import { storeUnavailable, type StoreUnavailableError } from '../../store/store.js';
 import { PublishPermissions, sessionSubject, type AclSubject } from '../../core/acl.js';
 import { TokenBucket } from '../../core/rate-limit.js';
-import { DeliveryBudget, pinnedSize } from '../../core/delivery-budget.js';
+import { pinnedSize } from '../../core/delivery-budget.js';
+import { DeliveryWindow, type HeldQueue } from '../../core/delivery-window.js';
 import { systemClock } from '../../clock.js';
 import type { Admission } from '../../transports/admission.js';
 import type { ByteTransport } from '../../transports/byte-transport.js';
@@ -72,8 +73,6 @@ class StompError extends Error {
   }
 }
 
-let sessionCounter = 0;
-
 interface Unacked {
   msg: CoreMessage;
   delivery: Delivery;
@@ -85,14 +84,12 @@ interface Held {
   msg: CoreMessage;
   delivery: Delivery;
   bytes: number;
-  /** Arrival order on the connection, so held messages of all subscriptions go out oldest first. */
-  seq: number;
 }
 
 class StompSubscription implements Consumer {
   readonly unacked = new Map<string, Unacked>();
-  /** Messages waiting for the client's window to open (topics and mailboxes). */
-  readonly held: Held[] = [];
+  /** Messages waiting for the client's window to open (topics and mailboxes), oldest first. */
+  readonly held: HeldQueue<Held>;
   /** Key under which this subscription's MESSAGE frames are cached on a message. */
   readonly cacheKey: string;
   private recheck: NodeJS.Timeout | undefined;
@@ -105,6 +102,7 @@ class StompSubscription implements Consumer {
     readonly target: Target,
     readonly ackMode: AckMode,
   ) {
+    this.held = conn.window.queue(conn.limits.maxHeld);
     const destPart = target.kind === 'user' ? destination : '';
     this.cacheKey = `stomp\u0000${conn.framing}\u0000${conn.version}\u0000${ackMode === 'auto' ? 'a' : 'c'}\u0000${id}\u0000${destPart}`;
   }
@@ -117,8 +115,8 @@ class StompSubscription implements Consumer {
   }
 
   /** Whether the window has room: in messages for this subscription, in bytes for the whole connection. */
-  private windowOpen(): boolean {
-    return this.unacked.size < this.conn.limits.maxUnacked && this.conn.budget.mayFly();
+  windowOpen(): boolean {
+    return this.unacked.size < this.conn.limits.maxUnacked && this.conn.window.mayFly();
   }
 
   hasCapacity(): boolean {
@@ -130,25 +128,25 @@ class StompSubscription implements Consumer {
       delivery.settle?.('requeue');
       return;
     }
-    if (this.ackMode !== 'auto' && (this.held.length > 0 || !this.windowOpen())) {
-      const bytes = pinnedSize(msg);
-      this.held.push({ msg, delivery, bytes, seq: this.conn.nextHeldSeq() });
-      const withinBudget = this.conn.budget.hold(bytes);
-      if (!withinBudget || this.held.length > this.conn.limits.maxHeld) {
+    if (this.ackMode !== 'auto') {
+      const offer = this.conn.window.offer(this.held, { msg, delivery, bytes: pinnedSize(msg) }, this.windowOpen());
+      if (offer === 'held') return;
+      if (offer !== 'send') {
         this.conn.ctx.metrics.protocolErrors.inc({ protocol: this.conn.protocol, reason: 'slow_consumer' });
         this.conn.fail(
           'slow consumer',
-          withinBudget
-            ? `subscription ${this.id} has ${this.held.length} messages waiting for acknowledgements; acknowledge faster or use ack:auto`
-            : this.conn.budget.describe(),
+          offer.over === 'messages'
+            ? `subscription ${this.id} has ${offer.held} messages waiting for acknowledgements; acknowledge faster or use ack:auto`
+            : offer.reason,
         );
+        return;
       }
-      return;
     }
     this.write(msg, delivery);
   }
 
-  private write(msg: CoreMessage, delivery: Delivery): void {
+  /** Writes a message now: acknowledged at once in `auto` mode, else in flight until ACK/NACK. */
+  write(msg: CoreMessage, delivery: Delivery): void {
     if (this.ackMode === 'auto') {
       this.conn.sendMessage(this, msg, delivery.redelivered);
       delivery.settle?.('ack');
@@ -166,12 +164,12 @@ class StompSubscription implements Consumer {
     // gives back whatever is unacknowledged, this message included.
     const entry: Unacked = { msg, delivery, bytes: pinnedSize(msg) };
     this.unacked.set(ackId, entry);
-    this.conn.budget.fly(entry.bytes);
+    this.conn.window.budget.fly(entry.bytes);
     // The message stays alive until acknowledged, and so does the frame this connection encoded for it.
     const encoded = this.conn.sendMessage(this, msg, delivery.redelivered);
     if (encoded > 0 && !this.conn.closed) {
       entry.bytes += encoded;
-      this.conn.budget.fly(encoded);
+      this.conn.window.budget.fly(encoded);
     }
   }
 
@@ -182,13 +180,13 @@ class StompSubscription implements Consumer {
     if (this.ackMode === 'client') {
       for (const [k, u] of this.unacked) {
         this.unacked.delete(k);
-        this.conn.budget.land(u.bytes);
+        this.conn.window.budget.land(u.bytes);
         u.delivery.settle?.(outcome);
         if (k === ackId) break;
       }
     } else {
       this.unacked.delete(ackId);
-      this.conn.budget.land(entry.bytes);
+      this.conn.window.budget.land(entry.bytes);
       entry.delivery.settle?.(outcome);
     }
     return true;
@@ -196,22 +194,13 @@ class StompSubscription implements Consumer {
 
   /** Sends held messages while the window has room; a queue is told when this consumer can take more. */
   drainHeld(): void {
-    while (this.sendOneHeld());
+    this.conn.window.drain([this.held], () => this.mayDrain(), (h) => this.write(h.msg, h.delivery));
     this.tellQueue();
   }
 
-  /** Arrival number of the oldest held message that may go out now, or undefined. */
-  readyHeld(): number | undefined {
-    return this.held.length > 0 && this.windowOpen() && !this.conn.closed ? this.held[0]!.seq : undefined;
-  }
-
-  /** Sends the oldest held message if the window has room; false when it did not. */
-  sendOneHeld(): boolean {
-    if (this.readyHeld() === undefined) return false;
-    const h = this.held.shift()!;
-    this.conn.budget.unhold(h.bytes);
-    this.write(h.msg, h.delivery);
-    return true;
+  /** Whether a held message may go out now. */
+  mayDrain(): boolean {
+    return this.windowOpen() && !this.conn.closed;
   }
 
   /** A queue consumer may have room again: the queue looks. */
@@ -223,15 +212,11 @@ class StompSubscription implements Consumer {
   release(): void {
     clearTimeout(this.recheck);
     for (const u of this.unacked.values()) {
-      this.conn.budget.land(u.bytes);
+      this.conn.window.budget.land(u.bytes);
       u.delivery.settle?.('requeue');
     }
     this.unacked.clear();
-    for (const h of this.held) {
-      this.conn.budget.unhold(h.bytes);
-      h.delivery.settle?.('requeue');
-    }
-    this.held.length = 0;
+    this.conn.window.release(this.held);
   }
 }
 
@@ -240,7 +225,6 @@ export interface StompLimits {
   maxHeld: number;
   maxSubscriptions: number;
   maxConnectionsPerUser: number;
-  slowConsumerBytes: number;
   heartbeatMs: number;
   publishRate: number;
   /** Bytes of received frames waiting to be handled before reading pauses. */
@@ -277,8 +261,8 @@ export class StompConnection implements Session {
   private paused = false;
   private readonly delivered: { inc(): void };
   private readonly publishAcl: PublishPermissions;
-  /** Bytes of messages this connection pins (unacknowledged or waiting), shared by its subscriptions. */
-  readonly budget: DeliveryBudget;
+  /** The delivery policy: bytes this connection pins (unacknowledged or waiting), shared by its subscriptions; its socket backlog. */
+  readonly window: DeliveryWindow;
 
   constructor(
     readonly ctx: HeraldContext,
@@ -297,7 +281,7 @@ export class StompConnection implements Session {
      */
     private readonly renewOnUse: boolean,
   ) {
-    this.id = `stomp-${process.pid.toString(36)}-${(++sessionCounter).toString(36)}`;
+    this.id = newSessionId('stomp');
     this.connectedAt = ctx.clock.now();
     this.broker = ctx.broker;
     const c = ctx.config;
@@ -306,13 +290,12 @@ export class StompConnection implements Session {
       maxHeld: Math.max(1000, c.maxUnackedPerSubscription * 10),
       maxSubscriptions: c.maxSubscriptionsPerConnection,
       maxConnectionsPerUser: c.maxConnectionsPerUser,
-      slowConsumerBytes: c.slowConsumerBytes,
       heartbeatMs: c.stompHeartbeatMs,
       publishRate: c.publishRatePerSecond,
       maxInboxBytes: 4 * c.maxBodyBytes,
       maxTransactionBytes: c.maxHeldBytesPerConnection,
     };
-    this.budget = new DeliveryBudget(c.maxHeldBytesPerConnection);
+    this.window = new DeliveryWindow({ maxHeldBytes: c.maxHeldBytesPerConnection, maxBufferedBytes: c.slowConsumerBytes });
     this.bucket = new TokenBucket(this.limits.publishRate, systemClock);
     this.delivered = ctx.metrics.messagesOut.labels(protocol);
     this.publishAcl = new PublishPermissions(ctx.acl, () => this.aclSubject());
@@ -659,31 +642,19 @@ export class StompConnection implements Session {
     }
   }
 
-  private heldSeq = 0;
-
-  nextHeldSeq(): number {
-    return ++this.heldSeq;
-  }
-
   /**
    * The byte budget reopened: held messages of every subscription go out,
    * oldest first across them all, while there is room (a subscription whose
    * own window is full is passed over), and queues are told to look again.
    */
   private drainAll(): void {
-    for (;;) {
-      let next: StompSubscription | undefined;
-      let oldest = Infinity;
-      for (const sub of this.subscriptions.values()) {
-        const seq = sub.readyHeld();
-        if (seq !== undefined && seq < oldest) {
-          oldest = seq;
-          next = sub;
-        }
-      }
-      if (!next) break;
-      next.sendOneHeld();
-    }
+    const byQueue = new Map<HeldQueue<Held>, StompSubscription>();
+    for (const sub of this.subscriptions.values()) if (sub.held.length > 0) byQueue.set(sub.held, sub);
+    this.window.drain(
+      byQueue.keys(),
+      (q) => byQueue.get(q)!.mayDrain(),
+      (h, q) => byQueue.get(q)!.write(h.msg, h.delivery),
+    );
     for (const sub of this.subscriptions.values()) sub.tellQueue();
   }
 
@@ -716,10 +687,10 @@ export class StompConnection implements Session {
     if (id === undefined) throw new StompError('UNSUBSCRIBE needs an id header');
     const sub = this.subscriptions.get(id);
     if (!sub) throw new StompError(`no subscription with id "${id}"`);
-    const budgetWasFull = !this.budget.mayFly();
+    const budgetWasFull = !this.window.mayFly();
     this.removeSubscription(sub);
     // What it had in flight no longer counts: the others may send again.
-    if (budgetWasFull && this.budget.mayFly()) this.drainAll();
+    if (budgetWasFull && this.window.mayFly()) this.drainAll();
     this.receipt(frame);
   }
 
@@ -727,7 +698,7 @@ export class StompConnection implements Session {
 
   private onAck(frame: StompFrame): void {
     const outcome: Outcome = frame.command === 'ACK' ? 'ack' : 'nack';
-    const budgetWasFull = !this.budget.mayFly();
+    const budgetWasFull = !this.window.mayFly();
     const settled: StompSubscription[] = [];
     if (this.version === '1.2') {
       const id = header(frame, 'id');
@@ -743,7 +714,7 @@ export class StompConnection implements Session {
       if (settled.length === 0) throw new StompError(`${frame.command} for unknown message-id "${mid}"`, 'no unacknowledged message has that id on this connection');
     }
     // The byte budget is the connection's: when this ACK reopens it, every subscription may send again.
-    if (budgetWasFull && this.budget.mayFly()) this.drainAll();
+    if (budgetWasFull && this.window.mayFly()) this.drainAll();
     else for (const sub of settled) sub.drainHeld();
     this.receipt(frame);
   }
@@ -824,7 +795,7 @@ export class StompConnection implements Session {
 
   /** Room to write more without nearing the slow-consumer limit. */
   writable(): boolean {
-    return !this.closed && this.transport.buffered() < this.limits.slowConsumerBytes / 2;
+    return !this.closed && this.window.writable(this.transport.buffered());
   }
 
   private sendRaw(data: Buffer, text = true): void {
@@ -835,9 +806,9 @@ export class StompConnection implements Session {
   private writePrepared(prepared: Buffer): void {
     this.lastWrite = Date.now();
     this.transport.write(prepared);
-    if (this.state !== 'closing' && this.transport.buffered() > this.limits.slowConsumerBytes) {
+    if (this.state !== 'closing' && this.window.backedUp(this.transport.buffered())) {
       this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'slow_consumer' });
-      this.fail('slow consumer', `more than ${this.limits.slowConsumerBytes} bytes are waiting to be read by this client`);
+      this.fail('slow consumer', this.window.describeBacklog());
     }
   }
 
@@ -928,7 +899,7 @@ export class StompConnection implements Session {
     clearInterval(this.readTimer);
     clearTimeout(this.readTimer);
     for (const sub of [...this.subscriptions.values()]) this.removeSubscription(sub);
-    this.budget.clear();
+    this.window.clear();
     this.transactions.clear();
     this.transactionBytes = 0;
     this.inbox.length = 0;
