@@ -1,7 +1,14 @@
-/** A raw MQTT peer over TCP (mqtt-packet framing), to send what real clients would refuse to and to stop handshakes half-way. */
+/**
+ * MQTT test helpers: a raw MQTT peer over TCP (mqtt-packet framing), to send
+ * what real clients would refuse to and to stop handshakes half-way; and the
+ * addresses, admin options and waits the mqtt.js tests share.
+ */
 import { connect, type Socket } from 'node:net';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import mqttPacket from 'mqtt-packet';
+import { ADMIN_PASSWORD, type TestServer } from './server.js';
 
+/** A raw MQTT peer over TCP (mqtt-packet framing). */
 export class RawMqtt {
   readonly packets: mqttPacket.Packet[] = [];
   readonly closed: Promise<void>;
@@ -51,5 +58,52 @@ export class RawMqtt {
       if (Date.now() > deadline) throw new Error(`no ${cmd}; have ${this.packets.map((x) => x.cmd).join(',') || 'nothing'}`);
       await new Promise((r) => setTimeout(r, 10));
     }
+  }
+}
+
+/** The server's MQTT over TCP address, for mqtt.js. */
+export function tcpUrl(s: TestServer): string {
+  return `mqtt://127.0.0.1:${s.server.address('mqtt').port}`;
+}
+/** The server's MQTT over WebSocket address (`/mqtt`), for mqtt.js. */
+export function wsUrl(s: TestServer): string {
+  return s.url.replace(/^http/, 'ws') + '/mqtt';
+}
+/** mqtt.js options of the test server's admin, without reconnecting. */
+export const ADMIN: IClientOptions = { username: 'admin', password: ADMIN_PASSWORD, reconnectPeriod: 0 };
+
+/** The next message the client gets (on `topic`, when given). */
+export function nextMessage(c: MqttClient, topic?: string): Promise<{ topic: string; payload: Buffer; packet: mqttPacket.IPublishPacket }> {
+  return new Promise((resolve) => {
+    const on = (t: string, payload: Buffer, packet: mqttPacket.IPublishPacket) => {
+      if (topic !== undefined && t !== topic) return;
+      c.off('message', on);
+      resolve({ topic: t, payload, packet });
+    };
+    c.on('message', on);
+  });
+}
+
+/** Subscribes and resolves with the SUBACK's granted list as sent (mqtt.js rejects on any refusal). */
+export function suback(c: MqttClient, topics: Record<string, { qos: 0 | 1 | 2 }>): Promise<number[]> {
+  return new Promise((resolve) => {
+    const on = (p: mqttPacket.Packet) => {
+      if (p.cmd !== 'suback') return;
+      c.off('packetreceive', on);
+      resolve(p.granted as number[]);
+    };
+    c.on('packetreceive', on);
+    c.subscribe(topics, () => undefined);
+  });
+}
+
+/** Connects and resolves with the CONNACK reason, or rejects with mqtt.js's error (which carries `code`). */
+export async function refusedWith(url: string, opts: IClientOptions): Promise<number> {
+  try {
+    const c = await mqtt.connectAsync(url, { reconnectPeriod: 0, connectTimeout: 3000, ...opts });
+    await c.endAsync();
+    return 0;
+  } catch (err) {
+    return (err as { code: number }).code;
   }
 }
