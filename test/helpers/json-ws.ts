@@ -88,3 +88,8 @@ export interface MessageData {
   sender: string;
   createdAt: string;
 }
+
+/** The JSON WebSocket address of a test server for `token` (`/websocket/{token}`). */
+export function jsonUrl(s: { url: string }, token: string): string {
+  return s.url.replace(/^http/, 'ws') + '/websocket/' + token;
+}
