@@ -1,0 +1,59 @@
+/** Clients: the sessions online on every protocol, refreshed live, with disconnect and revoke. */
+import { api, attempt } from '../api.js';
+import { confirmed, field, h, showInfo, table, time, view } from '../dom.js';
+import { onLeave } from '../live.js';
+
+interface ClientRow {
+  sessionId: string;
+  userId: string;
+  loginName: string;
+  device: string;
+  protocol: string;
+  remoteAddress: string;
+  loginTime: string;
+  node?: string;
+  subscriptions?: number;
+  unacked?: number;
+}
+
+export function renderClients(): void {
+  const search = h('input', { type: 'search', name: 'filter', placeholder: 'user, device, protocol or address' }) as HTMLInputElement;
+  const list = h('div', { id: 'clients' });
+  let rows: ClientRow[] = [];
+  const draw = (): void => {
+    const q = search.value.trim().toLowerCase();
+    const shown = rows.filter((r) => !q || [r.loginName, r.device, r.protocol, r.remoteAddress, r.node ?? ''].some((x) => x.toLowerCase().includes(q)));
+    list.replaceChildren(
+      h('p', {}, `${shown.length} of ${rows.length} sessions online`),
+      table(
+        ['User', 'Device', 'Protocol', 'Address', 'Since', 'Subscriptions', 'Unacked', 'Node', 'Actions'],
+        shown.map((r) => [
+          r.loginName,
+          r.device,
+          r.protocol,
+          r.remoteAddress,
+          time(r.loginTime),
+          r.subscriptions === undefined ? '–' : String(r.subscriptions),
+          r.unacked === undefined ? '–' : String(r.unacked),
+          r.node ?? '',
+          h(
+            'span',
+            { class: 'actions' },
+            h('button', { type: 'button', onclick: () => void attempt(async () => (await api('POST', `/api/admin/sessions/${encodeURIComponent(r.sessionId)}/disconnect`), showInfo(`Disconnected ${r.loginName}'s ${r.protocol} session.`), await load())) }, 'Disconnect'),
+            h('button', { type: 'button', class: 'danger', onclick: () => confirmed(`Revoke every token of ${r.loginName}? All their sessions end.`) && void attempt(async () => (await api('POST', `/api/users/${encodeURIComponent(r.userId)}/revoke-tokens`), showInfo(`Revoked every token of ${r.loginName}.`), await load())) }, 'Revoke tokens'),
+          ),
+        ]),
+        'Nobody is connected.',
+      ),
+    );
+  };
+  const load = async (): Promise<void> => {
+    rows = await api<ClientRow[]>('GET', '/api/message/getWebSocketClients');
+    draw();
+  };
+  search.addEventListener('input', draw);
+  view.replaceChildren(h('h1', {}, 'Clients'), h('div', { class: 'toolbar' }, field('Filter', search), h('button', { type: 'button', onclick: () => void attempt(load) }, 'Refresh')), list);
+  void attempt(load);
+  const timer = window.setInterval(() => void attempt(load), 3000);
+  onLeave(() => clearInterval(timer));
+}
