@@ -1,0 +1,109 @@
+/**
+ * CONNECT (or STOMP): negotiate the version, authenticate (the handshake's
+ * token, a token in login/passcode, or a user name and password), admit the
+ * session, and start heart-beats.
+ */
+import { HERALD_VERSION } from '../../version.js';
+import { AuthError } from '../../core/auth.js';
+import type { HeaderList } from '../../core/message.js';
+import { encodeFrame, header, HEARTBEAT, type StompFrame } from './codec.js';
+import type { Version } from './message-frame.js';
+import type { StompState } from './state.js';
+
+const VERSIONS: readonly Version[] = ['1.2', '1.1', '1.0'];
+
+export async function onConnect(c: StompState, frame: StompFrame): Promise<void> {
+  const accept = (header(frame, 'accept-version') ?? '1.0').split(',').map((v) => v.trim());
+  const version = VERSIONS.find((v) => accept.includes(v));
+  if (!version) {
+    c.sendRaw(
+      encodeFrame('ERROR', [['version', '1.0,1.1,1.2'], ['content-type', 'text/plain'], ['message', 'unsupported STOMP version']], `this server speaks STOMP 1.0, 1.1 and 1.2; the client offered ${accept.join(',')}`, false),
+    );
+    c.shutdown(1002, 'unsupported version');
+    return;
+  }
+  c.version = version;
+  c.parser.escaping = version !== '1.0';
+
+  let principal = c.handshakePrincipal;
+  if (!principal) {
+    const login = header(frame, 'login');
+    const passcode = header(frame, 'passcode');
+    try {
+      if (login && passcode) {
+        // A token in passcode (any login), else a user name with its password. The token is tried
+        // first: it is cheap, and a token must never count as a failed password login.
+        try {
+          principal = await c.ctx.auth.authenticate(passcode, { renew: c.renewOnUse });
+        } catch (err) {
+          if (!(err instanceof AuthError) || err.code !== 'invalid_token') throw err;
+          const user = await c.ctx.auth.checkPassword(login, passcode, c.remoteAddress);
+          principal = { userId: user.id, name: user.name, role: user.role, credential: { kind: 'password' } };
+        }
+      } else if (login || passcode) {
+        // A token on its own: a refused one counts against this address (tokenFailuresPerAddress).
+        principal = await c.ctx.auth.authenticate((login || passcode)!, { renew: c.renewOnUse, address: c.remoteAddress });
+      } else {
+        throw new AuthError('invalid_token', 'no credentials: pass a token as __token in the URL, or login/passcode in CONNECT');
+      }
+    } catch (err) {
+      if (!(err instanceof AuthError)) throw err;
+      c.ctx.metrics.protocolErrors.inc({ protocol: c.protocol, reason: 'auth' });
+      const message = err.code === 'token_expired' ? 'token expired' : err.code === 'rate_limited' ? 'too many failed logins' : 'authentication failed';
+      c.sendError(message, err.message, header(frame, 'receipt'));
+      c.shutdown(err.code === 'token_expired' ? 4401 : 4403, message);
+      return;
+    }
+  }
+  if (c.closed) return;
+  if (c.ctx.sessions.ofUser(principal.userId).size >= c.limits.maxConnectionsPerUser) {
+    c.sendError('too many connections', `user "${principal.name}" already has ${c.limits.maxConnectionsPerUser} connections open (maxConnectionsPerUser)`, header(frame, 'receipt'));
+    c.shutdown(1008, 'too many connections');
+    return;
+  }
+  c.principal = principal;
+  c.ctx.sessions.add(c);
+  c.registered = true;
+  c.admission.authenticated();
+
+  // Heart-beats: cx,cy from the client; the server offers sx = sy = heartbeatMs.
+  const [cx, cy] = (header(frame, 'heart-beat') ?? '0,0').split(',').map((n) => Number.parseInt(n, 10));
+  const hb = c.limits.heartbeatMs;
+  const sendEvery = version === '1.0' || !cy || !hb ? 0 : Math.max(hb, cy);
+  const expectEvery = version === '1.0' || !cx || !hb ? 0 : Math.max(hb, cx);
+  clearTimeout(c.readTimer);
+  c.readTimer = undefined;
+  startHeartbeats(c, sendEvery, expectEvery);
+
+  const headers: HeaderList = [
+    ['version', version],
+    ['heart-beat', `${version === '1.0' ? 0 : hb},${version === '1.0' ? 0 : hb}`],
+    ['server', 'Herald/' + HERALD_VERSION],
+    ['session', c.id],
+    ['user-name', principal.name],
+  ];
+  c.state = 'connected';
+  c.sendRaw(encodeFrame('CONNECTED', headers, undefined, false));
+  c.receipt(frame);
+}
+
+function startHeartbeats(c: StompState, sendEvery: number, expectEvery: number): void {
+  if (sendEvery > 0) {
+    c.sendTimer = setInterval(() => {
+      if (Date.now() - c.lastWrite >= sendEvery * 0.9) c.sendRaw(HEARTBEAT);
+    }, sendEvery);
+    c.sendTimer.unref();
+  }
+  if (expectEvery > 0) {
+    const grace = Math.max(2000, expectEvery / 2);
+    c.readTimer = setInterval(() => {
+      const silent = Date.now() - c.lastRead;
+      if (silent > expectEvery + grace) {
+        c.ctx.metrics.protocolErrors.inc({ protocol: c.protocol, reason: 'heartbeat' });
+        c.fail('heart-beat timeout', `nothing received for ${silent} ms; the negotiated heart-beat was ${expectEvery} ms`);
+      }
+    }, Math.min(expectEvery, 5000));
+    c.readTimer.unref();
+  }
+}
+

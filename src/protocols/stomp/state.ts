@@ -1,0 +1,224 @@
+/**
+ * What one STOMP connection holds, shared by the frame handlers of this
+ * folder: the negotiated version, the principal, subscriptions and
+ * transactions, timers and limits; and the writing and ending of the
+ * connection. connection.ts reads frames and dispatches them to connect.ts,
+ * send.ts, subscriptions.ts and transactions.ts, and completes this class
+ * with its clean-up.
+ */
+import type { HeraldContext } from '../../context.js';
+import type { Principal } from '../../core/auth.js';
+import type { Broker } from '../../core/broker.js';
+import { PublishPermissions, sessionSubject, type AclSubject } from '../../core/acl.js';
+import { DeliveryWindow } from '../../core/delivery-window.js';
+import type { CoreMessage, HeaderList } from '../../core/message.js';
+import { TokenBucket } from '../../core/rate-limit.js';
+import { newSessionId, wsCloseCode, type CloseReason, type Protocol, type Session } from '../../core/session.js';
+import { systemClock } from '../../clock.js';
+import type { Admission } from '../../transports/admission.js';
+import type { ByteTransport } from '../../transports/byte-transport.js';
+import { encodeFrame, header, StompParser, type StompFrame } from './codec.js';
+import { encodeMessageFrame, type Version } from './message-frame.js';
+import type { StompSubscription } from './subscription.js';
+
+export interface StompLimits {
+  maxUnacked: number;
+  maxHeld: number;
+  maxSubscriptions: number;
+  maxConnectionsPerUser: number;
+  heartbeatMs: number;
+  publishRate: number;
+  /** Bytes of received frames waiting to be handled before reading pauses. */
+  maxInboxBytes: number;
+  /** Bytes of frames all open transactions of a connection may hold until COMMIT. */
+  maxTransactionBytes: number;
+}
+
+/** Bytes a received frame holds while it waits: its body, its headers, and a fixed allowance. */
+export function frameSize(f: StompFrame): number {
+  let n = 128 + f.command.length + f.body.length;
+  for (const [k, v] of f.headers) n += 32 + k.length + v.length;
+  return n;
+}
+
+export abstract class StompState implements Session {
+  readonly id: string;
+  principal!: Principal;
+  readonly connectedAt: number;
+  version: Version = '1.2';
+  closed = false;
+  readonly limits: StompLimits;
+  readonly broker: Broker;
+
+  state: 'awaiting-connect' | 'connected' | 'closing' = 'awaiting-connect';
+  readonly parser: StompParser;
+  readonly subscriptions = new Map<string, StompSubscription>();
+  readonly transactions = new Map<string, StompFrame[]>();
+  /** Bytes of the frames held in open transactions (with an allowance per transaction). */
+  transactionBytes = 0;
+  lastRead = Date.now();
+  lastWrite = Date.now();
+  sendTimer: NodeJS.Timeout | undefined;
+  readTimer: NodeJS.Timeout | undefined;
+  readonly bucket: TokenBucket;
+  registered = false;
+  /** Reading paused for the inbound backlog (the publish rate's pause must not resume it). */
+  paused = false;
+  readonly delivered: { inc(): void };
+  readonly publishAcl: PublishPermissions;
+  /** The delivery policy: bytes this connection pins (unacknowledged or waiting), shared by its subscriptions; its socket backlog. */
+  readonly window: DeliveryWindow;
+
+  constructor(
+    readonly ctx: HeraldContext,
+    readonly transport: ByteTransport,
+    readonly protocol: Protocol,
+    readonly remoteAddress: string,
+    readonly device: string,
+    /** Authenticated at the WebSocket handshake (`__token`), if so. */
+    readonly handshakePrincipal: Principal | undefined,
+    /** Pre-authentication limits (time to CONNECT, bytes before it); told when CONNECT succeeds. */
+    readonly admission: Admission,
+    /**
+     * Whether use of this connection keeps its login token alive: CONNECT and
+     * each SEND renew it as an HTTP call does (heart-beats do not). Off on
+     * `/v1/ws`, where the token lives by HTTP calls only.
+     */
+    readonly renewOnUse: boolean,
+  ) {
+    this.id = newSessionId('stomp');
+    this.connectedAt = ctx.clock.now();
+    this.broker = ctx.broker;
+    const c = ctx.config;
+    this.limits = {
+      maxUnacked: c.maxUnackedPerSubscription,
+      maxHeld: Math.max(1000, c.maxUnackedPerSubscription * 10),
+      maxSubscriptions: c.maxSubscriptionsPerConnection,
+      maxConnectionsPerUser: c.maxConnectionsPerUser,
+      heartbeatMs: c.stompHeartbeatMs,
+      publishRate: c.publishRatePerSecond,
+      maxInboxBytes: 4 * c.maxBodyBytes,
+      maxTransactionBytes: c.maxHeldBytesPerConnection,
+    };
+    this.window = new DeliveryWindow({ maxHeldBytes: c.maxHeldBytesPerConnection, maxBufferedBytes: c.slowConsumerBytes });
+    this.bucket = new TokenBucket(this.limits.publishRate, systemClock);
+    this.delivered = ctx.metrics.messagesOut.labels(protocol);
+    this.publishAcl = new PublishPermissions(ctx.acl, () => this.aclSubject());
+    this.parser = new StompParser({
+      maxHeaderBytes: c.stompMaxHeaderBytes,
+      maxHeaders: c.stompMaxHeaders,
+      maxBodyBytes: c.maxBodyBytes,
+    });
+    // A client that never completes CONNECT in time, or sends too much before it, is told and dropped.
+    admission.onLimit = (reason) => this.fail('not connected', reason);
+  }
+
+  stats(): { subscriptions: number; unacked: number } {
+    let unacked = 0;
+    for (const s of this.subscriptions.values()) unacked += s.unacked.size;
+    return { subscriptions: this.subscriptions.size, unacked };
+  }
+
+  aclSubject(): AclSubject {
+    return sessionSubject(this.principal, this.device);
+  }
+
+  // ---- output ---------------------------------------------------------------------
+
+  /** Room to write more without nearing the slow-consumer limit. */
+  writable(): boolean {
+    return !this.closed && this.window.writable(this.transport.buffered());
+  }
+
+  sendRaw(data: Buffer, text = true): void {
+    if (this.closed) return;
+    this.writePrepared(this.transport.prepare(data, text));
+  }
+
+  writePrepared(prepared: Buffer): void {
+    this.lastWrite = Date.now();
+    this.transport.write(prepared);
+    if (this.state !== 'closing' && this.window.backedUp(this.transport.buffered())) {
+      this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'slow_consumer' });
+      this.fail('slow consumer', this.window.describeBacklog());
+    }
+  }
+
+  /**
+   * Writes one MESSAGE frame, encoded once per message for all subscriptions
+   * that look alike. Returns the bytes it added to the message's cache of
+   * encoded frames (memory that lives as long as the message does).
+   */
+  sendMessage(sub: StompSubscription, msg: CoreMessage, redelivered: boolean): number {
+    if (this.closed) return 0;
+    this.delivered.inc();
+    if (redelivered) {
+      this.sendRaw(encodeMessageFrame(sub, msg, true, this.version), msg.textBody);
+      return 0;
+    }
+    let prepared = msg.encoded.get(sub.cacheKey);
+    let added = 0;
+    if (!prepared) {
+      prepared = this.transport.prepare(encodeMessageFrame(sub, msg, false, this.version), msg.textBody);
+      msg.encoded.set(sub.cacheKey, prepared);
+      added = prepared.length;
+    }
+    this.writePrepared(prepared);
+    return added;
+  }
+
+  receipt(frame: StompFrame): void {
+    const r = header(frame, 'receipt');
+    if (r !== undefined) this.sendRaw(encodeFrame('RECEIPT', [['receipt-id', r]], undefined, this.version !== '1.0'));
+  }
+
+  sendError(message: string, detail: string | undefined, receipt: string | undefined): void {
+    const headers: HeaderList = [
+      ['message', message],
+      ['content-type', 'text/plain'],
+    ];
+    if (receipt !== undefined) headers.push(['receipt-id', receipt]);
+    this.sendRaw(encodeFrame('ERROR', headers, detail ?? message, this.version !== '1.0' && this.state !== 'awaiting-connect'));
+  }
+
+  /** Sends ERROR with `message` and closes. */
+  fail(message: string, detail: string): void {
+    this.shutdown(1008, message, { message, detail });
+  }
+
+  /**
+   * The transport refuses an incoming message larger than it buffers
+   * (WebSocket: over the route's maxPayload). Told before the transport
+   * closes, so the client gets an ERROR saying why, as on TCP.
+   */
+  tooLarge(bytes: number, limit: number): void {
+    this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'syntax' });
+    this.shutdown(1009, 'frame too large', {
+      message: 'frame too large',
+      detail: `a WebSocket message of ${bytes} bytes is over the ${limit}-byte limit (stompMaxHeaderBytes + maxBodyBytes + 1024); send frames with at most ${this.ctx.config.maxBodyBytes} body bytes (maxBodyBytes)`,
+    });
+  }
+
+  /** The wire framing (part of the key under which shared frames are cached). */
+  get framing(): string {
+    return this.transport.framing;
+  }
+
+  /** Session.close: the server ends the session (token death, shutdown, kick). */
+  close(reason: CloseReason): void {
+    const code = wsCloseCode(reason);
+    this.shutdown(code, reason.message, { message: reason.message, detail: reason.message });
+  }
+
+  /** Closes once: the optional ERROR goes out first (past the slow-consumer check), then the transport closes. */
+  shutdown(code: number, reason: string, error?: { message: string; detail: string }): void {
+    if (this.state === 'closing' || this.closed) return;
+    this.state = 'closing';
+    if (error) this.sendError(error.message, error.detail, undefined);
+    this.transport.close(code, reason);
+    this.cleanup();
+  }
+
+  /** Ends the session's hold on everything (subscriptions, transactions, timers); once. */
+  protected abstract cleanup(): void;
+}
