@@ -16,7 +16,8 @@
  *   says whether the connection is now over its bounds (cut it).
  * - `drain`: room opened; held messages go out in the order they arrived on
  *   the connection, across all its queues, each while its queue has room.
- * - `release`: a queue ends; what it held goes back to the broker.
+ * - `release`: a queue ends; what it held goes back to the broker (or
+ *   `takeAll`, for a protocol that keeps it elsewhere).
  *
  * The bytes are counted by the connection's DeliveryBudget (in flight plus
  * held, bounded by maxHeldBytesPerConnection); the socket's own backlog is
@@ -159,6 +160,18 @@ export class DeliveryWindow {
       item.delivery.settle?.('requeue');
     }
     queue.clear();
+  }
+
+  /**
+   * Takes every held message out of the queue, oldest first, without
+   * settling them, for the protocol to dispose of (MQTT keeps a persistent
+   * session's in its stored queue).
+   */
+  takeAll<T extends HeldMessage>(queue: HeldQueue<T>): T[] {
+    const items = [...queue];
+    for (const item of items) this.budget.unhold(item.bytes);
+    queue.clear();
+    return items;
   }
 
   /** The connection ended and gave its messages back: nothing counts any more. */

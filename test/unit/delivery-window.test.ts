@@ -178,6 +178,17 @@ describe('DeliveryWindow: release', () => {
     assert.equal(w.budget.heldBytes, 0);
   });
 
+  it('takeAll hands the held messages over, oldest first and unsettled, and forgets their bytes', () => {
+    const w = window();
+    const q = w.queue<Fake>(10);
+    for (const n of ['a', 'b']) w.offer(q, fake(n, 10), false);
+    const taken = w.takeAll(q);
+    assert.deepEqual(taken.map((m) => m.name), ['a', 'b']);
+    assert.deepEqual(taken.map((m) => m.outcome), [undefined, undefined]);
+    assert.equal(q.length, 0);
+    assert.equal(w.budget.heldBytes, 0);
+  });
+
   it('clear forgets in-flight and held bytes', () => {
     const w = window();
     w.budget.fly(500);
