@@ -106,4 +106,3 @@ function startHeartbeats(c: StompState, sendEvery: number, expectEvery: number):
     c.readTimer.unref();
   }
 }
-

@@ -88,4 +88,3 @@ function reportToSender(c: StompState, destination: string, message: string, rec
     createMessage({ target: { kind: 'user', userId: c.principal.userId, name: 'errors' }, body, contentType: 'application/json' }),
   );
 }
-

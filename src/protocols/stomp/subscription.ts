@@ -178,4 +178,3 @@ export class StompSubscription implements Consumer, MessageFrameSubscription {
     this.conn.window.release(this.held);
   }
 }
-

@@ -132,4 +132,3 @@ export function onAck(c: StompState, frame: StompFrame): void {
   else for (const sub of settled) sub.drainHeld();
   c.receipt(frame);
 }
-

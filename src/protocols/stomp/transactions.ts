@@ -9,6 +9,9 @@ import { onSend } from './send.js';
 import { frameSize, type StompState } from './state.js';
 import { onAck } from './subscriptions.js';
 
+/** What a transaction pins besides its frames (the map entry, its name). */
+const TRANSACTION_ALLOWANCE = 256;
+
 /** Holds a SEND/ACK/NACK that names a transaction until COMMIT; false when it names none. */
 export function inTransaction(c: StompState, frame: StompFrame): boolean {
   const tx = header(frame, 'transaction');
@@ -72,12 +75,7 @@ export function onAbort(c: StompState, frame: StompFrame): void {
   c.receipt(frame);
 }
 
-
-/** What a transaction pins besides its frames (the map entry, its name). */
-const TRANSACTION_ALLOWANCE = 256;
-
-
+/** A frame carried out at COMMIT: the COMMIT's own RECEIPT answers for it. */
 function stripReceipt(f: StompFrame): StompFrame {
   return { ...f, headers: f.headers.filter(([k]) => k !== 'receipt') };
 }
-
