@@ -1,5 +1,5 @@
 // Copies the demo pages (web/demo) and the browser builds of the client
-// libraries the seeds use into dist/web/demo, where Herald serves them at /demo/.
+// libraries the demo pages use (the same as the client profiles of docs/clients.md) into dist/web/demo, where Herald serves them at /demo/.
 import { cpSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
