@@ -5,7 +5,7 @@
 import type { Clock } from './clock.js';
 import { systemClock } from './clock.js';
 import { ConfigError, type Config } from './config.js';
-import { MessageService } from './apps/message-service.js';
+import { MAILBOX, MessageService } from './apps/message-service.js';
 import { registerTestEcho } from './apps/test-echo.js';
 import { ThreadService } from './apps/threads.js';
 import { Auth } from './core/auth.js';
@@ -203,7 +203,7 @@ export class HeraldServer {
       registerWebRoutes(ctx, startedAt);
       // Protocol front ends: each registers its routes and listeners, nothing else.
       registerStomp(ctx);
-      registerJsonWebSocket(ctx);
+      registerJsonWebSocket(ctx, MAILBOX);
       mqtt = await registerMqtt(ctx, apps);
       if (cluster) joinClusterMqtt(cluster, ctx, mqtt);
 

@@ -13,7 +13,6 @@
  *   {"action":"publish","topic":…,"data":…}
  */
 import type { WebSocket } from 'ws';
-import { MAILBOX } from '../../apps/message-service.js';
 import { systemClock } from '../../clock.js';
 import type { HeraldContext } from '../../context.js';
 import type { Principal } from '../../core/auth.js';
@@ -108,6 +107,8 @@ export class JsonConnection implements Session {
     readonly principal: Principal,
     readonly remoteAddress: string,
     readonly device: string,
+    /** The user mailbox the message service delivers to (every connection is subscribed to it). */
+    private readonly mailboxName: string,
   ) {
     this.connectedAt = ctx.clock.now();
     this.window = new DeliveryWindow({ maxHeldBytes: ctx.config.maxHeldBytesPerConnection, maxBufferedBytes: ctx.config.slowConsumerBytes });
@@ -156,7 +157,7 @@ export class JsonConnection implements Session {
       this.pingTimer.unref();
     }
     // Subscribing the mailbox replays the user's PENDING messages before live ones.
-    this.ctx.broker.subscribeUser(this.principal.userId, MAILBOX, this.mailbox);
+    this.ctx.broker.subscribeUser(this.principal.userId, this.mailboxName, this.mailbox);
   }
 
   // ---- output -----------------------------------------------------------------
@@ -401,7 +402,7 @@ export class JsonConnection implements Session {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.pingTimer);
-    this.ctx.broker.unsubscribeUser(this.principal.userId, MAILBOX, this.mailbox);
+    this.ctx.broker.unsubscribeUser(this.principal.userId, this.mailboxName, this.mailbox);
     for (const [topic, sub] of this.topics) this.ctx.broker.unsubscribeTopic(topic, sub);
     this.topics.clear();
     for (const { delivery } of this.unacked.values()) delivery.settle?.('requeue');

@@ -5,7 +5,8 @@ import { UpgradeRefusal } from '../../transports/listeners.js';
 import { clientAddress, deviceOf, upgradeRefusalFor } from '../../transports/handshake.js';
 import { JsonConnection } from './connection.js';
 
-export function registerJsonWebSocket(ctx: HeraldContext): void {
+/** `mailbox`: the user mailbox whose messages this protocol carries (the message service's). */
+export function registerJsonWebSocket(ctx: HeraldContext, mailbox: string): void {
   ctx.listeners.addWebSocketRoute<{ principal: Principal; device: string }>({
     name: 'json /websocket',
     path: '/websocket/',
@@ -37,7 +38,7 @@ export function registerJsonWebSocket(ctx: HeraldContext): void {
     onConnection(ws, req, accepted, admission) {
       // The token in the path authenticated the session at the handshake.
       admission.authenticated();
-      new JsonConnection(ctx, ws, accepted.principal, clientAddress(req, ctx.config.trustProxy), accepted.device).start();
+      new JsonConnection(ctx, ws, accepted.principal, clientAddress(req, ctx.config.trustProxy), accepted.device, mailbox).start();
     },
   });
 }
