@@ -26,7 +26,7 @@ import type { Role, Store, TokenRecord, UserRecord } from '../store/store.js';
 import { CredentialWatchers, type DeathCallback } from './credential-watch.js';
 import { loadJwtKeys, looksLikeJwt, verifyJwt, type JwtKeys } from './jwt.js';
 import { LoginLimits, type SharedFailureCounter } from './login-limits.js';
-import { hashPassword, verifyPassword } from './passwords.js';
+import { hashPassword, passwordChecksBusy, verifyPassword } from './passwords.js';
 import { AuthError, hashToken, type CredentialChange, type Principal } from './principal.js';
 
 export { AuthError, hashToken, isRole } from './principal.js';
@@ -123,6 +123,8 @@ export class Auth {
    * down (see loginSlowdownMs) when the name fails from many addresses.
    */
   async checkPassword(name: string, password: string, address: string): Promise<UserRecord> {
+    // A flood of password checks (each an expensive hash) is refused before it counts against anyone.
+    if (passwordChecksBusy()) throw new AuthError('rate_limited', 'too many logins are being checked right now; try again in a second', 1);
     await this.limits.admitPasswordAttempt(name, address);
     const slow = await this.loginSlowdownMs(name, address);
     if (slow > 0) await this.pause(slow);

@@ -6,10 +6,36 @@ const R = 8;
 const P = 1;
 const KEYLEN = 32;
 
-function scryptAsync(password: string, salt: Buffer, keylen: number, opts: ScryptOptions): Promise<Buffer> {
-  return new Promise((resolve, reject) =>
-    scrypt(password, salt, keylen, opts, (err, key) => (err ? reject(err) : resolve(key))),
-  );
+/**
+ * Each hash costs ~90 ms of CPU and 32 MiB, so a flood of logins (rotating
+ * names defeats any per-name limit) could take every core and a lot of
+ * memory. At most RUNNING_MAX hashes run at once; the rest wait their turn,
+ * and callers refuse new checks while WAITING_MAX already wait
+ * (`passwordChecksBusy`), so the cost of a flood is bounded whatever its size.
+ */
+const RUNNING_MAX = 2;
+const WAITING_MAX = 32;
+let running = 0;
+const waiting: (() => void)[] = [];
+
+/** True when so many password checks wait that a new one should be refused (try again shortly). */
+export function passwordChecksBusy(): boolean {
+  return waiting.length >= WAITING_MAX;
+}
+
+async function scryptAsync(password: string, salt: Buffer, keylen: number, opts: ScryptOptions): Promise<Buffer> {
+  // A finished hash hands its slot straight to the next waiter, so no newcomer can slip in between.
+  if (running >= RUNNING_MAX) await new Promise<void>((resolve) => waiting.push(resolve));
+  else running++;
+  try {
+    return await new Promise((resolve, reject) =>
+      scrypt(password, salt, keylen, opts, (err, key) => (err ? reject(err) : resolve(key))),
+    );
+  } finally {
+    const next = waiting.shift();
+    if (next) next();
+    else running--;
+  }
 }
 
 /** Returns `scrypt$N$r$p$salt$hash` (base64url), self-describing so parameters can change later. */

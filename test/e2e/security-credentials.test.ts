@@ -80,6 +80,31 @@ describe('credentials: failed logins lock the pair, not the name or the address'
   });
 });
 
+describe('credentials: a flood of password checks costs a bounded amount of CPU', () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startServer({ trustProxy: true });
+  });
+  after(() => s.stop());
+
+  it('120 concurrent logins with rotating names: past the waiting room they are refused at once (429), and a real login still works after', async () => {
+    const t0 = Date.now();
+    const answers = await Promise.all(
+      Array.from({ length: 120 }, (_, i) =>
+        api(s.url, 'POST', '/v1/login', { body: { username: `nobody-${i}`, password: 'guess' }, headers: { 'x-forwarded-for': `10.1.${i >> 8}.${i & 255}` } }),
+      ),
+    );
+    const statuses = answers.map((a) => a.status);
+    const busy = answers.filter((a) => a.status === 429);
+    assert.ok(busy.length >= 60, `only ${busy.length} of 120 were refused as busy: ${statuses.join(',')}`);
+    assert.match(busy[0]!.body.message, /too many logins are being checked/);
+    assert.ok(statuses.every((st) => st === 401 || st === 429), statuses.join(','));
+    // The checks that ran did not pile up: at most the waiting room's worth of hashes (2 at a time).
+    assert.ok(Date.now() - t0 < 15_000);
+    assert.ok((await login(s.url)).length > 0);
+  });
+});
+
 describe('credentials: a swept token is "token expired" in every protocol', () => {
   const clock = new ManualClock(Date.now());
   let s: TestServer;
