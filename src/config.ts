@@ -83,6 +83,7 @@ export const CONFIG_SCHEMA = {
   connectTimeoutSeconds: int(10, 1, 3600, 'Every protocol: a connection that has not completed its CONNECT (authenticated) within this many seconds is closed'),
   maxPreAuthBytes: int(65_536, 1024, 268_435_456, 'Every protocol: bytes a connection may send before it is authenticated (a CONNECT is far smaller); more closes it'),
   maxUnauthenticatedPerAddress: int(256, 1, 10_000_000, 'Connections one client address may hold open before they authenticate (HTTP connections count while open); more are refused at once'),
+  maxUnauthenticatedConnections: int(5000, 1, 10_000_000, 'Connections the whole server holds open before they authenticate (HTTP connections count while open), over all addresses; more are refused at once'),
   wsMessagesPerSecond: int(10_000, 0, 10_000_000, 'WebSocket messages one connection may send per second (0 = no limit); faster senders are not read until the next second'),
   httpRequestTimeoutSeconds: int(30, 1, 3600, 'An HTTP request whose headers and body have not all arrived within this long is answered 408 and closed (headers alone: at most 10 s)'),
   tokenFailuresPerAddress: int(100, 1, 1_000_000, 'Failed token presentations (unknown, expired or forged tokens) allowed per client address in each login window (then refused for the rest of the window)'),

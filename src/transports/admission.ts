@@ -23,10 +23,11 @@ export interface Admission {
 }
 
 /** Why a connection was refused or cut before it authenticated (the metric's reason label). */
-export type RefusalKind = 'address_limit' | 'connect_timeout' | 'preauth_bytes';
+export type RefusalKind = 'address_limit' | 'total_limit' | 'connect_timeout' | 'preauth_bytes';
 
 export interface AdmissionLimits {
   maxUnauthenticatedPerAddress: number;
+  maxUnauthenticatedConnections: number;
   connectTimeoutSeconds: number;
   maxPreAuthBytes: number;
 }
@@ -101,8 +102,23 @@ class SocketAdmission implements Admission {
   }
 }
 
+/**
+ * The key an address is counted under: an IPv6 address by its /64 prefix
+ * (one host is usually given a whole /64, so counting single addresses would
+ * let it open 2^64 times the limit); IPv4, and IPv4 mapped into IPv6, as is.
+ */
+export function addressKey(address: string): string {
+  if (!address.includes(':') || address.startsWith('::ffff:')) return address;
+  const [head = '', tail] = address.split('::', 2);
+  const left = head ? head.split(':') : [];
+  const right = tail !== undefined && tail !== '' ? tail.split(':') : [];
+  const groups = tail === undefined ? left : [...left, ...Array<string>(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right];
+  return groups.slice(0, 4).map((g) => (g.replace(/^0+(?=.)/, '') || '0').toLowerCase()).join(':') + '::/64';
+}
+
 export class AdmissionGate {
   private readonly pending = new Map<string, number>();
+  private total = 0;
   private readonly bySocket = new WeakMap<Socket, SocketAdmission>();
   /** Told of every refusal (metrics). */
   onRefused: ((kind: RefusalKind, reason: string) => void) | undefined;
@@ -121,13 +137,18 @@ export class AdmissionGate {
    */
   admit(socket: Socket, address: string, start: boolean, countAddress = true): Admission | undefined {
     // Behind a trusted proxy every HTTP connection comes from the proxy: time and bytes are still limited.
-    if (!countAddress) address = '';
+    address = countAddress ? addressKey(address) : '';
+    if (this.total >= this.limits.maxUnauthenticatedConnections) {
+      this.refused('total_limit', `the server already has ${this.total} unauthenticated connections (maxUnauthenticatedConnections)`);
+      return undefined;
+    }
     const n = this.pending.get(address) ?? 0;
     if (countAddress && n >= this.limits.maxUnauthenticatedPerAddress) {
       this.refused('address_limit', `address ${address} already has ${n} unauthenticated connections (maxUnauthenticatedPerAddress)`);
       return undefined;
     }
     this.pending.set(address, n + 1);
+    this.total++;
     const a = new SocketAdmission(this, address, socket);
     this.bySocket.set(socket, a);
     if (start) a.start();
@@ -143,6 +164,7 @@ export class AdmissionGate {
 
   /** @internal */
   release(address: string): void {
+    this.total--;
     const n = (this.pending.get(address) ?? 1) - 1;
     if (n <= 0) this.pending.delete(address);
     else this.pending.set(address, n);

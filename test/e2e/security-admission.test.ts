@@ -7,6 +7,7 @@
 import { strict as assert } from 'node:assert';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { addressKey } from '../../src/transports/admission.js';
 import { JsonClient } from '../helpers/json-ws.js';
 import { RawMqtt } from '../helpers/mqtt.js';
 import { login, startServer, type TestServer } from '../helpers/server.js';
@@ -119,6 +120,37 @@ async function loginWhenFree(srv: TestServer, idle: Socket[]): Promise<string> {
   await new Promise((r) => setTimeout(r, 100));
   return login(srv.url);
 }
+
+describe('unauthenticated connections are capped for the whole server too, and IPv6 hosts by their /64', () => {
+  it('counts an IPv6 address by its /64 prefix, IPv4 (also mapped) as it is', () => {
+    assert.equal(addressKey('127.0.0.2'), '127.0.0.2');
+    assert.equal(addressKey('::ffff:10.0.0.1'), '::ffff:10.0.0.1');
+    assert.equal(addressKey('2001:db8:0:1::5'), '2001:db8:0:1::/64');
+    assert.equal(addressKey('2001:0DB8:0000:0001:ffff::9'), '2001:db8:0:1::/64');
+    assert.equal(addressKey('2001:db8::1'), '2001:db8:0:0::/64');
+    assert.equal(addressKey('::1'), '0:0:0:0::/64');
+    assert.equal(addressKey('fe80:1:2:3:4:5:6:7'), 'fe80:1:2:3::/64');
+  });
+
+  it('past maxUnauthenticatedConnections every listener refuses, whatever the address', async () => {
+    const srv = await startServer({ maxUnauthenticatedConnections: 4 });
+    try {
+      const idle: Socket[] = [];
+      for (let i = 0; i < 4; i++) idle.push(await rawTcp(srv.server.address('mqtt').port));
+      const refused = await rawTcp(srv.server.address('stomp').port);
+      await closedWithin(refused, Date.now(), 1000);
+      idle.pop()!.destroy();
+      await new Promise((r) => setTimeout(r, 100));
+      const admitted = await RawStomp.tcp(srv.server.address('stomp').port);
+      const token = await loginWhenFree(srv, idle);
+      assert.equal((await admitted.connect({ login: token })).command, 'CONNECTED');
+      admitted.close();
+      for (const s of idle) s.destroy();
+    } finally {
+      await srv.stop();
+    }
+  });
+});
 
 describe('WebSocket messages per second are capped per connection', () => {
   let srv: TestServer;
