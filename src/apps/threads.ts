@@ -33,6 +33,12 @@ export function dottedThread(topic: string): string {
 
 /** How long a cluster node trusts "no such thread" for a publish (see ThreadService.notThreads). */
 export const NOT_A_THREAD_MS = 3000;
+/**
+ * Topic names kept by the thread caches, in characters: publishing to many
+ * distinct long topics must not pin memory for good (topics may be 64 KiB
+ * each). Past it the caches start again.
+ */
+const CACHE_MAX_KEY_CHARS = 8 * 1024 * 1024;
 
 function threadRefusal(topic: string): string {
   const name = dottedThread(topic);
@@ -66,6 +72,16 @@ export class ThreadService implements TopicAuthority {
    * for at most NOT_A_THREAD_MS after this node last looked.
    */
   private readonly notThreads = new Map<string, number>();
+  /** Characters of the topic names the caches hold (counted on insert; an upper bound). */
+  private cachedChars = 0;
+
+  /** Empties both caches (they only ever save a store read). */
+  private forgetAll(): void {
+    this.cache.clear();
+    this.notThreads.clear();
+    this.cachedChars = 0;
+  }
+
   /** Store reads under way, so a burst of publishes to one new topic reads it once. */
   private readonly loading = new Map<string, Promise<CachedThread | null>>();
   /** Bumped by every change or forget: a read that started before one is not cached. */
@@ -117,8 +133,11 @@ export class ThreadService implements TopicAuthority {
     const record = await this.store.getThread(topic);
     const cached = record ? { record, members: new Set(record.members.map((m) => m.userId)) } : null;
     if (generation !== this.generation) return cached; // created, changed or forgotten meanwhile: do not keep a stale answer
-    if (this.cache.size > 100_000) this.cache.clear();
-    if (cached || this.rememberMisses) this.cache.set(topic, cached);
+    if (this.cache.size > 100_000 || this.cachedChars > CACHE_MAX_KEY_CHARS) this.forgetAll();
+    if (cached || this.rememberMisses) {
+      this.cachedChars += topic.length;
+      this.cache.set(topic, cached);
+    }
     else this.rememberNotThread(topic);
     return cached;
   }
@@ -126,6 +145,8 @@ export class ThreadService implements TopicAuthority {
   /** Cluster mode: `topic` was no thread a moment ago; publishes to it skip the store for a few seconds. */
   private rememberNotThread(topic: string): void {
     const now = this.clock.now();
+    if (this.cachedChars > CACHE_MAX_KEY_CHARS) this.forgetAll();
+    this.cachedChars += topic.length;
     if (this.notThreads.size >= 100_000) {
       for (const [t, until] of this.notThreads) if (until <= now) this.notThreads.delete(t);
       if (this.notThreads.size >= 100_000) this.notThreads.clear();

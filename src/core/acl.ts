@@ -231,8 +231,11 @@ export class PublishPermissions {
     let ok = this.decided.get(topic);
     if (ok === undefined) {
       ok = this.acl.allows(this.subject(), 'publish', topic);
-      if (this.decided.size >= 1000) this.decided.clear();
-      this.decided.set(topic, ok);
+      // Long topic names are decided afresh each time rather than kept: the cache stays small in bytes.
+      if (topic.length <= 256) {
+        if (this.decided.size >= 1000) this.decided.clear();
+        this.decided.set(topic, ok);
+      }
     }
     return ok;
   }
