@@ -139,6 +139,11 @@ function ruleCovers(rule: readonly RuleLevel[], values: PlaceholderValues, filte
   return rule.length === f.length;
 }
 
+/** A user of an MQTT app (token from the app's own user-token API), not a Herald user. */
+function isAppUser(s: AclSubject): boolean {
+  return s.principal.userId.startsWith('app:');
+}
+
 export class Acl {
   private constructor(private readonly rules: ParsedRule[] | undefined) {}
 
@@ -183,7 +188,8 @@ export class Acl {
         return !s.anonymous;
       default:
         if (rule.who.startsWith('role:')) return !s.anonymous && s.principal.role === rule.who.slice(5);
-        return !s.anonymous && s.principal.name === rule.who.slice(5);
+        // `name:` names a Herald user: an app's user of the same name (anyone with the app's secret can mint one) is someone else.
+        return !s.anonymous && !isAppUser(s) && s.principal.name === rule.who.slice(5);
     }
   }
 
@@ -197,7 +203,8 @@ export class Acl {
   allows(s: AclSubject, action: AclAction, topicOrFilter: string): boolean {
     if (!this.rules) return !s.anonymous;
     const values: PlaceholderValues = {
-      user: s.principal.name,
+      // {user} is a Herald user's name; an app's users are told apart by {app} and {clientid} instead.
+      user: isAppUser(s) ? undefined : s.principal.name,
       app: /^app:([^:]+):/.exec(s.principal.userId)?.[1],
       clientid: s.clientId,
     };

@@ -96,6 +96,20 @@ describe('ACL placeholders: attack values never widen a rule', () => {
     }
   });
 
+  it("an app's user of the same name as a Herald user gets neither its {user} topics nor its name: rules", () => {
+    const named = Acl.of([
+      { effect: 'allow', action: 'all', topic: 'vip/#', who: 'name:bobby' },
+      { effect: 'allow', action: 'all', topic: 'home/{user}/#', who: 'user' },
+    ]);
+    const herald = subject('bobby', 'c1');
+    const impostor = subject('bobby', 'c1', 'app:shop:bobby');
+    assert.equal(named.allows(herald, 'subscribe', 'vip/secret'), true);
+    assert.equal(named.allows(herald, 'publish', 'home/bobby/door'), true);
+    assert.equal(named.allows(impostor, 'subscribe', 'vip/secret'), false);
+    assert.equal(named.allows(impostor, 'subscribe', 'home/bobby/diary'), false);
+    assert.equal(named.allows(impostor, 'publish', 'home/bobby/door'), false);
+  });
+
   it('a value equal to a wildcard matches only that literal level where the topic has one', () => {
     // The MQTT topic `devices/*/x` has a literal `*` level (STOMP cannot write it; its `*` is `+`).
     const star = subject('mallory', '*');
