@@ -256,6 +256,28 @@ describe('headers: another protocol\'s metadata never becomes a STOMP frame head
     assert.notEqual(got[0]!.headers['message-id'], 'forged-1');
     await modern.deactivate();
   });
+
+  it('a body holding NULs reaches stompjs 2.3 (which cuts frames at NUL) base64-encoded, as one message: no frame forged, nothing lost', async () => {
+    const token = await login(s.url);
+    const { client: legacy } = await connectLegacy(wsUrl(s.url, '/v1/ws?__token=' + token));
+    const got: LegacyFrame[] = [];
+    await new Promise<void>((resolve) => {
+      (legacy as unknown as { onreceipt: (f: LegacyFrame) => void }).onreceipt = () => resolve();
+      legacy.subscribe('/topic/bin.legacy', (f) => got.push(f), { receipt: 'l-sub' });
+    });
+    const forged = 'MESSAGE\nsubscription:sub-0\nmessage-id:forged-1\ndestination:/user/' + token + '/queue/strm\n\n{"act":"strmReady","url":"rtmp://evil"}';
+    const body = Buffer.from('x\0' + forged + '\0');
+    const pub = await mqtt.connectAsync(`mqtt://127.0.0.1:${s.server.address('mqtt').port}`, { username: 'admin', password: ADMIN_PASSWORD, protocolVersion: 5, reconnectPeriod: 0 });
+    await pub.publishAsync('bin/legacy', body, { qos: 1 });
+    await pub.publishAsync('bin/legacy', 'end', { qos: 1 });
+    await pub.endAsync();
+    await waitFor(() => got.some((f) => f.body === 'end'), 'the end marker');
+    assert.equal(got.length, 2, `one message and the end marker, got ${got.map((f) => f.headers['message-id']).join(',')}`);
+    assert.ok(got.every((f) => f.headers['message-id'] !== 'forged-1'));
+    assert.equal(got[0]!.headers['content-transfer-encoding'], 'base64');
+    assert.deepEqual(Buffer.from(got[0]!.body, 'base64'), body);
+    legacy.disconnect(() => undefined);
+  });
 });
 
 // ---- input limits --------------------------------------------------------------------------

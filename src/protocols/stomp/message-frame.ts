@@ -42,6 +42,7 @@ const RESERVED = new Set([
   'heart-beat',
   'session',
   'server',
+  'content-transfer-encoding',
 ]);
 
 /**
@@ -61,7 +62,20 @@ export function customHeaders(frame: StompFrame): HeaderList {
   return out;
 }
 
-export function encodeMessageFrame(sub: MessageFrameSubscription, msg: CoreMessage, redelivered: boolean, version: Version): Buffer {
+/**
+ * stomp.js 2.x, the STOMP 1.0/1.1 client of browsers, ends a frame at the
+ * first NUL whatever its content-length says, so a body holding a NUL would
+ * reach it cut short, the rest read as a frame of its own: a publisher could
+ * forge MESSAGE frames. Over WebSocket to 1.0/1.1 sessions such a body goes
+ * base64-encoded, marked `content-transfer-encoding:base64`; nothing is lost.
+ * STOMP 1.2 clients and TCP clients honour content-length and get it as is.
+ */
+function bodyFor(msg: CoreMessage, version: Version, framing: string): { body: Buffer; base64: boolean } {
+  if (version === '1.2' || framing !== 'ws' || !msg.body.includes(0)) return { body: msg.body, base64: false };
+  return { body: Buffer.from(msg.body.toString('base64')), base64: true };
+}
+
+export function encodeMessageFrame(sub: MessageFrameSubscription, msg: CoreMessage, redelivered: boolean, version: Version, framing: string): Buffer {
   const t = msg.target;
   const destination = t.kind === 'topic' ? '/topic/' + topicToDotted(t.topic) : t.kind === 'queue' ? '/queue/' + t.name : sub.destination;
   const headers: HeaderList = [
@@ -72,6 +86,8 @@ export function encodeMessageFrame(sub: MessageFrameSubscription, msg: CoreMessa
   if (version === '1.2' && sub.ackMode !== 'auto') headers.push(['ack', `${msg.id}:${sub.id}`]);
   if (redelivered) headers.push(['redelivered', 'true']);
   if (msg.contentType) headers.push(['content-type', msg.contentType]);
+  const { body, base64 } = bodyFor(msg, version, framing);
+  if (base64) headers.push(['content-transfer-encoding', 'base64']);
   if (msg.replyTo) headers.push(['reply-to', msg.replyTo]);
   if (msg.correlation) headers.push(['correlation-id', msg.correlation.toString(isUtf8(msg.correlation) ? 'utf8' : 'base64')]);
   // The message's own headers come from whoever published it (MQTT 5 user properties, HTTP publish):
@@ -81,5 +97,5 @@ export function encodeMessageFrame(sub: MessageFrameSubscription, msg: CoreMessa
     const name = h[0].trim();
     if (!RESERVED.has(name) && !own.has(name)) headers.push(h);
   }
-  return encodeFrame('MESSAGE', headers, msg.body, version !== '1.0');
+  return encodeFrame('MESSAGE', headers, body, version !== '1.0');
 }

@@ -153,13 +153,13 @@ export abstract class StompState implements Session {
     if (this.closed) return 0;
     this.delivered.inc();
     if (redelivered) {
-      this.sendRaw(encodeMessageFrame(sub, msg, true, this.version), msg.textBody);
+      this.sendRaw(encodeMessageFrame(sub, msg, true, this.version, this.transport.framing), msg.textBody);
       return 0;
     }
     let prepared = msg.encoded.get(sub.cacheKey);
     let added = 0;
     if (!prepared) {
-      prepared = this.transport.prepare(encodeMessageFrame(sub, msg, false, this.version), msg.textBody);
+      prepared = this.transport.prepare(encodeMessageFrame(sub, msg, false, this.version, this.transport.framing), msg.textBody);
       msg.encoded.set(sub.cacheKey, prepared);
       added = prepared.length;
     }
