@@ -372,6 +372,36 @@ describe('MQTT authorization: thread topics, client ids, expiring app-user token
     await agent.endAsync();
   });
 
+  it('a will or a retained message aimed at a thread before it exists is never delivered once it does', async () => {
+    const future = 'org1/visitor/later';
+    const port = s.server.address('mqtt').port;
+    // Before the thread exists: a retained publish and a connection whose retained will names it.
+    const early = await RawMqtt.open(port, 5);
+    await early.connect('early-retained', 'stranger', 'stranger-password');
+    early.send({ cmd: 'publish', topic: future, payload: Buffer.from('{"status":"SUCCESS","content":"FORGED retained"}'), qos: 1, messageId: 7, retain: true, dup: false });
+    assert.ok((((await early.next('puback')) as mqttPacket.IPubackPacket).reasonCode ?? 0) < 0x80, 'an ordinary topic then: accepted');
+    early.sock.destroy();
+    const willer = await mqtt.connectAsync(mqttUrl(s), {
+      ...as('stranger'),
+      clientId: 'will-at-later',
+      protocolVersion: 5,
+      will: { topic: future, payload: Buffer.from('{"status":"SUCCESS","content":"FORGED will"}'), qos: 1, retain: true },
+    });
+    const created = await api(s.url, 'POST', '/api/v1/thread', {
+      token: admin,
+      body: { thread: future, members: [{ user: 'visitor1', role: 'visitor' }, { user: 'agent1', role: 'agent' }] },
+    });
+    assert.equal(created.status, 200, created.body.message);
+    const agent = await mqtt.connectAsync(mqttUrl(s), { ...as('agent1'), protocolVersion: 5 });
+    const seen = collect(agent);
+    await agent.subscribeAsync(future, { qos: 1 });
+    // The will's owner drops without DISCONNECT: the will is due now, and the thread owns the topic.
+    willer.stream.destroy();
+    await sleep(500);
+    assert.deepEqual(seen.map((m) => m.payload), [], 'neither the retained message nor the will reached a member');
+    await agent.endAsync();
+  });
+
   it('keeps a client id for the user whose session has it: another user gets 0x85 / 2 and the owner keeps its session and connection', async () => {
     const cid = 'device7@app1';
     const bob = await mqtt.connectAsync(mqttUrl(s), { ...as('bob'), clientId: cid, clean: false, protocolVersion: 4 });

@@ -21,6 +21,7 @@ import type { ClusterControl } from '../../core/cluster-link.js';
 import type { CoreMessage } from '../../core/message.js';
 import { publishProperties } from './properties.js';
 import type { MqttShared } from './shared.js';
+import { willStillAllowed } from './will.js';
 
 /** How long a new connection waits for the node holding its stored session to let go of it. */
 const TAKEOVER_WAIT_MS = 3000;
@@ -85,13 +86,17 @@ export function joinClusterMqtt(cluster: ClusterControl, ctx: Pick<HeraldContext
       const topic = msg.target.topic;
       // The delay counts from when the node was last seen (about one TTL ago).
       const wait = Math.max(0, value.readUInt32BE(0) * 1000 - ctx.config.presenceTtlSeconds * 1000);
-      const publish = (): void => {
+      const publish = async (): Promise<void> => {
         if (stopped || mqtt.clients.has(clientId)) return;
+        if (!(await willStillAllowed(ctx.broker, topic))) return;
         if (msg.retain) void mqtt.retained.set(topic, msg, msg.qos, publishProperties(msg, undefined, Date.now()));
         ctx.broker.publishTopic(msg);
       };
-      if (wait > 0) setTimeout(publish, wait).unref();
-      else publish();
+      const publishSafely = (): void => {
+        publish().catch((err: unknown) => log.warn({ err, clientId }, 'could not publish the will of a client of a node that died'));
+      };
+      if (wait > 0) setTimeout(publishSafely, wait).unref();
+      else publishSafely();
       published++;
     }
     log.info({ node, wills: published }, 'published the wills of MQTT clients of a node that died');

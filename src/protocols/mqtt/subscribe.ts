@@ -49,6 +49,9 @@ export async function handleSubscribe(c: MqttClientState, p: ISubscribePacket): 
     if (mailbox === undefined && share === undefined && (rh === 0 || (rh === 1 && !existing))) {
       for (const r of c.shared.retained.matching(filter)) {
         if (!inAudience(r.msg.audience, c.principal)) continue;
+        // A retained message stored before its topic became the server's (a chat thread created later) is never served.
+        const topic = (r.msg.target as { topic: string }).topic;
+        if (!topic.startsWith('$') && (await c.ctx.broker.publishRefusal(topic)) !== undefined) continue;
         c.deliver(sub, r.msg, { redelivered: false, settle: undefined }, true, r.qos);
       }
     }

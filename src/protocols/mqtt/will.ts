@@ -6,6 +6,7 @@
  * delay or when the session ends, whichever is first.
  */
 import type { IConnectPacket } from 'mqtt-packet';
+import type { Broker } from '../../core/broker.js';
 import { createMessage, type CoreMessage } from '../../core/message.js';
 import { mqttHeaders, payloadFormatOf } from './properties.js';
 import { ConnectRefused, REFUSE } from './reason-codes.js';
@@ -29,6 +30,15 @@ export async function checkWill(c: MqttClientState, will: Will | undefined): Pro
     c.ctx.metrics.protocolErrors.inc({ protocol: c.protocol, reason: 'acl_denied' });
     throw new ConnectRefused(REFUSE.notAuthorized, `not allowed to publish the will to ${topic.slice(0, 100)}`);
   }
+}
+
+/**
+ * Whether a will may still go to `topic` now. It was checked at CONNECT,
+ * but the topic may have become the server's since (a chat thread created
+ * while the client was connected): such a will is dropped, never published.
+ */
+export async function willStillAllowed(broker: Broker, topic: string): Promise<boolean> {
+  return (await broker.publishRefusal(topic)) === undefined;
 }
 
 export function willMessage(will: Will): CoreMessage {
@@ -60,20 +70,27 @@ export function settleWill(c: MqttClientState, sessionSeconds: number): void {
   if (c.heldWill) c.shared.cluster?.dropWill(c.clientId, c.heldWill);
   const will = c.will;
   if (!will) return;
-  const send = (): void => {
+  const send = async (): Promise<void> => {
+    if (!(await willStillAllowed(c.ctx.broker, will.topic))) {
+      c.ctx.log.info({ clientId: c.clientId, topic: will.topic.slice(0, 100) }, 'will dropped: its topic is now written by the server only');
+      return;
+    }
     const msg = willMessage(will);
     if (will.retain) void c.shared.retained.set(will.topic, msg, (will.qos ?? 0) as QoS, will.properties);
     c.ctx.broker.publishTopic(msg);
+  };
+  const sendSafely = (): void => {
+    send().catch((err: unknown) => c.ctx.log.warn({ err, clientId: c.clientId }, 'could not publish a will'));
   };
   const delay = Math.min(will.properties?.willDelayInterval ?? 0, sessionSeconds);
   if (delay > 0) {
     const clientId = c.clientId;
     const timer = setTimeout(() => {
       // A client that came back with the same id in time cancels its will [MQTT-3.1.3-9].
-      if (!c.shared.clients.has(clientId)) send();
+      if (!c.shared.clients.has(clientId)) sendSafely();
     }, delay * 1000);
     timer.unref();
   } else {
-    send();
+    sendSafely();
   }
 }
