@@ -35,9 +35,24 @@ export function topicToDotted(key: string): string {
  * Checks a topic filter: `#` only as the whole last level, `+` only as a whole
  * level, no empty filter. Returns a reason when invalid.
  */
+/**
+ * Most levels a topic or filter may have (as mosquitto's topic hierarchy
+ * limit): matching costs grow with the levels, and no real topic comes near.
+ */
+export const MAX_TOPIC_LEVELS = 200;
+
+/** Why a topic or filter has too many levels, or undefined. Linear, without splitting. */
+export function levelsProblem(topic: string): string | undefined {
+  let levels = 1;
+  for (let i = 0; i < topic.length; i++) if (topic.charCodeAt(i) === 0x2f && ++levels > MAX_TOPIC_LEVELS) break;
+  return levels > MAX_TOPIC_LEVELS ? `topic has more than ${MAX_TOPIC_LEVELS} levels` : undefined;
+}
+
 export function filterProblem(filter: string): string | undefined {
   if (filter.length === 0) return 'topic is empty';
   if (filter.includes('\u0000')) return 'topic holds a NUL character';
+  const deep = levelsProblem(filter);
+  if (deep) return deep;
   const levels = filter.split('/');
   for (let i = 0; i < levels.length; i++) {
     const l = levels[i]!;
@@ -52,7 +67,7 @@ export function topicProblem(topic: string): string | undefined {
   if (topic.length === 0) return 'topic is empty';
   if (topic.includes('+') || topic.includes('#')) return 'a published topic cannot hold wildcards';
   if (topic.includes('\u0000')) return 'topic holds a NUL character';
-  return undefined;
+  return levelsProblem(topic);
 }
 
 /** Whether a concrete topic matches a filter (used by tests and one-off checks; the router uses its trie). */

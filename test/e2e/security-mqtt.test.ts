@@ -372,6 +372,19 @@ describe('MQTT authorization: thread topics, client ids, expiring app-user token
     await agent.endAsync();
   });
 
+  it('topics and filters deeper than 200 levels are refused: SUBACK 0x8F, and a PUBLISH ends with DISCONNECT 0x90', async () => {
+    const deep = Array.from({ length: 201 }, (_, i) => `l${i}`).join('/');
+    const c = await RawMqtt.open(s.server.address('mqtt').port, 5);
+    await c.connect('deep-levels', 'stranger', 'stranger-password');
+    c.send({ cmd: 'subscribe', messageId: 3, subscriptions: [{ topic: deep.replace(/[^/]+$/, '#'), qos: 0 }, { topic: 'shallow/#', qos: 0 }] });
+    assert.deepEqual(((await c.next('suback')) as mqttPacket.ISubackPacket).granted, [0x8f, 0]);
+    c.send({ cmd: 'publish', topic: deep, payload: Buffer.from('x'), qos: 0, retain: false, dup: false });
+    const bye = (await c.next('disconnect')) as mqttPacket.IDisconnectPacket;
+    assert.equal(bye.reasonCode, 0x90);
+    assert.match(bye.properties?.reasonString ?? '', /more than 200 levels/);
+    await c.closed;
+  });
+
   it('a will or a retained message aimed at a thread before it exists is never delivered once it does', async () => {
     const future = 'org1/visitor/later';
     const port = s.server.address('mqtt').port;

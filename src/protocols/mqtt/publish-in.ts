@@ -5,6 +5,7 @@
  * is on disk.
  */
 import type { IPublishPacket, IPubrelPacket } from 'mqtt-packet';
+import { levelsProblem } from '../../core/destination.js';
 import { createMessage } from '../../core/message.js';
 import { mqttHeaders, payloadFormatOf } from './properties.js';
 import { isFailure, MqttError, RC } from './reason-codes.js';
@@ -16,6 +17,8 @@ export async function handlePublish(c: MqttClientState, p: IPublishPacket): Prom
   if (!topic || /[+#\u0000\uFFFD]/.test(topic)) {
     throw new MqttError(RC.topicNameInvalid, `topic name "${topic.slice(0, 100)}" is not valid for PUBLISH`);
   }
+  const deep = levelsProblem(topic);
+  if (deep) throw new MqttError(RC.topicNameInvalid, deep);
   const max = c.ctx.config.mqttMaxInflight;
   if (p.qos === 2 && c.qos2In.has(p.messageId!)) {
     // A repeated QoS 2 PUBLISH before PUBREL: acknowledged again, delivered once.

@@ -7,6 +7,7 @@
  */
 import type { IConnectPacket } from 'mqtt-packet';
 import type { Broker } from '../../core/broker.js';
+import { levelsProblem } from '../../core/destination.js';
 import { createMessage, type CoreMessage } from '../../core/message.js';
 import { mqttHeaders, payloadFormatOf } from './properties.js';
 import { ConnectRefused, REFUSE } from './reason-codes.js';
@@ -19,6 +20,8 @@ export async function checkWill(c: MqttClientState, will: Will | undefined): Pro
   if (!will) return;
   const topic = will.topic;
   if (!topic || /[+#\u0000\uFFFD]/.test(topic)) throw new ConnectRefused(REFUSE.willTopic, `the will topic "${topic.slice(0, 100)}" is not a valid topic name`);
+  const deep = levelsProblem(topic);
+  if (deep) throw new ConnectRefused(REFUSE.willTopic, `the will topic: ${deep}`);
   const refusal = await c.ctx.broker.publishRefusal(topic);
   if (c.closed) return;
   if (refusal !== undefined) {
