@@ -9,7 +9,7 @@
 import type { HeraldContext } from '../../context.js';
 import type { Principal } from '../../core/auth.js';
 import type { Consumer, Delivery } from '../../core/broker.js';
-import { topicMatches } from '../../core/destination.js';
+import { TopicIndex } from '../../core/router.js';
 import type { CoreMessage } from '../../core/message.js';
 import type { MqttSessionRecord, MqttSubscriptionRecord } from '../../store/store.js';
 import { mqttTopicOf, persistedProperties, type SubscriptionIds } from './properties.js';
@@ -42,13 +42,12 @@ class OfflineConsumer implements Consumer {
       if (this.entry.keptNow.size === 0) queueMicrotask(() => this.entry.keptNow.clear());
       this.entry.keptNow.add(msg.id);
       const all: number[] = [];
-      for (const other of this.entry.offline) {
+      this.entry.overlaps.match(msg.target.topic, (other) => {
         const s = other.sub;
-        if (s.filter.startsWith('$user/') || !topicMatches(s.filter, msg.target.topic)) continue;
-        if (s.noLocal && msg.publisherSession === this.sessionId) continue;
+        if (s.noLocal && msg.publisherSession === this.sessionId) return;
         qos = Math.max(qos, Math.min(s.qos, msg.qos));
         if (s.subscriptionId !== null && s.subscriptionId !== undefined && !all.includes(s.subscriptionId)) all.push(s.subscriptionId);
-      }
+      });
       ids = all.length === 0 ? undefined : all.length === 1 ? all[0] : all.sort((x, y) => x - y);
     }
     if (qos === 0) {
@@ -64,8 +63,12 @@ interface Entry {
   principal: Principal;
   offline: OfflineConsumer[];
   expiry: NodeJS.Timeout | undefined;
-  /** Several topic subscriptions, one with a wildcard: a message may match more than one. */
-  overlaps: boolean;
+  /**
+   * Several topic subscriptions, one with a wildcard, so a message may match
+   * more than one: their index, to find the matching ones without looking at
+   * every subscription (a session may hold a thousand).
+   */
+  overlaps: TopicIndex<OfflineConsumer> | undefined;
   /** Messages stored this tick for all matching subscriptions at once. */
   keptNow: Set<string>;
 }
@@ -96,7 +99,7 @@ export class PersistentSessions {
       // A session that was connected when the server stopped is disconnected now.
       if (record.disconnectedAt === null) await this.ctx.store.saveMqttSession({ ...record, disconnectedAt: now });
       const principal = JSON.parse(record.owner) as Principal;
-      const entry: Entry = { record: { ...record, disconnectedAt: since }, principal, offline: [], expiry: undefined, overlaps: false, keptNow: new Set() };
+      const entry: Entry = { record: { ...record, disconnectedAt: since }, principal, offline: [], expiry: undefined, overlaps: undefined, keptNow: new Set() };
       this.sessions.set(record.clientId, entry);
       this.goOffline(entry, (record.expirySeconds * 1000) - (now - since));
     }
@@ -143,7 +146,7 @@ export class PersistentSessions {
       qos2In,
       node: this.ctx.broker.nodeId,
     };
-    this.sessions.set(clientId, { record, principal, offline: [], expiry: undefined, overlaps: false, keptNow: new Set() });
+    this.sessions.set(clientId, { record, principal, offline: [], expiry: undefined, overlaps: undefined, keptNow: new Set() });
     await this.flush();
     await this.ctx.store.saveMqttSession(record);
   }
@@ -202,12 +205,13 @@ export class PersistentSessions {
 
   private goOffline(entry: Entry, expiresInMs: number): void {
     const topics = entry.record.subscriptions.filter((s) => !s.filter.startsWith('$share/') && !s.filter.startsWith('$user/'));
-    entry.overlaps = topics.length > 1 && topics.some((s) => /[+#]/.test(s.filter));
+    entry.overlaps = topics.length > 1 && topics.some((s) => /[+#]/.test(s.filter)) ? new TopicIndex() : undefined;
     for (const sub of entry.record.subscriptions) {
       // An absent member of a shared subscription simply gets no share: the group's other members do.
       if (sub.filter.startsWith('$share/')) continue;
       const c = new OfflineConsumer(this, entry, entry.principal, sub);
       entry.offline.push(c);
+      if (!sub.filter.startsWith('$user/')) entry.overlaps?.add(sub.filter, c);
       if (sub.filter.startsWith('$user/')) this.ctx.broker.subscribeUser(entry.principal.userId, sub.filter.slice(6), c);
       else this.ctx.broker.subscribeTopic(sub.filter, c);
     }
@@ -227,6 +231,7 @@ export class PersistentSessions {
       else this.ctx.broker.unsubscribeTopic(c.sub.filter, c);
     }
     entry.offline = [];
+    entry.overlaps = undefined;
   }
 
   /**
