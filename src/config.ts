@@ -102,6 +102,7 @@ export const CONFIG_SCHEMA = {
   mqttMaxKeepAliveSeconds: int(600, 1, 65_535, 'Longest MQTT keep-alive accepted; v5 clients asking for more get this as server keep alive'),
   mqttMaxPacketBytes: int(1_048_576 + 1024, 64, 268_435_455, 'Largest MQTT packet accepted'),
   mqttMaxInflight: int(100, 1, 65_535, 'Unacknowledged QoS 1/2 messages in flight to one MQTT client (v5: receive maximum)'),
+  mqttRetainedMaxBytes: int(268_435_456, 0, 1_099_511_627_776, 'Largest total size of MQTT retained messages in bytes (0 = no limit); past it a new retained message is refused (v5 PUBACK 0x97) and only delivered'),
   mqttSessionExpirySeconds: int(604_800, 0, 4_294_967_295, 'How long a persistent MQTT session waits for its client (3.1.1 clean session 0; caps v5 session expiry)'),
   aclFile: str('', 'JSON file of topic rules for every protocol (allow/deny, publish/subscribe, {user}/{app}/{clientid}); empty: authenticated clients may do anything'),
   sysIntervalSeconds: int(10, 0, 86_400, 'How often $SYS/broker/… statistics are published (0 = never); admins and services may subscribe'),

@@ -27,7 +27,7 @@ import { createMessage } from '../../core/message.js';
 export type { MqttShared } from './shared.js';
 
 export async function registerMqtt(ctx: HeraldContext, apps: MqttApps): Promise<MqttShared> {
-  const retained = new RetainedMessages(ctx);
+  const retained = new RetainedMessages(ctx, ctx.config.mqttRetainedMaxBytes);
   await retained.load();
   const sessions = new PersistentSessions(ctx);
   // Alone, this node takes every stored session; in a cluster, those no live node holds (the heartbeat adopts later ones).

@@ -64,7 +64,10 @@ export async function handlePublish(c: MqttClientState, p: IPublishPacket): Prom
     return ack(RC.notAuthorized, `not allowed to publish to ${topic}`);
   }
   const msg = createMessage({ ...base, target: { kind: 'topic', topic } });
-  if (p.retain) await c.shared.retained.set(topic, msg, p.qos, props);
+  const full = p.retain ? c.shared.retained.refusal(topic, msg) : undefined;
+  // Past the retained total a v5 publisher is told and nothing happens; a 3.1.1 one cannot be told: delivered, not retained.
+  if (full !== undefined && c.version === 5) return ack(RC.quotaExceeded, full);
+  if (p.retain && full === undefined) await c.shared.retained.set(topic, msg, p.qos, props);
   const n = c.ctx.broker.publishTopic(msg);
   // QoS 1/2: what absent persistent sessions must get is on disk before the acknowledgement.
   if (p.qos > 0) await c.shared.sessions.flush();
