@@ -304,6 +304,28 @@ describe('MQTT publishers are held to publishRatePerSecond', () => {
   });
 });
 
+describe('MQTT SUBSCRIBE: the subscription quota is checked before any filter is authorized', () => {
+  it('a packet of 20,000 filters past maxSubscriptionsPerConnection gets 0x97 for each extra one, not an authorization each', async () => {
+    const s = await startServer({ maxSubscriptionsPerConnection: 3, sysIntervalSeconds: 0 });
+    try {
+      const admin = await login(s.url);
+      assert.equal((await api(s.url, 'POST', '/api/users', { token: admin, body: { name: 'plain', password: 'plain-password' } })).status, 200);
+      const c = await RawMqtt.open(s.server.address('mqtt').port, 5);
+      // A plain user: a $SYS filter would be refused as not authorized (0x87) if it were looked at.
+      await c.connect('many-filters', 'plain', 'plain-password');
+      const subscriptions = Array.from({ length: 20_000 }, (_, i) => ({ topic: i % 2 ? `$SYS/x/${i}` : `f/${i}`, qos: 0 as const }));
+      c.send({ cmd: 'subscribe', messageId: 1, subscriptions });
+      const granted = ((await c.next('suback')) as mqttPacket.ISubackPacket).granted;
+      assert.deepEqual(granted.slice(0, 5), [0, 0x87, 0, 0x87, 0]);
+      // Past the quota the answer is "quota exceeded" whatever the filter: it was not looked at.
+      assert.ok(granted.slice(5).every((g) => g === 0x97), 'every filter past the quota: 0x97');
+      c.sock.destroy();
+    } finally {
+      await s.stop();
+    }
+  });
+});
+
 describe('MQTT authorization: thread topics, client ids, expiring app-user tokens', () => {
   let s: TestServer;
   let admin: string;

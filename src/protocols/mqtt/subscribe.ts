@@ -18,6 +18,11 @@ export async function handleSubscribe(c: MqttClientState, p: ISubscribePacket): 
     throw new MqttError(RC.protocolError, 'no local cannot be set on a shared subscription [MQTT-3.8.3-4]');
   }
   for (const s of p.subscriptions) {
+    // Over the quota first: a packet of 100,000 filters must not cost 100,000 authorizations before it is refused.
+    if (!c.subscriptions.has(s.topic) && c.subscriptions.size >= c.ctx.config.maxSubscriptionsPerConnection) {
+      granted.push(v5 ? RC.quotaExceeded : SUBACK_V3_FAILURE);
+      continue;
+    }
     const parsed = parseFilter(s.topic);
     if (typeof parsed === 'string') {
       granted.push(v5 ? RC.topicFilterInvalid : SUBACK_V3_FAILURE);
@@ -36,10 +41,6 @@ export async function handleSubscribe(c: MqttClientState, p: ISubscribePacket): 
     }
     const existing = c.subscriptions.get(s.topic);
     if (existing) removeSubscription(c, existing);
-    else if (c.subscriptions.size >= c.ctx.config.maxSubscriptionsPerConnection) {
-      granted.push(v5 ? RC.quotaExceeded : SUBACK_V3_FAILURE);
-      continue;
-    }
     const qos = Math.min(s.qos, 2) as QoS;
     const sub = new MqttSubscription(c, filter, qos, s.nl ?? false, s.rap ?? false, mailbox, subId, share);
     attachSubscription(c, sub);
