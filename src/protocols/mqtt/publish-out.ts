@@ -18,12 +18,12 @@ import type { Held, MqttClientState, MqttSubscription, QoS } from './state.js';
 
 /** Room for one more message now: the window (count and bytes) and the socket's buffer. */
 export function hasCapacity(c: MqttClientState): boolean {
-  return !c.closed && hasWindow(c) && c.transport.buffered() < c.ctx.config.slowConsumerBytes / 2;
+  return !c.closed && hasWindow(c) && c.window.writable(c.transport.buffered());
 }
 
 /** Room for one more QoS 1/2 message: the client's window (count) and the byte budget. */
 function hasWindow(c: MqttClientState): boolean {
-  return c.inflight.size < Math.min(c.clientReceiveMaximum, c.ctx.config.mqttMaxInflight) && c.budget.mayFly();
+  return c.inflight.size < Math.min(c.clientReceiveMaximum, c.ctx.config.mqttMaxInflight) && c.window.mayFly();
 }
 
 /** A message for one of the client's subscriptions (`retained`: sent because it subscribed, at `retainedQos`). */
@@ -43,7 +43,7 @@ export function deliver(c: MqttClientState, sub: MqttSubscription, msg: CoreMess
   if (c.waitingLive && !retained) {
     const bytes = pinnedSize(msg);
     c.waitingLive.push([sub, msg, delivery, bytes]);
-    if (!c.budget.hold(bytes)) overBudget(c);
+    if (!c.window.budget.hold(bytes)) overBudget(c, c.window.budget.describe());
     return;
   }
   let qos = Math.min(sub.qos, retainedQos ?? msg.qos) as QoS;
@@ -70,19 +70,20 @@ export function deliver(c: MqttClientState, sub: MqttSubscription, msg: CoreMess
     }
     ids = all.length === 0 ? undefined : all.length === 1 ? all[0] : all.sort((x, y) => x - y);
   }
-  if (qos > 0 && (c.held.length > 0 || !hasWindow(c))) {
-    const bytes = pinnedSize(msg);
-    c.held.push({ msg, delivery, qos, retain, subscriptionIds: ids, bytes });
-    if (!c.budget.hold(bytes)) return overBudget(c);
-    if (c.held.length > c.ctx.config.maxUnackedPerSubscription * 10) c.disconnect(RC.quotaExceeded, 'slow consumer: too many messages wait for acknowledgements');
-    return;
+  if (qos > 0) {
+    // Held behind earlier messages or beyond the window; a client too far behind is cut.
+    const offer = c.window.offer(c.held, { msg, delivery, qos, retain, subscriptionIds: ids, bytes: pinnedSize(msg) }, hasWindow(c));
+    if (offer !== 'send') {
+      if (offer === 'held') return;
+      if (offer.over === 'bytes') return overBudget(c, offer.reason);
+      return c.disconnect(RC.quotaExceeded, 'slow consumer: too many messages wait for acknowledgements');
+    }
   }
   send(c, msg, qos, retain, ids, delivery);
 }
 
 /** The client pins more bytes than maxHeldBytesPerConnection: it is cut as a slow consumer. */
-export function overBudget(c: MqttClientState): void {
-  const reason = c.budget.describe();
+export function overBudget(c: MqttClientState, reason: string): void {
   c.ctx.metrics.protocolErrors.inc({ protocol: c.protocol, reason: 'slow_consumer' });
   c.ctx.log.debug({ session: c.id, clientId: c.clientId, reason }, 'MQTT client cut: over its byte budget');
   c.disconnect(RC.quotaExceeded, reason);
@@ -130,7 +131,7 @@ export function send(c: MqttClientState, msg: CoreMessage, qos: QoS, retain: boo
     if (qos > 0) {
       if (!row && c.sessionKept) row = c.shared.sessions.keep(c.clientId, msg, qos, subscriptionIds, undefined, messageId);
       const bytes = pinnedSize(msg);
-      c.budget.fly(bytes);
+      c.window.budget.fly(bytes);
       c.inflight.set(messageId, { msg, delivery, qos, row, released: false, bytes });
     }
   }
@@ -177,19 +178,18 @@ export function settleOut(c: MqttClientState, messageId: number | undefined): vo
   const f = messageId !== undefined ? c.inflight.get(messageId) : undefined;
   if (!f) return; // a late or repeated acknowledgement
   c.inflight.delete(messageId!);
-  c.budget.land(f.bytes);
+  c.window.budget.land(f.bytes);
   if (f.row) void f.row.then((id) => deleteRow(c, id));
   f.delivery.settle?.('ack');
   // Held messages go straight out (not through deliver(), which would queue them behind themselves).
-  while (c.held.length > 0 && hasCapacity(c)) {
-    const h = c.held.shift()!;
-    c.budget.unhold(h.bytes);
-    if (h.msg.expiresAt !== undefined && h.msg.expiresAt <= c.ctx.clock.now()) {
-      h.delivery.settle?.('ack');
-      continue;
-    }
-    send(c, h.msg, h.qos, h.retain, h.subscriptionIds, h.delivery);
-  }
+  c.window.drain(
+    [c.held],
+    () => hasCapacity(c),
+    (h) => {
+      if (h.msg.expiresAt !== undefined && h.msg.expiresAt <= c.ctx.clock.now()) h.delivery.settle?.('ack');
+      else send(c, h.msg, h.qos, h.retain, h.subscriptionIds, h.delivery);
+    },
+  );
   if (c.replay && !c.replay.loading) c.continueReplay();
   for (const sub of c.subscriptions.values()) c.ctx.broker.consumerReady(sub);
 }
@@ -214,7 +214,7 @@ export function unsentOnClose(c: MqttClientState): { msg: CoreMessage; qos: numb
   const unacknowledged: { msg: CoreMessage; qos: number; subscriptionId: SubscriptionIds }[] = [];
   for (const f of c.inflight.values()) f.delivery.settle?.(f.row ? 'ack' : 'requeue');
   c.inflight.clear();
-  const waiting: Held[] = [...c.held];
+  const waiting: Held[] = c.window.takeAll(c.held);
   // Live messages that waited for the replay: one entry per message, for all its subscriptions.
   const live = new Map<string, Held>();
   for (const [sub, msg, delivery] of c.waitingLive ?? []) {
@@ -241,9 +241,8 @@ export function unsentOnClose(c: MqttClientState): { msg: CoreMessage; qos: numb
       h.delivery.settle?.('requeue');
     }
   }
-  c.held.length = 0;
   c.waitingLive = undefined;
   c.replay = undefined;
-  c.budget.clear();
+  c.window.clear();
   return unacknowledged;
 }

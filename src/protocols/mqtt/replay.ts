@@ -64,7 +64,7 @@ function sendStored(c: MqttClientState, q: MqttQueuedRecord): void {
     // QoS 2 whose PUBREC came back before the drop: only PUBREL remains [MQTT-4.4.0-1].
     const msg = createMessage({ target: { kind: 'topic', topic: q.topic }, body: q.body });
     const bytes = pinnedSize(msg);
-    c.budget.fly(bytes);
+    c.window.budget.fly(bytes);
     c.inflight.set(ownId, { msg, delivery: NO_DELIVERY, qos: 2, row, released: true, bytes });
     c.write(c.gen({ cmd: 'pubrel', messageId: ownId }));
     return;
@@ -92,7 +92,7 @@ function endReplay(c: MqttClientState): void {
   const live = c.waitingLive ?? [];
   c.waitingLive = undefined;
   for (const [sub, msg, d, bytes] of live) {
-    c.budget.unhold(bytes);
+    c.window.budget.unhold(bytes);
     deliver(c, sub, msg, d, false);
   }
 }

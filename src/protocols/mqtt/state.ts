@@ -12,10 +12,10 @@ import type { HeraldContext } from '../../context.js';
 import type { Principal } from '../../core/auth.js';
 import type { Consumer, Delivery } from '../../core/broker.js';
 import { PublishPermissions, type AclSubject } from '../../core/acl.js';
-import { DeliveryBudget } from '../../core/delivery-budget.js';
+import { DeliveryWindow, type HeldQueue } from '../../core/delivery-window.js';
 import type { CoreMessage } from '../../core/message.js';
 import { TokenBucket } from '../../core/rate-limit.js';
-import type { CloseReason, Protocol, Session } from '../../core/session.js';
+import { newSessionId, type CloseReason, type Protocol, type Session } from '../../core/session.js';
 import type { MqttQueuedRecord } from '../../store/store.js';
 import type { Admission } from '../../transports/admission.js';
 import type { SubscriptionIds } from './properties.js';
@@ -105,10 +105,8 @@ export interface Replay {
   loading: boolean;
 }
 
-let counter = 0;
-
 export abstract class MqttClientState implements Session, MqttClient {
-  readonly id = `mqtt-${process.pid.toString(36)}-${(++counter).toString(36)}`;
+  readonly id = newSessionId('mqtt');
   readonly connectedAt: number;
   principal!: Principal;
   clientId = '';
@@ -140,9 +138,13 @@ export abstract class MqttClientState implements Session, MqttClient {
 
   // ---- outbound: in flight, held, the stored queue ----
   readonly inflight = new Map<number, Inflight>();
-  readonly held: Held[] = [];
-  /** Bytes this connection pins: in flight and held (maxHeldBytesPerConnection). */
-  readonly budget: DeliveryBudget;
+  /**
+   * The delivery policy shared with the other protocols: bytes this connection pins, in flight and
+   * held (maxHeldBytesPerConnection, `window.budget`), and the socket's backlog (slowConsumerBytes).
+   */
+  readonly window: DeliveryWindow;
+  /** QoS 1/2 messages waiting for the window to open, oldest first. */
+  readonly held: HeldQueue<Held>;
   /** Packet ids held by a resumed session's waiting messages while they are sent again. */
   readonly reserved = new Set<number>();
   nextId = 1;
@@ -183,7 +185,8 @@ export abstract class MqttClientState implements Session, MqttClient {
     this.connectedAt = ctx.clock.now();
     this.delivered = ctx.metrics.messagesOut.labels(protocol);
     this.publishAcl = new PublishPermissions(shared.acl, () => this.aclSubject());
-    this.budget = new DeliveryBudget(ctx.config.maxHeldBytesPerConnection);
+    this.window = new DeliveryWindow({ maxHeldBytes: ctx.config.maxHeldBytesPerConnection, maxBufferedBytes: ctx.config.slowConsumerBytes });
+    this.held = this.window.queue<Held>(ctx.config.maxUnackedPerSubscription * 10);
     this.bucket = new TokenBucket(ctx.config.publishRatePerSecond, systemClock);
   }
 
@@ -236,7 +239,7 @@ export abstract class MqttClientState implements Session, MqttClient {
   write(data: Buffer): void {
     if (this.closed) return;
     this.transport.write(data);
-    if (this.transport.buffered() > this.ctx.config.slowConsumerBytes) {
+    if (this.window.backedUp(this.transport.buffered())) {
       this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'slow_consumer' });
       this.will = undefined;
       this.end();
