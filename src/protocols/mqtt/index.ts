@@ -15,10 +15,9 @@
 import type { Socket } from 'node:net';
 import type { MqttApps } from '../../apps/mqtt-apps.js';
 import type { HeraldContext } from '../../context.js';
-import { rawSocket, wsFrame, writeFrame } from '../../transports/ws-frame.js';
-import { writeBatched } from '../../transports/write-batch.js';
+import { tcpTransport, webSocketTransport } from '../../transports/byte-transport.js';
 import { clientAddress } from '../../transports/handshake.js';
-import { MqttConnection, type MqttTransport } from './connection.js';
+import { MqttConnection } from './connection.js';
 import { RetainedMessages } from './retained.js';
 import type { MqttShared } from './shared.js';
 import { PersistentSessions } from './sessions.js';
@@ -55,14 +54,7 @@ export async function registerMqtt(ctx: HeraldContext, apps: MqttApps): Promise<
     name: 'mqtt',
     port: ctx.config.mqttPort,
     onConnection(socket: Socket, admission) {
-      const transport: MqttTransport = {
-        write: (data) => writeBatched(socket, data),
-        buffered: () => socket.writableLength,
-        close: () => socket.end(),
-        pause: () => socket.pause(),
-        resume: () => socket.resume(),
-      };
-      const conn = new MqttConnection(ctx, shared, transport, 'mqtt-tcp', socket.remoteAddress ?? 'unknown', admission);
+      const conn = new MqttConnection(ctx, shared, tcpTransport(socket), 'mqtt-tcp', socket.remoteAddress ?? 'unknown', admission);
       socket.on('data', (d: Buffer) => conn.receive(d));
       socket.on('close', () => conn.onTransportClosed());
       socket.on('error', () => conn.onTransportClosed());
@@ -76,18 +68,7 @@ export async function registerMqtt(ctx: HeraldContext, apps: MqttApps): Promise<
     maxPayload: ctx.config.mqttMaxPacketBytes + 8,
     accept: async () => undefined,
     onConnection(ws, req, _accepted, admission) {
-      const socket = rawSocket(ws);
-      const transport: MqttTransport = {
-        write: (data) => writeFrame(ws, wsFrame(data, false)),
-        buffered: () => socket.writableLength,
-        close: () => {
-          ws.close(1000);
-          setTimeout(() => ws.terminate(), 2000).unref();
-        },
-        pause: () => ws.pause(),
-        resume: () => ws.resume(),
-      };
-      const conn = new MqttConnection(ctx, shared, transport, 'mqtt-ws', clientAddress(req, ctx.config.trustProxy), admission);
+      const conn = new MqttConnection(ctx, shared, webSocketTransport(ws), 'mqtt-ws', clientAddress(req, ctx.config.trustProxy), admission);
       ws.on('message', (d: Buffer) => conn.receive(d));
       ws.on('close', () => conn.onTransportClosed());
       ws.on('error', () => conn.onTransportClosed());

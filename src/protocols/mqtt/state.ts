@@ -18,6 +18,7 @@ import { TokenBucket } from '../../core/rate-limit.js';
 import { newSessionId, type CloseReason, type Protocol, type Session } from '../../core/session.js';
 import type { MqttQueuedRecord } from '../../store/store.js';
 import type { Admission } from '../../transports/admission.js';
+import type { ByteTransport } from '../../transports/byte-transport.js';
 import type { SubscriptionIds } from './properties.js';
 import { RC, type Refusal, type ReasonCode } from './reason-codes.js';
 import type { MqttClient, MqttShared } from './shared.js';
@@ -25,14 +26,8 @@ import type { MqttClient, MqttShared } from './shared.js';
 export type Version = 3 | 4 | 5;
 export type QoS = 0 | 1 | 2;
 
-export interface MqttTransport {
-  write(data: Buffer): void;
-  buffered(): number;
-  close(): void;
-  /** Stops reading from the client (publish rate, inbound backlog) until `resume`. */
-  pause(): void;
-  resume(): void;
-}
+/** The connection's byte stream (TCP or WebSocket binary frames); `pause` stops reading for the publish rate and inbound backlog. */
+export type MqttTransport = ByteTransport;
 
 /** Topic aliases a v5 client may use towards Herald. */
 export const INBOUND_ALIASES = 64;
@@ -238,7 +233,7 @@ export abstract class MqttClientState implements Session, MqttClient {
 
   write(data: Buffer): void {
     if (this.closed) return;
-    this.transport.write(data);
+    this.transport.write(this.transport.prepare(data, false));
     if (this.window.backedUp(this.transport.buffered())) {
       this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'slow_consumer' });
       this.will = undefined;
@@ -282,7 +277,7 @@ export abstract class MqttClientState implements Session, MqttClient {
     if (this.closed) return;
     // Read again (and discard) so that the client's close is seen and the socket is released.
     if (this.pausedFor.size > 0) this.transport.resume();
-    this.transport.close();
+    this.transport.close(1000, '');
     this.onTransportClosed();
   }
 }
