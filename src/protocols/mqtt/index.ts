@@ -13,6 +13,7 @@
  * wired by server.ts in cluster mode).
  */
 import type { Socket } from 'node:net';
+import type { WebSocket } from 'ws';
 import type { MqttApps } from '../../apps/mqtt-apps.js';
 import type { HeraldContext } from '../../context.js';
 import { tcpTransport, webSocketTransport } from '../../transports/byte-transport.js';
@@ -61,14 +62,17 @@ export async function registerMqtt(ctx: HeraldContext, apps: MqttApps): Promise<
     },
   });
 
+  const wsConnections = new WeakMap<WebSocket, MqttConnection>();
   ctx.listeners.addWebSocketRoute({
     name: 'mqtt /mqtt',
     path: '/mqtt',
     protocols: ['mqtt', 'mqttv3.1'],
     maxPayload: ctx.config.mqttMaxPacketBytes + 8,
+    onOversize: (ws, bytes, limit) => wsConnections.get(ws)?.tooLarge(bytes, limit),
     accept: async () => undefined,
     onConnection(ws, req, _accepted, admission) {
       const conn = new MqttConnection(ctx, shared, webSocketTransport(ws), 'mqtt-ws', clientAddress(req, ctx.config.trustProxy), admission);
+      wsConnections.set(ws, conn);
       ws.on('message', (d: Buffer) => conn.receive(d));
       ws.on('close', () => conn.onTransportClosed());
       ws.on('error', () => conn.onTransportClosed());

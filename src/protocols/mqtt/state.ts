@@ -242,14 +242,26 @@ export abstract class MqttClientState implements Session, MqttClient {
   }
 
   /** Ends with a v5 DISCONNECT carrying the reason (v3 has no server DISCONNECT: the connection just closes). */
-  disconnect(reasonCode: ReasonCode, reason: string): void {
+  disconnect(reasonCode: ReasonCode, reason: string, wsCode = 1000): void {
     if (this.closed) return;
     if (this.connected && this.version === 5) {
       const withReason = this.gen({ cmd: 'disconnect', reasonCode, properties: { reasonString: reason.slice(0, 300) } });
       // [MQTT-3.14.2-3]: the reason string is left out rather than exceed the client's maximum packet size.
       this.write(withReason.length <= this.clientMaxPacket ? withReason : this.gen({ cmd: 'disconnect', reasonCode }));
     }
-    this.end();
+    this.end(wsCode);
+  }
+
+  /**
+   * A WebSocket message over the route's limit, which the transport refuses
+   * with 1009 before any of it is read: a v5 client is told why first
+   * (DISCONNECT 0x95), as it is over TCP.
+   */
+  tooLarge(bytes: number, limit: number): void {
+    if (this.closed) return;
+    this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'too_large' });
+    const max = this.ctx.config.mqttMaxPacketBytes;
+    this.disconnect(RC.packetTooLarge, `packet larger than ${max} bytes (a WebSocket message of ${bytes} bytes is over the ${limit}-byte limit)`, 1009);
   }
 
   /** Ends before CONNACK with a refusing one (a return code in 3.1.1, a reason code and string in 5.0). */
@@ -273,11 +285,12 @@ export abstract class MqttClientState implements Session, MqttClient {
     this.disconnect(code, reason.message);
   }
 
-  end(): void {
+  /** Closes the connection (`wsCode`: the WebSocket close code; TCP just closes). */
+  end(wsCode = 1000): void {
     if (this.closed) return;
     // Read again (and discard) so that the client's close is seen and the socket is released.
     if (this.pausedFor.size > 0) this.transport.resume();
-    this.transport.close(1000, '');
+    this.transport.close(wsCode, '');
     this.onTransportClosed();
   }
 }
