@@ -123,8 +123,12 @@ export class Broker {
     return this.topics.publishRefusal(topic);
   }
 
-  /** Why `principal` may not subscribe to `filter`, or undefined when it may. */
+  /**
+   * Why `principal` may not subscribe to `filter`, or undefined when it may.
+   * `$SYS` statistics are for staff (admins and services), in every protocol.
+   */
   async authorizeTopic(principal: Principal, filter: string): Promise<string | undefined> {
+    if (filter.startsWith('$SYS') && principal.role === 'user') return `${filter.slice(0, 100)}: $SYS statistics are for admins and services`;
     return this.topics.authorize(principal, filter);
   }
 

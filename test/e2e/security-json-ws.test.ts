@@ -67,6 +67,19 @@ describe('JSON WebSocket: topics only the server writes', () => {
   });
   after(() => srv.stop());
 
+  it('a plain user cannot subscribe to $SYS (statistics are for staff), as in MQTT', async () => {
+    const c = await JsonClient.open(wsBase(srv) + stranger);
+    c.send({ action: 'subscribe', topic: '$SYS.#' });
+    const err = await c.next('error');
+    assert.equal((err.data as { code: string }).code, 'not_allowed');
+    assert.match((err.data as { message: string }).message, /\$SYS statistics are for admins and services/);
+    const staff = await JsonClient.open(wsBase(srv) + admin);
+    staff.send({ action: 'subscribe', topic: '$SYS.#' });
+    assert.equal(((await staff.next('ok')).data as { action: string }).action, 'subscribe');
+    c.close();
+    staff.close();
+  });
+
   it('a publish to a chat thread or to $SYS is refused with not_allowed; the admin on $SYS/# and the thread member get nothing forged', async () => {
     const sys = await JsonClient.open(wsBase(srv) + admin);
     sys.send({ action: 'subscribe', topic: '$SYS.#' });

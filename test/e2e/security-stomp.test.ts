@@ -129,6 +129,12 @@ describe('authorization: topics the server writes are refused to every STOMP cli
     sender.close();
   });
 
+  it('a plain user\'s SUBSCRIBE to /topic/$SYS.# is refused (statistics are for staff), as in MQTT', async () => {
+    const c = await stompTcp(s.server.address('stomp').port, { login: stranger });
+    c.send('SUBSCRIBE\nid:sys\ndestination:/topic/$SYS.#\nreceipt:sys\n\n\0');
+    await refused(c, 'not allowed', /\$SYS statistics are for admins and services/, 'sys');
+  });
+
   it('a SEND to /topic/$SYS… is refused, to users and admins alike, and an admin $SYS subscriber sees nothing forged', async () => {
     const port = s.server.address('stomp').port;
     const watcher = await stompTcp(port, ADMIN);
