@@ -10,7 +10,6 @@
 import type { IPublishPacket, IPubrecPacket } from 'mqtt-packet';
 import type { Delivery } from '../../core/broker.js';
 import { pinnedSize } from '../../core/delivery-budget.js';
-import { topicMatches } from '../../core/destination.js';
 import type { CoreMessage } from '../../core/message.js';
 import { mqttTopicOf, publishProperties, type SubscriptionIds } from './properties.js';
 import { RC } from './reason-codes.js';
@@ -60,14 +59,14 @@ export function deliver(c: MqttClientState, sub: MqttSubscription, msg: CoreMess
     if (c.mergedNow.size === 0) queueMicrotask(() => c.mergedNow.clear());
     c.mergedNow.add(msg.id);
     const all = sub.subscriptionId !== undefined ? [sub.subscriptionId] : [];
-    for (const other of c.subscriptions.values()) {
-      if (other === sub || other.mailbox !== undefined || other.share !== undefined) continue;
-      if (other.noLocal && msg.publisherSession === c.id) continue;
-      if (!topicMatches(other.filter, msg.target.topic)) continue;
+    // The index walks only the matching branches: a client may hold a thousand filters.
+    c.plainIndex.match(msg.target.topic, (other) => {
+      if (other === sub) return;
+      if (other.noLocal && msg.publisherSession === c.id) return;
       qos = Math.max(qos, Math.min(other.qos, msg.qos)) as QoS;
       retain ||= other.retainAsPublished && msg.retain;
       if (other.subscriptionId !== undefined && !all.includes(other.subscriptionId)) all.push(other.subscriptionId);
-    }
+    });
     ids = all.length === 0 ? undefined : all.length === 1 ? all[0] : all.sort((x, y) => x - y);
   }
   if (qos > 0) {

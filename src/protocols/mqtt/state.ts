@@ -16,6 +16,7 @@ import { DeliveryWindow, type HeldQueue } from '../../core/delivery-window.js';
 import type { CoreMessage } from '../../core/message.js';
 import { TokenBucket } from '../../core/rate-limit.js';
 import { newSessionId, type CloseReason, type Protocol, type Session } from '../../core/session.js';
+import { TopicIndex } from '../../core/router.js';
 import type { MqttQueuedRecord } from '../../store/store.js';
 import type { Admission } from '../../transports/admission.js';
 import type { ByteTransport } from '../../transports/byte-transport.js';
@@ -128,6 +129,8 @@ export abstract class MqttClientState implements Session, MqttClient {
   /** Plain topic subscriptions (no mailbox, no share), and how many of them have wildcards: overlaps need both. */
   plainSubscriptions = 0;
   wildcardSubscriptions = 0;
+  /** The plain topic subscriptions by filter, to find those a message matches without a scan of all of them. */
+  readonly plainIndex = new TopicIndex<MqttSubscription>();
   /** Messages already sent once to this connection for all its overlapping subscriptions, this tick. */
   readonly mergedNow = new Set<string>();
 

@@ -104,6 +104,8 @@ function countPlain(c: MqttClientState, sub: MqttSubscription, delta: 1 | -1): v
   if (sub.mailbox !== undefined || sub.share !== undefined) return;
   c.plainSubscriptions += delta;
   if (/[+#]/.test(sub.filter)) c.wildcardSubscriptions += delta;
+  if (delta === 1) c.plainIndex.add(sub.filter, sub);
+  else c.plainIndex.remove(sub.filter, sub);
 }
 
 /** Parses `$share/{group}/{filter}`, `$user/{name}` or a plain filter; a string is the reason it is not valid. */
