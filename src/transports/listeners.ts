@@ -123,9 +123,10 @@ export class NetworkListeners implements Listeners {
     const address = socket.remoteAddress ?? 'unknown';
     if (!this.gate.admit(socket, address, false, !this.limits.trustProxy)) {
       socket.on('error', () => socket.destroy());
+      const body = '{"code":429,"message":"too many unauthenticated connections (from this address, or in all); try again shortly","data":null}';
       socket.end(
-        'HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json; charset=utf-8\r\nConnection: close\r\nContent-Length: 101\r\n\r\n' +
-          '{"code":429,"message":"too many unauthenticated connections from this address; try again","data":null}',
+        'HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json; charset=utf-8\r\nConnection: close\r\n' +
+          `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
       );
     }
   }
