@@ -22,7 +22,7 @@ import { after, before, describe, it } from 'node:test';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import mqttPacket from 'mqtt-packet';
 import { WebSocket } from 'ws';
-import { RawMqtt } from '../helpers/mqtt.js';
+import { ADMIN, RawMqtt, refusedWith, tcpUrl } from '../helpers/mqtt.js';
 import { runHerald, type HeraldProcess } from '../helpers/process.js';
 import { ADMIN_PASSWORD, api, login, startServer, tempDir, type TestServer } from '../helpers/server.js';
 
@@ -76,22 +76,6 @@ async function startProbe(url: string, opts: IClientOptions): Promise<{ stop(): 
       return rtts;
     },
   };
-}
-
-function mqttUrl(s: TestServer): string {
-  return `mqtt://127.0.0.1:${s.server.address('mqtt').port}`;
-}
-const ADMIN: IClientOptions = { username: 'admin', password: ADMIN_PASSWORD, reconnectPeriod: 0 };
-
-/** Connects and resolves with the CONNACK refusal code (0 when accepted). */
-async function refusedWith(url: string, opts: IClientOptions): Promise<number> {
-  try {
-    const c = await mqtt.connectAsync(url, { reconnectPeriod: 0, connectTimeout: 3000, ...opts });
-    await c.endAsync();
-    return 0;
-  } catch (err) {
-    return (err as { code: number }).code;
-  }
 }
 
 function collect(c: MqttClient): { topic: string; payload: string; packet: mqttPacket.IPublishPacket }[] {
@@ -285,7 +269,7 @@ describe('MQTT publishers are held to publishRatePerSecond', () => {
   after(() => s.stop());
 
   it('slows a QoS 0 flood of 300 messages to 100/s without dropping one, and a healthy client keeps p99 < 100 ms', async () => {
-    const receiver = await mqtt.connectAsync(mqttUrl(s), ADMIN);
+    const receiver = await mqtt.connectAsync(tcpUrl(s), ADMIN);
     const times: number[] = [];
     const payloads: string[] = [];
     receiver.on('message', (_t, p) => {
@@ -293,7 +277,7 @@ describe('MQTT publishers are held to publishRatePerSecond', () => {
       payloads.push(p.toString());
     });
     await receiver.subscribeAsync('flood/#', { qos: 0 });
-    const probe = await startProbe(mqttUrl(s), ADMIN);
+    const probe = await startProbe(tcpUrl(s), ADMIN);
     const flooder = await RawMqtt.open(s.server.address('mqtt').port, 4);
     await flooder.connect('flooder', 'admin', ADMIN_PASSWORD);
     const started = Date.now();
@@ -325,6 +309,41 @@ describe('MQTT publishers are held to publishRatePerSecond', () => {
     assert.ok(unread > total / 2 && unread < total, `only ${(unread / 1048576).toFixed(1)} MiB of 32 MiB still wait in the client after 1.5 s`);
     console.log(`# 32 MiB flood at publishRatePerSecond 100: ${(unread / 1048576).toFixed(1)} MiB still unread by the server after 1.5 s`);
     flooder.sock.destroy();
+  });
+});
+
+describe('MQTT retained messages: their total size is capped', () => {
+  it('past mqttRetainedMaxBytes a v5 retained publish gets PUBACK 0x97 naming the key; a 3.1.1 one is delivered but not retained', async () => {
+    const s = await startServer({ mqttRetainedMaxBytes: 100, sysIntervalSeconds: 0 });
+    try {
+      const port = s.server.address('mqtt').port;
+      const v5 = await RawMqtt.open(port, 5);
+      await v5.connect('retainer-5', 'admin', ADMIN_PASSWORD);
+      v5.send({ cmd: 'publish', topic: 'keep/small', payload: Buffer.alloc(60, 1), qos: 1, messageId: 1, retain: true, dup: false });
+      assert.ok((((await v5.next('puback')) as mqttPacket.IPubackPacket).reasonCode ?? 0) < 0x80);
+      v5.send({ cmd: 'publish', topic: 'keep/big', payload: Buffer.alloc(60, 2), qos: 1, messageId: 2, retain: true, dup: false });
+      const full = (await v5.next('puback')) as mqttPacket.IPubackPacket;
+      assert.equal(full.reasonCode, 0x97);
+      assert.match(full.properties?.reasonString ?? '', /120 bytes; the limit is 100 \(mqttRetainedMaxBytes\)/);
+      const watcher = await mqtt.connectAsync(tcpUrl(s), ADMIN);
+      const live = collect(watcher);
+      await watcher.subscribeAsync('keep/#', { qos: 0 });
+      const v3 = await RawMqtt.open(port, 4);
+      await v3.connect('retainer-3', 'admin', ADMIN_PASSWORD);
+      v3.send({ cmd: 'publish', topic: 'keep/v3', payload: Buffer.alloc(60, 3), qos: 1, messageId: 3, retain: true, dup: false });
+      await v3.next('puback');
+      await until(() => live.some((m) => m.topic === 'keep/v3'), 'the 3.1.1 message delivered live');
+      const late = await mqtt.connectAsync(tcpUrl(s), ADMIN);
+      const retained = collect(late);
+      await late.subscribeAsync('keep/#', { qos: 0 });
+      await sleep(300);
+      assert.deepEqual(retained.map((m) => m.topic), ['keep/small'], 'only the message within the cap was retained');
+      for (const c of [watcher, late]) await c.endAsync();
+      v5.sock.destroy();
+      v3.sock.destroy();
+    } finally {
+      await s.stop();
+    }
   });
 });
 
@@ -372,7 +391,7 @@ describe('MQTT authorization: thread topics, client ids, expiring app-user token
   const as = (name: string): IClientOptions => ({ username: name, password: name + '-password', reconnectPeriod: 0 });
 
   it('refuses a retained QoS 1 publish to a chat thread (v5 PUBACK 0x87, v3 not delivered), stores no retained copy, and refuses a will to it', async () => {
-    const agent = await mqtt.connectAsync(mqttUrl(s), { ...as('agent1'), protocolVersion: 5 });
+    const agent = await mqtt.connectAsync(tcpUrl(s), { ...as('agent1'), protocolVersion: 5 });
     const seen = collect(agent);
     await agent.subscribeAsync(thread, { qos: 1 });
 
@@ -394,8 +413,8 @@ describe('MQTT authorization: thread topics, client ids, expiring app-user token
 
     // A will to the thread would be published as this client later: refused at CONNECT.
     const will = { topic: thread, payload: Buffer.from('forged will'), qos: 1 as const, retain: true };
-    assert.equal(await refusedWith(mqttUrl(s), { ...as('stranger'), protocolVersion: 5, will }), 0x87);
-    assert.equal(await refusedWith(mqttUrl(s), { ...as('stranger'), protocolVersion: 4, will }), 5);
+    assert.equal(await refusedWith(tcpUrl(s), { ...as('stranger'), protocolVersion: 5, will }), 0x87);
+    assert.equal(await refusedWith(tcpUrl(s), { ...as('stranger'), protocolVersion: 4, will }), 5);
 
     // The subscription is live (a real message arrives through the thread service), and nothing forged came.
     const sent = await api(s.url, 'POST', '/api/v1/message/send', {
@@ -409,7 +428,7 @@ describe('MQTT authorization: thread topics, client ids, expiring app-user token
     assert.equal((JSON.parse(seen[0]!.payload) as { uid: string }).uid, 'real-1');
 
     // A later subscriber gets no retained copy.
-    const late = await mqtt.connectAsync(mqttUrl(s), { ...as('agent1'), protocolVersion: 5 });
+    const late = await mqtt.connectAsync(tcpUrl(s), { ...as('agent1'), protocolVersion: 5 });
     const lateSeen = collect(late);
     await late.subscribeAsync(thread, { qos: 1 });
     await sleep(300);
@@ -440,7 +459,7 @@ describe('MQTT authorization: thread topics, client ids, expiring app-user token
     early.send({ cmd: 'publish', topic: future, payload: Buffer.from('{"status":"SUCCESS","content":"FORGED retained"}'), qos: 1, messageId: 7, retain: true, dup: false });
     assert.ok((((await early.next('puback')) as mqttPacket.IPubackPacket).reasonCode ?? 0) < 0x80, 'an ordinary topic then: accepted');
     early.sock.destroy();
-    const willer = await mqtt.connectAsync(mqttUrl(s), {
+    const willer = await mqtt.connectAsync(tcpUrl(s), {
       ...as('stranger'),
       clientId: 'will-at-later',
       protocolVersion: 5,
@@ -451,7 +470,7 @@ describe('MQTT authorization: thread topics, client ids, expiring app-user token
       body: { thread: future, members: [{ user: 'visitor1', role: 'visitor' }, { user: 'agent1', role: 'agent' }] },
     });
     assert.equal(created.status, 200, created.body.message);
-    const agent = await mqtt.connectAsync(mqttUrl(s), { ...as('agent1'), protocolVersion: 5 });
+    const agent = await mqtt.connectAsync(tcpUrl(s), { ...as('agent1'), protocolVersion: 5 });
     const seen = collect(agent);
     await agent.subscribeAsync(future, { qos: 1 });
     // The will's owner drops without DISCONNECT: the will is due now, and the thread owns the topic.
@@ -463,18 +482,18 @@ describe('MQTT authorization: thread topics, client ids, expiring app-user token
 
   it('keeps a client id for the user whose session has it: another user gets 0x85 / 2 and the owner keeps its session and connection', async () => {
     const cid = 'device7@app1';
-    const bob = await mqtt.connectAsync(mqttUrl(s), { ...as('bob'), clientId: cid, clean: false, protocolVersion: 4 });
+    const bob = await mqtt.connectAsync(tcpUrl(s), { ...as('bob'), clientId: cid, clean: false, protocolVersion: 4 });
     await bob.subscribeAsync('bob/inbox', { qos: 1 });
     await bob.endAsync();
-    const pub = await mqtt.connectAsync(mqttUrl(s), ADMIN);
+    const pub = await mqtt.connectAsync(tcpUrl(s), ADMIN);
     for (const n of [1, 2, 3]) await pub.publishAsync('bob/inbox', `queued ${n}`, { qos: 1 });
 
     // bob is away, with 3 messages queued: alice may not take his id, with or without clean start.
-    assert.equal(await refusedWith(mqttUrl(s), { ...as('alice'), clientId: cid, clean: true, protocolVersion: 4 }), 2);
-    assert.equal(await refusedWith(mqttUrl(s), { ...as('alice'), clientId: cid, clean: false, protocolVersion: 4 }), 2);
-    assert.equal(await refusedWith(mqttUrl(s), { ...as('alice'), clientId: cid, clean: true, protocolVersion: 5 }), 0x85);
+    assert.equal(await refusedWith(tcpUrl(s), { ...as('alice'), clientId: cid, clean: true, protocolVersion: 4 }), 2);
+    assert.equal(await refusedWith(tcpUrl(s), { ...as('alice'), clientId: cid, clean: false, protocolVersion: 4 }), 2);
+    assert.equal(await refusedWith(tcpUrl(s), { ...as('alice'), clientId: cid, clean: true, protocolVersion: 5 }), 0x85);
 
-    const back = mqtt.connect(mqttUrl(s), { ...as('bob'), clientId: cid, clean: false, protocolVersion: 4, manualConnect: true });
+    const back = mqtt.connect(tcpUrl(s), { ...as('bob'), clientId: cid, clean: false, protocolVersion: 4, manualConnect: true });
     const got = collect(back);
     let closes = 0;
     back.on('close', () => closes++);
@@ -485,15 +504,15 @@ describe('MQTT authorization: thread topics, client ids, expiring app-user token
     assert.deepEqual(got.map((m) => m.payload), ['queued 1', 'queued 2', 'queued 3']);
 
     // While bob is connected: alice is refused and bob stays connected.
-    assert.equal(await refusedWith(mqttUrl(s), { ...as('alice'), clientId: cid, protocolVersion: 5 }), 0x85);
-    assert.equal(await refusedWith(mqttUrl(s), { ...as('alice'), clientId: cid, protocolVersion: 4 }), 2);
+    assert.equal(await refusedWith(tcpUrl(s), { ...as('alice'), clientId: cid, protocolVersion: 5 }), 0x85);
+    assert.equal(await refusedWith(tcpUrl(s), { ...as('alice'), clientId: cid, protocolVersion: 4 }), 2);
     await pub.publishAsync('bob/inbox', 'still here', { qos: 1 });
     await until(() => got.length === 4, 'a message after the attempts');
     assert.equal(closes, 0, 'bob was not disconnected');
     assert.equal(back.connected, true);
 
     // bob himself may still take over his own id (as before).
-    const again = await mqtt.connectAsync(mqttUrl(s), { ...as('bob'), clientId: cid, clean: false, protocolVersion: 4 });
+    const again = await mqtt.connectAsync(tcpUrl(s), { ...as('bob'), clientId: cid, clean: false, protocolVersion: 4 });
     await until(() => closes > 0, 'the older connection taken over');
     await again.endAsync();
     back.end(true);
@@ -521,7 +540,7 @@ describe('MQTT authorization: thread topics, client ids, expiring app-user token
     assert.equal(user.body.expires_in, 2);
     const expiresAt = Date.now() + 2000;
 
-    const c = await mqtt.connectAsync(mqttUrl(s), { clientId: cid, username: 'u1', password: user.body.access_token, protocolVersion: 5, reconnectPeriod: 0 });
+    const c = await mqtt.connectAsync(tcpUrl(s), { clientId: cid, username: 'u1', password: user.body.access_token, protocolVersion: 5, reconnectPeriod: 0 });
     let disconnect: mqttPacket.IDisconnectPacket | undefined;
     c.on('disconnect', (p) => (disconnect = p));
     const closedAt = await Promise.race([new Promise<number>((r) => c.once('close', () => r(Date.now()))), sleep(6000).then(() => undefined)]);
@@ -542,20 +561,20 @@ describe('MQTT 5 fidelity: will delay, overlapping subscriptions, stored queues 
   after(() => s.stop());
 
   it('publishes a delayed will at once when the session ends with the connection (session expiry 0), and at session end when that comes first', async () => {
-    const watcher = await mqtt.connectAsync(mqttUrl(s), ADMIN);
+    const watcher = await mqtt.connectAsync(tcpUrl(s), ADMIN);
     const wills: { topic: string; at: number }[] = [];
     watcher.on('message', (topic) => wills.push({ topic, at: Date.now() }));
     await watcher.subscribeAsync('wills/#', { qos: 1 });
 
     const will = (topic: string) => ({ topic, payload: Buffer.from('gone'), qos: 1 as const, retain: false, properties: { willDelayInterval: 30 } });
-    const a = await mqtt.connectAsync(mqttUrl(s), { ...ADMIN, protocolVersion: 5, clientId: 'will-a', will: will('wills/a') });
+    const a = await mqtt.connectAsync(tcpUrl(s), { ...ADMIN, protocolVersion: 5, clientId: 'will-a', will: will('wills/a') });
     const droppedA = Date.now();
     (a.stream as Socket).destroy();
     await until(() => wills.length === 1, 'the will of a session that ended', 3000);
     assert.equal(wills[0]!.topic, 'wills/a');
     assert.ok(wills[0]!.at - droppedA < 1000, `sent ${wills[0]!.at - droppedA} ms after the drop`);
 
-    const b = await mqtt.connectAsync(mqttUrl(s), { ...ADMIN, protocolVersion: 5, clientId: 'will-b', will: will('wills/b'), properties: { sessionExpiryInterval: 1 } });
+    const b = await mqtt.connectAsync(tcpUrl(s), { ...ADMIN, protocolVersion: 5, clientId: 'will-b', will: will('wills/b'), properties: { sessionExpiryInterval: 1 } });
     const droppedB = Date.now();
     (b.stream as Socket).destroy();
     await until(() => wills.length === 2, 'the will when the session expires', 4000);
@@ -565,12 +584,12 @@ describe('MQTT 5 fidelity: will delay, overlapping subscriptions, stored queues 
   });
 
   it('sends one copy for overlapping subscriptions, at the highest QoS, with every subscription identifier', async () => {
-    const c = await mqtt.connectAsync(mqttUrl(s), { ...ADMIN, protocolVersion: 5, clientId: 'overlap' });
+    const c = await mqtt.connectAsync(tcpUrl(s), { ...ADMIN, protocolVersion: 5, clientId: 'overlap' });
     const got = collect(c);
     await c.subscribeAsync('a/+', { qos: 0, properties: { subscriptionIdentifier: 1 } });
     await c.subscribeAsync('a/#', { qos: 1, properties: { subscriptionIdentifier: 2 } });
     await c.subscribeAsync('other/#', { qos: 1, properties: { subscriptionIdentifier: 3 } });
-    const pub = await mqtt.connectAsync(mqttUrl(s), ADMIN);
+    const pub = await mqtt.connectAsync(tcpUrl(s), ADMIN);
     await pub.publishAsync('a/b', 'both', { qos: 1 });
     await pub.publishAsync('a/b/c', 'only #', { qos: 1 });
     await pub.publishAsync('other/x', 'marker', { qos: 1 });
@@ -588,13 +607,13 @@ describe('MQTT 5 fidelity: will delay, overlapping subscriptions, stored queues 
     await c.endAsync();
 
     // The same for a persistent session while its client is away: one stored copy.
-    const p = await mqtt.connectAsync(mqttUrl(s), { ...ADMIN, protocolVersion: 5, clientId: 'overlap-away', clean: false, properties: { sessionExpiryInterval: 60 } });
+    const p = await mqtt.connectAsync(tcpUrl(s), { ...ADMIN, protocolVersion: 5, clientId: 'overlap-away', clean: false, properties: { sessionExpiryInterval: 60 } });
     await p.subscribeAsync('b/+', { qos: 1, properties: { subscriptionIdentifier: 4 } });
     await p.subscribeAsync('b/#', { qos: 2, properties: { subscriptionIdentifier: 5 } });
     await p.endAsync();
     await pub.publishAsync('b/c', 'while away', { qos: 2 });
     await pub.publishAsync('b/c/d', 'marker', { qos: 1 });
-    const back = mqtt.connect(mqttUrl(s), { ...ADMIN, protocolVersion: 5, clientId: 'overlap-away', clean: false, properties: { sessionExpiryInterval: 0 }, manualConnect: true });
+    const back = mqtt.connect(tcpUrl(s), { ...ADMIN, protocolVersion: 5, clientId: 'overlap-away', clean: false, properties: { sessionExpiryInterval: 0 }, manualConnect: true });
     const gotBack = collect(back);
     back.connect();
     await until(() => gotBack.some((m) => m.payload === 'marker'), 'the stored marker');
@@ -619,7 +638,7 @@ describe('MQTT 5 fidelity: will delay, overlapping subscriptions, stored queues 
     await away.next('suback');
     away.send({ cmd: 'disconnect' });
     await away.closed;
-    const pub = await mqtt.connectAsync(mqttUrl(s), ADMIN);
+    const pub = await mqtt.connectAsync(tcpUrl(s), ADMIN);
     for (let i = 0; i < 250; i++) await pub.publishAsync('pager/x', String(i), { qos: 1 });
 
     const c = await RawMqtt.open(port, 5);
