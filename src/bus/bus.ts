@@ -11,9 +11,13 @@
  * - publishing never throws: while the bus is down, messages for other nodes
  *   are dropped and counted (local delivery does not depend on the bus).
  *
- * Every message travels in a small frame: origin node, sequence number and
- * send time (for the lag metric), then the payload.
+ * Every message travels in a small frame: origin, sequence number and send
+ * time (for the lag metric), then the payload. The origin names the node's
+ * incarnation (its name and a random tag drawn at start): a node restarted
+ * under the same name counts from 0 again, and must not be taken for an old
+ * sender repeating itself.
  */
+import { randomBytes } from 'node:crypto';
 
 export type BusHandler = (channel: string, payload: Buffer) => void;
 
@@ -69,6 +73,11 @@ export function globMatch(pattern: string, s: string): boolean {
   return p === pattern.length;
 }
 
+/** The origin of this process's frames: the node's name and a tag of this incarnation. */
+export function incarnationOrigin(nodeId: string): string {
+  return `${nodeId}/${randomBytes(6).toString('hex')}`;
+}
+
 /** Frames a payload: [origin length u8][origin][seq f64][sent-at f64][payload]. */
 export function frame(origin: Buffer, seq: number, sentAt: number, payload: Buffer): Buffer {
   const out = Buffer.allocUnsafe(1 + origin.length + 16 + payload.length);
@@ -92,7 +101,8 @@ export class Inbox {
   handler: BusHandler | undefined;
 
   constructor(
-    private readonly nodeId: string,
+    /** This node's own origin (incarnationOrigin), whose frames it drops. */
+    private readonly origin: string,
     private readonly onLag: ((ms: number) => void) | undefined,
   ) {}
 
@@ -101,7 +111,7 @@ export class Inbox {
     const n = data[0]!;
     if (data.length < 1 + n + 16) return;
     const origin = data.toString('latin1', 1, 1 + n);
-    if (origin === this.nodeId) return;
+    if (origin === this.origin) return;
     const seq = data.readDoubleBE(1 + n);
     const last = this.lastSeq.get(origin);
     if (last !== undefined && seq <= last) return;
@@ -131,8 +141,9 @@ export class MemoryBus implements Bus {
     private readonly hub: MemoryHub = new MemoryHub(),
     onLag?: (ms: number) => void,
   ) {
-    this.inbox = new Inbox(nodeId, onLag);
-    this.origin = Buffer.from(nodeId, 'latin1');
+    const origin = incarnationOrigin(nodeId);
+    this.inbox = new Inbox(origin, onLag);
+    this.origin = Buffer.from(origin, 'latin1');
     hub.nodes.add(this);
   }
 

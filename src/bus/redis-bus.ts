@@ -7,7 +7,7 @@
  */
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from '../log.js';
-import { frame, Inbox, type Bus, type BusHandler } from './bus.js';
+import { frame, Inbox, incarnationOrigin, type Bus, type BusHandler } from './bus.js';
 
 export interface RedisBusOptions {
   url: string;
@@ -42,8 +42,9 @@ export class RedisBus implements Bus {
   constructor(private readonly options: RedisBusOptions) {
     this.nodeId = options.nodeId;
     this.prefix = options.prefix + ':';
-    this.origin = Buffer.from(options.nodeId, 'latin1');
-    this.inbox = new Inbox(options.nodeId, options.onLag);
+    const origin = incarnationOrigin(options.nodeId);
+    this.origin = Buffer.from(origin, 'latin1');
+    this.inbox = new Inbox(origin, options.onLag);
     // The publisher never queues while Redis is away: a stale message later is worse than none.
     this.pub = new Redis(options.url, { ...redisOptions(`herald-pub-${options.nodeId}`), enableOfflineQueue: false });
     // Subscriptions made while Redis is away wait for it; on reconnect ioredis makes them all again.

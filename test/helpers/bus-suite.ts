@@ -8,6 +8,8 @@ import { globEscape, type Bus } from '../../src/bus/bus.js';
 export interface BusFactory {
   /** Nodes of one fresh cluster. */
   cluster(n: number): Promise<Bus[]>;
+  /** A new node of the last cluster under an existing node's name (a restarted process). */
+  sameName(nodeId: string): Promise<Bus>;
 }
 
 type Got = [channel: string, body: string][];
@@ -82,6 +84,23 @@ export function busSuite(name: string, factory: BusFactory, skip: string | false
       await until(() => gb.length === 200, '200 messages');
       assert.deepEqual(gb.map((p) => p[0]), Array.from({ length: 200 }, (_, i) => i & 255));
       assert.ok(gb.every((p) => p.length === 4 && p[1] === 0 && p[2] === 255 && p[3] === 10));
+    });
+
+    it('hears a node restarted under the same name at once, though it counts from 0 again', async () => {
+      const [a, b] = await open(2);
+      const gb = collect(b!);
+      await ready(buses);
+      b!.subscribe('t:x');
+      await settle();
+      for (let i = 0; i < 20; i++) a!.publish('t:x', Buffer.from(`old ${i}`));
+      await until(() => gb.length === 20, 'the old incarnation to be heard');
+      await a!.close();
+      const again = await factory.sameName(a!.nodeId);
+      buses.push(again);
+      await ready([again]);
+      for (let i = 0; i < 5; i++) again.publish('t:x', Buffer.from(`new ${i}`));
+      await until(() => gb.length === 25, 'the new incarnation to be heard');
+      assert.deepEqual(gb.slice(20).map(([, body]) => body), ['new 0', 'new 1', 'new 2', 'new 3', 'new 4']);
     });
 
     it('stops delivering after unsubscribe and punsubscribe', async () => {

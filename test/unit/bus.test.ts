@@ -7,20 +7,28 @@ import { busSuite } from '../helpers/bus-suite.js';
 import { freshClusterName, REDIS_URL, servicesMissing } from '../helpers/services.js';
 import { loadConfig } from '../../src/config.js';
 
+let hub = new MemoryHub();
 busSuite('memory', {
   async cluster(n) {
-    const hub = new MemoryHub();
+    hub = new MemoryHub();
     return Array.from({ length: n }, (_, i) => new MemoryBus(`m${i}`, hub));
+  },
+  async sameName(nodeId) {
+    return new MemoryBus(nodeId, hub);
   },
 });
 
 const log = createLogger(loadConfig({ env: { HERALD_LOG_LEVEL: 'silent' } }));
+let prefix = '';
 busSuite(
   'redis',
   {
     async cluster(n) {
-      const prefix = freshClusterName();
+      prefix = freshClusterName();
       return Array.from({ length: n }, (_, i) => new RedisBus({ url: REDIS_URL!, prefix, nodeId: `r${i}`, log }));
+    },
+    async sameName(nodeId) {
+      return new RedisBus({ url: REDIS_URL!, prefix, nodeId, log });
     },
   },
   servicesMissing('redis'),
