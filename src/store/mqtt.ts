@@ -110,8 +110,9 @@ export interface MqttSessionStore {
   /** The session of a client id, or null. */
   getMqttSession(clientId: string): Promise<MqttSessionRecord | null>;
   /**
-   * Makes `node` the holder of every session held by no node or by a node
-   * not in `liveNodes` (stopped or dead); returns those sessions.
+   * Makes `node` the holder of every session held by no node, or by an
+   * owner neither in `liveNodes` nor a live incarnation (LeaseStore: not
+   * fenced); returns those sessions.
    */
   adoptMqttSessions(node: string, liveNodes: readonly string[]): Promise<MqttSessionRecord[]>;
   /** Keeps a message for a stored session's client; returns its id. */

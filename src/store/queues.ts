@@ -31,7 +31,13 @@ export interface QueueStore {
   claimQueue(queue: string, owner: string, limit: number): Promise<QueuedMessage[]>;
   /** Hands claimed messages back (their consumer went away); any node may claim them again. `redelivered` marks them as delivered once already. */
   releaseQueued(ids: readonly string[], redelivered: boolean): Promise<void>;
-  /** Releases every claim of an owner not in `liveOwners` (a stopped or dead node); returns the queues that got messages back. */
+  /**
+   * Releases every claim of an owner neither in `liveOwners` nor a live
+   * incarnation (LeaseStore: not fenced), marked redelivered (its consumer
+   * may have had them); returns the queues that got messages back. The
+   * incarnations are read in the same statement, so a node that has just
+   * started and claimed keeps its claims.
+   */
   releaseDeadClaims(liveOwners: readonly string[]): Promise<string[]>;
   /** Removes a consumed queue message. */
   dequeue(id: string): Promise<boolean>;

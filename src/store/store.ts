@@ -15,6 +15,7 @@
  *   threads.ts   ThreadStore                 chat threads, history, receipts
  *   mqtt.ts      MqttStore = MqttAppStore + RetainedStore + MqttSessionStore
  *   queues.ts    QueueStore                  point-to-point queue claims
+ *   leases.ts    LeaseStore                  node incarnations: who may hold claims
  *   errors.ts    DuplicateError, StoreUnavailableError, storeUnavailable
  *   rows.ts      table rows and their mappers, shared by both engines
  *   migration.ts the Migration type both engines' schemas are written in
@@ -40,6 +41,7 @@
  * `this`, so wrappers such as `timedStore` (a Proxy) still see and time
  * each one by name.
  */
+import type { LeaseStore } from './leases.js';
 import type { MessageStore } from './messages.js';
 import type { MqttStore } from './mqtt.js';
 import type { QueueStore } from './queues.js';
@@ -47,6 +49,7 @@ import type { ThreadStore } from './threads.js';
 import type { TokenStore, UserStore } from './users.js';
 
 export * from './errors.js';
+export * from './leases.js';
 export * from './messages.js';
 export * from './mqtt.js';
 export * from './queues.js';
@@ -54,7 +57,7 @@ export * from './threads.js';
 export * from './users.js';
 export { rowId } from './rows.js';
 
-export interface Store extends UserStore, TokenStore, MessageStore, ThreadStore, MqttStore, QueueStore {
+export interface Store extends UserStore, TokenStore, MessageStore, ThreadStore, MqttStore, QueueStore, LeaseStore {
   /** Which engine this is, for /readyz, the console and the start-up log. */
   readonly kind: 'sqlite' | 'postgres';
   /** Cheap round trip, for /readyz. */

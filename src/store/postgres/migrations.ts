@@ -159,4 +159,21 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
       ALTER TABLE users ADD COLUMN tokens_valid_after BIGINT NOT NULL DEFAULT 0;
     `,
   },
+  {
+    version: 3,
+    sql: `
+      -- Node incarnations and their leases: claims and sessions carry an incarnation's owner id.
+      CREATE TABLE cluster_nodes (
+        epoch       BIGSERIAL PRIMARY KEY,
+        node        TEXT NOT NULL,
+        started_at  BIGINT NOT NULL,
+        lease_until BIGINT NOT NULL,
+        fenced      BOOLEAN NOT NULL DEFAULT FALSE
+      );
+      CREATE INDEX cluster_nodes_node ON cluster_nodes (node) WHERE NOT fenced;
+      -- When a persistent MQTT session last changed, by the database's clock (every node follows the changes).
+      ALTER TABLE mqtt_sessions ADD COLUMN changed_at BIGINT NOT NULL DEFAULT 0;
+      CREATE INDEX mqtt_sessions_changed ON mqtt_sessions (changed_at);
+    `,
+  },
 ];

@@ -114,7 +114,8 @@ export function postgresMqtt(pg: PgHandle): MqttStore {
     async adoptMqttSessions(node, liveNodes) {
       const rows = await pg.rows<MqttSessionRow>(
         `UPDATE mqtt_sessions SET node = $1 WHERE client_id IN (
-           SELECT client_id FROM mqtt_sessions WHERE node IS NULL OR NOT (node = ANY($2::text[])) FOR UPDATE SKIP LOCKED)
+           SELECT client_id FROM mqtt_sessions WHERE node IS NULL OR (NOT (node = ANY($2::text[]))
+             AND node NOT IN (SELECT node || '#' || epoch FROM cluster_nodes WHERE NOT fenced)) FOR UPDATE SKIP LOCKED)
          RETURNING *`,
         [node, liveNodes],
       );

@@ -20,6 +20,7 @@ import { postgresMessages } from './messages.js';
 import { POSTGRES_MIGRATIONS } from './migrations.js';
 import { postgresMqtt } from './mqtt.js';
 import { openPool, pgHandle, unavailable, type PgHandle, type PoolOptions } from './pool.js';
+import { postgresLeases } from './leases.js';
 import { postgresQueues } from './queues.js';
 import { postgresThreads } from './threads.js';
 import { postgresUsers } from './users.js';
@@ -29,7 +30,7 @@ export type PostgresStoreOptions = PoolOptions;
 /** Held while migrating, so that nodes starting together migrate one at a time. */
 const MIGRATION_LOCK = 7347021;
 
-export class PostgresStore extends domainsOf(postgresUsers, postgresMessages, postgresThreads, postgresMqtt, postgresQueues) implements Store {
+export class PostgresStore extends domainsOf(postgresUsers, postgresMessages, postgresThreads, postgresMqtt, postgresQueues, postgresLeases) implements Store {
   readonly kind = 'postgres' as const;
   private readonly pool: pg.Pool;
   private readonly handle: PgHandle;

@@ -35,7 +35,8 @@ export function postgresQueues(pg: PgHandle): QueueStore {
 
     async releaseDeadClaims(liveOwners) {
       const rows = await pg.rows<{ queue: string }>(
-        'UPDATE queue_messages SET claimed_by = NULL WHERE claimed_by IS NOT NULL AND NOT (claimed_by = ANY($1::text[])) RETURNING queue',
+        `UPDATE queue_messages SET claimed_by = NULL, redelivered = TRUE WHERE claimed_by IS NOT NULL AND NOT (claimed_by = ANY($1::text[]))
+           AND claimed_by NOT IN (SELECT node || '#' || epoch FROM cluster_nodes WHERE NOT fenced) RETURNING queue`,
         [liveOwners],
       );
       return [...new Set(rows.map((r) => r.queue))];

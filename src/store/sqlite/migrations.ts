@@ -196,4 +196,18 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
       ALTER TABLE users ADD COLUMN tokens_valid_after INTEGER NOT NULL DEFAULT 0;
     `,
   },
+  {
+    version: 9,
+    sql: `
+      -- Node incarnations and their leases: claims and sessions carry an incarnation's owner id.
+      CREATE TABLE cluster_nodes (
+        epoch       INTEGER PRIMARY KEY AUTOINCREMENT,
+        node        TEXT NOT NULL,
+        started_at  INTEGER NOT NULL,
+        lease_until INTEGER NOT NULL,
+        fenced      INTEGER NOT NULL DEFAULT 0
+      );
+      ALTER TABLE mqtt_sessions ADD COLUMN changed_at INTEGER NOT NULL DEFAULT 0;
+    `,
+  },
 ];

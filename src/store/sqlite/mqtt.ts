@@ -45,7 +45,8 @@ export function sqliteMqtt(db: Database.Database): MqttStore {
     listSessions: db.prepare<[], MqttSessionRow>('SELECT * FROM mqtt_sessions ORDER BY client_id'),
     session: db.prepare<[string], MqttSessionRow>('SELECT * FROM mqtt_sessions WHERE client_id = ?'),
     adoptSessions: db.prepare<[string, string], MqttSessionRow>(
-      'UPDATE mqtt_sessions SET node = ? WHERE node IS NULL OR node NOT IN (SELECT value FROM json_each(?)) RETURNING *',
+      `UPDATE mqtt_sessions SET node = ? WHERE node IS NULL OR (node NOT IN (SELECT value FROM json_each(?))
+         AND node NOT IN (SELECT node || '#' || epoch FROM cluster_nodes WHERE fenced = 0)) RETURNING *`,
     ),
     enqueue: db.prepare<[string, string, Buffer, number, string, number, number | null, number]>(
       'INSERT INTO mqtt_queue (client_id, topic, body, qos, properties, created_at, packet_id, released) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',

@@ -18,8 +18,9 @@ export function sqliteQueues(db: Database.Database): QueueStore {
     ),
     release: db.prepare<[number, number]>('UPDATE queue_messages SET claimed_by = NULL, redelivered = MAX(redelivered, ?) WHERE id = ?'),
     releaseDead: db.prepare<[string], { queue: string }>(
-      `UPDATE queue_messages SET claimed_by = NULL
-       WHERE claimed_by IS NOT NULL AND claimed_by NOT IN (SELECT value FROM json_each(?)) RETURNING queue`,
+      `UPDATE queue_messages SET claimed_by = NULL, redelivered = 1
+       WHERE claimed_by IS NOT NULL AND claimed_by NOT IN (SELECT value FROM json_each(?))
+         AND claimed_by NOT IN (SELECT node || '#' || epoch FROM cluster_nodes WHERE fenced = 0) RETURNING queue`,
     ),
     dequeue: db.prepare<[number]>('DELETE FROM queue_messages WHERE id = ?'),
   };

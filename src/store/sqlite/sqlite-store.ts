@@ -12,6 +12,7 @@ import type { Store } from '../store.js';
 import { sqliteMessages } from './messages.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
 import { sqliteMqtt } from './mqtt.js';
+import { sqliteLeases } from './leases.js';
 import { sqliteQueues } from './queues.js';
 import { sqliteThreads } from './threads.js';
 import { sqliteUsers } from './users.js';
@@ -29,7 +30,7 @@ export interface SqliteStoreOptions {
  * connection, WAL), so each promise resolves after the commit, which with
  * synchronous=FULL is also after the fsync.
  */
-export class SqliteStore extends domainsOf(sqliteUsers, sqliteMessages, sqliteThreads, sqliteMqtt, sqliteQueues) implements Store {
+export class SqliteStore extends domainsOf(sqliteUsers, sqliteMessages, sqliteThreads, sqliteMqtt, sqliteQueues, sqliteLeases) implements Store {
   readonly kind = 'sqlite' as const;
   private readonly db: Database.Database;
 

@@ -7,6 +7,7 @@
 import { describe } from 'node:test';
 import { durabilitySuite } from './durability.js';
 import type { StoreFactory } from './harness.js';
+import { leaseStoreSuite } from './leases.js';
 import { messageStoreSuite } from './messages.js';
 import { mqttStoreSuite } from './mqtt.js';
 import { queueStoreSuite } from './queues.js';
@@ -22,6 +23,7 @@ export function storeSuite(name: string, factory: StoreFactory, skip: string | f
     threadStoreSuite(factory);
     mqttStoreSuite(factory);
     queueStoreSuite(factory);
+    leaseStoreSuite(factory);
     const reopen = factory.reopen;
     if (reopen) durabilitySuite({ ...factory, reopen });
   });

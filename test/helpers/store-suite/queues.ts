@@ -42,7 +42,9 @@ export function queueStoreSuite(factory: StoreFactory<QueueStore>): void {
       assert.deepEqual((await store.claimQueue('jobs', 'n1', 10)).map((m) => m.id), [a2]);
       assert.deepEqual(await store.releaseDeadClaims(['n1']), []);
       assert.deepEqual(await store.releaseDeadClaims([]), ['jobs']);
-      assert.deepEqual((await store.claimQueue('jobs', 'n4', 10)).map((m) => m.id), [a2, a3]);
+      const fromDead = await store.claimQueue('jobs', 'n4', 10);
+      assert.deepEqual(fromDead.map((m) => m.id), [a2, a3]);
+      assert.deepEqual(fromDead.map((m) => m.redelivered), [true, true], 'a dead owner may have delivered them: redelivered');
       assert.deepEqual((await store.claimQueue('other', 'n4', 10)).map((m) => m.id), [b1]);
       assert.equal(await store.dequeue('garbage'), false);
       await store.releaseQueued(['garbage'], false);

@@ -1,0 +1,31 @@
+/**
+ * Node incarnations and their leases: who may hold queue claims and MQTT
+ * sessions. Each start of a node is a new incarnation with its own owner id
+ * (`{node}#{epoch}`) and a lease it renews; claims and sessions carry the
+ * owner id. A restarted node fences its earlier incarnations at start, and a
+ * live node fences one whose lease ran out. Fencing is kept in the store, so
+ * a Redis restart cannot make live nodes look dead. Time is the database's
+ * clock, so nodes' clocks need not agree.
+ * Implemented by sqlite/leases.ts and postgres/leases.ts.
+ */
+
+export interface LeaseStore {
+  /**
+   * Starts an incarnation of `node` with a lease of `leaseMs`; returns its
+   * owner id. Earlier incarnations of the same node are fenced (that
+   * process is gone: a node name runs once).
+   */
+  beginIncarnation(node: string, leaseMs: number): Promise<string>;
+  /** Pushes the owner's lease `leaseMs` ahead; false when it was fenced (its work went to others). */
+  renewLease(owner: string, leaseMs: number): Promise<boolean>;
+  /** Fences every owner whose lease has run out; returns them. */
+  fenceExpired(): Promise<string[]>;
+  /** Owners not fenced (their lease may have run out while the store was away: only `fenceExpired` judges). */
+  liveOwners(): Promise<string[]>;
+}
+
+/** The node name of an owner id (`a#12` → `a`; an id without epoch is a name already). */
+export function ownerNode(owner: string): string {
+  const i = owner.lastIndexOf('#');
+  return i < 0 ? owner : owner.slice(0, i);
+}
