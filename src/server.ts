@@ -125,6 +125,14 @@ export class HeraldServer {
     const nodeId = defaultNodeId(config.nodeName);
     const acl = Acl.load(config.aclFile);
     const store = timedStore(await openStore(config, log), metrics);
+    // This start is a new incarnation of the node: whatever an earlier one held is free now.
+    let owner: string;
+    try {
+      owner = await store.beginIncarnation(nodeId, config.presenceTtlSeconds * 1000, !config.redisUrl);
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
     let cluster: Cluster | undefined;
     if (config.redisUrl) {
       try {
@@ -132,6 +140,7 @@ export class HeraldServer {
           redisUrl: config.redisUrl,
           name: config.clusterName,
           nodeId,
+          owner,
           ttlMs: config.presenceTtlSeconds * 1000,
           startedAt,
           log: log.child({ component: 'cluster' }),
@@ -143,7 +152,7 @@ export class HeraldServer {
       }
     } else {
       // A single node owns everything: claims left by an earlier run are free again.
-      await store.releaseDeadClaims([nodeId]);
+      await store.releaseDeadClaims([owner]);
     }
     const auth = new Auth(store, config, clock, log.child({ component: 'auth' }));
     try {
@@ -168,7 +177,7 @@ export class HeraldServer {
       queueMemoryMessages: 10_000,
       parkedPerUser: 1000,
       maxRedeliveries: 10,
-    }, nodeId);
+    }, owner);
     registerTestEcho(broker);
     const messages = new MessageService(store, broker, presence, config, clock, log.child({ component: 'messages' }));
     messages.start();
@@ -258,6 +267,8 @@ export class HeraldServer {
     await this.ctx.broker.releaseAll();
     await this.mqtt.sessions.flush();
     await this.ctx.cluster?.stop();
+    // Fenced at once: the sessions it held are free for the other nodes (or the next start) without waiting for its lease.
+    await store.endIncarnation(this.ctx.broker.owner).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'could not end this incarnation in the store'));
     await store.close();
     log.info('stopped');
   }

@@ -7,15 +7,16 @@
  *   subscribes to the channels and patterns of the filters its own clients
  *   hold, so a message only reaches nodes that have a subscriber for it.
  *   User mailboxes travel on `u:{userId}`, queue pokes on `q:{name}`.
- * - Liveness: a heartbeat key per node with a TTL, so a dead node vanishes
- *   within the TTL; the queue claims it held are freed.
+ * - Liveness, twice: a heartbeat key per node in Redis with a TTL (who is
+ *   connected, shared-group routing), and a lease per incarnation in the
+ *   store (node-lease.ts), the only evidence on which work moves: the queue
+ *   claims and MQTT sessions of an incarnation are freed once it is fenced,
+ *   never because its Redis keys are missing (Redis may just have restarted).
  * - Control (ClusterControl): small JSON messages to all nodes (`ctl`) or
  *   one (`n:{id}`), whose types features register with `on` where they are
- *   wired; `survey` asks the others and gathers their answers. Heartbeat,
- *   reconnect and stop hooks, records that outlive a dying node
- *   (node-records.ts) and shared counters are offered the same way.
- *
- * Who is connected (sessions per node) is redis-presence.ts.
+ *   wired; `survey` asks the others and gathers their answers. Lifecycle
+ *   hooks, records that outlive a dying node (node-records.ts) and shared
+ *   counters are offered the same way. Sessions per node: redis-presence.ts.
  */
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
@@ -26,15 +27,22 @@ import type { CoreMessage } from '../core/message.js';
 import type { Metrics } from '../core/metrics.js';
 import type { NodeInfo } from '../core/presence.js';
 import type { Logger } from '../log.js';
+import type { LeaseStore } from '../store/leases.js';
+import { OutageLog } from '../core/background.js';
 import { globEscape } from './bus.js';
 import { decodeMessage, encodeMessage } from './codec.js';
+import { NodeLease } from './node-lease.js';
 import { NodeRecordSets } from './node-records.js';
+import { SharedGroups } from './shared-groups.js';
+import { redisWindowCounter } from './window-counter.js';
 import { RedisBus } from './redis-bus.js';
 
 export interface ClusterOptions {
   redisUrl: string;
   name: string;
   nodeId: string;
+  /** This incarnation's owner id (LeaseStore.beginIncarnation). */
+  owner: string;
   ttlMs: number;
   startedAt: number;
   log: Logger;
@@ -43,13 +51,13 @@ export interface ClusterOptions {
 
 /** What the cluster drives on this node: the broker's remote side, and the store's queue claims. */
 export interface ClusterParts {
-  broker: { setClusterLink(link: ClusterLink): void; receiveRemote(msg: CoreMessage): void; queuePoked(name: string): void; recheckQueues(): void };
-  store: { releaseDeadClaims(liveOwners: readonly string[]): Promise<string[]> };
+  broker: { setClusterLink(link: ClusterLink): void; receiveRemote(msg: CoreMessage): void; queuePoked(name: string): void; recheckQueues(): void; forgetClaims(): void };
+  store: LeaseStore & { releaseDeadClaims(liveOwners: readonly string[]): Promise<string[]> };
   /** This node's connection count, for its heartbeat record. */
   connections(): number;
 }
 
-/** A control message on the bus: type, sending node, survey request id (asked or answered), body. */
+/** A control message: type, sender, survey request id (asked or answered), body. */
 interface Envelope {
   t: string;
   f: string;
@@ -73,13 +81,6 @@ export function filterChannels(filter: string): { exact: string[]; patterns: str
   return wild ? { exact: [], patterns: ['t:' + base, 't:' + base + '/*'] } : { exact: ['t:' + fixed.join('/')], patterns: ['t:' + base + '/*'] };
 }
 
-/** FNV-1a, for spreading shared-subscription messages over nodes. */
-function hash(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  return h >>> 0;
-}
-
 export function defaultNodeId(name: string): string {
   return name || `${hostname()}-${process.pid}-${randomBytes(2).toString('hex')}`;
 }
@@ -92,8 +93,7 @@ export class Cluster implements ClusterLink, ClusterControl {
   /** Prefix of every key of this cluster: `{clusterName}:`. */
   readonly k: string;
   private readonly use = new Map<string, number>();
-  /** Nodes that hold members of a shared group, by `group\0filter`, as last read. */
-  private readonly shareNodes = new Map<string, string[]>();
+  private readonly shares: SharedGroups;
   private live = new Set<string>();
   private parts: ClusterParts | undefined;
   private readonly handlers = new Map<string, ControlHandler<unknown, unknown>>();
@@ -102,9 +102,15 @@ export class Cluster implements ClusterLink, ClusterControl {
   private readonly beatHooks: ((live: ReadonlySet<string>) => Promise<void>)[] = [];
   private readonly reconnectHooks: (() => Promise<void>)[] = [];
   private readonly stopHooks: (() => Promise<void>)[] = [];
+  private readonly fenceHooks: (() => Promise<void>)[] = [];
   private readonly records: NodeRecordSets;
+  private lease: NodeLease | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private leaseTimer: NodeJS.Timeout | undefined;
   private heartbeatRunning = false;
+  private leaseRunning = false;
+  private readonly beatOutage: OutageLog;
+  private readonly leaseOutage: OutageLog;
   private stopped = false;
   /** herald_bus_messages_total children, bound once. */
   private readonly counted: Record<'messageIn' | 'messageOut' | 'queueIn' | 'queueOut' | 'controlIn' | 'controlOut', { inc(): void }>;
@@ -130,7 +136,9 @@ export class Cluster implements ClusterLink, ClusterControl {
       onLag: (ms) => options.metrics.busLag.observe(Math.max(0, ms) / 1000),
     });
     this.redis = this.bus.commands;
-    this.records = new NodeRecordSets(this.redis, this.k, this.nodeId, options.log);
+    this.records = new NodeRecordSets(this.redis, this.k, () => this.owner, options.log);
+    this.beatOutage = new OutageLog(options.log, 'the cluster heartbeat in Redis');
+    this.leaseOutage = new OutageLog(options.log, 'freeing the work of fenced nodes');
     const bus = this.bus;
     let counted = 0;
     new Counter({
@@ -147,11 +155,12 @@ export class Cluster implements ClusterLink, ClusterControl {
     this.bus.subscribe('ctl');
     this.bus.subscribe('n:' + this.nodeId);
     this.live.add(this.nodeId);
+    this.shares = new SharedGroups(this.redis, this.k, this.nodeId, () => this.live, (key) => this.broadcast('share', key));
     // The routing's own control type: a node joined or left a shared group, so the others read its members again.
-    this.on<string>('share', async (key) => void (this.shareNodes.has(key) && (await this.refreshShare(key))));
+    this.on<string>('share', async (key) => this.shares.changed(key));
   }
 
-  /** Whether Redis answers (for /readyz). */
+  /** Whether Redis answers (/readyz). */
   get connected(): boolean {
     return this.bus.connected;
   }
@@ -160,21 +169,41 @@ export class Cluster implements ClusterLink, ClusterControl {
     return this.live;
   }
 
+  /** This incarnation's owner id: what its queue claims and MQTT sessions carry. */
+  get owner(): string {
+    return this.lease?.owner ?? this.options.owner;
+  }
+
+  /** Whether this node's lease is surely its own (renewed within a lease): only then does it claim. */
+  get leased(): boolean {
+    return this.lease?.held ?? false;
+  }
+
   /** Wires the broker in and starts heartbeats; features register their control types before or after. */
   start(parts: ClusterParts): void {
     this.parts = parts;
+    this.lease = new NodeLease(parts.store, this.nodeId, this.options.ttlMs, this.options.owner, this.options.log, async (old) => {
+      parts.broker.forgetClaims();
+      for (const hook of this.fenceHooks) await hook().catch((err: unknown) => this.options.log.warn({ err }, 'dropping the work of a fenced incarnation failed'));
+      await this.records.rewrite().catch(() => undefined);
+      this.options.log.info({ fenced: old, owner: this.owner }, 'the work of the fenced incarnation is dropped here');
+    });
     parts.broker.setClusterLink(this);
     this.redis.on('ready', () => void this.reconnected());
     if (this.redis.status === 'ready') void this.reconnected();
     const every = Math.max(500, Math.floor(this.options.ttlMs / 3));
     this.timer = setInterval(() => void this.heartbeat(), every);
     this.timer.unref();
+    this.leaseTimer = setInterval(() => void this.leaseTick(), every);
+    this.leaseTimer.unref();
     void this.heartbeat();
+    void this.leaseTick();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
+    clearInterval(this.leaseTimer);
     for (const hook of this.stopHooks) await hook().catch(() => undefined);
     // Leave at once rather than after the TTL; what this node kept for the others goes too (it settled it itself).
     await Promise.all([this.redis.del(this.k + 'node:' + this.nodeId), this.redis.srem(this.k + 'nodes', this.nodeId), this.records.leave()]).catch(() => undefined);
@@ -216,34 +245,11 @@ export class Cluster implements ClusterLink, ClusterControl {
   }
 
   sharedInterest(group: string, filter: string, on: boolean): void {
-    const key = `${group}\u0000${filter}`;
-    const set = this.k + 'share:' + key;
-    const done = on ? this.redis.sadd(set, this.nodeId) : this.redis.srem(set, this.nodeId);
-    void done.then(
-      () => this.broadcast('share', key),
-      () => undefined,
-    );
-    if (on) {
-      this.shareNodes.set(key, [this.nodeId]);
-      void this.refreshShare(key);
-    } else {
-      this.shareNodes.delete(key);
-    }
+    this.shares.interest(group, filter, on);
   }
 
   sharedPick(group: string, filter: string, msg: CoreMessage): boolean {
-    const nodes = this.shareNodes.get(`${group}\u0000${filter}`)?.filter((n) => this.live.has(n));
-    if (!nodes || nodes.length === 0 || !nodes.includes(this.nodeId)) return true; // not known yet: better twice than never
-    return nodes[hash(msg.id) % nodes.length] === this.nodeId;
-  }
-
-  private async refreshShare(key: string): Promise<void> {
-    try {
-      const members = (await this.redis.smembers(this.k + 'share:' + key)).sort();
-      if (this.shareNodes.has(key)) this.shareNodes.set(key, members);
-    } catch {
-      // Redis away: keep the last view.
-    }
+    return this.shares.pick(group, filter, msg);
   }
 
   // ---- control -----------------------------------------------------------------------------
@@ -292,25 +298,17 @@ export class Cluster implements ClusterLink, ClusterControl {
     this.stopHooks.push(hook);
   }
 
+  onFenced(hook: () => Promise<void>): void {
+    this.fenceHooks.push(hook);
+  }
+
   nodeRecords(name: string, orphaned: (node: string, records: Map<string, Buffer>) => Promise<void>): NodeRecords {
     return this.records.open(name, orphaned);
   }
 
   /** INCR with the window set on the first hit (keys `{cluster}:{name}:{key}`). */
   windowCounter(name: string, limit: number, windowMs: number): WindowCounter {
-    const key = (k: string) => `${this.k}${name}:${k}`;
-    return {
-      blockedFor: async (k) => {
-        const [count, ttl] = await Promise.all([this.redis.get(key(k)), this.redis.pttl(key(k))]);
-        return count !== null && Number(count) >= limit && ttl > 0 ? ttl : 0;
-      },
-      hit: async (k) => {
-        await this.redis.multi().incr(key(k)).pexpire(key(k), windowMs, 'NX').exec();
-      },
-      reset: async (k) => {
-        await this.redis.del(key(k));
-      },
-    };
+    return redisWindowCounter(this.redis, `${this.k}${name}:`, limit, windowMs);
   }
 
   private publishControl(channel: string, e: Envelope): void {
@@ -364,15 +362,16 @@ export class Cluster implements ClusterLink, ClusterControl {
   /** After (re)connecting to Redis: features rewrite what they keep there, then a heartbeat. */
   private async reconnected(): Promise<void> {
     if (!this.parts || this.stopped) return;
+    // Registered again first: no node judges the others by what a fresh Redis lacks (leases are in the store anyway).
+    await this.heartbeat();
     for (const hook of this.reconnectHooks) await hook().catch((err: unknown) => this.options.log.warn({ err }, 'cluster resync after reconnecting failed'));
     await this.records.rewrite();
-    // Subscriptions to shared groups re-announce themselves too.
-    for (const key of this.shareNodes.keys()) await this.redis.sadd(this.k + 'share:' + key, this.nodeId).catch(() => undefined);
-    // Seen alive again: the heartbeat also lets local queue consumers take messages again.
-    await this.heartbeat();
+    await this.shares.rewrite();
+    // Pokes and wake-ups may have been lost while Redis was away: look at the store again.
+    this.parts.broker.recheckQueues();
   }
 
-  /** Refreshes this node's TTLs, reads who is alive, frees what dead nodes held. */
+  /** Refreshes this node's heartbeat key in Redis and reads which nodes are connected (routing, presence). */
   private async heartbeat(): Promise<void> {
     const parts = this.parts;
     if (!parts || this.stopped || this.heartbeatRunning || this.redis.status !== 'ready') return;
@@ -389,19 +388,43 @@ export class Cluster implements ClusterLink, ClusterControl {
       live.add(this.nodeId);
       this.live = live;
       this.options.metrics.clusterNodes.set(live.size);
-      for (const hook of this.beatHooks) await hook(live).catch((err: unknown) => this.options.log.warn({ err }, 'cluster heartbeat hook failed; trying again at the next beat'));
-      for (const queue of await parts.store.releaseDeadClaims([...live])) {
-        this.pokeQueue(queue);
-        parts.broker.queuePoked(queue);
-      }
-      await this.records.beat(live);
-      // Also a safety net for a missed poke: local consumers look at their queues once per beat.
-      parts.broker.recheckQueues();
-      for (const key of this.shareNodes.keys()) await this.refreshShare(key);
+      await this.shares.refreshAll();
+      this.beatOutage.ok();
     } catch (err) {
-      this.options.log.warn({ err }, 'cluster heartbeat failed; trying again');
+      this.beatOutage.failed(err);
     } finally {
       this.heartbeatRunning = false;
+    }
+  }
+
+  /**
+   * Renews the lease in the store; frees what fenced incarnations held
+   * (queue claims, MQTT sessions through the heartbeat hooks, records left
+   * in Redis); and, as a safety net for lost pokes, lets local queue
+   * consumers look at the store again.
+   */
+  private async leaseTick(): Promise<void> {
+    const parts = this.parts;
+    const lease = this.lease;
+    if (!parts || !lease || this.stopped || this.leaseRunning) return;
+    this.leaseRunning = true;
+    try {
+      const live = await lease.tick();
+      if (live && !this.stopped) {
+        for (const queue of await parts.store.releaseDeadClaims(live)) {
+          this.pokeQueue(queue);
+          parts.broker.queuePoked(queue);
+        }
+        const owners: ReadonlySet<string> = new Set(live);
+        for (const hook of this.beatHooks) await hook(owners).catch((err: unknown) => this.options.log.warn({ err: (err as Error).message }, 'cluster heartbeat hook failed; trying again at the next beat'));
+        if (this.redis.status === 'ready') await this.records.beat(async () => new Set(await parts.store.liveOwners()));
+        this.leaseOutage.ok();
+      }
+      parts.broker.recheckQueues();
+    } catch (err) {
+      this.leaseOutage.failed(err);
+    } finally {
+      this.leaseRunning = false;
     }
   }
 

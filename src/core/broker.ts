@@ -68,7 +68,7 @@ export class Broker {
     store: Store,
     log: Logger,
     limits: BrokerLimits,
-    /** This node's id: who claims queue messages and holds MQTT sessions. */
+    /** This node's owner id when alone (store/leases.ts): who claims queue messages and holds MQTT sessions. */
     private readonly localId = 'local',
   ) {
     this.topics = new Topics(log);
@@ -88,6 +88,16 @@ export class Broker {
 
   get nodeId(): string {
     return this.link?.nodeId ?? this.localId;
+  }
+
+  /** The owner id of this node's incarnation: what its queue claims and MQTT sessions carry. */
+  get owner(): string {
+    return this.link?.owner ?? this.localId;
+  }
+
+  /** This incarnation was fenced: the queue messages it had claimed are other nodes' now. */
+  forgetClaims(): void {
+    this.queues.forgetClaims();
   }
 
   /** A topic or user message published on another node. */

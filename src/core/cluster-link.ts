@@ -11,12 +11,14 @@ import type { CoreMessage } from './message.js';
  */
 export interface ClusterLink {
   readonly nodeId: string;
+  /** This node's incarnation (store/leases.ts): the owner its queue claims and MQTT sessions carry. */
+  readonly owner: string;
   /**
-   * Whether the other nodes can see this one. While they cannot, it takes no
-   * queue messages: after the presence TTL they would count it dead and hand
-   * its claims to someone else.
+   * Whether this node's lease in the store is surely its own. While it is
+   * not, it takes no queue messages: the others may be about to fence it
+   * and hand its claims to someone else.
    */
-  readonly connected: boolean;
+  readonly leased: boolean;
   /** This node starts (`on`) or stops needing a topic filter's or a user's messages, or a queue's pokes. */
   interest(kind: 'topic' | 'user' | 'queue', key: string, on: boolean): void;
   /** Sends a topic or user message published on this node to the nodes that need it. */
@@ -61,8 +63,15 @@ export interface ClusterControl {
    * left out. With `waitFor` empty it resolves at once, after sending.
    */
   survey<A>(type: string, body: unknown, options: { waitFor: readonly string[]; timeoutMs: number }): Promise<Map<string, A>>;
-  /** Runs after each heartbeat, once the live nodes are known (a failure is logged; the next beat tries again). */
-  onHeartbeat(hook: (live: ReadonlySet<string>) => Promise<void>): void;
+  /** This incarnation's owner id (store/leases.ts). */
+  readonly owner: string;
+  /**
+   * Runs after each renewal of the node's lease, with the owner ids of the
+   * live incarnations (a failure is logged; the next beat tries again).
+   */
+  onHeartbeat(hook: (liveOwners: ReadonlySet<string>) => Promise<void>): void;
+  /** Runs when this node learns it was fenced: what it held is other nodes' now; it goes on as a new incarnation. */
+  onFenced(hook: () => Promise<void>): void;
   /** Runs after Redis comes back (and at start): rewrite what this node keeps there. */
   onReconnect(hook: () => Promise<void>): void;
   /** Runs when the node leaves the cluster, before the bus closes. */

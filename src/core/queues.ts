@@ -21,8 +21,9 @@
  * - When the last local consumer leaves, what this node claimed and has not
  *   handed out goes back to the store; `releaseAll` does the same for every
  *   queue at shutdown and waits for the store.
- * - In a cluster, a node the others cannot see (`connected` false) claims
- *   nothing: they would take it for dead and hand its claims to someone else.
+ * - In a cluster, a node whose lease in the store is not surely its own
+ *   (`leased` false) claims nothing: the others may be about to fence it
+ *   and hand its claims to someone else. A fenced node forgets its claims.
  */
 import type { Logger } from '../log.js';
 import type { Store } from '../store/store.js';
@@ -34,7 +35,7 @@ import { createMessage, type CoreMessage } from './message.js';
 export type QueueClaims = Pick<Store, 'enqueue' | 'claimQueue' | 'releaseQueued' | 'dequeue'>;
 
 /** What the queue engine asks of the cluster. */
-export type QueueLink = Pick<ClusterLink, 'nodeId' | 'connected' | 'interest' | 'pokeQueue'>;
+export type QueueLink = Pick<ClusterLink, 'owner' | 'leased' | 'interest' | 'pokeQueue'>;
 
 export interface QueueLimits {
   /** Queue messages held in memory per queue; more stay in the store until needed. */
@@ -73,7 +74,7 @@ export class Queues {
     private readonly store: QueueClaims,
     private readonly log: Logger,
     private readonly limits: QueueLimits,
-    /** This node's id when alone: who claims queue messages. */
+    /** This node's owner id when alone: who claims queue messages. */
     private readonly localId: string,
   ) {}
 
@@ -83,7 +84,7 @@ export class Queues {
 
   /** The owner of this node's claims. */
   get nodeId(): string {
-    return this.link?.nodeId ?? this.localId;
+    return this.link?.owner ?? this.localId;
   }
 
   subscribe(name: string, consumer: Consumer): void {
@@ -174,6 +175,14 @@ export class Queues {
     while (this.releases.size > 0) await Promise.all([...this.releases]);
   }
 
+  /** This node was fenced: what it claimed and had not handed out went to other nodes; look at the store again. */
+  forgetClaims(): void {
+    for (const q of this.queues.values()) {
+      q.ready = [];
+      q.mayHaveMore = true;
+    }
+  }
+
   /** Queue depth in memory and in flight. */
   stats(name: string): { ready: number; inflight: number; consumers: number } | undefined {
     const q = this.queues.get(name);
@@ -239,9 +248,9 @@ export class Queues {
     });
   }
 
-  /** Alone, always; in a cluster, only while the other nodes can see this one (see ClusterLink.connected). */
+  /** Alone, always; in a cluster, only while this node's lease is surely its own (see ClusterLink.leased). */
   private mayClaim(): boolean {
-    return this.link === undefined || this.link.connected;
+    return this.link === undefined || this.link.leased;
   }
 
   /** Claims waiting messages from the store: a batch alone, a few per ready consumer in a cluster. */

@@ -13,9 +13,12 @@ export interface LeaseStore {
   /**
    * Starts an incarnation of `node` with a lease of `leaseMs`; returns its
    * owner id. Earlier incarnations of the same node are fenced (that
-   * process is gone: a node name runs once).
+   * process is gone: a node name runs once); `alone` (a single node, no
+   * cluster) fences every other incarnation, whatever its name.
    */
-  beginIncarnation(node: string, leaseMs: number): Promise<string>;
+  beginIncarnation(node: string, leaseMs: number, alone?: boolean): Promise<string>;
+  /** The incarnation stops cleanly: fenced at once, so what it leaves behind is free without waiting for its lease. */
+  endIncarnation(owner: string): Promise<void>;
   /** Pushes the owner's lease `leaseMs` ahead; false when it was fenced (its work went to others). */
   renewLease(owner: string, leaseMs: number): Promise<boolean>;
   /** Fences every owner whose lease has run out; returns them. */

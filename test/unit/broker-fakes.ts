@@ -90,7 +90,8 @@ export function queueMessage(name: string, body: string): CoreMessage {
 /** A cluster link that records what the engines tell it. */
 export class FakeLink implements ClusterLink {
   readonly nodeId: string;
-  connected = true;
+  readonly owner: string;
+  leased = true;
   readonly interests: string[] = [];
   readonly shared: string[] = [];
   readonly forwarded: CoreMessage[] = [];
@@ -100,6 +101,7 @@ export class FakeLink implements ClusterLink {
 
   constructor(nodeId = 'node-a') {
     this.nodeId = nodeId;
+    this.owner = `${nodeId}#1`;
   }
 
   interest(kind: 'topic' | 'user' | 'queue', key: string, on: boolean): void {

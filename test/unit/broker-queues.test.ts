@@ -264,10 +264,10 @@ describe('queues', () => {
 });
 
 describe('queues in a cluster', () => {
-  it('claim under the link node id, a few per ready consumer, and tell the link of interest', async () => {
+  it("claim under the link's owner id, a few per ready consumer, and tell the link of interest", async () => {
     const link = new FakeLink('node-a');
     engine.setClusterLink(link);
-    assert.equal(engine.nodeId, 'node-a');
+    assert.equal(engine.nodeId, 'node-a#1');
     await publish(...Array.from({ length: 10 }, (_, i) => `m${i + 1}`));
     assert.deepEqual(link.pokes, Array(10).fill('jobs'), 'stored unclaimed: other nodes are told');
     const c = new FakeConsumer('c');
@@ -280,9 +280,9 @@ describe('queues in a cluster', () => {
     assert.deepEqual(link.interests, ['+queue:jobs', '-queue:jobs']);
   });
 
-  it('claim nothing while the other nodes cannot see this one, and look again on recheck', async () => {
+  it("claim nothing while this node's lease is not surely its own, and look again on recheck", async () => {
     const link = new FakeLink();
-    link.connected = false;
+    link.leased = false;
     engine.setClusterLink(link);
     const c = new FakeConsumer('c');
     engine.subscribe('jobs', c);
@@ -290,7 +290,7 @@ describe('queues in a cluster', () => {
     assert.deepEqual(link.pokes, ['jobs']);
     await new Promise((resolve) => setTimeout(resolve, 20));
     assert.deepEqual(c.bodies(), []);
-    link.connected = true;
+    link.leased = true;
     engine.recheck();
     await eventually(() => c.received.length === 1);
     assert.deepEqual(c.bodies(), ['m1']);

@@ -19,6 +19,7 @@ import { decodeMessage, encodeMessage } from '../../bus/codec.js';
 import type { HeraldContext } from '../../context.js';
 import type { ClusterControl } from '../../core/cluster-link.js';
 import type { CoreMessage } from '../../core/message.js';
+import { ownerNode } from '../../store/leases.js';
 import { publishProperties } from './properties.js';
 import type { MqttShared } from './shared.js';
 import { willStillAllowed } from './will.js';
@@ -56,16 +57,19 @@ export function joinClusterMqtt(cluster: ClusterControl, ctx: Pick<HeraldContext
       if (mqtt.clients.get(t.clientId) === conn) mqtt.clients.delete(t.clientId);
     }
     if (mqtt.sessions.holds(t.clientId)) await mqtt.sessions.release(t.clientId);
-    return t.holder === cluster.nodeId ? true : undefined;
+    return t.holder === cluster.owner ? true : undefined;
   });
 
+  // The live incarnations, as of the last lease renewal.
+  let liveOwners: ReadonlySet<string> = new Set([cluster.owner]);
   const takeover = async (clientId: string, userId: string): Promise<void> => {
     const record = await ctx.store.getMqttSession(clientId).catch(() => null);
     const holder = record?.node ?? null;
-    const mustWait = holder !== null && holder !== cluster.nodeId && cluster.liveNodes.has(holder);
+    const holderNode = holder === null ? null : ownerNode(holder);
+    const mustWait = holder !== null && holderNode !== null && holder !== cluster.owner && liveOwners.has(holder) && cluster.liveNodes.has(holderNode);
     const body: Takeover = { clientId, userId, holder };
-    const answers = await cluster.survey<true>('mqtt.takeover', body, { waitFor: mustWait ? [holder] : [], timeoutMs: TAKEOVER_WAIT_MS });
-    if (mustWait && !answers.has(holder)) log.warn({ clientId, holder }, 'MQTT takeover: the holding node did not answer in 3 s; going on');
+    const answers = await cluster.survey<true>('mqtt.takeover', body, { waitFor: mustWait ? [holderNode] : [], timeoutMs: TAKEOVER_WAIT_MS });
+    if (mustWait && !answers.has(holderNode)) log.warn({ clientId, holder }, 'MQTT takeover: the holding node did not answer in 3 s; going on');
   };
 
   // ---- retained ----
@@ -116,8 +120,15 @@ export function joinClusterMqtt(cluster: ClusterControl, ctx: Pick<HeraldContext
     if (wills.get(clientId) === handle) wills.delete(clientId);
   };
 
-  // ---- stored sessions of dead nodes ----
-  cluster.onHeartbeat(async (live) => void (await mqtt.sessions.adopt([...live])));
+  // ---- stored sessions of fenced incarnations ----
+  cluster.onHeartbeat(async (live) => {
+    liveOwners = live;
+    await mqtt.sessions.adopt([...live]);
+  });
+  // Fenced: the sessions this node held went to others; their clients connected here start again there.
+  cluster.onFenced(async () => {
+    for (const clientId of mqtt.sessions.forgetAll()) mqtt.clients.get(clientId)?.takenOver();
+  });
 
   mqtt.cluster = { takeover, holdWill, dropWill };
 }

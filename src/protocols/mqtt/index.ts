@@ -22,6 +22,7 @@ import { MqttConnection } from './connection.js';
 import { RetainedMessages } from './retained.js';
 import type { MqttShared } from './shared.js';
 import { PersistentSessions } from './sessions.js';
+import { repeat } from '../../core/background.js';
 import { createMessage } from '../../core/message.js';
 
 export type { MqttShared } from './shared.js';
@@ -30,12 +31,8 @@ export async function registerMqtt(ctx: HeraldContext, apps: MqttApps): Promise<
   const retained = new RetainedMessages(ctx, ctx.config.mqttRetainedMaxBytes);
   await retained.load();
   const sessions = new PersistentSessions(ctx);
-  // Alone, this node takes every stored session; in a cluster, those no live node holds (the heartbeat adopts later ones).
-  const live = await ctx.presence.nodes().then(
-    (nodes) => [...new Set([ctx.nodeId, ...nodes.map((n) => n.id)])],
-    () => undefined,
-  );
-  if (live) await sessions.adopt(live);
+  // Alone, this node takes every stored session; in a cluster, those no live incarnation holds (the lease ticks adopt later ones).
+  await sessions.adopt([ctx.broker.owner]);
   const acl = ctx.acl;
   const sysTimer = startSysTopics(ctx, retained);
   const shared: MqttShared = {
@@ -105,8 +102,5 @@ function startSysTopics(ctx: HeraldContext, retained: RetainedMessages): NodeJS.
       ctx.broker.publishTopic(msg, true); // this node's figures: not for other nodes' subscribers
     }
   };
-  void publish();
-  const timer = setInterval(() => void publish(), every * 1000);
-  timer.unref();
-  return timer;
+  return repeat(ctx.log, 'the $SYS statistics', every * 1000, publish, { now: true });
 }

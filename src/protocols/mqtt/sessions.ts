@@ -88,7 +88,7 @@ export class PersistentSessions {
    */
   async adopt(liveNodes: readonly string[]): Promise<number> {
     const now = this.ctx.clock.now();
-    const records = await this.ctx.store.adoptMqttSessions(this.ctx.broker.nodeId, liveNodes);
+    const records = await this.ctx.store.adoptMqttSessions(this.ctx.broker.owner, liveNodes);
     for (const record of records) {
       if (this.sessions.has(record.clientId)) continue;
       const since = record.disconnectedAt ?? now;
@@ -129,6 +129,14 @@ export class PersistentSessions {
     await this.flush();
   }
 
+  /** This incarnation was fenced: every session it held is another node's now; forgets them all (the store keeps them). */
+  forgetAll(): string[] {
+    const ids = [...this.sessions.keys()];
+    for (const entry of this.sessions.values()) this.stopOffline(entry);
+    this.sessions.clear();
+    return ids;
+  }
+
   get(clientId: string): { record: MqttSessionRecord; principal: Principal } | undefined {
     return this.sessions.get(clientId);
   }
@@ -144,7 +152,7 @@ export class PersistentSessions {
       disconnectedAt: null,
       subscriptions,
       qos2In,
-      node: this.ctx.broker.nodeId,
+      node: this.ctx.broker.owner,
     };
     this.sessions.set(clientId, { record, principal, offline: [], expiry: undefined, overlaps: undefined, keptNow: new Set() });
     await this.flush();

@@ -15,10 +15,10 @@ const KEEP_FENCED_MS = 7 * 24 * 3600 * 1000;
 export function postgresLeases(pg: PgHandle): LeaseStore {
   const owner = (r: { node: string; epoch: string | number }): string => `${r.node}#${r.epoch}`;
   return {
-    async beginIncarnation(node, leaseMs) {
+    async beginIncarnation(node, leaseMs, alone = false) {
       return pg.tx(async (c) => {
         const r = (await c.query<{ epoch: string }>(`INSERT INTO cluster_nodes (node, started_at, lease_until) VALUES ($1, ${NOW}, ${NOW} + $2) RETURNING epoch`, [node, leaseMs])).rows[0]!;
-        await c.query(`UPDATE cluster_nodes SET fenced = TRUE WHERE node = $1 AND epoch <> $2 AND NOT fenced`, [node, r.epoch]);
+        await c.query(`UPDATE cluster_nodes SET fenced = TRUE WHERE (node = $1 OR $3) AND epoch <> $2 AND NOT fenced`, [node, r.epoch, alone]);
         await c.query(`DELETE FROM cluster_nodes WHERE fenced AND lease_until < ${NOW} - $1`, [KEEP_FENCED_MS]);
         return owner({ node, epoch: r.epoch });
       });
@@ -29,6 +29,11 @@ export function postgresLeases(pg: PgHandle): LeaseStore {
       const epoch = Number(id.slice(i + 1));
       if (i < 0 || !Number.isSafeInteger(epoch)) return false;
       return (await pg.count(`UPDATE cluster_nodes SET lease_until = ${NOW} + $2 WHERE epoch = $1 AND NOT fenced`, [epoch, leaseMs])) > 0;
+    },
+
+    async endIncarnation(id) {
+      const epoch = Number(id.slice(id.lastIndexOf('#') + 1));
+      if (id.includes('#') && Number.isSafeInteger(epoch)) await pg.rows('UPDATE cluster_nodes SET fenced = TRUE WHERE epoch = $1', [epoch]);
     },
 
     async fenceExpired() {

@@ -9,7 +9,8 @@ import type { LeaseStore } from '../leases.js';
 export function sqliteLeases(db: Database.Database): LeaseStore {
   const stmt = {
     begin: db.prepare<[string, number, number], { epoch: number }>('INSERT INTO cluster_nodes (node, started_at, lease_until) VALUES (?, ?, ?) RETURNING epoch'),
-    fenceOthers: db.prepare<[string, number]>('UPDATE cluster_nodes SET fenced = 1 WHERE node = ? AND epoch <> ? AND fenced = 0'),
+    fenceOthers: db.prepare<[string, number, number]>('UPDATE cluster_nodes SET fenced = 1 WHERE (node = ? OR ?) AND epoch <> ? AND fenced = 0'),
+    end: db.prepare<[number]>('UPDATE cluster_nodes SET fenced = 1 WHERE epoch = ?'),
     forget: db.prepare<[number]>('DELETE FROM cluster_nodes WHERE fenced = 1 AND lease_until < ?'),
     renew: db.prepare<[number, number]>('UPDATE cluster_nodes SET lease_until = ? WHERE epoch = ? AND fenced = 0'),
     fence: db.prepare<[number], { node: string; epoch: number }>('UPDATE cluster_nodes SET fenced = 1 WHERE fenced = 0 AND lease_until < ? RETURNING node, epoch'),
@@ -17,11 +18,11 @@ export function sqliteLeases(db: Database.Database): LeaseStore {
   };
   const owner = (r: { node: string; epoch: number }): string => `${r.node}#${r.epoch}`;
   return {
-    async beginIncarnation(node, leaseMs) {
+    async beginIncarnation(node, leaseMs, alone = false) {
       return db.transaction(() => {
         const now = Date.now();
         const { epoch } = stmt.begin.get(node, now, now + leaseMs)!;
-        stmt.fenceOthers.run(node, epoch);
+        stmt.fenceOthers.run(node, alone ? 1 : 0, epoch);
         stmt.forget.run(now - 7 * 24 * 3600 * 1000);
         return owner({ node, epoch });
       })();
@@ -31,6 +32,11 @@ export function sqliteLeases(db: Database.Database): LeaseStore {
       const epoch = Number(id.slice(id.lastIndexOf('#') + 1));
       if (!id.includes('#') || !Number.isSafeInteger(epoch)) return false;
       return stmt.renew.run(Date.now() + leaseMs, epoch).changes > 0;
+    },
+
+    async endIncarnation(id) {
+      const epoch = Number(id.slice(id.lastIndexOf('#') + 1));
+      if (id.includes('#') && Number.isSafeInteger(epoch)) stmt.end.run(epoch);
     },
 
     async fenceExpired() {

@@ -27,6 +27,10 @@ export function leaseStoreSuite(factory: StoreFactory<LeaseStore & QueueStore & 
       assert.equal(await store.renewLease(a1, 60_000), false, 'a fenced incarnation cannot renew');
       assert.equal(await store.renewLease(a2, 60_000), true);
       assert.equal(await store.renewLease('garbage', 60_000), false);
+      await store.endIncarnation(b1);
+      assert.deepEqual(await store.liveOwners(), [a2], 'a clean stop fences at once');
+      const alone = await store.beginIncarnation('solo', 60_000, true);
+      assert.deepEqual(await store.liveOwners(), [alone], 'a single node fences every other incarnation');
     });
 
     it('fences only owners whose lease ran out, and a fenced owner stays fenced', async () => {
