@@ -28,9 +28,14 @@ export interface Bus {
   /** Receives every message for this node's subscriptions. */
   setHandler(handler: BusHandler): void;
   publish(channel: string, payload: Buffer): void;
-  subscribe(channel: string): void;
+  /**
+   * Subscribes; resolves once the bus has confirmed it, so that anything
+   * published after that reaches this node (never rejects: while the bus
+   * is down it resolves when the subscription is made on reconnect).
+   */
+  subscribe(channel: string): Promise<void>;
   unsubscribe(channel: string): void;
-  psubscribe(pattern: string): void;
+  psubscribe(pattern: string): Promise<void>;
   punsubscribe(pattern: string): void;
   /** Messages dropped because the bus was down. */
   readonly dropped: number;
@@ -168,13 +173,13 @@ export class MemoryBus implements Bus {
     }
   }
 
-  subscribe(channel: string): void {
+  async subscribe(channel: string): Promise<void> {
     this.channels.add(channel);
   }
   unsubscribe(channel: string): void {
     this.channels.delete(channel);
   }
-  psubscribe(pattern: string): void {
+  async psubscribe(pattern: string): Promise<void> {
     this.patterns.add(pattern);
   }
   punsubscribe(pattern: string): void {

@@ -29,9 +29,9 @@ import type { NodeInfo } from '../core/presence.js';
 import type { Logger } from '../log.js';
 import type { LeaseStore } from '../store/leases.js';
 import { OutageLog } from '../core/background.js';
-import { globEscape } from './bus.js';
 import { decodeMessage, encodeMessage } from './codec.js';
 import { NodeLease } from './node-lease.js';
+import { BusRoutes } from './routes.js';
 import { NodeRecordSets } from './node-records.js';
 import { SharedGroups } from './shared-groups.js';
 import { redisWindowCounter } from './window-counter.js';
@@ -68,19 +68,6 @@ interface Envelope {
 /** The type of a survey's answer (features' types never start with `@`). */
 const ANSWER = '@answer';
 
-/** Channels and patterns a topic filter needs: `a/+/c` → pattern `t:a/*​/c`; `a/#` → `t:a` and `t:a/*`. */
-export function filterChannels(filter: string): { exact: string[]; patterns: string[] } {
-  if (!filter.includes('+') && !filter.includes('#')) return { exact: ['t:' + filter], patterns: [] };
-  const levels = filter.split('/');
-  const multi = levels[levels.length - 1] === '#';
-  const fixed = multi ? levels.slice(0, -1) : levels;
-  if (fixed.length === 0) return { exact: [], patterns: ['t:*'] };
-  const wild = fixed.includes('+');
-  const base = fixed.map((l) => (l === '+' ? '*' : globEscape(l))).join('/');
-  if (!multi) return { exact: [], patterns: ['t:' + base] };
-  return wild ? { exact: [], patterns: ['t:' + base, 't:' + base + '/*'] } : { exact: ['t:' + fixed.join('/')], patterns: ['t:' + base + '/*'] };
-}
-
 export function defaultNodeId(name: string): string {
   return name || `${hostname()}-${process.pid}-${randomBytes(2).toString('hex')}`;
 }
@@ -92,7 +79,7 @@ export class Cluster implements ClusterLink, ClusterControl {
   readonly redis: Redis;
   /** Prefix of every key of this cluster: `{clusterName}:`. */
   readonly k: string;
-  private readonly use = new Map<string, number>();
+  private readonly routes: BusRoutes;
   private readonly shares: SharedGroups;
   private live = new Set<string>();
   private parts: ClusterParts | undefined;
@@ -136,6 +123,7 @@ export class Cluster implements ClusterLink, ClusterControl {
       onLag: (ms) => options.metrics.busLag.observe(Math.max(0, ms) / 1000),
     });
     this.redis = this.bus.commands;
+    this.routes = new BusRoutes(this.bus);
     this.records = new NodeRecordSets(this.redis, this.k, () => this.owner, options.log);
     this.beatOutage = new OutageLog(options.log, 'the cluster heartbeat in Redis');
     this.leaseOutage = new OutageLog(options.log, 'freeing the work of fenced nodes');
@@ -212,23 +200,12 @@ export class Cluster implements ClusterLink, ClusterControl {
 
   // ---- ClusterLink -------------------------------------------------------------------
 
-  private ref(channel: string, pattern: boolean, on: boolean): void {
-    const key = (pattern ? 'p' : 'c') + channel;
-    const n = (this.use.get(key) ?? 0) + (on ? 1 : -1);
-    if (n > 0) this.use.set(key, n);
-    else this.use.delete(key);
-    if (on && n === 1) pattern ? this.bus.psubscribe(channel) : this.bus.subscribe(channel);
-    if (!on && n === 0) pattern ? this.bus.punsubscribe(channel) : this.bus.unsubscribe(channel);
+  interest(kind: 'topic' | 'user' | 'queue', key: string, on: boolean): void {
+    this.routes.interest(kind, key, on);
   }
 
-  interest(kind: 'topic' | 'user' | 'queue', key: string, on: boolean): void {
-    if (kind === 'topic') {
-      const { exact, patterns } = filterChannels(key);
-      for (const c of exact) this.ref(c, false, on);
-      for (const p of patterns) this.ref(p, true, on);
-    } else {
-      this.ref((kind === 'user' ? 'u:' : 'q:') + key, false, on);
-    }
+  routeReady(kind: 'topic' | 'user', key: string): Promise<void> {
+    return this.routes.ready(kind, key);
   }
 
   forward(msg: CoreMessage): void {

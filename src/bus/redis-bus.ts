@@ -90,14 +90,20 @@ export class RedisBus implements Bus {
     this.pub.publish(this.prefix + channel, data).catch(() => this.dropped++);
   }
 
-  subscribe(channel: string): void {
-    this.sub.subscribe(this.prefix + channel).catch((err: Error) => this.reportError('subscriber', err));
+  subscribe(channel: string): Promise<void> {
+    return this.sub.subscribe(this.prefix + channel).then(
+      () => undefined,
+      (err: Error) => this.reportError('subscriber', err),
+    );
   }
   unsubscribe(channel: string): void {
     this.sub.unsubscribe(this.prefix + channel).catch(() => undefined);
   }
-  psubscribe(pattern: string): void {
-    this.sub.psubscribe(this.prefix + pattern).catch((err: Error) => this.reportError('subscriber', err));
+  psubscribe(pattern: string): Promise<void> {
+    return this.sub.psubscribe(this.prefix + pattern).then(
+      () => undefined,
+      (err: Error) => this.reportError('subscriber', err),
+    );
   }
   punsubscribe(pattern: string): void {
     this.sub.punsubscribe(this.prefix + pattern).catch(() => undefined);

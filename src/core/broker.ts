@@ -57,6 +57,9 @@ export type AppHandler = (req: AppRequest) => void | Promise<void>;
 
 export type BrokerLimits = QueueLimits & MailboxLimits;
 
+/** A route hold on a single node: nothing to wait for. */
+const NO_HOLD = { ready: Promise.resolve(), release: (): void => undefined };
+
 export class Broker {
   private readonly topics: Topics;
   private readonly mailboxes: UserMailboxes;
@@ -93,6 +96,27 @@ export class Broker {
   /** The owner id of this node's incarnation: what its queue claims and MQTT sessions carry. */
   get owner(): string {
     return this.link?.owner ?? this.localId;
+  }
+
+  /**
+   * Makes messages for a topic filter or a user published on any node reach
+   * this one, for as long as the hold lasts: `ready` resolves once every
+   * node routes them here. A subscription is acknowledged (RECEIPT, SUBACK,
+   * the JSON `ok`) after `ready` and subscribed before `release`, so a
+   * message sent anywhere right after the acknowledgement is not missed.
+   */
+  holdRoute(kind: 'topic' | 'user', key: string): { ready: Promise<void>; release(): void } {
+    const link = this.link;
+    if (!link) return NO_HOLD;
+    link.interest(kind, key, true);
+    let held = true;
+    return {
+      ready: link.routeReady(kind, key),
+      release: () => {
+        if (held) link.interest(kind, key, false);
+        held = false;
+      },
+    };
   }
 
   /** This incarnation was fenced: the queue messages it had claimed are other nodes' now. */

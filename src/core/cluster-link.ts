@@ -21,6 +21,12 @@ export interface ClusterLink {
   readonly leased: boolean;
   /** This node starts (`on`) or stops needing a topic filter's or a user's messages, or a queue's pokes. */
   interest(kind: 'topic' | 'user' | 'queue', key: string, on: boolean): void;
+  /**
+   * Resolves once messages for a topic filter or a user that this node
+   * needs (`interest` on) published on any node reach it: a subscription is
+   * acknowledged to the client only then.
+   */
+  routeReady(kind: 'topic' | 'user', key: string): Promise<void>;
   /** Sends a topic or user message published on this node to the nodes that need it. */
   forward(msg: CoreMessage): void;
   /** Tells other nodes' consumers of a queue that unclaimed messages wait in the store. */

@@ -110,6 +110,7 @@ export class FakeLink implements ClusterLink {
   forward(msg: CoreMessage): void {
     this.forwarded.push(msg);
   }
+  async routeReady(): Promise<void> {}
   pokeQueue(name: string): void {
     this.pokes.push(name);
   }

@@ -328,9 +328,16 @@ export class JsonConnection implements Session {
       if (this.topics.size >= this.ctx.config.maxSubscriptionsPerConnection) {
         return this.sendError('too_many_subscriptions', `this connection already has ${this.topics.size} subscriptions (maxSubscriptionsPerConnection)`);
       }
-      const sub = new Subscription(this, 'topic');
-      this.topics.set(topic, sub);
-      this.ctx.broker.subscribeTopic(topic, sub);
+      // In a cluster, `ok` only once every node routes the topic here (a publish anywhere after it is not missed).
+      const hold = this.ctx.broker.holdRoute('topic', topic);
+      await hold.ready;
+      if (this.closed) return hold.release();
+      if (!this.topics.has(topic)) {
+        const sub = new Subscription(this, 'topic');
+        this.topics.set(topic, sub);
+        this.ctx.broker.subscribeTopic(topic, sub);
+      }
+      hold.release();
     }
     this.sendEvent(JSON.stringify({ event: 'ok', data: { action: 'subscribe', topic: raw } }));
   }

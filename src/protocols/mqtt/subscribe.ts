@@ -12,6 +12,8 @@ import { MqttSubscription, type MqttClientState, type QoS } from './state.js';
 
 export async function handleSubscribe(c: MqttClientState, p: ISubscribePacket): Promise<void> {
   const granted: number[] = [];
+  // In a cluster, SUBACK only once every node routes the new filters here (a publish anywhere after it is not missed).
+  const holds: { ready: Promise<void>; release(): void }[] = [];
   const subId = p.properties?.subscriptionIdentifier;
   const v5 = c.version === 5;
   if (v5 && p.subscriptions.some((s) => s.nl && s.topic.startsWith('$share/'))) {
@@ -39,6 +41,10 @@ export async function handleSubscribe(c: MqttClientState, p: ISubscribePacket): 
       granted.push(v5 ? RC.notAuthorized : SUBACK_V3_FAILURE);
       continue;
     }
+    const hold = mailbox !== undefined ? c.ctx.broker.holdRoute('user', c.principal.userId) : c.ctx.broker.holdRoute('topic', filter);
+    holds.push(hold);
+    await hold.ready;
+    if (c.closed) break;
     const existing = c.subscriptions.get(s.topic);
     if (existing) removeSubscription(c, existing);
     const qos = Math.min(s.qos, 2) as QoS;
@@ -57,6 +63,8 @@ export async function handleSubscribe(c: MqttClientState, p: ISubscribePacket): 
       }
     }
   }
+  for (const h of holds) h.release(); // the subscriptions hold the routes now
+  if (c.closed) return;
   if (c.sessionKept) await c.shared.sessions.saveSubscriptions(c.clientId, subscriptionRecords(c));
   c.write(c.gen({ cmd: 'suback', messageId: p.messageId!, granted }));
 }

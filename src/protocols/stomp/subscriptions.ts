@@ -52,6 +52,10 @@ export async function onSubscribe(c: StompState, frame: StompFrame): Promise<voi
     case 'server':
       throw new StompError('cannot subscribe', `${dest} is handled by the server: SEND to it, do not SUBSCRIBE`);
   }
+  // In a cluster, RECEIPT only once every node routes the destination here: a SEND anywhere after it is not missed.
+  const hold = target.kind === 'topic' ? c.broker.holdRoute('topic', target.topic) : target.kind === 'user' ? c.broker.holdRoute('user', target.userId) : undefined;
+  if (hold) await hold.ready;
+  if (c.closed) return hold?.release();
   const sub = new StompSubscription(c, id, dest, target, ack);
   c.subscriptions.set(id, sub);
   // RECEIPT before any message, so a client waiting for it sees the subscription live.
@@ -70,6 +74,7 @@ export async function onSubscribe(c: StompState, frame: StompFrame): Promise<voi
       c.broker.subscribeUser(target.userId, target.name, sub);
       break;
   }
+  hold?.release(); // the subscription holds the route now
 }
 
 /**
