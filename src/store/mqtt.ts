@@ -117,6 +117,20 @@ export interface MqttSessionStore {
   adoptMqttSessions(node: string, liveNodes: readonly string[]): Promise<MqttSessionRecord[]>;
   /** Keeps a message for a stored session's client; returns its id. */
   enqueueMqtt(message: Omit<MqttQueuedRecord, 'id'>): Promise<string>;
+  /**
+   * Keeps many messages at once, in one transaction, in the order given (a
+   * session's rows are read back in that order); rows for a session that no
+   * longer exists are skipped. Resolves once committed, with how many were kept.
+   */
+  enqueueMqttMany(messages: readonly Omit<MqttQueuedRecord, 'id' | 'packetId' | 'released'>[]): Promise<number>;
+  /**
+   * Sessions saved or adopted at or after `since` (the store's clock, in ms),
+   * and the store's clock now: every node follows the sessions of the
+   * cluster this way. With `since` 0, every session.
+   */
+  mqttSessionsChangedSince(since: number): Promise<{ sessions: MqttSessionRecord[]; now: number }>;
+  /** Of these client ids, those with stored messages never sent yet. */
+  mqttQueuesWaiting(clientIds: readonly string[]): Promise<string[]>;
   /** Records the packet id a waiting message went out with, and whether its PUBREC came back. */
   setMqttQueuedState(id: string, packetId: number, released: boolean): Promise<void>;
   /** A session's waiting messages, oldest first. */

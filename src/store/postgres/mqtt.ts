@@ -22,6 +22,9 @@ import {
 } from '../rows.js';
 import { isUniqueViolation, type PgHandle } from './pool.js';
 
+/** The database's clock, in Unix milliseconds (sessions' change times are compared on it alone). */
+const NOW = '(extract(epoch from clock_timestamp()) * 1000)::bigint';
+
 export function postgresMqtt(pg: PgHandle): MqttStore {
   return {
     async createApp(app) {
@@ -91,9 +94,10 @@ export function postgresMqtt(pg: PgHandle): MqttStore {
 
     async saveMqttSession(m) {
       await pg.rows(
-        `INSERT INTO mqtt_sessions (client_id, owner, expiry_seconds, disconnected_at, subscriptions, qos2_in, node) VALUES ($1, $2, $3, $4, $5, $6, $7)
+        `INSERT INTO mqtt_sessions (client_id, owner, expiry_seconds, disconnected_at, subscriptions, qos2_in, node, changed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, ${NOW})
          ON CONFLICT (client_id) DO UPDATE SET owner = excluded.owner, expiry_seconds = excluded.expiry_seconds,
-           disconnected_at = excluded.disconnected_at, subscriptions = excluded.subscriptions, qos2_in = excluded.qos2_in, node = excluded.node`,
+           disconnected_at = excluded.disconnected_at, subscriptions = excluded.subscriptions, qos2_in = excluded.qos2_in, node = excluded.node,
+           changed_at = excluded.changed_at`,
         mqttSessionParams(m),
       );
     },
@@ -113,13 +117,39 @@ export function postgresMqtt(pg: PgHandle): MqttStore {
 
     async adoptMqttSessions(node, liveNodes) {
       const rows = await pg.rows<MqttSessionRow>(
-        `UPDATE mqtt_sessions SET node = $1 WHERE client_id IN (
+        `UPDATE mqtt_sessions SET node = $1, changed_at = ${NOW} WHERE client_id IN (
            SELECT client_id FROM mqtt_sessions WHERE node IS NULL OR (NOT (node = ANY($2::text[]))
              AND node NOT IN (SELECT node || '#' || epoch FROM cluster_nodes WHERE NOT fenced)) FOR UPDATE SKIP LOCKED)
          RETURNING *`,
         [node, liveNodes],
       );
       return rows.map(toMqttSession).sort(byClientId);
+    },
+
+    async enqueueMqttMany(messages) {
+      if (messages.length === 0) return 0;
+      const col = <T>(f: (m: (typeof messages)[number]) => T): T[] => messages.map(f);
+      return pg.count(
+        `INSERT INTO mqtt_queue (client_id, topic, body, qos, properties, created_at)
+         SELECT t.client_id, t.topic, t.body, t.qos, t.properties, t.created_at
+         FROM unnest($1::text[], $2::text[], $3::bytea[], $4::int[], $5::text[], $6::bigint[]) WITH ORDINALITY
+           AS t(client_id, topic, body, qos, properties, created_at, n)
+         WHERE EXISTS (SELECT 1 FROM mqtt_sessions s WHERE s.client_id = t.client_id)
+         ORDER BY t.n`,
+        [col((m) => m.clientId), col((m) => m.topic), col((m) => m.body), col((m) => m.qos), col((m) => m.properties), col((m) => m.createdAt)],
+      );
+    },
+
+    async mqttSessionsChangedSince(since) {
+      const rows = await pg.rows<MqttSessionRow & { db_now: string }>(`SELECT *, ${NOW} AS db_now FROM mqtt_sessions WHERE changed_at >= $1 ORDER BY client_id`, [since]);
+      const now = rows.length > 0 ? Number(rows[0]!.db_now) : Number((await pg.rows<{ db_now: string }>(`SELECT ${NOW} AS db_now`))[0]!.db_now);
+      return { sessions: rows.map(toMqttSession), now };
+    },
+
+    async mqttQueuesWaiting(clientIds) {
+      if (clientIds.length === 0) return [];
+      const rows = await pg.rows<{ client_id: string }>('SELECT DISTINCT client_id FROM mqtt_queue WHERE packet_id IS NULL AND client_id = ANY($1::text[])', [clientIds]);
+      return rows.map((r) => r.client_id);
     },
 
     async enqueueMqtt(m) {

@@ -7,7 +7,7 @@ import pg from 'pg';
 import { StoreUnavailableError } from '../errors.js';
 
 export type Row = Record<string, unknown>;
-export type Param = string | number | boolean | Buffer | null | readonly string[];
+export type Param = string | number | boolean | Buffer | null | readonly string[] | readonly number[] | readonly Buffer[];
 
 /** Something statements run on: the pool, or the one connection of a transaction. */
 export interface Queryable {

@@ -36,20 +36,29 @@ export function sqliteMqtt(db: Database.Database): MqttStore {
     ),
     listRetained: db.prepare<[], RetainedRow>('SELECT * FROM retained ORDER BY topic'),
 
-    saveSession: db.prepare<[string, string, number, number | null, string, string, string | null]>(
-      `INSERT INTO mqtt_sessions (client_id, owner, expiry_seconds, disconnected_at, subscriptions, qos2_in, node) VALUES (?, ?, ?, ?, ?, ?, ?)
+    saveSession: db.prepare<[string, string, number, number | null, string, string, string | null, number]>(
+      `INSERT INTO mqtt_sessions (client_id, owner, expiry_seconds, disconnected_at, subscriptions, qos2_in, node, changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (client_id) DO UPDATE SET owner = excluded.owner, expiry_seconds = excluded.expiry_seconds,
-         disconnected_at = excluded.disconnected_at, subscriptions = excluded.subscriptions, qos2_in = excluded.qos2_in, node = excluded.node`,
+         disconnected_at = excluded.disconnected_at, subscriptions = excluded.subscriptions, qos2_in = excluded.qos2_in, node = excluded.node,
+         changed_at = excluded.changed_at`,
     ),
     deleteSession: db.prepare<[string]>('DELETE FROM mqtt_sessions WHERE client_id = ?'),
     listSessions: db.prepare<[], MqttSessionRow>('SELECT * FROM mqtt_sessions ORDER BY client_id'),
     session: db.prepare<[string], MqttSessionRow>('SELECT * FROM mqtt_sessions WHERE client_id = ?'),
-    adoptSessions: db.prepare<[string, string], MqttSessionRow>(
-      `UPDATE mqtt_sessions SET node = ? WHERE node IS NULL OR (node NOT IN (SELECT value FROM json_each(?))
+    adoptSessions: db.prepare<[number, string, string], MqttSessionRow>(
+      `UPDATE mqtt_sessions SET changed_at = ?, node = ? WHERE node IS NULL OR (node NOT IN (SELECT value FROM json_each(?))
          AND node NOT IN (SELECT node || '#' || epoch FROM cluster_nodes WHERE fenced = 0)) RETURNING *`,
     ),
     enqueue: db.prepare<[string, string, Buffer, number, string, number, number | null, number]>(
       'INSERT INTO mqtt_queue (client_id, topic, body, qos, properties, created_at, packet_id, released) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+    ),
+    changedSince: db.prepare<[number], MqttSessionRow>('SELECT * FROM mqtt_sessions WHERE changed_at >= ? ORDER BY client_id'),
+    waiting: db.prepare<[string], { client_id: string }>(
+      'SELECT DISTINCT client_id FROM mqtt_queue WHERE packet_id IS NULL AND client_id IN (SELECT value FROM json_each(?))',
+    ),
+    enqueueIfSession: db.prepare<[string, string, Buffer, number, string, number, string]>(
+      `INSERT INTO mqtt_queue (client_id, topic, body, qos, properties, created_at, packet_id, released)
+       SELECT ?, ?, ?, ?, ?, ?, NULL, 0 WHERE EXISTS (SELECT 1 FROM mqtt_sessions WHERE client_id = ?)`,
     ),
     queueOf: db.prepare<[string, number], MqttQueuedRow>('SELECT * FROM mqtt_queue WHERE client_id = ? ORDER BY id LIMIT ?'),
     setQueuedState: db.prepare<[number, number, number]>('UPDATE mqtt_queue SET packet_id = ?, released = ? WHERE id = ?'),
@@ -106,7 +115,7 @@ export function sqliteMqtt(db: Database.Database): MqttStore {
     },
 
     async saveMqttSession(m) {
-      stmt.saveSession.run(...mqttSessionParams(m));
+      stmt.saveSession.run(...mqttSessionParams(m), Date.now());
     },
 
     async deleteMqttSession(clientId) {
@@ -123,7 +132,25 @@ export function sqliteMqtt(db: Database.Database): MqttStore {
     },
 
     async adoptMqttSessions(node, liveNodes) {
-      return stmt.adoptSessions.all(node, JSON.stringify(liveNodes)).map(toMqttSession).sort(byClientId);
+      return stmt.adoptSessions.all(Date.now(), node, JSON.stringify(liveNodes)).map(toMqttSession).sort(byClientId);
+    },
+
+    async enqueueMqttMany(messages) {
+      return db.transaction(() => {
+        let n = 0;
+        for (const m of messages) n += stmt.enqueueIfSession.run(m.clientId, m.topic, m.body, m.qos, m.properties, m.createdAt, m.clientId).changes;
+        return n;
+      })();
+    },
+
+    async mqttSessionsChangedSince(since) {
+      const now = Date.now();
+      return { sessions: stmt.changedSince.all(since).map(toMqttSession), now };
+    },
+
+    async mqttQueuesWaiting(clientIds) {
+      if (clientIds.length === 0) return [];
+      return stmt.waiting.all(JSON.stringify(clientIds)).map((r) => r.client_id);
     },
 
     async enqueueMqtt(m) {

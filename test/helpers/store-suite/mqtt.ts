@@ -70,5 +70,30 @@ export function mqttStoreSuite(factory: StoreFactory<MqttStore>): void {
       assert.equal((await store.getMqttSession('a'))?.node, 'live');
       assert.deepEqual(await store.adoptMqttSessions('other', ['live', 'me', 'other']), [], 'nothing left to adopt');
     });
+
+    it('writes many queued messages in one go, in order, skipping sessions that are gone; tells which sessions wait and which changed', async () => {
+      const base = { owner: '{}', expirySeconds: 60, disconnectedAt: null, subscriptions: [], qos2In: [], node: 'n' };
+      const { now: t0 } = await store.mqttSessionsChangedSince(0);
+      await store.saveMqttSession({ ...base, clientId: 's1' });
+      await store.saveMqttSession({ ...base, clientId: 's2' });
+      const row = (clientId: string, body: string) => ({ clientId, topic: 't', body: Buffer.from(body), qos: 1, properties: '{}', createdAt: 1 });
+      const kept = await store.enqueueMqttMany([row('s1', 'a'), row('gone', 'x'), row('s2', 'b'), row('s1', 'c'), row('s1', 'd')]);
+      assert.equal(kept, 4, 'the row for a session that does not exist is skipped, the rest are kept');
+      assert.deepEqual((await store.loadMqttQueue('s1', 10)).map((q) => [q.body.toString(), q.packetId, q.released]), [['a', null, false], ['c', null, false], ['d', null, false]]);
+      assert.equal(await store.enqueueMqttMany([]), 0);
+      assert.deepEqual((await store.mqttQueuesWaiting(['s1', 's2', 'gone'])).sort(), ['s1', 's2']);
+      const [first] = await store.loadMqttQueue('s2', 10);
+      await store.setMqttQueuedState(first!.id, 7, false);
+      assert.deepEqual(await store.mqttQueuesWaiting(['s2']), [], 'a row sent already does not wait');
+      assert.deepEqual(await store.mqttQueuesWaiting([]), []);
+      const changed = await store.mqttSessionsChangedSince(t0);
+      assert.deepEqual(changed.sessions.map((r) => r.clientId).sort(), ['s1', 's2']);
+      assert.ok(changed.now >= t0);
+      await new Promise((r) => setTimeout(r, 5));
+      const { now: t1 } = await store.mqttSessionsChangedSince(changed.now);
+      await new Promise((r) => setTimeout(r, 5));
+      await store.saveMqttSession({ ...base, clientId: 's2', expirySeconds: 120 });
+      assert.deepEqual((await store.mqttSessionsChangedSince(t1)).sessions.map((r) => [r.clientId, r.expirySeconds]), [['s2', 120]]);
+    });
   });
 }
