@@ -5,6 +5,7 @@
  */
 import { ConfigError, configHelp, loadConfig, parseFlags, type Config } from './config.js';
 import { Auth } from './core/auth.js';
+import { guardUnhandledRejections } from './core/background.js';
 import { systemClock } from './clock.js';
 import { createLogger } from './log.js';
 import { HeraldServer, openStore as openServerStore } from './server.js';
@@ -62,6 +63,9 @@ async function serve(config: Config): Promise<void> {
     log.fatal({ err }, 'start-up failed');
     process.exit(1);
   }
+  // Every background task handles its own failures; a rejection that slips past one is a bug to log and
+  // count (herald_unhandled_rejections_total), not a reason to drop every client of the node.
+  guardUnhandledRejections(log, server.ctx.metrics.unhandledRejections);
   let signals = 0;
   const shutdown = (signal: string): void => {
     signals++;

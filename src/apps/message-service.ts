@@ -12,11 +12,13 @@
  */
 import type { Config } from '../config.js';
 import type { Principal } from '../core/auth.js';
+import { OutageLog, repeat } from '../core/background.js';
 import type { Broker } from '../core/broker.js';
 import { createMessage, type CoreMessage } from '../core/message.js';
 import type { Presence } from '../core/presence.js';
 import type { Logger } from '../log.js';
 import type { Clock } from '../clock.js';
+import { storeUnavailable } from '../store/errors.js';
 import type { DeliveryStatus, Store, StoredMessage } from '../store/store.js';
 
 export const MAILBOX = 'messages';
@@ -62,6 +64,8 @@ export class UnknownReceiversError extends Error {
 
 export class MessageService {
   private sweepTimer: NodeJS.Timeout | undefined;
+  /** Delivery statuses the store could not take (it is down): logged once per outage. */
+  private readonly statusOutage: OutageLog;
 
   constructor(
     private readonly store: Store,
@@ -72,6 +76,7 @@ export class MessageService {
     private readonly clock: Clock,
     private readonly log: Logger,
   ) {
+    this.statusOutage = new OutageLog(log, 'recording delivery statuses');
     broker.registerDurableMailbox(MAILBOX, {
       pending: async (userId) => (await store.pendingFor(userId, BACKLOG_LIMIT)).map((m) => this.toCore(userId, m)),
       acked: (userId, msg) => void this.setStatus(msg.recordId!, userId, 'DELIVERED'),
@@ -80,8 +85,7 @@ export class MessageService {
 
   start(): void {
     const everyMs = this.config.messageRetentionSweepSeconds * 1000;
-    this.sweepTimer = setInterval(() => void this.sweep(), everyMs);
-    this.sweepTimer.unref();
+    this.sweepTimer = repeat(this.log, 'the message retention sweep', everyMs, () => this.sweep());
   }
 
   stop(): void {
@@ -135,9 +139,12 @@ export class MessageService {
   /** Moves a receiver's row forward; false when there is no such row or it is already there. */
   async setStatus(messageId: string, userId: string, status: DeliveryStatus): Promise<boolean> {
     try {
-      return await this.store.setDeliveryStatus(messageId, userId, status, this.clock.now());
+      const changed = await this.store.setDeliveryStatus(messageId, userId, status, this.clock.now());
+      this.statusOutage.ok();
+      return changed;
     } catch (err) {
-      this.log.error({ err, messageId, userId, status }, 'could not record a delivery status');
+      if (storeUnavailable(err)) this.statusOutage.failed(err);
+      else this.log.error({ err, messageId, userId, status }, 'could not record a delivery status');
       return false;
     }
   }

@@ -10,11 +10,13 @@
 import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import type { Principal } from '../core/auth.js';
+import { repeat } from '../core/background.js';
 import { AppForbidden, AppRefusal, type Broker, type TopicAuthority } from '../core/broker.js';
 import { topicFromDotted, topicToDotted } from '../core/destination.js';
 import { createMessage, type CoreMessage } from '../core/message.js';
 import { TokenBucket } from '../core/rate-limit.js';
 import type { Logger } from '../log.js';
+import { storeUnavailable } from '../store/errors.js';
 import type { Store, ThreadMember, ThreadRecord } from '../store/store.js';
 import { EPHEMERAL, RECEIPTS, authoredView, readThreadMessage, viewOf, type ThreadMessageType, type ThreadMessageView } from './thread-messages.js';
 
@@ -104,8 +106,8 @@ export class ThreadService implements TopicAuthority {
 
   start(): void {
     if (this.config.threadIdleCloseSeconds > 0) {
-      this.sweepTimer = setInterval(() => void this.closeIdle(), Math.min(60_000, this.config.threadIdleCloseSeconds * 500));
-      this.sweepTimer.unref();
+      const every = Math.min(60_000, this.config.threadIdleCloseSeconds * 500);
+      this.sweepTimer = repeat(this.log, 'the idle-thread sweep', every, () => this.closeIdle());
     }
   }
 
@@ -225,6 +227,8 @@ export class ThreadService implements TopicAuthority {
         this.changed(t.topic);
         await this.announce(t, 'AUTO_CLOSED', `closed after ${this.config.threadIdleCloseSeconds} s without messages`, system);
       } catch (err) {
+        // The store gone: the sweep stops here and is tried again (and logged once) at its next run.
+        if (storeUnavailable(err)) throw err;
         this.log.error({ err, thread: t.topic }, 'could not auto-close a thread');
       }
     }

@@ -23,6 +23,7 @@ import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Role, Store, TokenRecord, UserRecord } from '../store/store.js';
+import { OutageLog, repeat } from './background.js';
 import { CredentialWatchers, type DeathCallback } from './credential-watch.js';
 import { loadJwtKeys, looksLikeJwt, verifyJwt, type JwtKeys } from './jwt.js';
 import { LoginLimits, type SharedFailureCounter } from './login-limits.js';
@@ -61,6 +62,8 @@ export class Auth {
   private readonly renewing = new Set<string>();
   private sweepTimer: NodeJS.Timeout | undefined;
   private jwtKeys: JwtKeys | undefined;
+  /** Token uses the store could not record (it is down): logged once per outage. */
+  private readonly touchOutage: OutageLog;
 
   constructor(
     private readonly store: Store,
@@ -72,13 +75,13 @@ export class Auth {
     this.touchPersistMs = Math.min(15_000, Math.floor(this.idleMs / 20));
     this.limits = new LoginLimits(config, clock);
     this.watchers = new CredentialWatchers(log);
+    this.touchOutage = new OutageLog(log, 'recording token use');
   }
 
   /** Loads JWT keys and starts the sweep that finds dead credentials of watched sessions. */
   async start(): Promise<void> {
     this.jwtKeys = await loadJwtKeys(this.config);
-    this.sweepTimer = setInterval(() => void this.sweep(), this.config.tokenSweepMs);
-    this.sweepTimer.unref();
+    this.sweepTimer = repeat(this.log, 'the token sweep', this.config.tokenSweepMs, () => this.sweep());
   }
 
 
@@ -249,7 +252,7 @@ export class Auth {
         const at = this.clock.now();
         if (fresh && !this.deadAt(fresh.record, at)) this.renew(fresh, at);
       })
-      .catch((err: unknown) => this.log.warn({ err }, 'could not renew a token'))
+      .catch((err: unknown) => this.touchOutage.failed(err))
       .finally(() => this.renewing.delete(c.hash));
   }
 
@@ -279,9 +282,10 @@ export class Auth {
     cached.record.lastUsedAt = now;
     if (now - cached.persistedLastUsedAt >= this.touchPersistMs) {
       cached.persistedLastUsedAt = now;
-      void this.store
-        .touchToken(cached.record.hash, now)
-        .catch((err: unknown) => this.log.warn({ err }, 'could not record token use'));
+      void this.store.touchToken(cached.record.hash, now).then(
+        () => this.touchOutage.ok(),
+        (err: unknown) => this.touchOutage.failed(err),
+      );
     }
   }
 
@@ -301,9 +305,13 @@ export class Auth {
   /**
    * Finds watched credentials that have died. Runs on a timer; tests call it
    * directly after moving a manual clock. Also purges dead tokens from the store.
+   * Without the store, a token that looks dead here is left alone (another
+   * node may have renewed it) and the purge waits: the sweep does all it can
+   * and then rejects with the store's error, to be tried again at its next run.
    */
   async sweep(): Promise<void> {
     const now = this.clock.now();
+    let failure: unknown;
     for (const [key, c] of this.watchers.list()) {
       if (c.kind === 'jwt' || c.kind === 'expiring') {
         if (c.expiresAt !== null && now >= c.expiresAt) this.watchers.fire(key, 'expired');
@@ -313,7 +321,13 @@ export class Auth {
       const cached = this.tokens.get(key);
       if (cached && !this.deadAt(cached.record, now)) continue;
       // Looks dead here: the store has the last word (another node may have renewed it).
-      const fresh = await this.reload(key).catch(() => undefined);
+      let fresh: CachedToken | undefined;
+      try {
+        fresh = await this.reload(key);
+      } catch (err) {
+        failure ??= err; // unknown until the store answers: not "revoked"
+        continue;
+      }
       if (fresh && !this.deadAt(fresh.record, now)) continue;
       const idledOut = fresh !== undefined || (cached !== undefined && this.deadAt(cached.record, now));
       this.watchers.fire(key, idledOut ? 'expired' : 'revoked');
@@ -322,12 +336,15 @@ export class Auth {
     for (const [hash, cached] of this.tokens) if (this.deadAt(cached.record, now)) this.tokens.delete(hash);
     this.limits.prune();
     if (now - this.lastPurge >= 60_000) {
-      this.lastPurge = now;
       // Dead tokens are kept EXPIRED_MEMORY_MS past their death, to be answered "token expired".
-      await this.store
-        .deleteDeadTokens(now - this.idleMs - EXPIRED_MEMORY_MS, now - EXPIRED_MEMORY_MS)
-        .catch((err: unknown) => this.log.warn({ err }, 'could not purge dead tokens'));
+      try {
+        await this.store.deleteDeadTokens(now - this.idleMs - EXPIRED_MEMORY_MS, now - EXPIRED_MEMORY_MS);
+        this.lastPurge = now;
+      } catch (err) {
+        failure ??= err; // purged at the next run instead
+      }
     }
+    if (failure !== undefined) throw failure;
   }
   private lastPurge = 0;
 

@@ -42,6 +42,12 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly unhandledRejections = new Counter({
+    name: 'herald_unhandled_rejections_total',
+    help: 'Promises rejected with nobody to handle them (a bug: logged as "unhandled rejection"); herald serve counts them instead of exiting',
+    registers: [this.registry],
+  });
+
   readonly busLag = new Histogram({
     name: 'herald_bus_lag_seconds',
     help: 'Cluster mode: time from publish on one node to arrival on another, through the bus',

@@ -7,6 +7,7 @@ import { Ajv, type ErrorObject } from 'ajv';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
+import { errorText } from '../core/background.js';
 import { AuthError, type Principal } from '../core/auth.js';
 import { storeUnavailable, type Role } from '../store/store.js';
 import type { HeraldContext } from '../context.js';
@@ -215,7 +216,9 @@ export function createHttpApp(ctx: Omit<HeraldContext, 'listeners'>): FastifyIns
     }
     // The URL may carry a token (`?__token=`): it is logged without it.
     const url = redactCredentials(req.url);
-    if (status >= 500) req.log.error({ err, url }, 'request failed');
+    // A refusal the server chose (HttpError) or the store being down is no bug: a line without a stack.
+    if (status >= 500 && !(err instanceof HttpError) && status !== 503) req.log.error({ err, url }, 'request failed');
+    else if (status >= 500) req.log.warn({ status, message: redactCredentials(message), err: redactCredentials(errorText(err)), url }, 'request refused');
     else req.log.debug({ status, message: redactCredentials(message), url }, 'request refused');
     void reply.code(status).send({ code: status, message, data });
   });

@@ -18,6 +18,7 @@
  */
 import mqttPacket, { type Packet } from 'mqtt-packet';
 import type { HeraldContext } from '../../context.js';
+import { logRejection } from '../../core/background.js';
 import type { Delivery } from '../../core/broker.js';
 import type { CoreMessage } from '../../core/message.js';
 import type { Protocol } from '../../core/session.js';
@@ -215,7 +216,7 @@ export class MqttConnection extends MqttClientState {
     // what had not been sent yet goes there too.
     const unacknowledged = unsentOnClose(this);
     this.pausedFor.clear();
-    if (this.sessionKept) void this.shared.sessions.detach(this.clientId, unacknowledged);
+    if (this.sessionKept) void this.shared.sessions.detach(this.clientId, unacknowledged).catch(logRejection(this.ctx.log, 'keeping a disconnected MQTT session', { clientId: this.clientId }));
     if (this.connected) {
       if (this.shared.clients.get(this.clientId) === this) this.shared.clients.delete(this.clientId);
       this.ctx.sessions.remove(this);

@@ -8,6 +8,7 @@
  * loses them; replay.ts sends that queue again on reconnect.
  */
 import type { IPublishPacket, IPubrecPacket } from 'mqtt-packet';
+import { outageLog, type OutageLog } from '../../core/background.js';
 import type { Delivery } from '../../core/broker.js';
 import { pinnedSize } from '../../core/delivery-budget.js';
 import type { CoreMessage } from '../../core/message.js';
@@ -162,7 +163,8 @@ export function handlePubrec(c: MqttClientState, p: IPubrecPacket): void {
     f.released = true;
     if (f.row) {
       const id = p.messageId!;
-      void f.row.then((rowId) => c.ctx.store.setMqttQueuedState(rowId, id, true)).catch(() => undefined);
+      const rows = storedRows(c);
+      void f.row.then((rowId) => c.ctx.store.setMqttQueuedState(rowId, id, true)).then(() => rows.ok(), (err: unknown) => rows.failed(err));
     }
   }
   c.write(c.gen({ cmd: 'pubrel', messageId: p.messageId!, ...(f ? {} : { reasonCode: RC.packetIdNotFound }) }));
@@ -178,7 +180,10 @@ export function settleOut(c: MqttClientState, messageId: number | undefined): vo
   if (!f) return; // a late or repeated acknowledgement
   c.inflight.delete(messageId!);
   c.window.budget.land(f.bytes);
-  if (f.row) void f.row.then((id) => deleteRow(c, id));
+  if (f.row) {
+    const rows = storedRows(c);
+    void f.row.then((id) => deleteRow(c, id), (err: unknown) => rows.failed(err));
+  }
   f.delivery.settle?.('ack');
   // Held messages go straight out (not through deliver(), which would queue them behind themselves).
   c.window.drain(
@@ -193,15 +198,26 @@ export function settleOut(c: MqttClientState, messageId: number | undefined): vo
   for (const sub of c.subscriptions.values()) c.ctx.broker.consumerReady(sub);
 }
 
+/**
+ * Updates of a session's stored queue nobody waits for: one that fails leaves
+ * the row as it was (the message comes again, flagged DUP), and an outage is
+ * logged once for all connections.
+ */
+export function storedRows(c: MqttClientState): OutageLog {
+  return outageLog(c.ctx.log, 'updating stored MQTT session messages');
+}
+
 /** Deletes a row of the session's queue, counting it for the replay's paging. */
 export function deleteRow(c: MqttClientState, id: string): void {
   const r = c.replay;
-  void c.ctx.store
-    .deleteMqttQueued(id)
-    .then(() => {
+  const rows = storedRows(c);
+  void c.ctx.store.deleteMqttQueued(id).then(
+    () => {
       if (r && r.taken.has(id)) r.deleted++;
-    })
-    .catch(() => undefined);
+      rows.ok();
+    },
+    (err: unknown) => rows.failed(err),
+  );
 }
 
 /**

@@ -10,7 +10,7 @@ import { pinnedSize } from '../../core/delivery-budget.js';
 import { createMessage } from '../../core/message.js';
 import type { MqttQueuedRecord } from '../../store/store.js';
 import { mqttHeaders, payloadFormatOf, type PersistedProperties } from './properties.js';
-import { deleteRow, deliver, send } from './publish-out.js';
+import { deleteRow, deliver, send, storedRows } from './publish-out.js';
 import type { MqttClientState, QoS } from './state.js';
 
 /** Rows of a resumed session's stored queue read at a time (more as the client acknowledges). */
@@ -82,7 +82,10 @@ function sendStored(c: MqttClientState, q: MqttQueuedRecord): void {
   });
   // Sent before with this packet id: again with DUP set [MQTT-4.4.0-1]; never sent: a new id.
   const packetId = send(c, msg, q.qos as QoS, false, props.subscriptionIdentifier, NO_DELIVERY, row, ownId);
-  if (packetId !== undefined && packetId !== ownId) void c.ctx.store.setMqttQueuedState(q.id, packetId, false);
+  if (packetId !== undefined && packetId !== ownId) {
+    const rows = storedRows(c);
+    void c.ctx.store.setMqttQueuedState(q.id, packetId, false).then(() => rows.ok(), (err: unknown) => rows.failed(err));
+  }
 }
 
 /** The stored queue is sent: live messages that waited go out now, in order. */

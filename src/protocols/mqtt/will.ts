@@ -6,6 +6,7 @@
  * delay or when the session ends, whichever is first.
  */
 import type { IConnectPacket } from 'mqtt-packet';
+import { logRejection } from '../../core/background.js';
 import type { Broker } from '../../core/broker.js';
 import { levelsProblem } from '../../core/destination.js';
 import { createMessage, type CoreMessage } from '../../core/message.js';
@@ -79,7 +80,7 @@ export function settleWill(c: MqttClientState, sessionSeconds: number): void {
       return;
     }
     const msg = willMessage(will);
-    if (will.retain) void c.shared.retained.set(will.topic, msg, (will.qos ?? 0) as QoS, will.properties);
+    if (will.retain) void c.shared.retained.set(will.topic, msg, (will.qos ?? 0) as QoS, will.properties).catch(logRejection(c.ctx.log, 'storing a retained will', { clientId: c.clientId }));
     c.ctx.broker.publishTopic(msg);
   };
   const sendSafely = (): void => {

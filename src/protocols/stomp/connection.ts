@@ -52,7 +52,12 @@ export class StompConnection extends StompState {
       this.paused = true;
       this.transport.pause();
     }
-    if (!this.busy) void this.drainInbox();
+    if (!this.busy) {
+      void this.drainInbox().catch((err: unknown) => {
+        this.busy = false;
+        this.ctx.log.error({ err, session: this.id }, 'STOMP inbox failed');
+      });
+    }
   };
 
   private async drainInbox(): Promise<void> {
