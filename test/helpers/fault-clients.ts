@@ -491,7 +491,15 @@ export class StompPeer {
       void peer.closed.then(() => reject(new Error(`connection to ${node} closed before CONNECTED`)));
     });
     peer.frame('CONNECT', { 'accept-version': '1.2', host: 'localhost', ...headers });
-    await connected;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([connected, new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`no CONNECTED from ${node} in 10 s`)), 10_000)))]);
+    } catch (err) {
+      peer.close();
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
     return peer;
   }
 

@@ -87,7 +87,11 @@ export async function postgresOutageScenario(t: TestContext, cl: FaultCluster, d
 
     // The nodes still running (a node that died is reported, and fails the scenario, below).
     const live = cl.names.filter((n) => cl.alive(n));
-    const pick = (...prefer: string[]): string => prefer.find((n) => live.includes(n)) ?? live[0]!;
+    const pick = (...prefer: string[]): string => {
+      const n = prefer.find((x) => live.includes(x)) ?? live[0];
+      if (n === undefined) throw new Error(`every node exited: ${cl.unexpectedExits.map((e) => `${e.name} (code ${e.code})`).join(', ')}`);
+      return n;
+    };
 
     // The offline user comes online after the outage, on another node.
     const olafBox = new MailboxReceiver(cl, olafLedger, olaf);
