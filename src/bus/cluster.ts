@@ -51,7 +51,7 @@ export interface ClusterOptions {
 
 /** What the cluster drives on this node: the broker's remote side, and the store's queue claims. */
 export interface ClusterParts {
-  broker: { setClusterLink(link: ClusterLink): void; receiveRemote(msg: CoreMessage): void; queuePoked(name: string): void; recheckQueues(): void; forgetClaims(): void };
+  broker: { setClusterLink(link: ClusterLink): void; receiveRemote(msg: CoreMessage): void; queuePoked(name: string): void; recheckQueues(): void; forgetClaims(): void; catchUpMailboxes(): Promise<void> };
   store: LeaseStore & { releaseDeadClaims(liveOwners: readonly string[]): Promise<string[]> };
   /** This node's connection count, for its heartbeat record. */
   connections(): number;
@@ -98,6 +98,7 @@ export class Cluster implements ClusterLink, ClusterControl {
   private leaseRunning = false;
   private readonly beatOutage: OutageLog;
   private readonly leaseOutage: OutageLog;
+  private readonly hookOutage: OutageLog;
   private stopped = false;
   /** herald_bus_messages_total children, bound once. */
   private readonly counted: Record<'messageIn' | 'messageOut' | 'queueIn' | 'queueOut' | 'controlIn' | 'controlOut', { inc(): void }>;
@@ -127,6 +128,7 @@ export class Cluster implements ClusterLink, ClusterControl {
     this.records = new NodeRecordSets(this.redis, this.k, () => this.owner, options.log);
     this.beatOutage = new OutageLog(options.log, 'the cluster heartbeat in Redis');
     this.leaseOutage = new OutageLog(options.log, 'freeing the work of fenced nodes');
+    this.hookOutage = new OutageLog(options.log, 'a cluster heartbeat hook (adopting sessions, catching up)');
     const bus = this.bus;
     let counted = 0;
     new Counter({
@@ -177,8 +179,9 @@ export class Cluster implements ClusterLink, ClusterControl {
       this.options.log.info({ fenced: old, owner: this.owner }, 'the work of the fenced incarnation is dropped here');
     });
     parts.broker.setClusterLink(this);
-    this.redis.on('ready', () => void this.reconnected());
-    if (this.redis.status === 'ready') void this.reconnected();
+    const reconnected = (): void => void this.reconnected().catch((err: unknown) => this.beatOutage.failed(err));
+    this.redis.on('ready', reconnected);
+    if (this.redis.status === 'ready') reconnected();
     const every = Math.max(500, Math.floor(this.options.ttlMs / 3));
     this.timer = setInterval(() => void this.heartbeat(), every);
     this.timer.unref();
@@ -344,8 +347,15 @@ export class Cluster implements ClusterLink, ClusterControl {
     for (const hook of this.reconnectHooks) await hook().catch((err: unknown) => this.options.log.warn({ err }, 'cluster resync after reconnecting failed'));
     await this.records.rewrite();
     await this.shares.rewrite();
-    // Pokes and wake-ups may have been lost while Redis was away: look at the store again.
-    this.parts.broker.recheckQueues();
+    // Pokes, wake-ups and user messages may have been lost while Redis was away: look at the store again,
+    // now and once more when the listening connection surely has its subscriptions back.
+    const parts = this.parts;
+    const catchUp = (): void => {
+      parts.broker.recheckQueues();
+      parts.broker.catchUpMailboxes().catch((err: unknown) => this.leaseOutage.failed(err));
+    };
+    catchUp();
+    setTimeout(() => !this.stopped && catchUp(), CATCH_UP_AGAIN_MS).unref();
   }
 
   /** Refreshes this node's heartbeat key in Redis and reads which nodes are connected (routing, presence). */
@@ -393,7 +403,7 @@ export class Cluster implements ClusterLink, ClusterControl {
           parts.broker.queuePoked(queue);
         }
         const owners: ReadonlySet<string> = new Set(live);
-        for (const hook of this.beatHooks) await hook(owners).catch((err: unknown) => this.options.log.warn({ err: (err as Error).message }, 'cluster heartbeat hook failed; trying again at the next beat'));
+        for (const hook of this.beatHooks) await hook(owners).catch((err: unknown) => this.hookOutage.failed(err));
         if (this.redis.status === 'ready') await this.records.beat(async () => new Set(await parts.store.liveOwners()));
         this.leaseOutage.ok();
       }
@@ -423,3 +433,5 @@ export class Cluster implements ClusterLink, ClusterControl {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** After Redis comes back, the store is read again this much later too (ioredis resubscribes on its own time). */
+const CATCH_UP_AGAIN_MS = 2000;

@@ -57,6 +57,8 @@ export type AppHandler = (req: AppRequest) => void | Promise<void>;
 
 export type BrokerLimits = QueueLimits & MailboxLimits;
 
+const RESOLVED = Promise.resolve();
+
 /** A route hold on a single node: nothing to wait for. */
 const NO_HOLD = { ready: Promise.resolve(), release: (): void => undefined };
 
@@ -66,6 +68,8 @@ export class Broker {
   private readonly queues: Queues;
   private readonly apps: [prefix: string, handler: AppHandler][] = [];
   private link: ClusterLink | undefined;
+  private durableTap: ((msg: CoreMessage) => Promise<void> | undefined) | undefined;
+  private readonly commits = new WeakMap<CoreMessage, Promise<void>>();
 
   constructor(
     store: Store,
@@ -140,6 +144,11 @@ export class Broker {
     this.queues.recheck();
   }
 
+  /** The cluster bus was away: subscribers of durable mailboxes get the stored messages that did not reach them. */
+  catchUpMailboxes(): Promise<void> {
+    return this.mailboxes.catchUp();
+  }
+
   // ---- topics ----------------------------------------------------------------
 
   setTopicAuthority(authority: TopicAuthority): void {
@@ -194,8 +203,33 @@ export class Broker {
    * node (per-node statistics such as `$SYS`).
    */
   publishTopic(msg: CoreMessage, local = false): number {
-    if (!local) this.link?.forward(msg);
+    if (!local) {
+      this.link?.forward(msg);
+      const stored = msg.qos > 0 ? this.durableTap?.(msg) : undefined;
+      if (stored) {
+        stored.catch(() => undefined); // whoever acknowledges awaits committed(); nobody else must see it reject
+        this.commits.set(msg, stored);
+      }
+    }
     return this.topics.deliver(msg);
+  }
+
+  /**
+   * Stores QoS 1/2 topic messages for receivers that must not lose them
+   * wherever they are held (cluster mode: MQTT persistent sessions); see
+   * `committed`.
+   */
+  setDurableTap(tap: (msg: CoreMessage) => Promise<void> | undefined): void {
+    this.durableTap = tap;
+  }
+
+  /**
+   * Resolves once a topic message published here is stored for every
+   * durable receiver (at once when there is none); rejects when the store
+   * failed. A protocol acknowledges a publish only after this.
+   */
+  committed(msg: CoreMessage): Promise<void> {
+    return this.commits.get(msg) ?? RESOLVED;
   }
 
   /** Topic subscriptions on this node (for tests and the console). */

@@ -28,6 +28,7 @@
 import type { Logger } from '../log.js';
 import type { Store } from '../store/store.js';
 import type { ClusterLink } from './cluster-link.js';
+import { OutageLog } from './background.js';
 import { deliverSafely, type Consumer } from './consumer.js';
 import { createMessage, type CoreMessage } from './message.js';
 
@@ -69,6 +70,8 @@ export class Queues {
   /** Claims being handed back to the store; awaited before the store closes. */
   private readonly releases = new Set<Promise<unknown>>();
   private link: QueueLink | undefined;
+  /** Claims, removals and releases that failed: logged once per store outage (each is tried again later). */
+  private readonly storeOutage: OutageLog;
 
   constructor(
     private readonly store: QueueClaims,
@@ -76,7 +79,9 @@ export class Queues {
     private readonly limits: QueueLimits,
     /** This node's owner id when alone: who claims queue messages. */
     private readonly localId: string,
-  ) {}
+  ) {
+    this.storeOutage = new OutageLog(log, 'queue claims and removals in the store');
+  }
 
   setClusterLink(link: QueueLink): void {
     this.link = link;
@@ -233,9 +238,11 @@ export class Queues {
         settled = true;
         q.inflight--;
         if (outcome === 'ack') {
-          void this.store.dequeue(entry.storeId).catch((err: unknown) => {
-            this.log.error({ err, queue: q.name, id: entry.storeId }, 'could not remove a consumed queue message');
-          });
+          // Not removed: it is delivered again (redelivered) after a restart or a takeover; logged once per outage.
+          this.store.dequeue(entry.storeId).then(
+            () => this.storeOutage.ok(),
+            (err: unknown) => this.storeOutage.failed(err),
+          );
         } else if (q.consumers.length > 0) {
           q.ready.unshift({ ...entry, redelivered: true });
           // Let the current call stack finish (e.g. a NACK loop) before dispatching again.
@@ -277,7 +284,7 @@ export class Queues {
       }
       if (rows.length < limit && !q.pokedWhileClaiming) q.mayHaveMore = false;
     } catch (err) {
-      this.log.error({ err, queue: q.name }, 'could not claim queue messages');
+      this.storeOutage.failed(err);
       q.claiming = false;
       return;
     }
@@ -301,7 +308,7 @@ export class Queues {
       fresh.length ? this.store.releaseQueued(fresh, false) : undefined,
     ]).then(
       () => this.link?.pokeQueue(name),
-      (err: unknown) => this.log.error({ err, queue: name }, 'could not release queue messages'),
+      (err: unknown) => this.storeOutage.failed(err),
     );
     this.releases.add(p);
     void p.finally(() => this.releases.delete(p));

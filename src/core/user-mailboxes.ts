@@ -21,6 +21,9 @@
  *   being parked.
  * - The cluster link hears when this node starts or stops having
  *   subscribers of a user.
+ * - `catchUp()` (after the cluster bus was away): each subscriber of a
+ *   durable mailbox is sent the stored messages it has not been sent yet
+ *   (what other nodes published meanwhile never crossed the bus).
  */
 import type { Logger } from '../log.js';
 import type { ClusterLink } from './cluster-link.js';
@@ -49,6 +52,9 @@ export interface MailboxLimits {
 /** What the mailbox engine asks of the cluster. */
 export type MailboxLink = Pick<ClusterLink, 'interest'>;
 
+/** Stored records remembered as sent, per subscriber of a durable mailbox (for catchUp). */
+const SENT_MEMORY = 1000;
+
 interface Parked {
   name: string;
   msg: CoreMessage;
@@ -61,6 +67,8 @@ export class UserMailboxes {
   /** Messages parked per user, all mailbox names together, oldest first. */
   private readonly parked = new Map<string, Parked[]>();
   private readonly durable = new Map<string, DurableMailbox>();
+  /** Stored records sent to each subscriber of a durable mailbox, oldest first (at most SENT_MEMORY per subscriber). */
+  private readonly sent = new Map<Consumer, Set<string>>();
   /** Subscribers still being sent their stored backlog; live messages wait here meanwhile. */
   private readonly replaying = new Map<Consumer, CoreMessage[]>();
   /** Local consumers per user (all mailbox names), to tell the cluster link what this node needs. */
@@ -107,6 +115,7 @@ export class UserMailboxes {
     const byName = this.users.get(userId);
     const set = byName?.get(name);
     this.replaying.delete(consumer);
+    this.sent.delete(consumer);
     if (!set?.delete(consumer)) return;
     this.useUser(userId, -1);
     if (set.size === 0) byName!.delete(name);
@@ -140,8 +149,29 @@ export class UserMailboxes {
     for (const m of live) if (!m.recordId || !seen.has(m.recordId)) this.deliverCopy(userId, name, consumer, m, 1, false);
   }
 
+  /**
+   * Sends every subscriber of a durable mailbox the stored messages it has
+   * not been sent yet, oldest first (the bus was away: what other nodes
+   * published meanwhile is only in the store).
+   */
+  async catchUp(): Promise<void> {
+    for (const [name, durable] of this.durable) {
+      for (const [userId, byName] of [...this.users]) {
+        const subscribers = byName.get(name);
+        if (!subscribers || subscribers.size === 0) continue;
+        const owed = await durable.pending(userId);
+        for (const c of subscribers) {
+          if (this.replaying.has(c) || !this.users.get(userId)?.get(name)?.has(c)) continue;
+          const sent = this.sent.get(c);
+          for (const m of owed) if (m.recordId !== undefined && !sent?.has(m.recordId)) this.deliverCopy(userId, name, c, m, 1, false);
+        }
+      }
+    }
+  }
+
   /** One session's copy; `attempt` counts the deliveries of this message so far, this one included. */
   private deliverCopy(userId: string, name: string, consumer: Consumer, msg: CoreMessage, attempt: number, redelivered: boolean): void {
+    if (msg.recordId !== undefined && this.durable.has(name)) this.remember(consumer, msg.recordId);
     let settled = false;
     deliverSafely(this.log, consumer, msg, {
       redelivered,
@@ -168,6 +198,14 @@ export class UserMailboxes {
         // requeue while another session of the user is subscribed: that session has its own copy.
       },
     });
+  }
+
+  private remember(consumer: Consumer, recordId: string): void {
+    let set = this.sent.get(consumer);
+    if (!set) this.sent.set(consumer, (set = new Set()));
+    set.add(recordId);
+    // Bounded: the oldest are forgotten (one of them still owed after so long may be sent again by a catch-up).
+    if (set.size > SENT_MEMORY) set.delete(set.values().next().value!);
   }
 
   private park(userId: string, name: string, msg: CoreMessage, attempts: number): void {

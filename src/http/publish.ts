@@ -65,6 +65,8 @@ export function registerPublishRoute(ctx: RouteContext): void {
           }
           msg = createMessage({ ...base, target: { kind: 'topic', topic: parsed.topic } });
           deliveries = broker.publishTopic(msg);
+          // 200 means stored for every persistent receiver (cluster mode: MQTT sessions held anywhere); a store failure is a 503.
+          await broker.committed(msg);
           break;
         }
         case 'queue':

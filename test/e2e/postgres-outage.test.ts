@@ -199,4 +199,44 @@ describe('PostgreSQL lost while running', { skip }, () => {
     back.sock.end();
     json.close();
   });
+
+  it('gives no PUBACK for a QoS 1 message an absent persistent session could not keep, and keeps it once repeated', async () => {
+    const port = node.server.address('mqtt').port;
+    const keeper = await RawMqtt.open(port, 5);
+    assert.equal((await keeper.connect('keeper', 'admin', token, { clean: false, properties: { sessionExpiryInterval: 600 } })).reasonCode, 0);
+    keeper.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'alarm/#', qos: 1 }] });
+    await keeper.next('suback');
+    keeper.send({ cmd: 'disconnect' });
+    await keeper.closed;
+    const publisher = await RawMqtt.open(port, 5);
+    assert.equal((await publisher.connect('alarm-pub', 'admin', token)).reasonCode, 0);
+    // Once published to, the topic is known not to be a chat thread for a few seconds: the next publish needs the store only for the session.
+    publisher.send({ cmd: 'publish', topic: 'alarm/1', payload: Buffer.from('warm-up'), qos: 1, messageId: 2, retain: false, dup: false });
+    await publisher.next('puback');
+
+    await pg.stop();
+    publisher.send({ cmd: 'publish', topic: 'alarm/1', payload: Buffer.from('fire'), qos: 1, messageId: 3, retain: false, dup: false });
+    const disc = (await publisher.next('disconnect')) as mqttPacket.IDisconnectPacket;
+    assert.equal(disc.reasonCode, 0x89, 'server busy: the session could not keep it');
+    await publisher.closed;
+    assert.equal(publisher.packets.filter((p) => p.cmd === 'puback').length, 0, 'never acknowledged');
+
+    await pg.start();
+    await untilTrue(async () => (await api(node.url, 'GET', '/readyz')).status === 200, '/readyz to recover');
+    const again = await RawMqtt.open(port, 5);
+    assert.equal((await again.connect('alarm-pub', 'admin', token)).reasonCode, 0);
+    again.send({ cmd: 'publish', topic: 'alarm/1', payload: Buffer.from('fire'), qos: 1, messageId: 3, retain: false, dup: true });
+    assert.equal(((await again.next('puback')) as mqttPacket.IPubackPacket).messageId, 3);
+    const back = await RawMqtt.open(port, 5);
+    const ack = await back.connect('keeper', 'admin', token, { clean: false, properties: { sessionExpiryInterval: 600 } });
+    assert.equal(ack.sessionPresent, true);
+    for (const body of ['warm-up', 'fire']) {
+      const got = (await back.next('publish')) as mqttPacket.IPublishPacket;
+      assert.equal(got.payload.toString(), body);
+      back.send({ cmd: 'puback', messageId: got.messageId! });
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(back.packets.filter((p) => p.cmd === 'publish').length, 0, 'kept once: nothing more comes');
+    for (const c of [again, back]) c.sock.end();
+  });
 });

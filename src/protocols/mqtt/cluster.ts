@@ -12,14 +12,22 @@
  *   cluster's node records (`mqtt-wills`) as [u32 delay seconds][message];
  *   the node settles it itself when the connection ends, and only if the
  *   node dies does a live one publish it.
- * - Stored sessions of a dead node are adopted at each heartbeat.
+ * - Stored sessions of a fenced incarnation are adopted at each lease tick.
+ * - Persistent sessions anywhere (`mqtt.wake`): the node where a QoS 1/2
+ *   message is published stores it for every persistent session it
+ *   matches (durable.ts) before acknowledging it, and wakes the holding
+ *   node, which sends the new rows to its connected client. A holder that
+ *   missed wake-ups finds the rows at its next lease tick, or when Redis
+ *   is back.
  */
 import type { QoS } from 'mqtt-packet';
 import { decodeMessage, encodeMessage } from '../../bus/codec.js';
+import { logRejection } from '../../core/background.js';
 import type { HeraldContext } from '../../context.js';
 import type { ClusterControl } from '../../core/cluster-link.js';
 import type { CoreMessage } from '../../core/message.js';
 import { ownerNode } from '../../store/leases.js';
+import { DurableSessions } from './durable.js';
 import { publishProperties } from './properties.js';
 import type { MqttShared } from './shared.js';
 import { willStillAllowed } from './will.js';
@@ -41,7 +49,7 @@ interface Retained {
   m: string;
 }
 
-export function joinClusterMqtt(cluster: ClusterControl, ctx: Pick<HeraldContext, 'config' | 'store' | 'broker' | 'presence' | 'log'>, mqtt: MqttShared): void {
+export function joinClusterMqtt(cluster: ClusterControl, ctx: Pick<HeraldContext, 'config' | 'store' | 'broker' | 'presence' | 'log' | 'clock'>, mqtt: MqttShared): void {
   const log = ctx.log.child({ component: 'cluster' });
   let stopped = false;
   cluster.onStop(async () => void (stopped = true));
@@ -93,7 +101,7 @@ export function joinClusterMqtt(cluster: ClusterControl, ctx: Pick<HeraldContext
       const publish = async (): Promise<void> => {
         if (stopped || mqtt.clients.has(clientId)) return;
         if (!(await willStillAllowed(ctx.broker, topic))) return;
-        if (msg.retain) void mqtt.retained.set(topic, msg, msg.qos, publishProperties(msg, undefined, Date.now()));
+        if (msg.retain) mqtt.retained.set(topic, msg, msg.qos, publishProperties(msg, undefined, Date.now())).catch(logRejection(log, 'retaining the will of a client of a node that died', { clientId }));
         ctx.broker.publishTopic(msg);
       };
       const publishSafely = (): void => {
@@ -120,10 +128,25 @@ export function joinClusterMqtt(cluster: ClusterControl, ctx: Pick<HeraldContext
     if (wills.get(clientId) === handle) wills.delete(clientId);
   };
 
+  // ---- persistent sessions held anywhere ----
+  const pull = (clientIds: readonly string[]): void => {
+    for (const id of clientIds) mqtt.clients.get(id)?.pullStored();
+  };
+  const durable = new DurableSessions(ctx, mqtt, cluster, pull);
+  ctx.broker.setDurableTap((msg) => (msg.target.kind === 'topic' ? durable.store(msg) : undefined));
+  cluster.on<string[]>('mqtt.wake', (ids) => void (Array.isArray(ids) && pull(ids)));
+  // Wake-ups lost on the bus: the store says which connected sessions have rows never sent.
+  const catchUp = async (): Promise<void> => {
+    const kept = [...mqtt.clients].filter(([, c]) => c.sessionKept).map(([id]) => id);
+    if (kept.length > 0) pull(await ctx.store.mqttQueuesWaiting(kept));
+  };
+  cluster.onReconnect(catchUp);
+
   // ---- stored sessions of fenced incarnations ----
   cluster.onHeartbeat(async (live) => {
     liveOwners = live;
     await mqtt.sessions.adopt([...live]);
+    await catchUp();
   });
   // Fenced: the sessions this node held went to others; their clients connected here start again there.
   cluster.onFenced(async () => {

@@ -28,7 +28,7 @@ import { MqttFrameError, MqttFramer } from './framer.js';
 import { handlePublish, handlePubrel } from './publish-in.js';
 import { deliver, handlePubrec, hasCapacity, settleOut, unsentOnClose } from './publish-out.js';
 import { failureFor, MqttError, RC, REFUSE } from './reason-codes.js';
-import { pumpReplay } from './replay.js';
+import { pumpReplay, startReplay } from './replay.js';
 import type { MqttShared } from './shared.js';
 import { MqttClientState, type MqttSubscription, type MqttTransport } from './state.js';
 import { handleSubscribe, handleUnsubscribe, removeSubscription } from './subscribe.js';
@@ -200,6 +200,15 @@ export class MqttConnection extends MqttClientState {
 
   continueReplay(): void {
     void pumpReplay(this).catch((err: unknown) => this.failed(err, 'stored queue'));
+  }
+
+  pullStored(): void {
+    if (this.closed || !this.sessionKept || !this.connected) return;
+    if (this.replay) {
+      this.replay.again = true;
+      return;
+    }
+    void startReplay(this).catch((err: unknown) => this.failed(err, 'stored queue'));
   }
 
   // ---- ending --------------------------------------------------------------------------

@@ -5,6 +5,7 @@
  * is on disk.
  */
 import type { IPublishPacket, IPubrelPacket } from 'mqtt-packet';
+import { logRejection } from '../../core/background.js';
 import { levelsProblem } from '../../core/destination.js';
 import { createMessage } from '../../core/message.js';
 import { mqttHeaders, payloadFormatOf } from './properties.js';
@@ -68,9 +69,13 @@ export async function handlePublish(c: MqttClientState, p: IPublishPacket): Prom
   // Past the retained total a v5 publisher is told and nothing happens; a 3.1.1 one cannot be told: delivered, not retained.
   if (full !== undefined && c.version === 5) return ack(RC.quotaExceeded, full);
   if (p.retain && full === undefined) await c.shared.retained.set(topic, msg, p.qos, props);
+  const failures = c.shared.sessions.failures;
   const n = c.ctx.broker.publishTopic(msg);
-  // QoS 1/2: what absent persistent sessions must get is on disk before the acknowledgement.
-  if (p.qos > 0) await c.shared.sessions.flush();
+  // QoS 1/2: what persistent sessions must get is on disk before the acknowledgement; if it cannot be, there is none.
+  if (p.qos > 0) {
+    await c.shared.sessions.flushSince(failures);
+    await c.ctx.broker.committed(msg);
+  }
   ack(n === 0 ? RC.noMatchingSubscribers : RC.success);
 }
 
@@ -94,7 +99,8 @@ function acknowledge(c: MqttClientState, p: IPublishPacket, reasonCode?: number,
   const cmd = p.qos === 1 ? 'puback' : 'pubrec';
   if (p.qos === 2 && (reasonCode === undefined || !isFailure(reasonCode))) {
     c.qos2In.add(p.messageId!);
-    if (c.sessionKept) void c.shared.sessions.saveQos2In(c.clientId, [...c.qos2In]);
+    // Best effort: if it is lost, a resumed session may take a repeated QoS 2 PUBLISH as new.
+    if (c.sessionKept) c.shared.sessions.saveQos2In(c.clientId, [...c.qos2In]).catch(logRejection(c.ctx.log, 'keeping the QoS 2 packet ids of a session', { clientId: c.clientId }));
   }
   c.write(
     c.gen(

@@ -70,6 +70,11 @@ export function deliver(c: MqttClientState, sub: MqttSubscription, msg: CoreMess
     });
     ids = all.length === 0 ? undefined : all.length === 1 ? all[0] : all.sort((x, y) => x - y);
   }
+  if (qos > 0 && c.storeDelivers && !retained && msg.target.kind === 'topic' && sub.mailbox === undefined && sub.share === undefined) {
+    // Cluster mode, persistent session: the publishing node stored this message for the session; it comes from there, once.
+    delivery.settle?.('ack');
+    return;
+  }
   if (qos > 0) {
     // Held behind earlier messages or beyond the window; a client too far behind is cut.
     const offer = c.window.offer(c.held, { msg, delivery, qos, retain, subscriptionIds: ids, bytes: pinnedSize(msg) }, hasWindow(c));
@@ -214,6 +219,7 @@ export function deleteRow(c: MqttClientState, id: string): void {
   void c.ctx.store.deleteMqttQueued(id).then(
     () => {
       if (r && r.taken.has(id)) r.deleted++;
+      c.storeRows.delete(id);
       rows.ok();
     },
     (err: unknown) => rows.failed(err),

@@ -20,7 +20,8 @@ const NO_DELIVERY: Delivery = { redelivered: false, settle: undefined };
 
 /** Starts sending the stored queue (the session's subscriptions are restored already). */
 export async function startReplay(c: MqttClientState): Promise<void> {
-  c.replay = { rows: [], taken: new Set(), deleted: 0, loading: false };
+  // Rows this connection sent already and has not seen deleted are not sent again (cluster mode reads the queue again on each wake-up).
+  c.replay = { rows: [], taken: new Set(c.storeRows), deleted: 0, loading: false, again: false };
   await pumpReplay(c);
 }
 
@@ -47,11 +48,15 @@ export async function pumpReplay(c: MqttClientState): Promise<void> {
       // Packet ids already used by waiting messages stay theirs.
       if (q.packetId !== null && !c.inflight.has(q.packetId)) c.reserved.add(q.packetId);
     }
-    if (r.rows.length === 0) return endReplay(c);
+    if (r.rows.length === 0) {
+      if (!r.again) return endReplay(c);
+      r.again = false; // rows were stored while this page was read: read once more
+    }
   }
 }
 
 function sendStored(c: MqttClientState, q: MqttQueuedRecord): void {
+  c.storeRows.add(q.id);
   const props = JSON.parse(q.properties) as PersistedProperties;
   if (props.expiresAt !== undefined && props.expiresAt <= c.ctx.clock.now() && q.packetId === null) {
     deleteRow(c, q.id);

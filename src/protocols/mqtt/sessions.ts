@@ -9,6 +9,7 @@
 import type { HeraldContext } from '../../context.js';
 import type { Principal } from '../../core/auth.js';
 import type { Consumer, Delivery } from '../../core/broker.js';
+import { logRejection, OutageLog } from '../../core/background.js';
 import { TopicIndex } from '../../core/router.js';
 import type { CoreMessage } from '../../core/message.js';
 import type { MqttSessionRecord, MqttSubscriptionRecord } from '../../store/store.js';
@@ -76,10 +77,23 @@ interface Entry {
 export class PersistentSessions {
   private readonly sessions = new Map<string, Entry>();
   private readonly writes = new Set<Promise<unknown>>();
+  /** Writes to sessions' queues that failed so far, and the last error (a publisher waiting for them is refused). */
+  failures = 0;
+  private lastFailure: unknown;
+  private readonly outage: OutageLog;
+  /**
+   * Cluster mode: the node where a message is published stores it for every
+   * persistent session (durable.ts), so absent sessions need no offline
+   * consumers for their topic subscriptions here.
+   */
+  private readonly publisherStores: boolean;
   /** Detaches in progress, by client id (a takeover from another node waits for them). */
   private readonly detaching = new Map<string, Promise<void>>();
 
-  constructor(private readonly ctx: HeraldContext) {}
+  constructor(private readonly ctx: HeraldContext) {
+    this.publisherStores = ctx.cluster !== undefined;
+    this.outage = new OutageLog(ctx.log, 'storing messages for persistent MQTT sessions');
+  }
 
   /**
    * Takes the sessions held by no live node (all of them on a single node's
@@ -217,6 +231,7 @@ export class PersistentSessions {
     for (const sub of entry.record.subscriptions) {
       // An absent member of a shared subscription simply gets no share: the group's other members do.
       if (sub.filter.startsWith('$share/')) continue;
+      if (this.publisherStores && !sub.filter.startsWith('$user/')) continue;
       const c = new OfflineConsumer(this, entry, entry.principal, sub);
       entry.offline.push(c);
       if (!sub.filter.startsWith('$user/')) entry.overlaps?.add(sub.filter, c);
@@ -226,7 +241,11 @@ export class PersistentSessions {
     // Timers hold at most 2^31-1 ms (24.8 days); longer expiries wait in steps.
     const arm = (ms: number): void => {
       const step = Math.max(0, Math.min(ms, MAX_TIMER_MS));
-      entry.expiry = setTimeout(() => (ms > MAX_TIMER_MS ? arm(ms - MAX_TIMER_MS) : void this.discard(entry.record.clientId)), step);
+      entry.expiry = setTimeout(() => {
+        if (ms > MAX_TIMER_MS) return arm(ms - MAX_TIMER_MS);
+        // The store away: the session stays (and expires at the next start, or the next adoption).
+        this.discard(entry.record.clientId).catch(logRejection(this.ctx.log, 'expiring a persistent MQTT session', { clientId: entry.record.clientId }));
+      }, step);
       entry.expiry.unref();
     };
     arm(expiresInMs);
@@ -261,9 +280,14 @@ export class PersistentSessions {
       })
       .then((id) => {
         delivery?.settle?.('ack');
+        this.outage.ok();
         return id;
       });
-    const tracked = write.catch((err: unknown) => this.ctx.log.error({ err, clientId }, 'could not queue a message for an MQTT session'));
+    const tracked = write.catch((err: unknown) => {
+      this.failures++;
+      this.lastFailure = err;
+      this.outage.failed(err);
+    });
     this.writes.add(tracked);
     void tracked.finally(() => this.writes.delete(tracked));
     return write;
@@ -272,6 +296,12 @@ export class PersistentSessions {
   /** Resolves when every queued write so far is on disk (a publisher's PUBACK waits for it). */
   async flush(): Promise<void> {
     while (this.writes.size > 0) await Promise.all([...this.writes]);
+  }
+
+  /** As flush, then rejects if a write failed since `failures` was read (the publisher gets no acknowledgement). */
+  async flushSince(failures: number): Promise<void> {
+    await this.flush();
+    if (this.failures > failures) throw this.lastFailure;
   }
 
   stop(): void {

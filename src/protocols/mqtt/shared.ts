@@ -11,7 +11,13 @@ import type { PersistentSessions } from './sessions.js';
 
 /** What another connection (or another node) needs of a connected client: whose it is, and how to end it. */
 export interface MqttClient {
+  /** The connection's session id (CoreMessage.publisherSession of what it publishes). */
+  readonly id: string;
   readonly principal: Principal;
+  /** Whether the connection's session is persistent (kept in the store). */
+  readonly sessionKept: boolean;
+  /** Cluster mode: the session's stored queue got rows; send them. */
+  pullStored(): void;
   /** Another connection with this client id took over (here or on another node). */
   takenOver(): void;
 }

@@ -99,6 +99,8 @@ export interface Replay {
   taken: Set<string>;
   deleted: number;
   loading: boolean;
+  /** Cluster mode: more rows were stored meanwhile (a wake-up); read again before ending. */
+  again: boolean;
 }
 
 export abstract class MqttClientState implements Session, MqttClient {
@@ -147,6 +149,12 @@ export abstract class MqttClientState implements Session, MqttClient {
   readonly reserved = new Set<number>();
   nextId = 1;
   replay: Replay | undefined;
+  /** Cluster mode and a persistent session: QoS 1/2 topic messages come from the stored queue, not live (durable.ts). */
+  get storeDelivers(): boolean {
+    return this.sessionKept && this.ctx.cluster !== undefined;
+  }
+  /** Rows of the stored queue this connection has sent and not seen deleted yet (never sent twice by it). */
+  readonly storeRows = new Set<string>();
   /** While the stored queue is replayed on reconnect, live messages wait here (counted as held bytes). */
   waitingLive: [MqttSubscription, CoreMessage, Delivery, number][] | undefined;
   readonly delivered: { inc(): void };
@@ -193,6 +201,8 @@ export abstract class MqttClientState implements Session, MqttClient {
   abstract deliver(sub: MqttSubscription, msg: CoreMessage, delivery: Delivery, retained: boolean, retainedQos?: number): void;
   /** The window opened while a resumed session's stored queue is sent: send more of it. */
   abstract continueReplay(): void;
+  /** Cluster mode: rows were stored for this session (by whichever node took the publish): send them. */
+  abstract pullStored(): void;
   /** The network connection is gone: clean up, and publish the will if the client did not say goodbye. */
   abstract onTransportClosed(): void;
 

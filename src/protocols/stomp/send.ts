@@ -47,7 +47,10 @@ export async function onSend(c: StompState, frame: StompFrame): Promise<void> {
         c.ctx.metrics.protocolErrors.inc({ protocol: c.protocol, reason: 'acl_denied' });
         throw new StompError('not allowed', `the access rules (aclFile) do not let "${c.principal.name}" publish to ${dest}`);
       }
-      c.broker.publishTopic(createMessage({ ...base, target: { kind: 'topic', topic: parsed.topic } }));
+      const msg = createMessage({ ...base, target: { kind: 'topic', topic: parsed.topic } });
+      c.broker.publishTopic(msg);
+      // Cluster mode: stored for every persistent MQTT session it matches before the RECEIPT (a store failure is an ERROR, no RECEIPT).
+      if (header(frame, 'receipt') !== undefined) await c.broker.committed(msg);
       break;
     }
     case 'queue':
