@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, it, before, after } from 'node:test';
 import { WebSocket } from 'ws';
 import { ManualClock } from '../../src/clock.js';
-import { login, startServer, type TestServer } from '../helpers/server.js';
+import { api, login, startServer, type TestServer } from '../helpers/server.js';
 import { JsonClient, jsonUrl, type MessageData } from '../helpers/json-ws.js';
 import { sendMessage as send } from '../helpers/messages.js';
 
@@ -107,6 +107,26 @@ describe('JSON WebSocket: acknowledgement window', () => {
     const last = (await ws.next('message')).data as MessageData;
     assert.deepEqual([...first, ...next, last].map((m) => m.content), ['n1', 'n2', 'n3', 'n4', 'n5']);
     ws.close();
+    await s.stop();
+  });
+
+  it('flags a message sent before and never acknowledged with "redelivered":true', async () => {
+    const s = await startServer({});
+    const admin = await login(s.url);
+    const first = await JsonClient.open(jsonUrl(s, admin));
+    await first.sync();
+    // A mailbox message the store does not keep (pushed by a back end): parked when its session goes without acknowledging.
+    const pushed = await api(s.url, 'POST', '/api/publish', { token: admin, body: { destination: '/user/admin/queue/messages', body: { id: 'p1', content: 'hi' } } });
+    assert.equal(pushed.status, 200, JSON.stringify(pushed.body));
+    const once = await first.next('message');
+    assert.equal((once as { redelivered?: boolean }).redelivered, undefined, 'the first delivery is not flagged');
+    first.close();
+    await first.closed;
+    const second = await JsonClient.open(jsonUrl(s, admin));
+    const again = await second.next('message');
+    assert.deepEqual(again.data, { id: 'p1', content: 'hi' });
+    assert.equal((again as { redelivered?: boolean }).redelivered, true);
+    second.close();
     await s.stop();
   });
 });

@@ -3,7 +3,7 @@
  * object per WebSocket message each way.
  *
  * Server → client:
- *   {"event":"message","data":{id,title,content,type,sender,createdAt}}   the user's messages
+ *   {"event":"message","data":{id,title,content,type,sender,createdAt}}   the user's messages ("redelivered":true when sent before)
  *   {"event":"topic","topic":"a.b","data":…}                               subscribed topics
  *   {"event":"ping"} keep-alive, {"event":"pong"} answer to a ping,
  *   {"event":"ok","data":{"action":…}} confirmation, {"event":"error","data":{code,message}}
@@ -203,11 +203,14 @@ export class JsonConnection implements Session {
   }
 
   private writeMessage(msg: CoreMessage, delivery: Delivery, bytes: number): void {
-    let prepared = msg.encoded.get('json:message');
+    // Sent before and not acknowledged (nack, a lost connection, a takeover): `"redelivered":true`.
+    const encoding = delivery.redelivered ? 'json:message:again' : 'json:message';
+    let prepared = msg.encoded.get(encoding);
     if (!prepared) {
       const body = msg.textBody ? msg.body.toString('utf8') : JSON.stringify(msg.body.toString('base64'));
-      prepared = wsFrame(Buffer.from(`{"event":"message","data":${msg.contentType?.includes('json') ? body : JSON.stringify(body)}}`), true);
-      msg.encoded.set('json:message', prepared);
+      const again = delivery.redelivered ? '"redelivered":true,' : '';
+      prepared = wsFrame(Buffer.from(`{"event":"message",${again}"data":${msg.contentType?.includes('json') ? body : JSON.stringify(body)}}`), true);
+      msg.encoded.set(encoding, prepared);
     }
     const key = msg.recordId ?? msg.id;
     const previous = this.unacked.get(key);
