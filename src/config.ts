@@ -50,7 +50,7 @@ export const CONFIG_SCHEMA = {
   redisUrl: str('', 'redis://… selects the Redis bus for cluster mode'),
   clusterName: str('herald', 'Cluster mode: prefix of every Redis key and channel, so clusters can share one Redis (letters, digits, - and _)'),
   nodeName: str('', 'Cluster mode: this node\'s name in presence and logs (default: host name and process id)'),
-  presenceTtlSeconds: int(15, 2, 3600, 'Cluster mode: a node that stops heartbeating is gone (its sessions leave presence, its claims are freed) after this long'),
+  presenceTtlSeconds: int(15, 2, 3600, 'Cluster mode: a node silent this long leaves presence (Redis), and its lease in PostgreSQL runs out (its claims and MQTT sessions are freed)'),
   databasePoolSize: int(10, 1, 500, 'PostgreSQL connections per node'),
   databaseConnectSeconds: int(60, 0, 3600, 'At start, how long an unreachable PostgreSQL is retried before the node gives up'),
   adminPassword: str('', 'Password of the `admin` user created on first start (random and printed once if empty)'),

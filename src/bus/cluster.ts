@@ -32,6 +32,7 @@ import { OutageLog } from '../core/background.js';
 import { decodeMessage, encodeMessage } from './codec.js';
 import { NodeLease } from './node-lease.js';
 import { BusRoutes } from './routes.js';
+import { ControlChannel } from './control.js';
 import { NodeRecordSets } from './node-records.js';
 import { SharedGroups } from './shared-groups.js';
 import { redisWindowCounter } from './window-counter.js';
@@ -57,17 +58,6 @@ export interface ClusterParts {
   connections(): number;
 }
 
-/** A control message: type, sender, survey request id (asked or answered), body. */
-interface Envelope {
-  t: string;
-  f: string;
-  r?: string;
-  b?: unknown;
-}
-
-/** The type of a survey's answer (features' types never start with `@`). */
-const ANSWER = '@answer';
-
 export function defaultNodeId(name: string): string {
   return name || `${hostname()}-${process.pid}-${randomBytes(2).toString('hex')}`;
 }
@@ -83,10 +73,9 @@ export class Cluster implements ClusterLink, ClusterControl {
   private readonly shares: SharedGroups;
   private live = new Set<string>();
   private parts: ClusterParts | undefined;
-  private readonly handlers = new Map<string, ControlHandler<unknown, unknown>>();
-  /** Surveys waiting for answers, by request id. */
-  private readonly surveys = new Map<string, (from: string, answer: unknown) => void>();
+  private readonly control: ControlChannel;
   private readonly beatHooks: ((live: ReadonlySet<string>) => Promise<void>)[] = [];
+  private readonly redisBeatHooks: (() => Promise<void>)[] = [];
   private readonly reconnectHooks: (() => Promise<void>)[] = [];
   private readonly stopHooks: (() => Promise<void>)[] = [];
   private readonly fenceHooks: (() => Promise<void>)[] = [];
@@ -96,6 +85,7 @@ export class Cluster implements ClusterLink, ClusterControl {
   private leaseTimer: NodeJS.Timeout | undefined;
   private heartbeatRunning = false;
   private leaseRunning = false;
+  private hooksRunning = false;
   private readonly beatOutage: OutageLog;
   private readonly leaseOutage: OutageLog;
   private readonly hookOutage: OutageLog;
@@ -141,6 +131,7 @@ export class Cluster implements ClusterLink, ClusterControl {
         counted = bus.dropped;
       },
     });
+    this.control = new ControlChannel(this.bus, this.nodeId, options.log, () => this.counted.controlOut.inc());
     this.bus.setHandler((channel, payload) => this.receive(channel, payload));
     this.bus.subscribe('ctl');
     this.bus.subscribe('n:' + this.nodeId);
@@ -235,35 +226,24 @@ export class Cluster implements ClusterLink, ClusterControl {
   // ---- control -----------------------------------------------------------------------------
 
   on<B, A = void>(type: string, handler: ControlHandler<B, A>): void {
-    if (this.handlers.has(type)) throw new Error(`cluster control type ${type} is registered twice`);
-    this.handlers.set(type, handler as ControlHandler<unknown, unknown>);
+    this.control.on(type, handler);
   }
 
   broadcast(type: string, body: unknown): void {
-    this.publishControl('ctl', { t: type, f: this.nodeId, b: body });
+    this.control.broadcast(type, body);
   }
 
   send(node: string, type: string, body: unknown): void {
-    this.publishControl('n:' + node, { t: type, f: this.nodeId, b: body });
+    this.control.send(node, type, body);
   }
 
-  async survey<A>(type: string, body: unknown, options: { waitFor: readonly string[]; timeoutMs: number }): Promise<Map<string, A>> {
-    const answers = new Map<string, A>();
-    const req = randomBytes(8).toString('hex');
-    const waiting = new Set(options.waitFor.filter((n) => n !== this.nodeId));
-    const done = new Promise<void>((resolve) => {
-      if (waiting.size === 0) return resolve();
-      const t = setTimeout(resolve, options.timeoutMs);
-      this.surveys.set(req, (from, answer) => {
-        if (!waiting.delete(from)) return;
-        answers.set(from, answer as A);
-        if (waiting.size === 0) (clearTimeout(t), resolve());
-      });
-    });
-    this.publishControl('ctl', { t: type, f: this.nodeId, r: req, b: body });
-    await done;
-    this.surveys.delete(req);
-    return answers;
+  survey<A>(type: string, body: unknown, options: { waitFor: readonly string[]; timeoutMs: number }): Promise<Map<string, A>> {
+    return this.control.survey<A>(type, body, options);
+  }
+
+  /** Runs after each heartbeat in Redis (presence keeps its keys alive with it, whatever the store does). */
+  onRedisBeat(hook: () => Promise<void>): void {
+    this.redisBeatHooks.push(hook);
   }
 
   onHeartbeat(hook: (live: ReadonlySet<string>) => Promise<void>): void {
@@ -291,11 +271,6 @@ export class Cluster implements ClusterLink, ClusterControl {
     return redisWindowCounter(this.redis, `${this.k}${name}:`, limit, windowMs);
   }
 
-  private publishControl(channel: string, e: Envelope): void {
-    this.bus.publish(channel, Buffer.from(JSON.stringify(e)));
-    this.counted.controlOut.inc();
-  }
-
   // ---- receiving -------------------------------------------------------------------------
 
   private receive(channel: string, payload: Buffer): void {
@@ -315,26 +290,7 @@ export class Cluster implements ClusterLink, ClusterControl {
       return;
     }
     this.counted.controlIn.inc();
-    let e: Envelope;
-    try {
-      e = JSON.parse(payload.toString('utf8')) as Envelope;
-    } catch {
-      this.options.log.warn({ channel }, 'dropped a malformed control message from the bus');
-      return;
-    }
-    if (e.t === ANSWER) {
-      if (e.r !== undefined) this.surveys.get(e.r)?.(e.f, e.b);
-      return;
-    }
-    const handler = this.handlers.get(e.t);
-    if (!handler) {
-      this.options.log.debug({ control: e.t }, 'control message of a type nobody handles on this node');
-      return;
-    }
-    void (async () => {
-      const answer = await handler(e.b, e.f);
-      if (e.r !== undefined && answer !== undefined) this.publishControl('n:' + e.f, { t: ANSWER, f: this.nodeId, r: e.r, b: answer });
-    })().catch((err: unknown) => this.options.log.error({ err, control: e.t }, 'cluster control message failed'));
+    this.control.receive(channel, payload);
   }
 
   // ---- liveness ------------------------------------------------------------------------------
@@ -376,6 +332,7 @@ export class Cluster implements ClusterLink, ClusterControl {
       this.live = live;
       this.options.metrics.clusterNodes.set(live.size);
       await this.shares.refreshAll();
+      for (const hook of this.redisBeatHooks) await hook();
       this.beatOutage.ok();
     } catch (err) {
       this.beatOutage.failed(err);
@@ -402,9 +359,8 @@ export class Cluster implements ClusterLink, ClusterControl {
           this.pokeQueue(queue);
           parts.broker.queuePoked(queue);
         }
-        const owners: ReadonlySet<string> = new Set(live);
-        for (const hook of this.beatHooks) await hook(owners).catch((err: unknown) => this.hookOutage.failed(err));
-        if (this.redis.status === 'ready') await this.records.beat(async () => new Set(await parts.store.liveOwners()));
+        // Adopting sessions and wills may take long: never in the way of the next renewal.
+        void this.afterRenewal(new Set(live));
         this.leaseOutage.ok();
       }
       parts.broker.recheckQueues();
@@ -412,6 +368,21 @@ export class Cluster implements ClusterLink, ClusterControl {
       this.leaseOutage.failed(err);
     } finally {
       this.leaseRunning = false;
+    }
+  }
+
+  /** Work that follows a renewal (features' hooks, wills of fenced nodes), one run at a time. */
+  private async afterRenewal(owners: ReadonlySet<string>): Promise<void> {
+    const parts = this.parts;
+    if (this.hooksRunning || !parts) return;
+    this.hooksRunning = true;
+    try {
+      for (const hook of this.beatHooks) await hook(owners).catch((err: unknown) => this.hookOutage.failed(err));
+      if (this.redis.status === 'ready') await this.records.beat(async () => new Set(await parts.store.liveOwners()));
+    } catch (err) {
+      this.hookOutage.failed(err);
+    } finally {
+      this.hooksRunning = false;
     }
   }
 

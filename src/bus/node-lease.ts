@@ -15,12 +15,15 @@
 import type { Logger } from '../log.js';
 import type { LeaseStore } from '../store/leases.js';
 import { OutageLog } from '../core/background.js';
+import { ownerNode } from '../store/leases.js';
 
 export class NodeLease {
   private current: string;
   /** When the unbroken run of successful renewals began (local clock), or undefined after a failure. */
   private healthySince: number | undefined;
   private lastRenewal = 0;
+  /** Another process runs under this node name (it fenced this one): this one holds nothing from then on. */
+  private duplicate = false;
   private readonly outage: OutageLog;
 
   constructor(
@@ -53,16 +56,32 @@ export class NodeLease {
    * the store is away.
    */
   async tick(): Promise<string[] | undefined> {
+    if (this.duplicate) {
+      this.log.error({ node: this.node }, 'another process runs under this node name: this one holds no work (give every node its own HERALD_NODE_NAME)');
+      return undefined;
+    }
     try {
+      // The lease counts from before the request: the store's clock started it no later.
+      const sent = Date.now();
       if (!(await this.store.renewLease(this.current, this.leaseMs))) {
         const old = this.current;
+        const epoch = (owner: string): number => Number(owner.slice(owner.lastIndexOf('#') + 1));
+        const newer = (await this.store.liveOwners()).find((o) => ownerNode(o) === this.node && epoch(o) > epoch(old));
+        if (newer !== undefined) {
+          // A second process started under this name and fenced this one: taking the name back would fence it in turn, forever.
+          this.duplicate = true;
+          this.lastRenewal = 0;
+          this.log.error({ fenced: old, newer }, 'another process runs under this node name: this one drops its work and holds none (give every node its own HERALD_NODE_NAME)');
+          await this.onFenced(old, old);
+          return undefined;
+        }
         this.current = await this.store.beginIncarnation(this.node, this.leaseMs);
         this.log.error({ fenced: old, owner: this.current }, 'this node was cut off from the store past its lease and fenced: the others took its queue claims and MQTT sessions; going on as a new incarnation');
         this.healthySince = undefined;
         await this.onFenced(old, this.current);
       }
       const now = Date.now();
-      this.lastRenewal = now;
+      this.lastRenewal = sent;
       this.healthySince ??= now;
       this.outage.ok();
       if (now - this.healthySince >= this.leaseMs) {

@@ -32,7 +32,11 @@ export class RedisPresence implements Presence {
       removed: (s) => void redis.hdel(this.key, s.id).catch(() => undefined),
     });
     cluster.onReconnect(() => this.rewrite());
-    cluster.onHeartbeat(async () => void (await redis.pexpire(this.key, ttlMs)));
+    // With the Redis heartbeat, not the store's lease: presence must not lapse while PostgreSQL is away.
+    cluster.onRedisBeat(async () => {
+      // The key lapsed (Redis restarted, or a beat was missed): write it again.
+      if ((await redis.pexpire(this.key, ttlMs)) === 0 && this.registry.size > 0) await this.rewrite();
+    });
     cluster.onStop(async () => void (await redis.del(this.key)));
     cluster.on<Record<string, never>, Figures>('stats?', () => this.figures());
     cluster.on<{ session: string; message: string }>('kick', (b) => registry.get(b.session)?.close({ code: 'kicked', message: b.message }));

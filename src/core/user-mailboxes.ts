@@ -127,10 +127,12 @@ export class UserMailboxes {
     const t = msg.target as { userId: string; name: string };
     const set = this.users.get(t.userId)?.get(t.name);
     if (!set) return 0;
+    const durable = msg.recordId !== undefined && this.durable.has(t.name);
     for (const c of set) {
       const waiting = this.replaying.get(c);
       if (waiting) waiting.push(msg);
-      else this.deliverCopy(t.userId, t.name, c, msg, 1, false);
+      // A stored message a catch-up sent from the store already, arriving late over the bus: once is enough.
+      else if (!durable || !this.sent.get(c)?.has(msg.recordId!)) this.deliverCopy(t.userId, t.name, c, msg, 1, false);
     }
     return set.size;
   }
@@ -182,6 +184,8 @@ export class UserMailboxes {
           if (msg.recordId !== undefined) this.durable.get(name)?.acked(userId, msg);
           return;
         }
+        // Not acknowledged: a catch-up may send it again (the store still owes it).
+        if (msg.recordId !== undefined) this.sent.get(consumer)?.delete(msg.recordId);
         // A stored message left unacknowledged stays owed in the store; the next subscriber gets it from there.
         const stored = msg.recordId !== undefined && this.durable.has(name);
         if (outcome === 'requeue' && stored) return;

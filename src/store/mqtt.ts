@@ -124,7 +124,8 @@ export interface MqttSessionStore {
    */
   enqueueMqttMany(messages: readonly Omit<MqttQueuedRecord, 'id' | 'packetId' | 'released'>[]): Promise<number>;
   /**
-   * Sessions saved or adopted at or after `since` (the store's clock, in ms),
+   * Sessions whose subscriptions, owner or holder changed (saved or
+   * adopted) at or after `since` (the store's clock, in ms),
    * and the store's clock now: every node follows the sessions of the
    * cluster this way. With `since` 0, every session.
    */

@@ -65,16 +65,22 @@ export function joinClusterMqtt(cluster: ClusterControl, ctx: Pick<HeraldContext
       if (mqtt.clients.get(t.clientId) === conn) mqtt.clients.delete(t.clientId);
     }
     if (mqtt.sessions.holds(t.clientId)) await mqtt.sessions.release(t.clientId);
-    return t.holder === cluster.owner ? true : undefined;
+    // The holder answers (any incarnation of this node: an earlier one's sessions are this process's to settle or gone).
+    return t.holder !== null && ownerNode(t.holder) === cluster.nodeId ? true : undefined;
   });
 
   // The live incarnations, as of the last lease renewal.
   let liveOwners: ReadonlySet<string> = new Set([cluster.owner]);
+  void ctx.store.liveOwners().then(
+    (owners) => (liveOwners = new Set(owners)),
+    () => undefined, // the first lease renewal tells
+  );
   const takeover = async (clientId: string, userId: string): Promise<void> => {
     const record = await ctx.store.getMqttSession(clientId).catch(() => null);
     const holder = record?.node ?? null;
     const holderNode = holder === null ? null : ownerNode(holder);
-    const mustWait = holder !== null && holderNode !== null && holder !== cluster.owner && liveOwners.has(holder) && cluster.liveNodes.has(holderNode);
+    // Wait for a holder that is alive by its lease (it may only be slow to hear us), never for a fenced one.
+    const mustWait = holder !== null && holderNode !== null && holderNode !== cluster.nodeId && liveOwners.has(holder);
     const body: Takeover = { clientId, userId, holder };
     const answers = await cluster.survey<true>('mqtt.takeover', body, { waitFor: mustWait ? [holderNode] : [], timeoutMs: TAKEOVER_WAIT_MS });
     if (mustWait && !answers.has(holderNode)) log.warn({ clientId, holder }, 'MQTT takeover: the holding node did not answer in 3 s; going on');

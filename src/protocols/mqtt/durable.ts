@@ -31,7 +31,7 @@ import { inAudience, type CoreMessage } from '../../core/message.js';
 import type { Principal } from '../../core/auth.js';
 import { TopicIndex } from '../../core/router.js';
 import { ownerNode } from '../../store/leases.js';
-import type { MqttQueuedRecord, MqttSessionRecord, MqttSubscriptionRecord } from '../../store/store.js';
+import { StoreUnavailableError, type MqttQueuedRecord, type MqttSessionRecord, type MqttSubscriptionRecord } from '../../store/store.js';
 import { mqttTopicOf, persistedProperties } from './properties.js';
 import type { MqttShared } from './shared.js';
 
@@ -39,6 +39,11 @@ import type { MqttShared } from './shared.js';
 const COMMIT_MARGIN_MS = 2000;
 /** Every session is read again this often (sessions deleted meanwhile leave the index). */
 const FULL_READ_MS = 60_000;
+/** Messages stored in one batch, rows and bytes written in one transaction, and messages waiting at most. */
+const BATCH_MESSAGES = 512;
+const CHUNK_ROWS = 1000;
+const CHUNK_BYTES = 8 * 1024 * 1024;
+const MAX_WAITING = 20_000;
 
 interface Followed {
   clientId: string;
@@ -83,6 +88,8 @@ export class DurableSessions {
    * matches none), rejects when the store failed.
    */
   store(msg: CoreMessage): Promise<void> {
+    // The store is slower than the publishers: refuse (they repeat later) rather than hold without end.
+    if (this.waiting.length >= MAX_WAITING) return Promise.reject(new StoreUnavailableError(`${MAX_WAITING} messages already wait to be stored for persistent sessions`));
     return new Promise<void>((resolve, reject) => {
       this.waiting.push({ msg, resolve, reject });
       if (!this.writing) void this.writeAll();
@@ -94,14 +101,26 @@ export class DurableSessions {
     this.writing = true;
     try {
       while (this.waiting.length > 0) {
-        const batch = this.waiting;
-        this.waiting = [];
+        const batch = this.waiting.splice(0, BATCH_MESSAGES);
         try {
-          await this.follow();
+          try {
+            await this.follow();
+          } catch (err) {
+            // The store is away, so no subscription can have been acknowledged since the last read:
+            // go on with what is known (a message no persistent session matches is acknowledged).
+            if (this.readAt === undefined) throw err;
+          }
           const rows: Row[] = [];
           const holders = new Map<string, Set<string>>();
           for (const w of batch) this.rowsFor(w.msg, rows, holders);
-          if (rows.length > 0) await this.ctx.store.enqueueMqttMany(rows);
+          // In bounded transactions, one after another: the order stays, and no statement carries gigabytes.
+          for (let i = 0; i < rows.length; ) {
+            let bytes = 0;
+            let j = i;
+            while (j < rows.length && j - i < CHUNK_ROWS && (j === i || bytes + rows[j]!.body.length <= CHUNK_BYTES)) bytes += rows[j++]!.body.length;
+            await this.ctx.store.enqueueMqttMany(rows.slice(i, j));
+            i = j;
+          }
           for (const w of batch) w.resolve();
           this.wake(holders);
         } catch (err) {
@@ -143,7 +162,7 @@ export class DurableSessions {
 
   private wake(holders: Map<string, Set<string>>): void {
     for (const [holder, ids] of holders) {
-      if (holder === this.cluster.owner) this.wakeLocal([...ids]);
+      if (ownerNode(holder) === this.cluster.nodeId) this.wakeLocal([...ids]);
       else this.cluster.send(ownerNode(holder), 'mqtt.wake', [...ids]);
     }
   }

@@ -40,6 +40,11 @@ export function deliver(c: MqttClientState, sub: MqttSubscription, msg: CoreMess
     delivery.settle?.('ack'); // expired: not delivered [MQTT-3.3.2-5]
     return;
   }
+  if (c.storeDelivers && !retained && msg.qos > 0 && sub.qos > 0 && msg.target.kind === 'topic' && sub.mailbox === undefined && sub.share === undefined) {
+    // Cluster mode, persistent session: the publishing node stored this message for the session; it comes from there, once.
+    delivery.settle?.('ack');
+    return;
+  }
   if (c.waitingLive && !retained) {
     const bytes = pinnedSize(msg);
     c.waitingLive.push([sub, msg, delivery, bytes]);
@@ -134,7 +139,16 @@ export function send(c: MqttClientState, msg: CoreMessage, qos: QoS, retain: boo
     const dup = resendId !== undefined || delivery.redelivered;
     frame = c.gen({ cmd: 'publish', topic, payload: msg.body, qos, retain, dup, messageId, ...(hasProps ? { properties } : {}) });
     if (qos > 0) {
-      if (!row && c.sessionKept) row = c.shared.sessions.keep(c.clientId, msg, qos, subscriptionIds, undefined, messageId);
+      if (!row && c.sessionKept) {
+        // Its row is this connection's from the start: a later read of the queue (a wake-up) does not send it again.
+        const kept = c.shared.sessions.keep(c.clientId, msg, qos, subscriptionIds, undefined, messageId);
+        c.keeping.add(kept);
+        kept.then(
+          (id) => (c.storeRows.add(id), c.shared.sessions.markSent(c.clientId, id)),
+          () => undefined, // counted and logged by keep()
+        ).finally(() => c.keeping.delete(kept));
+        row = kept;
+      }
       const bytes = pinnedSize(msg);
       c.window.budget.fly(bytes);
       c.inflight.set(messageId, { msg, delivery, qos, row, released: false, bytes });
@@ -220,6 +234,7 @@ export function deleteRow(c: MqttClientState, id: string): void {
     () => {
       if (r && r.taken.has(id)) r.deleted++;
       c.storeRows.delete(id);
+      c.shared.sessions.forgetSent(c.clientId, id);
       rows.ok();
     },
     (err: unknown) => rows.failed(err),

@@ -11,17 +11,25 @@ import { createMessage } from '../../core/message.js';
 import type { MqttQueuedRecord } from '../../store/store.js';
 import { mqttHeaders, payloadFormatOf, type PersistedProperties } from './properties.js';
 import { deleteRow, deliver, send, storedRows } from './publish-out.js';
-import type { MqttClientState, QoS } from './state.js';
+import type { MqttClientState, QoS, Replay } from './state.js';
 
 /** Rows of a resumed session's stored queue read at a time (more as the client acknowledges). */
 const REPLAY_PAGE = 32;
 
 const NO_DELIVERY: Delivery = { redelivered: false, settle: undefined };
+/** A row sent before (its packet id or this node's memory says so): DUP, whatever packet id it gets now. */
+const REDELIVERY: Delivery = { redelivered: true, settle: undefined };
 
 /** Starts sending the stored queue (the session's subscriptions are restored already). */
 export async function startReplay(c: MqttClientState): Promise<void> {
-  // Rows this connection sent already and has not seen deleted are not sent again (cluster mode reads the queue again on each wake-up).
-  c.replay = { rows: [], taken: new Set(c.storeRows), deleted: 0, loading: false, again: false };
+  const r: Replay = { rows: [], taken: new Set(), deleted: 0, loading: true, again: false };
+  c.replay = r;
+  // Rows being written for messages sent live are this connection's already: wait to know their ids.
+  if (c.keeping.size > 0) await Promise.allSettled([...c.keeping]);
+  // Rows this connection sent and has not seen deleted are not sent again (cluster mode reads the queue again on each wake-up).
+  for (const id of c.storeRows) r.taken.add(id);
+  r.loading = false;
+  if (c.replay !== r || c.closed) return;
   await pumpReplay(c);
 }
 
@@ -57,6 +65,9 @@ export async function pumpReplay(c: MqttClientState): Promise<void> {
 
 function sendStored(c: MqttClientState, q: MqttQueuedRecord): void {
   c.storeRows.add(q.id);
+  // Sent before: by an earlier connection (its packet id is stored), or by this node when the store did not take the packet id or the deletion.
+  const sentBefore = q.packetId !== null || c.shared.sessions.sentBefore(c.clientId, q.id);
+  c.shared.sessions.markSent(c.clientId, q.id);
   const props = JSON.parse(q.properties) as PersistedProperties;
   if (props.expiresAt !== undefined && props.expiresAt <= c.ctx.clock.now() && q.packetId === null) {
     deleteRow(c, q.id);
@@ -86,7 +97,7 @@ function sendStored(c: MqttClientState, q: MqttQueuedRecord): void {
     headers: mqttHeaders({ ...(props.userProperties ? { userProperties: props.userProperties } : {}) }),
   });
   // Sent before with this packet id: again with DUP set [MQTT-4.4.0-1]; never sent: a new id.
-  const packetId = send(c, msg, q.qos as QoS, false, props.subscriptionIdentifier, NO_DELIVERY, row, ownId);
+  const packetId = send(c, msg, q.qos as QoS, false, props.subscriptionIdentifier, sentBefore ? REDELIVERY : NO_DELIVERY, row, ownId);
   if (packetId !== undefined && packetId !== ownId) {
     const rows = storedRows(c);
     void c.ctx.store.setMqttQueuedState(q.id, packetId, false).then(() => rows.ok(), (err: unknown) => rows.failed(err));

@@ -15,6 +15,8 @@ import type { CoreMessage } from '../../core/message.js';
 import type { MqttSessionRecord, MqttSubscriptionRecord } from '../../store/store.js';
 import { mqttTopicOf, persistedProperties, type SubscriptionIds } from './properties.js';
 
+/** Rows remembered as sent, per session (see PersistentSessions.sentRows). */
+const SENT_ROWS_PER_SESSION = 10_000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 class OfflineConsumer implements Consumer {
@@ -87,6 +89,12 @@ export class PersistentSessions {
    * consumers for their topic subscriptions here.
    */
   private readonly publisherStores: boolean;
+  /**
+   * Stored rows this node has sent to a session's client and not seen
+   * deleted, by client id: sent again (after a reconnect, or the store
+   * failing to record the packet id or the deletion) they carry DUP.
+   */
+  private readonly sentRows = new Map<string, Set<string>>();
   /** Detaches in progress, by client id (a takeover from another node waits for them). */
   private readonly detaching = new Map<string, Promise<void>>();
 
@@ -213,11 +221,29 @@ export class PersistentSessions {
     this.goOffline(entry, entry.record.expirySeconds * 1000);
     await this.flush();
     // The client may be back already (takeover, quick reconnect): then its record is the live one.
-    if (this.sessions.get(clientId) === entry && entry.offline.length > 0) await this.ctx.store.saveMqttSession(entry.record);
+    if (this.sessions.get(clientId) === entry) await this.ctx.store.saveMqttSession(entry.record);
+  }
+
+  markSent(clientId: string, rowId: string): void {
+    let set = this.sentRows.get(clientId);
+    if (!set) this.sentRows.set(clientId, (set = new Set()));
+    set.add(rowId);
+    // Bounded per session: the oldest are forgotten (they then go again without DUP).
+    if (set.size > SENT_ROWS_PER_SESSION) set.delete(set.values().next().value!);
+  }
+
+  sentBefore(clientId: string, rowId: string): boolean {
+    return this.sentRows.get(clientId)?.has(rowId) ?? false;
+  }
+
+  forgetSent(clientId: string, rowId: string): void {
+    const set = this.sentRows.get(clientId);
+    if (set?.delete(rowId) && set.size === 0) this.sentRows.delete(clientId);
   }
 
   /** Ends a session and its queue (clean start, or expiry). */
   async discard(clientId: string): Promise<void> {
+    this.sentRows.delete(clientId);
     const entry = this.sessions.get(clientId);
     if (entry) this.stopOffline(entry);
     this.sessions.delete(clientId);

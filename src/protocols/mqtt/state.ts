@@ -153,6 +153,8 @@ export abstract class MqttClientState implements Session, MqttClient {
   get storeDelivers(): boolean {
     return this.sessionKept && this.ctx.cluster !== undefined;
   }
+  /** Rows this connection is writing for messages it sends live (their ids join storeRows when written). */
+  readonly keeping = new Set<Promise<string>>();
   /** Rows of the stored queue this connection has sent and not seen deleted yet (never sent twice by it). */
   readonly storeRows = new Set<string>();
   /** While the stored queue is replayed on reconnect, live messages wait here (counted as held bytes). */

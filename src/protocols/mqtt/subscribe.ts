@@ -43,8 +43,6 @@ export async function handleSubscribe(c: MqttClientState, p: ISubscribePacket): 
     }
     const hold = mailbox !== undefined ? c.ctx.broker.holdRoute('user', c.principal.userId) : c.ctx.broker.holdRoute('topic', filter);
     holds.push(hold);
-    await hold.ready;
-    if (c.closed) break;
     const existing = c.subscriptions.get(s.topic);
     if (existing) removeSubscription(c, existing);
     const qos = Math.min(s.qos, 2) as QoS;
@@ -63,6 +61,8 @@ export async function handleSubscribe(c: MqttClientState, p: ISubscribePacket): 
       }
     }
   }
+  // All filters' routes confirmed together (at most 2 s), before the SUBACK.
+  await Promise.all(holds.map((h) => h.ready));
   for (const h of holds) h.release(); // the subscriptions hold the routes now
   if (c.closed) return;
   if (c.sessionKept) await c.shared.sessions.saveSubscriptions(c.clientId, subscriptionRecords(c));

@@ -97,7 +97,8 @@ export function postgresMqtt(pg: PgHandle): MqttStore {
         `INSERT INTO mqtt_sessions (client_id, owner, expiry_seconds, disconnected_at, subscriptions, qos2_in, node, changed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, ${NOW})
          ON CONFLICT (client_id) DO UPDATE SET owner = excluded.owner, expiry_seconds = excluded.expiry_seconds,
            disconnected_at = excluded.disconnected_at, subscriptions = excluded.subscriptions, qos2_in = excluded.qos2_in, node = excluded.node,
-           changed_at = excluded.changed_at`,
+           changed_at = CASE WHEN mqtt_sessions.subscriptions IS DISTINCT FROM excluded.subscriptions OR mqtt_sessions.node IS DISTINCT FROM excluded.node
+             OR mqtt_sessions.owner IS DISTINCT FROM excluded.owner THEN excluded.changed_at ELSE mqtt_sessions.changed_at END`,
         mqttSessionParams(m),
       );
     },
@@ -141,8 +142,10 @@ export function postgresMqtt(pg: PgHandle): MqttStore {
     },
 
     async mqttSessionsChangedSince(since) {
-      const rows = await pg.rows<MqttSessionRow & { db_now: string }>(`SELECT *, ${NOW} AS db_now FROM mqtt_sessions WHERE changed_at >= $1 ORDER BY client_id`, [since]);
-      const now = rows.length > 0 ? Number(rows[0]!.db_now) : Number((await pg.rows<{ db_now: string }>(`SELECT ${NOW} AS db_now`))[0]!.db_now);
+      // The statement's start, not the first row's: a session committed while a long read runs is read next time.
+      const started = '(extract(epoch from statement_timestamp()) * 1000)::bigint';
+      const rows = await pg.rows<MqttSessionRow & { db_now: string }>(`SELECT *, ${started} AS db_now FROM mqtt_sessions WHERE changed_at >= $1 ORDER BY client_id`, [since]);
+      const now = rows.length > 0 ? Number(rows[0]!.db_now) : Number((await pg.rows<{ db_now: string }>(`SELECT ${started} AS db_now`))[0]!.db_now);
       return { sessions: rows.map(toMqttSession), now };
     },
 

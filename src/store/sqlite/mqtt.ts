@@ -40,7 +40,8 @@ export function sqliteMqtt(db: Database.Database): MqttStore {
       `INSERT INTO mqtt_sessions (client_id, owner, expiry_seconds, disconnected_at, subscriptions, qos2_in, node, changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (client_id) DO UPDATE SET owner = excluded.owner, expiry_seconds = excluded.expiry_seconds,
          disconnected_at = excluded.disconnected_at, subscriptions = excluded.subscriptions, qos2_in = excluded.qos2_in, node = excluded.node,
-         changed_at = excluded.changed_at`,
+         changed_at = CASE WHEN mqtt_sessions.subscriptions IS NOT excluded.subscriptions OR mqtt_sessions.node IS NOT excluded.node
+           OR mqtt_sessions.owner IS NOT excluded.owner THEN excluded.changed_at ELSE mqtt_sessions.changed_at END`,
     ),
     deleteSession: db.prepare<[string]>('DELETE FROM mqtt_sessions WHERE client_id = ?'),
     listSessions: db.prepare<[], MqttSessionRow>('SELECT * FROM mqtt_sessions ORDER BY client_id'),

@@ -92,8 +92,11 @@ export function mqttStoreSuite(factory: StoreFactory<MqttStore>): void {
       await new Promise((r) => setTimeout(r, 5));
       const { now: t1 } = await store.mqttSessionsChangedSince(changed.now);
       await new Promise((r) => setTimeout(r, 5));
-      await store.saveMqttSession({ ...base, clientId: 's2', expirySeconds: 120 });
-      assert.deepEqual((await store.mqttSessionsChangedSince(t1)).sessions.map((r) => [r.clientId, r.expirySeconds]), [['s2', 120]]);
+      await store.saveMqttSession({ ...base, clientId: 's1', expirySeconds: 120, qos2In: [4] });
+      assert.deepEqual((await store.mqttSessionsChangedSince(t1)).sessions, [], 'expiry and QoS 2 ids are no one else\'s business');
+      const sub = { filter: 'a/#', qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0, subscriptionId: null };
+      await store.saveMqttSession({ ...base, clientId: 's2', subscriptions: [sub] });
+      assert.deepEqual((await store.mqttSessionsChangedSince(t1)).sessions.map((r) => [r.clientId, r.subscriptions]), [['s2', [sub]]]);
     });
   });
 }
