@@ -13,6 +13,8 @@ import { resolve } from 'node:path';
 
 type Kind =
   | { type: 'int'; min: number; max: number }
+  /** A listener port: 0–65535 (0 picks a free one), or `off` (stored as -1: no listener). */
+  | { type: 'port' }
   | { type: 'string'; allowEmpty: boolean; oneOf?: readonly string[] }
   | { type: 'bool' };
 
@@ -22,8 +24,10 @@ interface KeySpec<T> {
   help: string;
 }
 
+/** A listener's port; `off` (read as -1) means no listener. */
+export const PORT_OFF = -1;
 const port = (def: number, help: string): KeySpec<number> => ({
-  kind: { type: 'int', min: 0, max: 65535 },
+  kind: { type: 'port' },
   default: def,
   help,
 });
@@ -42,9 +46,19 @@ const bool = (def: boolean, help: string): KeySpec<boolean> => ({ kind: { type: 
 /** The schema: the single place a configuration key is declared. */
 export const CONFIG_SCHEMA = {
   host: str('0.0.0.0', 'Address every listener binds to'),
-  httpPort: port(8080, 'HTTP API and all WebSocket paths (0 = pick a free port)'),
-  stompPort: port(61613, 'STOMP over raw TCP (0 = pick a free port)'),
-  mqttPort: port(1883, 'MQTT over raw TCP (0 = pick a free port)'),
+  httpPort: port(8080, 'HTTP API and all WebSocket paths (0 = pick a free port, off = none)'),
+  stompPort: port(61613, 'STOMP over raw TCP (0 = pick a free port, off = none)'),
+  mqttPort: port(1883, 'MQTT over raw TCP (0 = pick a free port, off = none)'),
+  httpsPort: port(8443, 'HTTPS: the HTTP API and every WebSocket path over TLS (wss://); on when tlsCertFile is set'),
+  stompTlsPort: port(61614, 'STOMP over TLS; on when tlsCertFile is set'),
+  mqttTlsPort: port(8883, 'MQTT over TLS (mqtts://); on when tlsCertFile is set'),
+  tlsCertFile: str('', 'PEM certificate (a chain is allowed) for every TLS listener; SIGHUP reads it again'),
+  tlsKeyFile: str('', 'PEM private key of tlsCertFile; SIGHUP reads it again'),
+  tlsCaFile: str('', 'PEM certificates of the CAs whose client certificates are accepted (mutual TLS)'),
+  tlsMinVersion: str('TLSv1.2', 'Oldest TLS version accepted', ['TLSv1.2', 'TLSv1.3']),
+  tlsRequireClientCert: bool(false, 'STOMP and MQTT over TLS refuse clients without a certificate signed by tlsCaFile'),
+  drainReadySeconds: int(5, 0, 600, 'On SIGTERM, /readyz answers 503 this long while everything keeps serving, so load balancers take the node out'),
+  drainSeconds: int(10, 0, 3600, 'Then clients are disconnected in paced batches over this long, each told why in its protocol'),
   dataDir: str('./data', 'Directory for the embedded SQLite database'),
   databaseUrl: str('', 'postgres://… selects PostgreSQL instead of SQLite'),
   redisUrl: str('', 'redis://… selects the Redis bus for cluster mode'),
@@ -134,6 +148,8 @@ function describe(kind: Kind): string {
   switch (kind.type) {
     case 'int':
       return `an integer from ${kind.min} to ${kind.max}`;
+    case 'port':
+      return 'a port from 0 to 65535 (0: any free port), or off';
     case 'bool':
       return 'true or false';
     case 'string':
@@ -148,6 +164,15 @@ function coerce(key: ConfigKey, raw: unknown, where: string): number | string | 
     throw new ConfigError(`invalid configuration: ${where} = ${JSON.stringify(raw)}; ${key} must be ${describe(kind)}`);
   };
   switch (kind.type) {
+    case 'port': {
+      if (raw === 'off' || raw === false) return PORT_OFF;
+      let n: number;
+      if (typeof raw === 'number') n = raw;
+      else if (typeof raw === 'string' && /^\d+$/.test(raw.trim())) n = Number(raw.trim());
+      else return fail();
+      if (!Number.isInteger(n) || n < 0 || n > 65535) fail();
+      return n;
+    }
     case 'int': {
       let n: number;
       if (typeof raw === 'number') n = raw;

@@ -4,7 +4,7 @@
  */
 import type { Clock } from './clock.js';
 import { systemClock } from './clock.js';
-import { ConfigError, type Config } from './config.js';
+import { ConfigError, PORT_OFF, type Config } from './config.js';
 import { MAILBOX, MessageService } from './apps/message-service.js';
 import { registerTestEcho } from './apps/test-echo.js';
 import { ThreadService } from './apps/threads.js';
@@ -218,9 +218,13 @@ export class HeraldServer {
 
       http.server.on('connection', (socket: Socket) => network.admitHttp(socket));
       http.server.on('upgrade', (req, socket, head) => network.handleUpgrade(req, socket, head));
-      await http.listen({ host: config.host, port: config.httpPort });
-      const a = http.server.address();
-      if (a && typeof a === 'object') addresses.push({ name: 'http', host: a.address, port: a.port });
+      if (config.httpPort === PORT_OFF) {
+        await http.ready();
+      } else {
+        await http.listen({ host: config.host, port: config.httpPort });
+        const a = http.server.address();
+        if (a && typeof a === 'object') addresses.push({ name: 'http', host: a.address, port: a.port });
+      }
       addresses.push(...(await network.startTcp(config.host)));
     } catch (err) {
       network.stopAccepting();

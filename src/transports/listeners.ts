@@ -4,6 +4,7 @@
  * A protocol module registers here in its `register` function; the server
  * binds everything at start and closes it at shutdown.
  */
+import { PORT_OFF } from '../config.js';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -202,6 +203,7 @@ export class NetworkListeners implements Listeners {
   async startTcp(host: string): Promise<BoundAddress[]> {
     const bound: BoundAddress[] = [];
     for (const spec of this.tcpSpecs) {
+      if (spec.port === PORT_OFF) continue;
       const server = createServer({ noDelay: true }, (socket) => {
         if (this.draining) return socket.destroy();
         const admission = this.gate.admit(socket, socket.remoteAddress ?? 'unknown', true);

@@ -3,6 +3,7 @@ import { readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it, after } from 'node:test';
 import { CONFIG_SCHEMA, ConfigError, envName, flagName, loadConfig, parseFlags } from '../../src/config.js';
+import { PORT_OFF } from '../../src/config.js';
 import { tempDir } from '../helpers/server.js';
 
 const dir = tempDir('herald-config-');
@@ -55,9 +56,10 @@ describe('config', () => {
         e instanceof ConfigError &&
         e.message.includes('HERALD_HTTP_PORT') &&
         e.message.includes('"eighty"') &&
-        e.message.includes('an integer from 0 to 65535'),
+        e.message.includes('a port from 0 to 65535 (0: any free port), or off'),
     );
     assert.throws(() => loadConfig({ cwd: dir, env: { HERALD_HTTP_PORT: '70000' } }), /from 0 to 65535/);
+    assert.equal(loadConfig({ cwd: dir, env: { HERALD_MQTT_PORT: 'off' } }).mqttPort, PORT_OFF, 'off: no listener');
     assert.throws(() => loadConfig({ cwd: dir, env: { HERALD_TOKEN_IDLE_SECONDS: '0' } }), /tokenIdleSeconds must be an integer from 1/);
     assert.throws(() => loadConfig({ cwd: dir, env: { HERALD_LOG_LEVEL: 'loud' } }), /one of fatal, error/);
     assert.throws(() => loadConfig({ cwd: dir, env: { HERALD_TRUST_PROXY: 'maybe' } }), /true or false/);
