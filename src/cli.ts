@@ -92,6 +92,8 @@ async function serve(config: Config): Promise<void> {
   };
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
+  // SIGHUP: the TLS certificate and key are read again (new handshakes use them; nothing is dropped).
+  process.on('SIGHUP', () => void server.reloadTls());
 }
 
 async function userCommand(config: Config, args: string[], extra: Record<string, string>): Promise<void> {
