@@ -14,6 +14,12 @@ export type CloseCode = 'shutdown' | 'token_expired' | 'token_revoked' | 'kicked
 export interface CloseReason {
   code: CloseCode;
   message: string;
+  /**
+   * Shutdown: how long the client should wait before it reconnects, spread
+   * over the drain window so the clients of a draining node do not all come
+   * back in the same second. Protocols that can say so pass it on.
+   */
+  reconnectAfterMs?: number;
 }
 
 export interface SessionInfo {

@@ -13,9 +13,13 @@ export interface HeraldProcess {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
+/**
+ * `env` adds to (or replaces) a bare environment in which SIGTERM is the fast
+ * shutdown (both drain windows 0); a test of the drain sets them itself.
+ */
 export function runHerald(args: string[], env: Record<string, string> = {}): HeraldProcess {
   const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
-    env: { PATH: process.env['PATH'] ?? '', HERALD_LOG_PRETTY: 'false', ...env },
+    env: { PATH: process.env['PATH'] ?? '', HERALD_LOG_PRETTY: 'false', HERALD_DRAIN_READY_SECONDS: '0', HERALD_DRAIN_SECONDS: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const stdout: string[] = [];

@@ -34,6 +34,9 @@ export async function startServer(overrides: ConfigInput = {}, clock?: Clock, da
       adminPassword: ADMIN_PASSWORD,
       sqliteSynchronous: 'NORMAL',
       logLevel: 'silent',
+      // stop() is the fast shutdown unless a test asks for the lame-duck drain.
+      drainReadySeconds: 0,
+      drainSeconds: 0,
       ...overrides,
     },
   });

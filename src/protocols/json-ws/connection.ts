@@ -179,8 +179,9 @@ export class JsonConnection implements Session {
     this.write(wsFrame(Buffer.from(json), true));
   }
 
-  private sendError(code: string, message: string): void {
-    this.sendEvent(JSON.stringify({ event: 'error', data: { code, message } }));
+  private sendError(code: string, message: string, reconnectAfterMs?: number): void {
+    const data = reconnectAfterMs === undefined ? { code, message } : { code, message, reconnectAfterMs };
+    this.sendEvent(JSON.stringify({ event: 'error', data }));
   }
 
   /** Whether one more message may be written unacknowledged: under the count window and the byte budget. */
@@ -397,13 +398,13 @@ export class JsonConnection implements Session {
 
   close(reason: CloseReason): void {
     const code = wsCloseCode(reason);
-    this.end(reason.code, reason.message, code);
+    this.end(reason.code, reason.message, code, reason.reconnectAfterMs);
   }
 
-  private end(code: string, message: string, wsCode: number): void {
+  private end(code: string, message: string, wsCode: number, reconnectAfterMs?: number): void {
     if (this.closed || this.ending) return;
     this.ending = true;
-    this.sendError(code, message);
+    this.sendError(code, message, reconnectAfterMs);
     this.transport.close(wsCode, message);
     this.cleanup();
   }

@@ -297,7 +297,8 @@ export abstract class MqttClientState implements Session, MqttClient {
 
   close(reason: CloseReason): void {
     const code = reason.code === 'shutdown' ? RC.serverShuttingDown : reason.code === 'kicked' ? RC.administrativeAction : RC.notAuthorized;
-    this.disconnect(code, reason.message);
+    // 3.1.1 has no DISCONNECT from the server: the connection just closes (over WebSocket, 1001 for a shutdown).
+    this.disconnect(code, reason.message, reason.code === 'shutdown' ? 1001 : 1000);
   }
 
   /** Closes the connection (`wsCode`: the WebSocket close code; TCP just closes). */

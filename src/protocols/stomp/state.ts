@@ -207,7 +207,8 @@ export abstract class StompState implements Session {
   /** Session.close: the server ends the session (token death, shutdown, kick). */
   close(reason: CloseReason): void {
     const code = wsCloseCode(reason);
-    this.shutdown(code, reason.message, { message: reason.message, detail: reason.message });
+    const detail = reason.reconnectAfterMs === undefined ? reason.message : `${reason.message}; reconnect in ${reason.reconnectAfterMs} ms`;
+    this.shutdown(code, reason.message, { message: reason.message, detail });
   }
 
   /** Closes once: the optional ERROR goes out first (past the slow-consumer check), then the transport closes. */
