@@ -165,7 +165,7 @@ function coerce(key: ConfigKey, raw: unknown, where: string): number | string | 
   };
   switch (kind.type) {
     case 'port': {
-      if (raw === 'off' || raw === false) return PORT_OFF;
+      if (raw === 'off' || raw === false || raw === PORT_OFF) return PORT_OFF;
       let n: number;
       if (typeof raw === 'number') n = raw;
       else if (typeof raw === 'string' && /^\d+$/.test(raw.trim())) n = Number(raw.trim());

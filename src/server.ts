@@ -5,6 +5,7 @@
 import type { Clock } from './clock.js';
 import { systemClock } from './clock.js';
 import { ConfigError, PORT_OFF, type Config } from './config.js';
+import { TlsFiles } from './transports/tls.js';
 import { MAILBOX, MessageService } from './apps/message-service.js';
 import { registerTestEcho } from './apps/test-echo.js';
 import { ThreadService } from './apps/threads.js';
@@ -40,6 +41,7 @@ import { LocalPresence, type Presence } from './core/presence.js';
 import { DuplicateError, StoreUnavailableError, type Store } from './store/store.js';
 import type { Socket } from 'node:net';
 import { NetworkListeners, type BoundAddress } from './transports/listeners.js';
+import { Drainer } from './drain.js';
 
 export interface StartOptions {
   config: Config;
@@ -87,7 +89,7 @@ export async function openStore(config: Config, log: Logger): Promise<Store> {
 export type ServerContext = RouteContext & { readonly cluster: Cluster | undefined };
 
 export class HeraldServer {
-  private draining = false;
+  private readonly drainer: Drainer;
   private stopping: Promise<void> | undefined;
 
   private constructor(
@@ -96,7 +98,18 @@ export class HeraldServer {
     readonly threads: ThreadService,
     private readonly mqtt: MqttShared,
     readonly addresses: readonly BoundAddress[],
-  ) {}
+    private readonly tls: TlsFiles | undefined,
+  ) {
+    this.drainer = new Drainer(
+      { sessions: ctx.sessions, stopAccepting: () => network.stopAccepting(), log: ctx.log.child({ component: 'drain' }) },
+      { readySeconds: ctx.config.drainReadySeconds, seconds: ctx.config.drainSeconds },
+    );
+  }
+
+  /** From the first moment of a shutdown: `/readyz` answers 503. */
+  get draining(): boolean {
+    return this.drainer.draining;
+  }
 
   /** Address of a listener by name (`http`, `stomp`, `mqtt`). */
   address(name: string): BoundAddress {
@@ -124,6 +137,8 @@ export class HeraldServer {
     }
     const nodeId = defaultNodeId(config.nodeName);
     const acl = Acl.load(config.aclFile);
+    // TLS files are read before anything is created: a missing key stops start-up naming the key and the path.
+    const tls = TlsFiles.open(config, log.child({ component: 'tls' }));
     const store = timedStore(await openStore(config, log), metrics);
     // This start is a new incarnation of the node: whatever an earlier one held is free now.
     let owner: string;
@@ -225,7 +240,12 @@ export class HeraldServer {
         const a = http.server.address();
         if (a && typeof a === 'object') addresses.push({ name: 'http', host: a.address, port: a.port });
       }
-      addresses.push(...(await network.startTcp(config.host)));
+      if (tls && config.httpsPort !== PORT_OFF) {
+        const requestTimeout = config.httpRequestTimeoutSeconds * 1000;
+        const timeouts = { requestTimeout, headersTimeout: Math.min(10_000, requestTimeout) };
+        addresses.push(await network.startHttps(config.host, config.httpsPort, tls, (req, res) => http.routing(req, res), timeouts));
+      }
+      addresses.push(...(await network.startTcp(config.host, tls)));
     } catch (err) {
       network.stopAccepting();
       await http.close();
@@ -239,25 +259,34 @@ export class HeraldServer {
     }
     for (const a of addresses) announce(`listening ${a.name} ${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`);
     log.info({ addresses, store: store.kind, node: nodeId, cluster: cluster ? config.clusterName : undefined }, 'herald started');
-    server = new HeraldServer(ctx, network, threads, mqtt, addresses);
+    server = new HeraldServer(ctx, network, threads, mqtt, addresses, tls);
     return server;
   }
 
   /**
-   * Graceful shutdown: stop accepting, tell every connected client, wait for
-   * in-flight HTTP requests, flush and close the store. Idempotent.
+   * Reads the TLS certificate and key again (SIGHUP): new handshakes use
+   * them, open connections keep theirs; files that do not load leave the
+   * current ones in place (logged, and returned).
+   */
+  reloadTls(): { ok: true } | { ok: false; reason: string } {
+    return this.tls ? this.tls.reload() : { ok: false, reason: 'no TLS certificate is configured (tlsCertFile)' };
+  }
+
+  /**
+   * Graceful shutdown (SIGTERM): the lame-duck drain (`/readyz` 503 for
+   * drainReadySeconds while everything serves, then new connections refused
+   * and every client told why, in batches over drainSeconds), then in-flight
+   * HTTP requests, and persistent state flushed last. Idempotent.
    */
   stop(): Promise<void> {
-    this.stopping ??= this.drain();
+    this.stopping ??= this.shutdown();
     return this.stopping;
   }
 
-  private async drain(): Promise<void> {
+  private async shutdown(): Promise<void> {
     const { log, sessions, http, auth, store } = this.ctx;
-    this.draining = true;
-    log.info({ sessions: sessions.size }, 'shutting down');
-    this.network.stopAccepting();
-    sessions.closeAll({ code: 'shutdown', message: 'server shutting down' });
+    log.info({ sessions: sessions.size, drainReadySeconds: this.ctx.config.drainReadySeconds, drainSeconds: this.ctx.config.drainSeconds }, 'shutting down');
+    await this.drainer.run();
     // Give clients a moment to read the goodbye and close their side; then cut what is left.
     const deadline = Date.now() + Math.min(2000, this.ctx.config.shutdownTimeoutMs / 2);
     while (sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));

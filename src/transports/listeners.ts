@@ -6,11 +6,14 @@
  */
 import { PORT_OFF } from '../config.js';
 import { createServer, type Server, type Socket } from 'node:net';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
 import type { Logger } from '../log.js';
 import { AdmissionGate, ungated, type Admission, type AdmissionLimits, type RefusalKind } from './admission.js';
+import type { TlsFiles } from './tls.js';
 import { rawSocket } from './ws-frame.js';
 import { watchMessageSize } from './ws-oversize.js';
 
@@ -59,6 +62,8 @@ interface ErasedRoute {
 export interface TcpListenerSpec {
   name: string;
   port: number;
+  /** The same protocol over TLS (on when a certificate is configured): its listener's name and port. */
+  tls?: { name: string; port: number };
   /** `admission`: as for WebSocket routes. */
   onConnection(socket: Socket, admission: Admission): void;
 }
@@ -103,6 +108,7 @@ export class NetworkListeners implements Listeners {
   private readonly tcpSpecs: TcpListenerSpec[] = [];
   private readonly tcpServers: Server[] = [];
   private readonly tcpSockets = new Set<Socket>();
+  private readonly httpsServers: HttpsServer[] = [];
   private draining = false;
   private readonly gate: AdmissionGate;
 
@@ -199,32 +205,58 @@ export class NetworkListeners implements Listeners {
     route.handle(req, socket, head, url);
   }
 
-  /** Binds every TCP listener; resolves with the bound addresses. */
-  async startTcp(host: string): Promise<BoundAddress[]> {
+  /** Binds every TCP listener, and their TLS twins when `tls` is given; resolves with the bound addresses. */
+  async startTcp(host: string, tls?: TlsFiles): Promise<BoundAddress[]> {
     const bound: BoundAddress[] = [];
     for (const spec of this.tcpSpecs) {
-      if (spec.port === PORT_OFF) continue;
-      const server = createServer({ noDelay: true }, (socket) => {
-        if (this.draining) return socket.destroy();
+      const accept = (socket: Socket): void => {
+        if (this.draining) return void socket.destroy();
         const admission = this.gate.admit(socket, socket.remoteAddress ?? 'unknown', true);
-        if (!admission) return socket.destroy();
+        if (!admission) return void socket.destroy();
         this.tcpSockets.add(socket);
         socket.once('close', () => this.tcpSockets.delete(socket));
         spec.onConnection(socket, admission);
-      });
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(spec.port, host, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
-      server.on('error', (err) => this.log.error({ err, listener: spec.name }, 'listener error'));
-      this.tcpServers.push(server);
-      const addr = server.address();
-      if (addr && typeof addr === 'object') bound.push({ name: spec.name, host: addr.address, port: addr.port });
+      };
+      if (spec.port !== PORT_OFF) bound.push(await this.bind(createServer({ noDelay: true }, accept), spec.name, host, spec.port));
+      if (tls && spec.tls && spec.tls.port !== PORT_OFF) {
+        const server = createTlsServer(tls.options(true), (socket: TLSSocket) => (socket.setNoDelay(true), accept(socket)));
+        // A failed handshake (no or a bad client certificate, a wrong CA, an old TLS version) is the client's business.
+        server.on('tlsClientError', (err) => this.log.debug({ err: err.message, listener: spec.tls!.name }, 'TLS handshake refused'));
+        tls.track(server, true);
+        bound.push(await this.bind(server, spec.tls.name, host, spec.tls.port));
+      }
     }
     return bound;
+  }
+
+  /**
+   * The HTTP API and every WebSocket path over TLS: requests go to `handler`
+   * (the HTTP app's router), upgrades to the WebSocket routes, as on the
+   * plain HTTP port.
+   */
+  async startHttps(host: string, port: number, tls: TlsFiles, handler: (req: IncomingMessage, res: ServerResponse) => void, timeouts: { requestTimeout: number; headersTimeout: number }): Promise<BoundAddress> {
+    const server = createHttpsServer({ ...tls.options(false), ...timeouts }, handler);
+    server.on('secureConnection', (socket: TLSSocket) => this.admitHttp(socket));
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.handleUpgrade(req, socket, head));
+    server.on('clientError', (_err, socket: Duplex) => socket.destroy());
+    server.on('tlsClientError', (err) => this.log.debug({ err: err.message, listener: 'https' }, 'TLS handshake refused'));
+    tls.track(server, false);
+    this.httpsServers.push(server);
+    return this.bind(server, 'https', host, port);
+  }
+
+  private async bind(server: Server, name: string, host: string, port: number): Promise<BoundAddress> {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (err) => this.log.error({ err, listener: name }, 'listener error'));
+    this.tcpServers.push(server);
+    const addr = server.address();
+    return addr && typeof addr === 'object' ? { name, host: addr.address, port: addr.port } : { name, host, port };
   }
 
   /** Stops accepting new connections (TCP and WebSocket upgrades). */
@@ -237,6 +269,7 @@ export class NetworkListeners implements Listeners {
   closeAll(): void {
     for (const r of this.routes) r.close();
     for (const s of this.tcpSockets) s.destroy();
+    for (const s of this.httpsServers) s.closeAllConnections();
   }
 }
 

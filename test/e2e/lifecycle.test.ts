@@ -56,7 +56,7 @@ describe('server process lifecycle', () => {
   it('stops at start-up on an invalid value, naming key, value and what is allowed', async () => {
     const r = await runCommand(['serve', '--data-dir', dataDir()], { HERALD_HTTP_PORT: 'abc' });
     assert.equal(r.code, 2);
-    assert.match(r.stderr, /HERALD_HTTP_PORT = "abc"; httpPort must be an integer from 0 to 65535/);
+    assert.match(r.stderr, /HERALD_HTTP_PORT = "abc"; httpPort must be a port from 0 to 65535 \(0: any free port\), or off/);
     const f = await runCommand(['serve', '--htp-port', '1']);
     assert.equal(f.code, 2);
     assert.match(f.stderr, /unknown option --htp-port/);

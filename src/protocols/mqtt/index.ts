@@ -51,6 +51,7 @@ export async function registerMqtt(ctx: HeraldContext, apps: MqttApps): Promise<
   ctx.listeners.addTcpListener({
     name: 'mqtt',
     port: ctx.config.mqttPort,
+    tls: { name: 'mqtt-tls', port: ctx.config.mqttTlsPort },
     onConnection(socket: Socket, admission) {
       const conn = new MqttConnection(ctx, shared, tcpTransport(socket), 'mqtt-tcp', socket.remoteAddress ?? 'unknown', admission);
       socket.on('data', (d: Buffer) => conn.receive(d));

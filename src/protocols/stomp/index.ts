@@ -71,6 +71,7 @@ export function registerStomp(ctx: HeraldContext): void {
   listeners.addTcpListener({
     name: 'stomp',
     port: config.stompPort,
+    tls: { name: 'stomp-tls', port: config.stompTlsPort },
     onConnection(socket, admission) {
       const conn = new StompConnection(ctx, tcpTransport(socket), 'stomp-tcp', socket.remoteAddress ?? 'unknown', 'tcp', undefined, admission, true);
       socket.on('data', (data: Buffer) => conn.receive(data));
