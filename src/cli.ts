@@ -3,17 +3,18 @@
  * The `herald` command line: serve, and the few admin tasks a script needs
  * before any HTTP call is possible (create users, issue tokens).
  */
-import { ConfigError, configHelp, loadConfig, parseFlags, type Config } from './config.js';
+import { CONFIG_SCHEMA, ConfigError, configHelp, flagName, loadConfig, parseFlags, type Config, type ConfigKey } from './config.js';
 import { Auth } from './core/auth.js';
 import { guardUnhandledRejections } from './core/background.js';
 import { systemClock } from './clock.js';
 import { createLogger } from './log.js';
-import { HeraldServer, openStore as openServerStore } from './server.js';
+import { HeraldServer } from './server.js';
 import { HERALD_VERSION } from './version.js';
-import type { Store } from './store/store.js';
-import { DuplicateError, ROLES, type Role } from './store/store.js';
-import { randomPassword } from './core/passwords.js';
 import { MqttApps } from './apps/mqtt-apps.js';
+import { checkConfig } from './cli/check-config.js';
+import { EXIT_FAILURE, fail, openStore, quietLogger } from './cli/common.js';
+import { describeStartupError } from './cli/startup-errors.js';
+import { USER_OPTIONS, userCommand } from './cli/users.js';
 
 const HELP = `herald: a real-time message push server (STOMP, MQTT, JSON WebSocket)
 
@@ -22,6 +23,9 @@ Usage:
   herald user add NAME [--password P] [--role user|admin|service]
                                               create a user (a random password is printed if none is given)
   herald user list                            list users
+  herald user passwd NAME [--password P]      set a new password (else read from standard input, or typed
+                                              twice at a prompt); the user's tokens are revoked
+  herald user delete NAME                     delete a user and its tokens (never the last active admin)
   herald token issue NAME [--expires-in SECONDS]
                                               print a token for scripts; it does not idle-expire,
                                               and dies after SECONDS if given
@@ -29,6 +33,8 @@ Usage:
                                               app and user tokens (docs/clients.md): prints appId,
                                               appClientId and appClientSecret (shown once)
   herald app list                             list MQTT apps
+  herald check-config [--json] [options]      validate the configuration serve would use and print every
+                                              key, its value (secrets redacted) and where it came from
   herald --help | --version
 
 Options (each also settable as an environment variable, or in herald.config.json
@@ -37,20 +43,6 @@ under its camelCase name; flags win over the environment, which wins over the fi
 ${configHelp()}
 `;
 
-function fail(message: string, code = 2): never {
-  process.stderr.write(`herald: ${message}\n`);
-  process.exit(code);
-}
-
-/** The same store `serve` uses: SQLite under dataDir, or PostgreSQL with databaseUrl. */
-async function openStore(config: Config): Promise<Store> {
-  try {
-    return await openServerStore(config, createLogger({ ...config, logLevel: 'warn' }));
-  } catch (err) {
-    fail((err as Error).message, 1);
-  }
-}
-
 async function serve(config: Config): Promise<void> {
   const log = createLogger(config);
   let server: HeraldServer;
@@ -58,10 +50,9 @@ async function serve(config: Config): Promise<void> {
     server = await HeraldServer.start({ config, log });
   } catch (err) {
     if (err instanceof ConfigError) fail(err.message);
-    const e = err as NodeJS.ErrnoException;
-    if (e.code === 'EADDRINUSE') fail(`cannot listen: address in use (${e.message}); pick another port or stop the other process`, 1);
-    log.fatal({ err }, 'start-up failed');
-    process.exit(1);
+    // One line in words on stderr; the stack only in a debug log.
+    log.debug({ err }, 'start-up failed');
+    fail(describeStartupError(err, config), EXIT_FAILURE);
   }
   // Every background task handles its own failures; a rejection that slips past one is a bug to log and
   // count (herald_unhandled_rejections_total), not a reason to drop every client of the node.
@@ -96,40 +87,6 @@ async function serve(config: Config): Promise<void> {
   process.on('SIGHUP', () => void server.reloadTls());
 }
 
-async function userCommand(config: Config, args: string[], extra: Record<string, string>): Promise<void> {
-  const store = await openStore(config);
-  const auth = new Auth(store, config, systemClock, createLogger({ ...config, logLevel: 'warn' }));
-  try {
-    const [sub, name] = args;
-    if (sub === 'list') {
-      for (const u of await store.listUsers()) {
-        process.stdout.write(`${u.id}\t${u.name}\t${u.role}${u.disabled ? '\tdisabled' : ''}\n`);
-      }
-      return;
-    }
-    if (sub !== 'add') fail(`unknown command "user ${sub ?? ''}"; try "herald user add NAME" or "herald user list"`);
-    if (!name) fail('user add needs a NAME');
-    if (!/^[A-Za-z0-9._@-]{1,64}$/.test(name)) {
-      fail(`user name "${name}" is not allowed: use 1-64 letters, digits, ".", "_", "@" or "-"`);
-    }
-    const role = (extra['role'] ?? 'user') as Role;
-    if (!ROLES.includes(role)) fail(`--role must be one of ${ROLES.join(', ')}, not "${role}"`);
-    const given = extra['password'];
-    if (given !== undefined && given.length < 8) fail('--password must have at least 8 characters');
-    const password = given ?? randomPassword();
-    try {
-      const user = await auth.createUser(name, password, role);
-      process.stdout.write(`created user ${user.name} (id ${user.id}, role ${user.role})\n`);
-      if (given === undefined) process.stdout.write(`password: ${password}\n`);
-    } catch (err) {
-      if (err instanceof DuplicateError) fail(err.message, 1);
-      throw err;
-    }
-  } finally {
-    await store.close();
-  }
-}
-
 async function tokenCommand(config: Config, args: string[], extra: Record<string, string>): Promise<void> {
   const [sub, name] = args;
   if (sub !== 'issue' || !name) fail('usage: herald token issue NAME [--expires-in SECONDS]');
@@ -144,7 +101,7 @@ async function tokenCommand(config: Config, args: string[], extra: Record<string
     const user = await store.getUserByName(name);
     if (!user) fail(`no user named "${name}"; create it with "herald user add ${name}"`, 1);
     if (user.disabled) fail(`user "${name}" is disabled`, 1);
-    const auth = new Auth(store, config, systemClock, createLogger({ ...config, logLevel: 'warn' }));
+    const auth = new Auth(store, config, systemClock, quietLogger(config));
     process.stdout.write((await auth.issueToken(user, { idleExpiry: false, expiresAt })) + '\n');
   } finally {
     await store.close();
@@ -168,6 +125,61 @@ async function appCommand(config: Config, args: string[]): Promise<void> {
   }
 }
 
+/** Options that take a value, besides the configuration flags, and the commands (or `user` subcommands) that take them. */
+const EXTRA_OPTIONS = ['--password', '--role', '--expires-in'];
+/** Options that take no value. */
+const SWITCHES = ['--json'];
+
+/** The extra options and switches `herald COMMAND [SUB]` accepts. */
+function optionsOf(command: string | undefined, sub: string | undefined): readonly string[] {
+  switch (command) {
+    case 'user':
+      return USER_OPTIONS[sub ?? ''] ?? [];
+    case 'token':
+      return ['--expires-in'];
+    case 'check-config':
+      return ['--json'];
+    default:
+      return [];
+  }
+}
+
+const CONFIG_FLAGS = new Map<string, ConfigKey | 'config'>([
+  ...(Object.keys(CONFIG_SCHEMA) as ConfigKey[]).map((k) => [flagName(k), k] as const),
+  ['--config', 'config'],
+]);
+
+/**
+ * Every option on the command line must be known before anything is parsed
+ * (`serve --unknown` is "unknown option --unknown", not "needs a value"),
+ * and apply to the command given. Returns the arguments for parseFlags,
+ * without the switches, and the switches found.
+ */
+function checkOptions(argv: readonly string[]): { args: string[]; switches: Set<string> } {
+  const args: string[] = [];
+  const switches = new Set<string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (!arg.startsWith('-') || arg === '-') {
+      args.push(arg);
+      continue;
+    }
+    const name = arg.includes('=') ? arg.slice(0, arg.indexOf('=')) : arg;
+    if (SWITCHES.includes(name)) {
+      if (name !== arg) fail(`option ${name} takes no value`);
+      switches.add(name);
+      continue;
+    }
+    const key = CONFIG_FLAGS.get(name);
+    if (key === undefined && !EXTRA_OPTIONS.includes(name)) fail(`unknown option ${name}; run "herald --help" for the list`);
+    args.push(arg);
+    const next = argv[i + 1];
+    const isSwitchLike = key !== undefined && key !== 'config' && CONFIG_SCHEMA[key].kind.type === 'bool' && (next === undefined || next.startsWith('--'));
+    if (name === arg && !isSwitchLike && next !== undefined) args.push(argv[++i]!);
+  }
+  return { args, switches };
+}
+
 async function main(argv: string[]): Promise<void> {
   if (argv.length === 0 || argv.includes('--help') || argv.includes('-h') || argv[0] === 'help') {
     process.stdout.write(HELP);
@@ -177,18 +189,34 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(HERALD_VERSION + '\n');
     return;
   }
+  const { args, switches } = checkOptions(argv);
   let parsed: ReturnType<typeof parseFlags>;
-  let config: Config;
   try {
-    parsed = parseFlags(argv, ['--password', '--role', '--expires-in']);
-    config = loadConfig({ flags: parsed.flags });
+    parsed = parseFlags(args, EXTRA_OPTIONS);
   } catch (err) {
     if (err instanceof ConfigError) fail(err.message);
     throw err;
   }
   const [command, ...rest] = parsed.positional;
+  const allowed = optionsOf(command, rest[0]);
+  for (const name of [...Object.keys(parsed.extra).map((n) => '--' + n), ...switches]) {
+    if (!allowed.includes(name)) fail(`unknown option ${name} for "herald ${[command, command === 'user' ? rest[0] : undefined].filter(Boolean).join(' ')}"; run "herald --help"`);
+  }
+  // check-config reports an invalid configuration as its finding (exit 1), not as a usage error.
+  if (command === 'check-config') {
+    if (rest.length > 0) fail(`unexpected argument "${rest[0]!}"; usage: herald check-config [--json] [options]`);
+    return checkConfig(parsed.flags, switches.has('--json'));
+  }
+  let config: Config;
+  try {
+    config = loadConfig({ flags: parsed.flags });
+  } catch (err) {
+    if (err instanceof ConfigError) fail(err.message);
+    throw err;
+  }
   switch (command) {
     case 'serve':
+      if (rest.length > 0) fail(`unexpected argument "${rest[0]!}"; usage: herald serve [options]`);
       return serve(config);
     case 'user':
       return userCommand(config, rest, parsed.extra);
@@ -202,6 +230,9 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {
-  process.stderr.write(`herald: ${(err as Error).stack ?? String(err)}\n`);
-  process.exit(1);
+  // One line in words; the stack trace only when asked for (HERALD_LOG_LEVEL=debug).
+  const message = err instanceof Error ? err.message : String(err);
+  const debug = /^(debug|trace)$/.test(process.env['HERALD_LOG_LEVEL'] ?? '');
+  process.stderr.write(`herald: ${debug && err instanceof Error ? (err.stack ?? message) : message.replace(/\s*\n\s*/g, '; ')}\n`);
+  process.exit(EXIT_FAILURE);
 });

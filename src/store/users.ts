@@ -57,6 +57,12 @@ export interface UserStore {
   countUsers(): Promise<number>;
   /** Changes the fields given; returns the user as it now is, or null if there is none with this id. */
   updateUser(id: string, patch: UserPatch): Promise<UserRecord | null>;
+  /**
+   * Deletes the user and its login tokens, in one step; false if there is no user with this id.
+   * Ids are never reused, so what other tables still hold under the old id (stored messages,
+   * thread memberships) never reaches a later user of the same name.
+   */
+  deleteUser(id: string): Promise<boolean>;
 }
 
 /** Opaque tokens, kept by hash. */

@@ -79,3 +79,25 @@ export async function runCommand(args: string[], env: Record<string, string> = {
   await new Promise((r) => setImmediate(r));
   return { code, stdout: p.stdout.join('\n'), stderr: p.stderr };
 }
+
+/** Runs a short CLI command with `input` on its standard input (a pipe, not a terminal). */
+export async function runCommandWithInput(
+  args: string[],
+  input: string,
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
+    env: { PATH: process.env['PATH'] ?? '', HERALD_LOG_PRETTY: 'false', ...env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+  child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+  child.stdin!.end(input);
+  const code = await new Promise<number | null>((resolve) => child.once('close', (c) => resolve(c)));
+  return { code, stdout: stdout.replace(/\n$/, ''), stderr };
+}
+
+/** The command line that runs the CLI from source, for tests that spawn it their own way (a pseudo-terminal). */
+export const HERALD_FROM_SOURCE: readonly string[] = [process.execPath, '--import', 'tsx', CLI];

@@ -59,6 +59,15 @@ export function postgresUsers(pg: PgHandle): UserStore & TokenStore {
       return r ? toUser(r) : null;
     },
 
+    async deleteUser(id) {
+      const n = rowId(id);
+      if (n === null) return false;
+      return pg.tx(async (c) => {
+        await c.query('DELETE FROM tokens WHERE user_id = $1', [String(n)]);
+        return ((await c.query('DELETE FROM users WHERE id = $1', [n])).rowCount ?? 0) > 0;
+      });
+    },
+
     async insertToken(t) {
       await pg.rows('INSERT INTO tokens (hash, user_id, created_at, last_used_at, expires_at, idle_expiry) VALUES ($1, $2, $3, $4, $5, $6)', [
         t.hash,

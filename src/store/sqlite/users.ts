@@ -13,6 +13,7 @@ export function sqliteUsers(db: Database.Database): UserStore & TokenStore {
     userByName: db.prepare<[string], UserRow>('SELECT * FROM users WHERE name = ?'),
     listUsers: db.prepare<[], UserRow>('SELECT * FROM users ORDER BY id'),
     countUsers: db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM users'),
+    deleteUser: db.prepare<[number]>('DELETE FROM users WHERE id = ?'),
     insertToken: db.prepare<[string, string, number, number, number | null, number]>(
       'INSERT INTO tokens (hash, user_id, created_at, last_used_at, expires_at, idle_expiry) VALUES (?, ?, ?, ?, ?, ?)',
     ),
@@ -71,6 +72,15 @@ export function sqliteUsers(db: Database.Database): UserStore & TokenStore {
       if (sets.length > 0) db.prepare(`UPDATE users SET ${sets.join(', ')} WHERE id = ?`).run(...args, n);
       const r = stmt.userById.get(n);
       return r ? toUser(r) : null;
+    },
+
+    async deleteUser(id) {
+      const n = rowId(id);
+      if (n === null) return false;
+      return db.transaction(() => {
+        stmt.deleteTokensOfUser.run(String(n));
+        return stmt.deleteUser.run(n).changes > 0;
+      })();
     },
 
     async insertToken(t) {

@@ -71,6 +71,25 @@ export function userStoreSuite(factory: StoreFactory<UserStore & TokenStore>): v
       assert.notEqual(await store.getToken('t3'), null);
     });
 
+    it('deletes a user with its tokens, and never gives its id to a later user of the same name', async () => {
+      const a = await user('alice');
+      const b = await user('bob');
+      const base = { createdAt: 10, lastUsedAt: 10, expiresAt: null, idleExpiry: true };
+      await store.insertToken({ ...base, hash: 'ta', userId: a.id });
+      await store.insertToken({ ...base, hash: 'tb', userId: b.id });
+      assert.equal(await store.deleteUser(a.id), true);
+      assert.equal(await store.deleteUser(a.id), false);
+      assert.equal(await store.deleteUser('not-a-number'), false);
+      assert.equal(await store.getUserById(a.id), null);
+      assert.equal(await store.getUserByName('alice'), null);
+      assert.equal(await store.getToken('ta'), null, 'its tokens went with it');
+      assert.notEqual(await store.getToken('tb'), null, 'other users keep theirs');
+      assert.deepEqual((await store.listUsers()).map((u) => u.name), ['bob']);
+      const again = await user('alice');
+      assert.notEqual(again.id, a.id);
+      assert.ok(Number(again.id) > Number(b.id), 'ids are not reused');
+    });
+
     it('purges idle-dead and expired tokens but keeps live and non-idle ones', async () => {
       const t = { userId: '1', createdAt: 0, expiresAt: null as number | null };
       await store.insertToken({ ...t, hash: 'idle-dead', lastUsedAt: 100, idleExpiry: true });
