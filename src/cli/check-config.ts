@@ -2,9 +2,10 @@
  * `herald check-config`: validates the configuration `serve` would run with
  * and prints every key with its value and where it came from, secrets
  * redacted. Beyond the value checks of loadConfig it reads what start-up
- * reads (aclFile, the JWT key, the TLS files), resolves `host`, and checks
- * that the data directory can be used and that no two listeners share a
- * port; it creates nothing and contacts neither PostgreSQL nor Redis.
+ * reads, as start-up does (aclFile, the JWT key, the TLS files), resolves
+ * `host`, and checks that the data directory can be used and that no two
+ * listeners share a port; it creates nothing and contacts neither
+ * PostgreSQL nor Redis.
  * Exit 0 when valid, 1 with the problems in words.
  */
 import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
@@ -12,11 +13,11 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { createSecureContext } from 'node:tls';
 import { CONFIG_SCHEMA, ConfigError, PORT_OFF, envName, flagName, loadConfig, type Config, type ConfigKey } from '../config.js';
 import { Acl } from '../core/acl.js';
 import { loadJwtKeys } from '../core/jwt.js';
-import { EXIT_FAILURE, fail } from './common.js';
+import { TlsFiles } from '../transports/tls.js';
+import { EXIT_FAILURE, fail, quietLogger } from './common.js';
 
 const KEYS = Object.keys(CONFIG_SCHEMA) as ConfigKey[];
 const REDACTED = '[redacted]';
@@ -80,7 +81,8 @@ export async function deeperProblems(config: Config): Promise<string[]> {
   problems.push(...storeProblems(config));
   await attempt(() => Acl.load(config.aclFile));
   await attempt(() => loadJwtKeys(config));
-  problems.push(...tlsProblems(config));
+  // Start-up's own reading of the TLS files: the same rules, the same words.
+  await attempt(() => TlsFiles.open(config, quietLogger(config)));
   problems.push(...(await hostProblems(config.host)));
   problems.push(...portProblems(config));
   return problems;
@@ -129,33 +131,6 @@ function dataDirProblems(dir: string): string[] {
   if (!statSync(parent).isDirectory()) return [`dataDir ${dir} cannot be created: ${parent} is not a directory`];
   if (!writable(parent)) return [`dataDir ${dir} does not exist and cannot be created: ${parent} is not writable by this user`];
   return [];
-}
-
-/** Reads the TLS files as start-up does and checks that the key matches the certificate. */
-function tlsProblems(config: Config): string[] {
-  if (!config.tlsCertFile) {
-    return config.tlsKeyFile ? ['tlsKeyFile is set but tlsCertFile is not: the TLS listeners are on only with a certificate'] : [];
-  }
-  if (!config.tlsKeyFile) return ['tlsKeyFile must be set when tlsCertFile is (the private key of the certificate)'];
-  const problems: string[] = [];
-  const read = (key: 'tlsCertFile' | 'tlsKeyFile' | 'tlsCaFile'): Buffer | undefined => {
-    try {
-      return readFileSync(config[key]);
-    } catch (err) {
-      problems.push(`${key}: cannot read ${config[key]} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-      return undefined;
-    }
-  };
-  const cert = read('tlsCertFile');
-  const key = read('tlsKeyFile');
-  const ca = config.tlsCaFile ? read('tlsCaFile') : undefined;
-  if (problems.length > 0) return problems;
-  try {
-    createSecureContext({ cert, key, ...(ca ? { ca } : {}) });
-  } catch (err) {
-    problems.push(`TLS files ${config.tlsCertFile} and ${config.tlsKeyFile} do not make a usable certificate: ${(err as Error).message}`);
-  }
-  return problems;
 }
 
 /** Whether an address can be bound here: a wildcard, loopback, or an address of one of this machine's interfaces. */
