@@ -62,13 +62,16 @@ async function serve(config: Config): Promise<void> {
     signals++;
     if (signals > 1) {
       log.warn({ signal }, 'second signal: exiting now');
+      log.flush?.();
       process.exit(1);
     }
-    log.info({ signal }, 'signal received, draining');
+    log.info({ signal, drainReadySeconds: config.drainReadySeconds, drainSeconds: config.drainSeconds }, 'signal received, draining (a second signal exits at once)');
+    // The drain's two windows are meant; shutdownTimeoutMs bounds what comes after them.
+    const limitMs = (config.drainReadySeconds + config.drainSeconds) * 1000 + config.shutdownTimeoutMs;
     const timer = setTimeout(() => {
-      log.error({ timeoutMs: config.shutdownTimeoutMs }, 'graceful shutdown took too long; exiting anyway');
+      log.error({ timeoutMs: limitMs }, 'graceful shutdown took too long; exiting anyway');
       process.exit(1);
-    }, config.shutdownTimeoutMs);
+    }, limitMs);
     timer.unref();
     server.stop().then(
       () => {
