@@ -15,7 +15,7 @@
 import type { Logger } from '../log.js';
 import type { LeaseStore } from '../store/leases.js';
 import { OutageLog } from '../core/background.js';
-import { ownerNode } from '../store/leases.js';
+import { ownerEpoch, ownerNode } from '../store/leases.js';
 
 export class NodeLease {
   private current: string;
@@ -65,8 +65,8 @@ export class NodeLease {
       const sent = Date.now();
       if (!(await this.store.renewLease(this.current, this.leaseMs))) {
         const old = this.current;
-        const epoch = (owner: string): number => Number(owner.slice(owner.lastIndexOf('#') + 1));
-        const newer = (await this.store.liveOwners()).find((o) => ownerNode(o) === this.node && epoch(o) > epoch(old));
+        const mine = ownerEpoch(old) ?? 0;
+        const newer = (await this.store.liveOwners()).find((o) => ownerNode(o) === this.node && (ownerEpoch(o) ?? 0) > mine);
         if (newer !== undefined) {
           // A second process started under this name and fenced this one: taking the name back would fence it in turn, forever.
           this.duplicate = true;

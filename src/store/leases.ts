@@ -27,6 +27,13 @@ export interface LeaseStore {
   liveOwners(): Promise<string[]>;
 }
 
+/** The epoch of an owner id (`a#12` → 12), or undefined for an id without one. */
+export function ownerEpoch(owner: string): number | undefined {
+  const i = owner.lastIndexOf('#');
+  const epoch = i < 0 ? NaN : Number(owner.slice(i + 1));
+  return Number.isSafeInteger(epoch) ? epoch : undefined;
+}
+
 /** The node name of an owner id (`a#12` → `a`; an id without epoch is a name already). */
 export function ownerNode(owner: string): string {
   const i = owner.lastIndexOf('#');

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { describe, it, after } from 'node:test';
 import { CONFIG_SCHEMA } from '../../src/config.js';
 import { api, tempDir } from '../helpers/server.js';
-import { HERALD_FROM_SOURCE, runCommand, runCommandWithInput, runHerald } from '../helpers/process.js';
+import { HERALD_FROM_SOURCE, runCommand, runCommandWithInput, runHerald, LOOPBACK_PORT_FLAGS } from '../helpers/process.js';
 import { makePki, opensslMissing } from '../helpers/tls-certs.js';
 
 const dirs: string[] = [];
@@ -24,7 +24,7 @@ function dataDir(): string {
   dirs.push(d);
   return d;
 }
-const portFlags = ['--host', '127.0.0.1', '--http-port', '0', '--stomp-port', '0', '--mqtt-port', '0'];
+const portFlags = LOOPBACK_PORT_FLAGS;
 
 /** A failure told in one line of words: `herald: …`, nothing else, no stack frame. */
 function oneLine(stderr: string, re: RegExp): void {

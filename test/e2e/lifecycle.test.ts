@@ -3,7 +3,7 @@ import { rmSync } from 'node:fs';
 import { describe, it, after } from 'node:test';
 import type { CloseReason, Session } from '../../src/core/session.js';
 import { api, startServer, tempDir } from '../helpers/server.js';
-import { runCommand, runHerald } from '../helpers/process.js';
+import { runCommand, runHerald, LOOPBACK_PORT_FLAGS } from '../helpers/process.js';
 
 const dirs: string[] = [];
 after(() => {
@@ -14,7 +14,7 @@ function dataDir(): string {
   dirs.push(d);
   return d;
 }
-const portFlags = ['--host', '127.0.0.1', '--http-port', '0', '--stomp-port', '0', '--mqtt-port', '0'];
+const portFlags = LOOPBACK_PORT_FLAGS;
 
 describe('server process lifecycle', () => {
   it('starts, prints the listening line and the admin password once, logs in, and drains on SIGTERM', async () => {

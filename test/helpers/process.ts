@@ -2,6 +2,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
+/** Flags that bind every plain listener on loopback, on free ports. */
+export const LOOPBACK_PORT_FLAGS = ['--host', '127.0.0.1', '--http-port', '0', '--stomp-port', '0', '--mqtt-port', '0'];
+
 const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
 
 export interface HeraldProcess {

@@ -180,8 +180,8 @@ export class DurableSessions {
     this.readAt = now;
   }
 
-  /** A session deleted on this node (clean start, expiry): no more rows for it from here. */
-  forget(clientId: string): void {
+  /** Stops following a session (deleted, or about to be read again). */
+  private forget(clientId: string): void {
     const s = this.sessions.get(clientId);
     if (!s) return;
     for (const d of s.subs) this.index.remove(d.sub.filter, d);

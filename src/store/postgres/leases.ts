@@ -3,7 +3,7 @@
  * database's, so nodes' clocks need not agree; a renewal and a fence lock
  * the same row, so a node can never renew a lease another node has fenced.
  */
-import type { LeaseStore } from '../leases.js';
+import { ownerEpoch, type LeaseStore } from '../leases.js';
 import type { PgHandle } from './pool.js';
 
 /** The database's clock, in Unix milliseconds. */
@@ -25,15 +25,14 @@ export function postgresLeases(pg: PgHandle): LeaseStore {
     },
 
     async renewLease(id, leaseMs) {
-      const i = id.lastIndexOf('#');
-      const epoch = Number(id.slice(i + 1));
-      if (i < 0 || !Number.isSafeInteger(epoch)) return false;
+      const epoch = ownerEpoch(id);
+      if (epoch === undefined) return false;
       return (await pg.count(`UPDATE cluster_nodes SET lease_until = ${NOW} + $2 WHERE epoch = $1 AND NOT fenced`, [epoch, leaseMs])) > 0;
     },
 
     async endIncarnation(id) {
-      const epoch = Number(id.slice(id.lastIndexOf('#') + 1));
-      if (id.includes('#') && Number.isSafeInteger(epoch)) await pg.rows('UPDATE cluster_nodes SET fenced = TRUE WHERE epoch = $1', [epoch]);
+      const epoch = ownerEpoch(id);
+      if (epoch !== undefined) await pg.rows('UPDATE cluster_nodes SET fenced = TRUE WHERE epoch = $1', [epoch]);
     },
 
     async fenceExpired() {

@@ -4,7 +4,7 @@
  * the same name.
  */
 import type Database from 'better-sqlite3';
-import type { LeaseStore } from '../leases.js';
+import { ownerEpoch, type LeaseStore } from '../leases.js';
 
 export function sqliteLeases(db: Database.Database): LeaseStore {
   const stmt = {
@@ -29,14 +29,14 @@ export function sqliteLeases(db: Database.Database): LeaseStore {
     },
 
     async renewLease(id, leaseMs) {
-      const epoch = Number(id.slice(id.lastIndexOf('#') + 1));
-      if (!id.includes('#') || !Number.isSafeInteger(epoch)) return false;
+      const epoch = ownerEpoch(id);
+      if (epoch === undefined) return false;
       return stmt.renew.run(Date.now() + leaseMs, epoch).changes > 0;
     },
 
     async endIncarnation(id) {
-      const epoch = Number(id.slice(id.lastIndexOf('#') + 1));
-      if (id.includes('#') && Number.isSafeInteger(epoch)) stmt.end.run(epoch);
+      const epoch = ownerEpoch(id);
+      if (epoch !== undefined) stmt.end.run(epoch);
     },
 
     async fenceExpired() {
