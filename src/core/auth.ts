@@ -143,6 +143,18 @@ export class Auth {
     return user;
   }
 
+  /**
+   * The user a verified client certificate names (tlsClientCertAsUser): the
+   * TLS handshake was the proof, so no password is checked; the user must
+   * exist and be enabled, like any other login.
+   */
+  async certificateUser(name: string): Promise<Principal> {
+    const user = await this.store.getUserByName(name);
+    if (!user) throw new AuthError('bad_credentials', `the client certificate names user "${name}", who does not exist; create the user first`);
+    if (user.disabled) throw new AuthError('user_disabled', `user "${name}" is disabled; ask an administrator`);
+    return { userId: user.id, name: user.name, role: user.role, credential: { kind: 'certificate' } };
+  }
+
   /** Logs in with name and password and issues an idle-expiring token. */
   async login(name: string, password: string, address: string): Promise<{ token: string; user: UserRecord }> {
     const user = await this.checkPassword(name, password, address);

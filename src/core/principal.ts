@@ -10,6 +10,8 @@ export type Credential =
   | { kind: 'token'; hash: string }
   | { kind: 'jwt'; key: string; expiresAt: number | null }
   | { kind: 'password' }
+  /** A client certificate verified by tlsCaFile, whose CN named the user (tlsClientCertAsUser). */
+  | { kind: 'certificate' }
   /** Checked by someone else (an app's user token, a back-end hook) and valid until `expiresAt` (ms). */
   | { kind: 'expiring'; key: string; expiresAt: number }
   | { kind: 'anonymous' };

@@ -8,12 +8,29 @@
  * says why.
  */
 import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import type { SecureVersion, Server as TlsServer, TlsOptions } from 'node:tls';
-import { createSecureContext } from 'node:tls';
+import { createSecureContext, TLSSocket } from 'node:tls';
 import { ConfigError, type Config } from '../config.js';
 import type { Logger } from '../log.js';
 
-type TlsConfig = Pick<Config, 'tlsCertFile' | 'tlsKeyFile' | 'tlsCaFile' | 'tlsMinVersion' | 'tlsRequireClientCert' | 'connectTimeoutSeconds'>;
+type TlsConfig = Pick<Config, 'tlsCertFile' | 'tlsKeyFile' | 'tlsCaFile' | 'tlsMinVersion' | 'tlsRequireClientCert' | 'tlsClientCertAsUser' | 'connectTimeoutSeconds'>;
+
+/**
+ * Who a connection's client certificate says it is (tlsClientCertAsUser):
+ * `none` when the socket is not TLS or carries no certificate the CA
+ * verified (the client then logs in as usual); otherwise the subject's one
+ * CN, or why it cannot name a user.
+ */
+export type CertificateIdentity = { kind: 'none' } | { kind: 'user'; name: string } | { kind: 'unusable'; reason: string };
+
+export function certificateIdentity(socket: Socket): CertificateIdentity {
+  if (!(socket instanceof TLSSocket) || !socket.authorized) return { kind: 'none' };
+  const subject = socket.getPeerCertificate().subject as Record<string, string | string[] | undefined> | undefined;
+  const cn = subject?.['CN'];
+  if (typeof cn !== 'string' || cn === '') return { kind: 'unusable', reason: 'the client certificate has no CN (common name) to name a user' };
+  return { kind: 'user', name: cn };
+}
 
 /** The parts of the options that come from files (what `reload` replaces). */
 interface Material {
@@ -62,8 +79,10 @@ export class TlsFiles {
   static open(config: TlsConfig, log: Logger): TlsFiles | undefined {
     if (!config.tlsCertFile) {
       if (config.tlsKeyFile || config.tlsCaFile) throw new ConfigError('tlsKeyFile and tlsCaFile need tlsCertFile (the certificate every TLS listener presents)');
+      if (config.tlsClientCertAsUser) throw new ConfigError('tlsClientCertAsUser needs tlsCertFile, tlsKeyFile and tlsCaFile (the CA that signs client certificates)');
       return undefined;
     }
+    if (config.tlsClientCertAsUser && !config.tlsCaFile) throw new ConfigError('tlsClientCertAsUser needs tlsCaFile: the CA whose signature makes a client certificate name a user');
     return new TlsFiles(config, log);
   }
 

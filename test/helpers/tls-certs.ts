@@ -20,6 +20,8 @@ export interface TestPki {
   clientKey: string;
   expiredCert: string;
   expiredKey: string;
+  /** Signs a client certificate with this subject (`/CN=alice`, or `/O=Devices` for one without a CN), by our CA or the other one; returns its files. */
+  issueClient(subject: string, by?: 'ca' | 'other-ca'): { cert: string; key: string };
   /** Signs a new server certificate (a new serial) into `cert`/`key`; returns its serial in hex. */
   reissueServer(cert: string, key: string): string;
   read(path: string): Buffer;
@@ -48,9 +50,9 @@ export function makePki(): TestPki {
   selfSigned('other-ca', 'Someone Else CA');
   writeFileSync(p('server.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
   writeFileSync(p('client.ext'), 'extendedKeyUsage=clientAuth\n');
-  const sign = (name: string, cn: string, ext: string, cert = p(`${name}.pem`), key = p(`${name}.key`)): void => {
-    openssl(dir, ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', p(`${name}.csr`), '-subj', `/CN=${cn}`]);
-    openssl(dir, ['x509', '-req', '-in', p(`${name}.csr`), '-CA', p('ca.pem'), '-CAkey', p('ca.key'), '-CAcreateserial', '-out', cert, '-days', '30', '-extfile', p(ext)]);
+  const sign = (name: string, cn: string, ext: string, cert = p(`${name}.pem`), key = p(`${name}.key`), subject = `/CN=${cn}`, by = 'ca'): void => {
+    openssl(dir, ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', p(`${name}.csr`), '-subj', subject]);
+    openssl(dir, ['x509', '-req', '-in', p(`${name}.csr`), '-CA', p(`${by}.pem`), '-CAkey', p(`${by}.key`), '-CAcreateserial', '-out', cert, '-days', '30', '-extfile', p(ext)]);
   };
   sign('server', 'localhost', 'server.ext');
   sign('client', 'device-7', 'client.ext');
@@ -90,6 +92,11 @@ export function makePki(): TestPki {
     clientKey: p('client.key'),
     expiredCert: p('expired.pem'),
     expiredKey: p('expired.key'),
+    issueClient(subject, by = 'ca') {
+      const name = `client-${++n}`;
+      sign(name, '', 'client.ext', p(`${name}.pem`), p(`${name}.key`), subject, by);
+      return { cert: p(`${name}.pem`), key: p(`${name}.key`) };
+    },
     reissueServer(cert, key) {
       sign(`server-${++n}`, 'localhost', 'server.ext', cert, key);
       return execFileSync('openssl', ['x509', '-in', cert, '-noout', '-serial'], { encoding: 'utf8' }).trim().replace(/^serial=/, '');

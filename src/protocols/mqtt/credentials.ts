@@ -12,6 +12,7 @@ import type { MqttClientState } from './state.js';
 
 /** The CONNECT's principal; refuses (throws ConnectRefused) when the credentials do not hold. */
 export async function authenticate(c: MqttClientState, p: IConnectPacket): Promise<Principal> {
+  if (c.certificate.kind !== 'none') return certificateUser(c);
   const password = p.password?.toString('utf8');
   if (password) {
     try {
@@ -50,4 +51,21 @@ export async function authenticate(c: MqttClientState, p: IConnectPacket): Promi
     return { userId: 'anonymous:' + p.clientId, name: 'anonymous', role: 'user', credential: { kind: 'anonymous' } };
   }
   throw new ConnectRefused(REFUSE.notAuthorized, 'credentials are required: user name and password, or a token as password');
+}
+
+/**
+ * tlsClientCertAsUser: the verified certificate's CN is the user, as
+ * mosquitto's use_identity_as_username; the user name and password of the
+ * CONNECT are not looked at.
+ */
+async function certificateUser(c: MqttClientState): Promise<Principal> {
+  const id = c.certificate;
+  if (id.kind === 'unusable') throw new ConnectRefused(REFUSE.badCredentials, id.reason);
+  if (id.kind !== 'user') throw new Error('no certificate identity');
+  try {
+    return await c.ctx.auth.certificateUser(id.name);
+  } catch (err) {
+    if (!(err instanceof AuthError)) throw err;
+    throw new ConnectRefused(err.code === 'user_disabled' ? REFUSE.notAuthorized : REFUSE.badCredentials, err.message);
+  }
 }

@@ -18,6 +18,7 @@ import type { MqttApps } from '../../apps/mqtt-apps.js';
 import type { HeraldContext } from '../../context.js';
 import { tcpTransport, webSocketTransport } from '../../transports/byte-transport.js';
 import { clientAddress } from '../../transports/handshake.js';
+import { certificateIdentity } from '../../transports/tls.js';
 import { MqttConnection } from './connection.js';
 import { RetainedMessages } from './retained.js';
 import type { MqttShared } from './shared.js';
@@ -54,6 +55,7 @@ export async function registerMqtt(ctx: HeraldContext, apps: MqttApps): Promise<
     tls: { name: 'mqtt-tls', port: ctx.config.mqttTlsPort },
     onConnection(socket: Socket, admission) {
       const conn = new MqttConnection(ctx, shared, tcpTransport(socket), 'mqtt-tcp', socket.remoteAddress ?? 'unknown', admission);
+      if (ctx.config.tlsClientCertAsUser) conn.certificate = certificateIdentity(socket);
       socket.on('data', (d: Buffer) => conn.receive(d));
       socket.on('close', () => conn.onTransportClosed());
       socket.on('error', () => conn.onTransportClosed());

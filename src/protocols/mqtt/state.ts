@@ -20,6 +20,7 @@ import { TopicIndex } from '../../core/router.js';
 import type { MqttQueuedRecord } from '../../store/store.js';
 import type { Admission } from '../../transports/admission.js';
 import type { ByteTransport } from '../../transports/byte-transport.js';
+import type { CertificateIdentity } from '../../transports/tls.js';
 import type { SubscriptionIds } from './properties.js';
 import { RC, type Refusal, type ReasonCode } from './reason-codes.js';
 import type { MqttClient, MqttShared } from './shared.js';
@@ -114,6 +115,8 @@ export abstract class MqttClientState implements Session, MqttClient {
   connected = false;
   version: Version = 4;
   anonymous = false;
+  /** tlsClientCertAsUser: the user its verified client certificate names, if any (set by the listener). */
+  certificate: CertificateIdentity = { kind: 'none' };
   /** The session outlives the connection (kept in the store). */
   sessionKept = false;
 

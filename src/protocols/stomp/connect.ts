@@ -30,7 +30,11 @@ export async function onConnect(c: StompState, frame: StompFrame): Promise<void>
     const login = header(frame, 'login');
     const passcode = header(frame, 'passcode');
     try {
-      if (login && passcode) {
+      if (c.certificate.kind === 'unusable') throw new AuthError('bad_credentials', c.certificate.reason);
+      if (c.certificate.kind === 'user') {
+        // The verified certificate names the user (tlsClientCertAsUser); login and passcode are not asked.
+        principal = await c.ctx.auth.certificateUser(c.certificate.name);
+      } else if (login && passcode) {
         // A token in passcode (any login), else a user name with its password. The token is tried
         // first: it is cheap, and a token must never count as a failed password login.
         try {

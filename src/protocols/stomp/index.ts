@@ -17,6 +17,7 @@ import { AuthError, type Principal } from '../../core/auth.js';
 import { tcpTransport, webSocketTransport } from '../../transports/byte-transport.js';
 import { clientAddress, deviceOf, tokenFrom, upgradeRefusalFor } from '../../transports/handshake.js';
 import { UpgradeRefusal, type Admission } from '../../transports/listeners.js';
+import { certificateIdentity } from '../../transports/tls.js';
 import { StompConnection } from './connection.js';
 
 const SUBPROTOCOLS = ['v12.stomp', 'v11.stomp', 'v10.stomp'] as const;
@@ -74,6 +75,7 @@ export function registerStomp(ctx: HeraldContext): void {
     tls: { name: 'stomp-tls', port: config.stompTlsPort },
     onConnection(socket, admission) {
       const conn = new StompConnection(ctx, tcpTransport(socket), 'stomp-tcp', socket.remoteAddress ?? 'unknown', 'tcp', undefined, admission, true);
+      if (ctx.config.tlsClientCertAsUser) conn.certificate = certificateIdentity(socket);
       socket.on('data', (data: Buffer) => conn.receive(data));
       socket.on('close', () => conn.onTransportClosed());
       socket.on('error', () => conn.onTransportClosed());

@@ -17,6 +17,7 @@ import { newSessionId, wsCloseCode, type CloseReason, type Protocol, type Sessio
 import { systemClock } from '../../clock.js';
 import type { Admission } from '../../transports/admission.js';
 import type { ByteTransport } from '../../transports/byte-transport.js';
+import type { CertificateIdentity } from '../../transports/tls.js';
 import { encodeFrame, header, StompParser, type StompFrame } from './codec.js';
 import { encodeMessageFrame, type Version } from './message-frame.js';
 import type { StompSubscription } from './subscription.js';
@@ -62,6 +63,8 @@ export abstract class StompState implements Session {
   readTimer: NodeJS.Timeout | undefined;
   readonly bucket: TokenBucket;
   registered = false;
+  /** tlsClientCertAsUser: the user its verified client certificate names, if any (set by the listener). */
+  certificate: CertificateIdentity = { kind: 'none' };
   /** Reading paused for the inbound backlog (the publish rate's pause must not resume it). */
   paused = false;
   readonly delivered: { inc(): void };
