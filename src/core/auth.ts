@@ -24,6 +24,7 @@ import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Role, Store, TokenRecord, UserRecord } from '../store/store.js';
 import { OutageLog, repeat } from './background.js';
+import { AuthHook, EXTERNAL_PASSWORD_HASH, externalUsers } from './auth-hook.js';
 import { CredentialWatchers, type DeathCallback } from './credential-watch.js';
 import { loadJwtKeys, looksLikeJwt, verifyJwt, type JwtKeys } from './jwt.js';
 import { LoginLimits, type SharedFailureCounter } from './login-limits.js';
@@ -57,7 +58,9 @@ export class Auth {
   private readonly touchPersistMs: number;
   private readonly tokens = new Map<string, CachedToken>();
   private readonly watchers: CredentialWatchers;
-  private readonly limits: LoginLimits;
+  readonly limits: LoginLimits;
+  /** The application's connect hook (authHookUrl), if configured: see connect-login.ts. */
+  readonly hook: AuthHook | undefined;
   /** Tokens `renewPrincipal` is reading from the store (not cached here). */
   private readonly renewing = new Set<string>();
   private sweepTimer: NodeJS.Timeout | undefined;
@@ -76,6 +79,9 @@ export class Auth {
     this.limits = new LoginLimits(config, clock);
     this.watchers = new CredentialWatchers(log);
     this.touchOutage = new OutageLog(log, 'recording token use');
+    this.hook = config.authHookUrl
+      ? new AuthHook({ url: config.authHookUrl, timeoutMs: config.authHookTimeoutMs, cacheSeconds: config.authHookCacheSeconds, provision: externalUsers(store, clock), clock, log })
+      : undefined;
   }
 
   /** Loads JWT keys and starts the sweep that finds dead credentials of watched sessions. */
@@ -88,6 +94,10 @@ export class Auth {
   stop(): void {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.sweepTimer = undefined;
+  }
+
+  get hookMode(): string {
+    return this.config.authHookMode;
   }
 
   get tokenIdleSeconds(): number {
@@ -132,6 +142,8 @@ export class Auth {
     const slow = await this.loginSlowdownMs(name, address);
     if (slow > 0) await this.pause(slow);
     const user = await this.store.getUserByName(name);
+    // A user of the connect hook has no password here: not a failure of anyone's (see EXTERNAL_PASSWORD_HASH).
+    if (user?.passwordHash === EXTERNAL_PASSWORD_HASH) throw new AuthError('bad_credentials', `user "${name}" logs in through the application, not with a password here`);
     // Hash even for unknown users so timing does not reveal which names exist.
     const ok = user ? await verifyPassword(password, user.passwordHash) : await verifyPassword(password, DUMMY_HASH);
     if (!user || !ok) {

@@ -22,9 +22,15 @@ export interface Principal {
   name: string;
   role: Role;
   credential: Credential;
+  /**
+   * Topic filters this session may publish or subscribe to, granted by the
+   * connect hook's answer; absent: the hook set no limit (the ACL still applies).
+   */
+  grants?: { readonly publish?: readonly string[]; readonly subscribe?: readonly string[] };
 }
 
-export type AuthErrorCode = 'invalid_token' | 'token_expired' | 'bad_credentials' | 'user_disabled' | 'rate_limited';
+/** `unavailable`: whoever decides (the connect hook) could not be asked; try again later. */
+export type AuthErrorCode = 'invalid_token' | 'token_expired' | 'bad_credentials' | 'user_disabled' | 'rate_limited' | 'unavailable';
 
 export class AuthError extends Error {
   override name = 'AuthError';

@@ -29,6 +29,8 @@ export function authErrorStatus(err: AuthError): number {
       return 429;
     case 'user_disabled':
       return 403;
+    case 'unavailable':
+      return 503;
     default:
       return 401;
   }

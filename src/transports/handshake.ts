@@ -40,6 +40,6 @@ export function deviceOf(req: IncomingMessage, url: URL): string {
  * the address, else 401; an expired token tells the person to log in again.
  */
 export function upgradeRefusalFor(err: AuthError): UpgradeRefusal {
-  const status = err.code === 'user_disabled' ? 403 : err.code === 'rate_limited' ? 429 : 401;
+  const status = err.code === 'user_disabled' ? 403 : err.code === 'rate_limited' ? 429 : err.code === 'unavailable' ? 503 : 401;
   return new UpgradeRefusal(status, err.code === 'token_expired' ? 'token expired; log in again' : err.message);
 }

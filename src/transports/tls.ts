@@ -24,6 +24,26 @@ type TlsConfig = Pick<Config, 'tlsCertFile' | 'tlsKeyFile' | 'tlsCaFile' | 'tlsM
  */
 export type CertificateIdentity = { kind: 'none' } | { kind: 'user'; name: string } | { kind: 'unusable'; reason: string };
 
+/** How a connection reached us, as the connect hook is told: the transport, and a verified client certificate's subject. */
+export interface ConnectionOrigin {
+  transport: 'tcp' | 'tls' | 'ws' | 'wss';
+  /** The WebSocket path (never with a token in it). */
+  path?: string;
+  /** `CN=…,O=…` of a client certificate the CA verified. */
+  certificateSubject?: string;
+}
+
+/** The origin of a TCP (or TLS) connection, or of the socket under a WebSocket (`path` given). */
+export function originOf(socket: Socket, path?: string): ConnectionOrigin {
+  if (!(socket instanceof TLSSocket)) return path === undefined ? { transport: 'tcp' } : { transport: 'ws', path };
+  const origin: ConnectionOrigin = path === undefined ? { transport: 'tls' } : { transport: 'wss', path };
+  if (socket.authorized) {
+    const subject = socket.getPeerCertificate().subject as Record<string, string | string[] | undefined> | undefined;
+    if (subject) origin.certificateSubject = Object.entries(subject).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join('+') : (v ?? '')}`).join(',');
+  }
+  return origin;
+}
+
 export function certificateIdentity(socket: Socket): CertificateIdentity {
   if (!(socket instanceof TLSSocket) || !socket.authorized) return { kind: 'none' };
   const subject = socket.getPeerCertificate().subject as Record<string, string | string[] | undefined> | undefined;

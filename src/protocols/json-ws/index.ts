@@ -4,6 +4,8 @@ import { AuthError, type Principal } from '../../core/auth.js';
 import { UpgradeRefusal } from '../../transports/listeners.js';
 import { clientAddress, deviceOf, upgradeRefusalFor } from '../../transports/handshake.js';
 import { JsonConnection } from './connection.js';
+import { connectLogin } from '../../core/connect-login.js';
+import { originOf } from '../../transports/tls.js';
 
 /** `mailbox`: the user mailbox whose messages this protocol carries (the message service's). */
 export function registerJsonWebSocket(ctx: HeraldContext, mailbox: string): void {
@@ -23,8 +25,11 @@ export function registerJsonWebSocket(ctx: HeraldContext, mailbox: string): void
         throw new UpgradeRefusal(401, 'token is missing: connect to /websocket/{authToken from POST /v1/login}');
       }
       let principal: Principal;
+      const remoteAddress = clientAddress(req, ctx.config.trustProxy);
       try {
-        principal = await ctx.auth.authenticate(token, { renew: true, address: clientAddress(req, ctx.config.trustProxy) });
+        // The path without the token: the hook gets the token as the password.
+        const attempt = { protocol: 'json-ws' as const, ...originOf(req.socket, '/websocket/'), password: token, device: deviceOf(req, url), remoteAddress };
+        principal = await connectLogin(ctx.auth, attempt, (address) => ctx.auth.authenticate(token, { renew: true, ...(address !== undefined ? { address } : {}) }));
       } catch (err) {
         if (!(err instanceof AuthError)) throw err;
         ctx.metrics.protocolErrors.inc({ protocol: 'json-ws', reason: 'auth' });

@@ -1,19 +1,48 @@
 /**
- * Who a CONNECT is, tried in this order: a hosted app's user token as
- * password (device MQTT with app and user tokens); a Herald token or JWT as
- * password, with any user name; a user name and password; anonymous if
- * allowed. A refusal becomes the CONNACK code a client library understands.
+ * Who a CONNECT is, tried in this order: a verified client certificate's CN
+ * (tlsClientCertAsUser); a hosted app's user token as password (device MQTT
+ * with app and user tokens); a Herald token or JWT as password, with any
+ * user name; a user name and password; anonymous if allowed. With a connect
+ * hook (authHookUrl), the application decides what Herald does not know
+ * (see core/connect-login.ts). A refusal becomes the CONNACK code a client
+ * library understands.
  */
 import type { IConnectPacket } from 'mqtt-packet';
 import { AppTokenRefusal } from '../../apps/mqtt-apps.js';
 import { AuthError, type Principal } from '../../core/auth.js';
+import { connectLogin } from '../../core/connect-login.js';
 import { ConnectRefused, REFUSE } from './reason-codes.js';
 import type { MqttClientState } from './state.js';
 
 /** The CONNECT's principal; refuses (throws ConnectRefused) when the credentials do not hold. */
 export async function authenticate(c: MqttClientState, p: IConnectPacket): Promise<Principal> {
-  if (c.certificate.kind !== 'none') return certificateUser(c);
   const password = p.password?.toString('utf8');
+  try {
+    return await connectLogin(
+      c.ctx.auth,
+      {
+        protocol: 'mqtt',
+        ...c.origin,
+        ...(p.username ? { username: p.username } : {}),
+        ...(password ? { password } : {}),
+        clientId: p.clientId,
+        remoteAddress: c.remoteAddress,
+      },
+      (address) => ownLogin(c, p, password, address),
+    );
+  } catch (err) {
+    if (!(err instanceof AuthError)) throw err;
+    const refusal = err.code === 'unavailable' ? REFUSE.unavailable : err.code === 'user_disabled' || err.code === 'rate_limited' ? REFUSE.notAuthorized : REFUSE.badCredentials;
+    throw new ConnectRefused(refusal, err.message);
+  }
+}
+
+/** Herald's own credentials; AuthError when they do not hold (`address`: where a refused token counts). */
+async function ownLogin(c: MqttClientState, p: IConnectPacket, password: string | undefined, address: string | undefined): Promise<Principal> {
+  if (c.certificate.kind === 'unusable') throw new AuthError('bad_credentials', c.certificate.reason);
+  // tlsClientCertAsUser: the verified certificate's CN is the user, as mosquitto's use_identity_as_username;
+  // the user name and password of the CONNECT are not looked at.
+  if (c.certificate.kind === 'user') return c.ctx.auth.certificateUser(c.certificate.name);
   if (password) {
     try {
       const appUser = await c.shared.apps.checkUserToken(password, p.username, p.clientId);
@@ -27,7 +56,7 @@ export async function authenticate(c: MqttClientState, p: IConnectPacket): Promi
     // can only be a token: a refused one counts against the address (tokenFailuresPerAddress).
     let tokenRefusal: AuthError;
     try {
-      return await c.ctx.auth.authenticate(password, p.username ? { renew: true } : { renew: true, address: c.remoteAddress });
+      return await c.ctx.auth.authenticate(password, p.username || address === undefined ? { renew: true } : { renew: true, address });
     } catch (err) {
       if (!(err instanceof AuthError)) throw err;
       tokenRefusal = err;
@@ -38,34 +67,15 @@ export async function authenticate(c: MqttClientState, p: IConnectPacket): Promi
         return { userId: user.id, name: user.name, role: user.role, credential: { kind: 'password' } };
       } catch (err) {
         if (!(err instanceof AuthError)) throw err;
-        if (err.code !== 'bad_credentials') throw new ConnectRefused(REFUSE.notAuthorized, err.message);
+        if (err.code !== 'bad_credentials') throw err;
       }
     }
-    throw new ConnectRefused(
-      tokenRefusal.code === 'user_disabled' || tokenRefusal.code === 'rate_limited' ? REFUSE.notAuthorized : REFUSE.badCredentials,
-      tokenRefusal.code === 'invalid_token' ? 'wrong user name, password or token' : tokenRefusal.message,
-    );
+    if (tokenRefusal.code === 'invalid_token') throw new AuthError('bad_credentials', 'wrong user name, password or token');
+    throw tokenRefusal;
   }
   if (c.ctx.config.allowAnonymous) {
     c.anonymous = true;
     return { userId: 'anonymous:' + p.clientId, name: 'anonymous', role: 'user', credential: { kind: 'anonymous' } };
   }
   throw new ConnectRefused(REFUSE.notAuthorized, 'credentials are required: user name and password, or a token as password');
-}
-
-/**
- * tlsClientCertAsUser: the verified certificate's CN is the user, as
- * mosquitto's use_identity_as_username; the user name and password of the
- * CONNECT are not looked at.
- */
-async function certificateUser(c: MqttClientState): Promise<Principal> {
-  const id = c.certificate;
-  if (id.kind === 'unusable') throw new ConnectRefused(REFUSE.badCredentials, id.reason);
-  if (id.kind !== 'user') throw new Error('no certificate identity');
-  try {
-    return await c.ctx.auth.certificateUser(id.name);
-  } catch (err) {
-    if (!(err instanceof AuthError)) throw err;
-    throw new ConnectRefused(err.code === 'user_disabled' ? REFUSE.notAuthorized : REFUSE.badCredentials, err.message);
-  }
 }

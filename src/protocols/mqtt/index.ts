@@ -18,7 +18,7 @@ import type { MqttApps } from '../../apps/mqtt-apps.js';
 import type { HeraldContext } from '../../context.js';
 import { tcpTransport, webSocketTransport } from '../../transports/byte-transport.js';
 import { clientAddress } from '../../transports/handshake.js';
-import { certificateIdentity } from '../../transports/tls.js';
+import { certificateIdentity, originOf } from '../../transports/tls.js';
 import { MqttConnection } from './connection.js';
 import { RetainedMessages } from './retained.js';
 import type { MqttShared } from './shared.js';
@@ -56,6 +56,7 @@ export async function registerMqtt(ctx: HeraldContext, apps: MqttApps): Promise<
     onConnection(socket: Socket, admission) {
       const conn = new MqttConnection(ctx, shared, tcpTransport(socket), 'mqtt-tcp', socket.remoteAddress ?? 'unknown', admission);
       if (ctx.config.tlsClientCertAsUser) conn.certificate = certificateIdentity(socket);
+      if (ctx.auth.hook) conn.origin = originOf(socket);
       socket.on('data', (d: Buffer) => conn.receive(d));
       socket.on('close', () => conn.onTransportClosed());
       socket.on('error', () => conn.onTransportClosed());
@@ -72,6 +73,7 @@ export async function registerMqtt(ctx: HeraldContext, apps: MqttApps): Promise<
     accept: async () => undefined,
     onConnection(ws, req, _accepted, admission) {
       const conn = new MqttConnection(ctx, shared, webSocketTransport(ws), 'mqtt-ws', clientAddress(req, ctx.config.trustProxy), admission);
+      if (ctx.auth.hook) conn.origin = originOf(req.socket, '/mqtt');
       wsConnections.set(ws, conn);
       ws.on('message', (d: Buffer) => conn.receive(d));
       ws.on('close', () => conn.onTransportClosed());

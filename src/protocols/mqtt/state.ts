@@ -20,7 +20,7 @@ import { TopicIndex } from '../../core/router.js';
 import type { MqttQueuedRecord } from '../../store/store.js';
 import type { Admission } from '../../transports/admission.js';
 import type { ByteTransport } from '../../transports/byte-transport.js';
-import type { CertificateIdentity } from '../../transports/tls.js';
+import type { CertificateIdentity, ConnectionOrigin } from '../../transports/tls.js';
 import type { SubscriptionIds } from './properties.js';
 import { RC, type Refusal, type ReasonCode } from './reason-codes.js';
 import type { MqttClient, MqttShared } from './shared.js';
@@ -117,6 +117,8 @@ export abstract class MqttClientState implements Session, MqttClient {
   anonymous = false;
   /** tlsClientCertAsUser: the user its verified client certificate names, if any (set by the listener). */
   certificate: CertificateIdentity = { kind: 'none' };
+  /** How it reached us (for the connect hook; set by the listener). */
+  origin: ConnectionOrigin = { transport: 'tcp' };
   /** The session outlives the connection (kept in the store). */
   sessionKept = false;
 

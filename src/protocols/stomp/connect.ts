@@ -4,7 +4,8 @@
  * session, and start heart-beats.
  */
 import { HERALD_VERSION } from '../../version.js';
-import { AuthError } from '../../core/auth.js';
+import { AuthError, type Principal } from '../../core/auth.js';
+import { connectLogin } from '../../core/connect-login.js';
 import type { HeaderList } from '../../core/message.js';
 import { encodeFrame, header, HEARTBEAT, type StompFrame } from './codec.js';
 import type { Version } from './message-frame.js';
@@ -30,30 +31,12 @@ export async function onConnect(c: StompState, frame: StompFrame): Promise<void>
     const login = header(frame, 'login');
     const passcode = header(frame, 'passcode');
     try {
-      if (c.certificate.kind === 'unusable') throw new AuthError('bad_credentials', c.certificate.reason);
-      if (c.certificate.kind === 'user') {
-        // The verified certificate names the user (tlsClientCertAsUser); login and passcode are not asked.
-        principal = await c.ctx.auth.certificateUser(c.certificate.name);
-      } else if (login && passcode) {
-        // A token in passcode (any login), else a user name with its password. The token is tried
-        // first: it is cheap, and a token must never count as a failed password login.
-        try {
-          principal = await c.ctx.auth.authenticate(passcode, { renew: c.renewOnUse });
-        } catch (err) {
-          if (!(err instanceof AuthError) || err.code !== 'invalid_token') throw err;
-          const user = await c.ctx.auth.checkPassword(login, passcode, c.remoteAddress);
-          principal = { userId: user.id, name: user.name, role: user.role, credential: { kind: 'password' } };
-        }
-      } else if (login || passcode) {
-        // A token on its own: a refused one counts against this address (tokenFailuresPerAddress).
-        principal = await c.ctx.auth.authenticate((login || passcode)!, { renew: c.renewOnUse, address: c.remoteAddress });
-      } else {
-        throw new AuthError('invalid_token', 'no credentials: pass a token as __token in the URL, or login/passcode in CONNECT');
-      }
+      const attempt = { protocol: 'stomp' as const, ...c.origin, ...(login ? { username: login } : {}), ...(passcode ? { password: passcode } : {}), device: c.device, remoteAddress: c.remoteAddress };
+      principal = await connectLogin(c.ctx.auth, attempt, (address) => ownLogin(c, login, passcode, address));
     } catch (err) {
       if (!(err instanceof AuthError)) throw err;
       c.ctx.metrics.protocolErrors.inc({ protocol: c.protocol, reason: 'auth' });
-      const message = err.code === 'token_expired' ? 'token expired' : err.code === 'rate_limited' ? 'too many failed logins' : 'authentication failed';
+      const message = err.code === 'token_expired' ? 'token expired' : err.code === 'rate_limited' ? 'too many failed logins' : err.code === 'unavailable' ? 'authentication unavailable' : 'authentication failed';
       c.sendError(message, err.message, header(frame, 'receipt'));
       c.shutdown(err.code === 'token_expired' ? 4401 : 4403, message);
       return;
@@ -89,6 +72,29 @@ export async function onConnect(c: StompState, frame: StompFrame): Promise<void>
   c.state = 'connected';
   c.sendRaw(encodeFrame('CONNECTED', headers, undefined, false));
   c.receipt(frame);
+}
+
+/** Herald's own credentials in CONNECT; AuthError when they do not hold (`address`: where a refused token counts). */
+async function ownLogin(c: StompState, login: string | undefined, passcode: string | undefined, address: string | undefined): Promise<Principal> {
+  if (c.certificate.kind === 'unusable') throw new AuthError('bad_credentials', c.certificate.reason);
+  // The verified certificate names the user (tlsClientCertAsUser); login and passcode are not asked.
+  if (c.certificate.kind === 'user') return c.ctx.auth.certificateUser(c.certificate.name);
+  if (login && passcode) {
+    // A token in passcode (any login), else a user name with its password. The token is tried
+    // first: it is cheap, and a token must never count as a failed password login.
+    try {
+      return await c.ctx.auth.authenticate(passcode, { renew: c.renewOnUse });
+    } catch (err) {
+      if (!(err instanceof AuthError) || err.code !== 'invalid_token') throw err;
+      const user = await c.ctx.auth.checkPassword(login, passcode, c.remoteAddress);
+      return { userId: user.id, name: user.name, role: user.role, credential: { kind: 'password' } };
+    }
+  }
+  if (login || passcode) {
+    // A token on its own: a refused one counts against this address (tokenFailuresPerAddress).
+    return c.ctx.auth.authenticate((login || passcode)!, { renew: c.renewOnUse, ...(address !== undefined ? { address } : {}) });
+  }
+  throw new AuthError('invalid_token', 'no credentials: pass a token as __token in the URL, or login/passcode in CONNECT');
 }
 
 function startHeartbeats(c: StompState, sendEvery: number, expectEvery: number): void {

@@ -17,7 +17,8 @@ import { AuthError, type Principal } from '../../core/auth.js';
 import { tcpTransport, webSocketTransport } from '../../transports/byte-transport.js';
 import { clientAddress, deviceOf, tokenFrom, upgradeRefusalFor } from '../../transports/handshake.js';
 import { UpgradeRefusal, type Admission } from '../../transports/listeners.js';
-import { certificateIdentity } from '../../transports/tls.js';
+import { certificateIdentity, originOf } from '../../transports/tls.js';
+import { connectLogin } from '../../core/connect-login.js';
 import { StompConnection } from './connection.js';
 
 const SUBPROTOCOLS = ['v12.stomp', 'v11.stomp', 'v10.stomp'] as const;
@@ -32,8 +33,10 @@ async function handshakeToken(ctx: HeraldContext, req: IncomingMessage, url: URL
     if (required) throw new UpgradeRefusal(401, 'token is missing: connect to this endpoint with ?__token=<authToken from POST /v1/login>');
     return undefined;
   }
+  const remoteAddress = clientAddress(req, ctx.config.trustProxy);
   try {
-    return await ctx.auth.authenticate(token, { renew, address: clientAddress(req, ctx.config.trustProxy) });
+    const attempt = { protocol: 'stomp' as const, ...originOf(req.socket, url.pathname), password: token, device: deviceOf(req, url), remoteAddress };
+    return await connectLogin(ctx.auth, attempt, (address) => ctx.auth.authenticate(token, { renew, ...(address !== undefined ? { address } : {}) }));
   } catch (err) {
     if (err instanceof AuthError) {
       ctx.metrics.protocolErrors.inc({ protocol: 'stomp-ws', reason: 'auth' });
@@ -61,6 +64,7 @@ export function registerStomp(ctx: HeraldContext): void {
       accept: async (req, url) => ({ principal: await handshakeToken(ctx, req, url, required, renew), device: deviceOf(req, url) }),
       onConnection(ws: WebSocket, req: IncomingMessage, accepted: { principal: Principal | undefined; device: string }, admission: Admission): void {
         const conn = new StompConnection(ctx, webSocketTransport(ws), 'stomp-ws', clientAddress(req, ctx.config.trustProxy), accepted.device, accepted.principal, admission, renew);
+        if (ctx.auth.hook) conn.origin = originOf(req.socket, path);
         connections.set(ws, conn);
         ws.on('message', (data: Buffer) => conn.receive(data));
         ws.on('close', () => conn.onTransportClosed());
@@ -76,6 +80,7 @@ export function registerStomp(ctx: HeraldContext): void {
     onConnection(socket, admission) {
       const conn = new StompConnection(ctx, tcpTransport(socket), 'stomp-tcp', socket.remoteAddress ?? 'unknown', 'tcp', undefined, admission, true);
       if (ctx.config.tlsClientCertAsUser) conn.certificate = certificateIdentity(socket);
+      if (ctx.auth.hook) conn.origin = originOf(socket);
       socket.on('data', (data: Buffer) => conn.receive(data));
       socket.on('close', () => conn.onTransportClosed());
       socket.on('error', () => conn.onTransportClosed());

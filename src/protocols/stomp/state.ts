@@ -17,7 +17,7 @@ import { newSessionId, wsCloseCode, type CloseReason, type Protocol, type Sessio
 import { systemClock } from '../../clock.js';
 import type { Admission } from '../../transports/admission.js';
 import type { ByteTransport } from '../../transports/byte-transport.js';
-import type { CertificateIdentity } from '../../transports/tls.js';
+import type { CertificateIdentity, ConnectionOrigin } from '../../transports/tls.js';
 import { encodeFrame, header, StompParser, type StompFrame } from './codec.js';
 import { encodeMessageFrame, type Version } from './message-frame.js';
 import type { StompSubscription } from './subscription.js';
@@ -65,6 +65,8 @@ export abstract class StompState implements Session {
   registered = false;
   /** tlsClientCertAsUser: the user its verified client certificate names, if any (set by the listener). */
   certificate: CertificateIdentity = { kind: 'none' };
+  /** How it reached us (for the connect hook; set by the listener). */
+  origin: ConnectionOrigin = { transport: 'tcp' };
   /** Reading paused for the inbound backlog (the publish rate's pause must not resume it). */
   paused = false;
   readonly delivered: { inc(): void };
