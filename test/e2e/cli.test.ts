@@ -365,7 +365,7 @@ describe('start-up failures', () => {
     }
   });
 
-  it('a data directory that cannot be made, and a key file that cannot be read: one line each (exit 1; a configuration file that cannot be read is exit 2)', async () => {
+  it('a data directory that cannot be made (exit 1), and a key or rule file that cannot be read (a configuration error, exit 2): one line each', async () => {
     const dir = dataDir();
     const aFile = join(dir, 'not-a-dir');
     writeFileSync(aFile, 'x');
