@@ -82,14 +82,14 @@ const refuse = (message: string): AuthError => new AuthError('invalid_token', me
  * is checked with: the JWKS key of that kid, else `jwtPublicKey` when it
  * verifies that algorithm, else the JWKS's only key for the algorithm (for
  * a token without a kid). A kid the set does not hold makes it fetch the
- * set again (at most once a minute).
+ * set again first (at most once a minute).
  */
 async function publicKeyFor(keys: JwtKeys, alg: PublicKeyAlg, kid: string | undefined): Promise<KeyObject> {
   const { jwks, pem } = keys;
   const pemFits = pem?.alg === alg;
   if (jwks && kid !== undefined) {
     let found = jwks.byKid(kid);
-    if (!found && !pemFits) {
+    if (!found) {
       await jwks.refreshForUnknownKid();
       found = jwks.byKid(kid);
     }
