@@ -9,6 +9,7 @@ import { guardUnhandledRejections } from './core/background.js';
 import { systemClock } from './clock.js';
 import { createLogger } from './log.js';
 import { HeraldServer } from './server.js';
+import { reloadFailures } from './reload.js';
 import { HERALD_VERSION } from './version.js';
 import { MqttApps } from './apps/mqtt-apps.js';
 import { checkConfig } from './cli/check-config.js';
@@ -86,8 +87,18 @@ async function serve(config: Config): Promise<void> {
   };
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
-  // SIGHUP: the TLS certificate and key are read again (new handshakes use them; nothing is dropped).
-  process.on('SIGHUP', () => void server.reloadTls());
+  // SIGHUP: aclFile and the TLS files are read again and the JWKS fetched again; nothing is dropped, and a
+  // part whose new files do not load keeps what it had (each part logs; this line sums up).
+  process.on('SIGHUP', () => {
+    log.info('SIGHUP: reloading aclFile, the TLS files and the JWKS');
+    server.reload().then(
+      (report) => {
+        if (report.ok) log.info({ reload: report }, 'reload done');
+        else log.warn({ reload: report }, `reload incomplete: ${reloadFailures(report)}`);
+      },
+      (err: unknown) => log.error({ err }, 'reload failed'),
+    );
+  });
 }
 
 async function tokenCommand(config: Config, args: string[], extra: Record<string, string>): Promise<void> {

@@ -28,6 +28,8 @@ import { registerStomp } from './protocols/stomp/index.js';
 import { registerMqtt, type MqttShared } from './protocols/mqtt/index.js';
 import { MqttApps } from './apps/mqtt-apps.js';
 import { registerAppRoutes } from './http/apps.js';
+import { registerAdminRoutes } from './http/admin.js';
+import { reloadNode, type ReloadReport } from './reload.js';
 import { registerWebRoutes } from './http/web.js';
 import { SqliteStore } from './store/sqlite/sqlite-store.js';
 import { PostgresStore } from './store/postgres/postgres-store.js';
@@ -225,6 +227,7 @@ export class HeraldServer {
       registerThreadRoutes(ctx, threads);
       registerAppRoutes(ctx, apps);
       registerWebRoutes(ctx, startedAt);
+      registerAdminRoutes(ctx, tls);
       // Protocol front ends: each registers its routes and listeners, nothing else.
       registerStomp(ctx);
       registerJsonWebSocket(ctx, MAILBOX);
@@ -264,10 +267,15 @@ export class HeraldServer {
   }
 
   /**
-   * Reads the TLS certificate and key again (SIGHUP): new handshakes use
-   * them, open connections keep theirs; files that do not load leave the
-   * current ones in place (logged, and returned).
+   * Hot reload (SIGHUP, POST /api/admin/reload): `aclFile` and the TLS files
+   * are read again and the JWKS fetched again. Each part that fails keeps
+   * what it had and says why (logged, and in the report); see reload.ts.
    */
+  reload(): Promise<ReloadReport> {
+    return reloadNode({ ...this.ctx, tls: this.tls });
+  }
+
+  /** Only the TLS part of `reload`: new handshakes use the files read again, open connections keep theirs. */
   reloadTls(): { ok: true } | { ok: false; reason: string } {
     return this.tls ? this.tls.reload() : { ok: false, reason: 'no TLS certificate is configured (tlsCertFile)' };
   }

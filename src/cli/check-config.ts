@@ -5,7 +5,7 @@
  * reads, as start-up does (aclFile, the JWT key, the TLS files), resolves
  * `host`, and checks that the data directory can be used and that no two
  * listeners share a port; it creates nothing and contacts neither
- * PostgreSQL nor Redis.
+ * PostgreSQL nor Redis nor the JWKS URL (only its form is checked).
  * Exit 0 when valid, 1 with the problems in words.
  */
 import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
@@ -80,7 +80,8 @@ export async function deeperProblems(config: Config): Promise<string[]> {
   };
   problems.push(...storeProblems(config));
   await attempt(() => Acl.load(config.aclFile));
-  await attempt(() => loadJwtKeys(config));
+  // The JWKS URL's form is checked; the set itself is not fetched (see the closing line).
+  await attempt(() => loadJwtKeys(config, quietLogger(config)));
   // Start-up's own reading of the TLS files: the same rules, the same words.
   await attempt(() => TlsFiles.open(config, quietLogger(config)));
   problems.push(...(await hostProblems(config.host)));
@@ -193,5 +194,8 @@ export async function checkConfig(flags: Readonly<Record<string, string>>, json:
     for (const p of problems) process.stderr.write(`herald: ${p}\n`);
     process.exit(EXIT_FAILURE);
   }
-  if (!json) process.stdout.write('configuration is valid (PostgreSQL and Redis were not contacted)\n');
+  if (!json) {
+    const servers = config.jwtJwksUrl ? `PostgreSQL, Redis and the JWKS at ${redactUrl(config.jwtJwksUrl)} were` : 'PostgreSQL and Redis were';
+    process.stdout.write(`configuration is valid (${servers} not contacted)\n`);
+  }
 }

@@ -17,6 +17,10 @@
  * with a file, what no rule allows is denied. The rules cover the topic space
  * whatever the protocol: MQTT topics, STOMP /topic/ destinations (a.b is a/b),
  * the JSON WebSocket's topics and HTTP publishes.
+ *
+ * `reload` (SIGHUP, POST /api/admin/reload) replaces the rules for every
+ * connection's next publish and subscribe; subscriptions made before it
+ * stay, as in mosquitto (docs/security.md#reloading-the-rules).
  */
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../config.js';
@@ -139,13 +143,44 @@ function ruleCovers(rule: readonly RuleLevel[], values: PlaceholderValues, filte
   return rule.length === f.length;
 }
 
+/** The rules of an `aclFile`, checked whole; a ConfigError names the file, the rule and what is wrong. */
+function parseFile(path: string): ParsedRule[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new ConfigError(`aclFile ${path} cannot be read as JSON: ${(err as Error).message}`);
+  }
+  if (!Array.isArray(parsed)) throw new ConfigError(`aclFile ${path} must hold a JSON array of rules`);
+  return parsed.map((r: unknown, i): ParsedRule => {
+    const o = (typeof r === 'object' && r !== null ? r : {}) as Partial<AclRule>;
+    const where = `aclFile ${path}, rule ${i + 1}`;
+    if (o.effect !== 'allow' && o.effect !== 'deny') throw new ConfigError(`${where}: effect must be "allow" or "deny"`);
+    if (o.action !== 'publish' && o.action !== 'subscribe' && o.action !== 'all') throw new ConfigError(`${where}: action must be "publish", "subscribe" or "all"`);
+    if (typeof o.topic !== 'string' || filterProblem(o.topic.replace(/\{(user|app|clientid)\}/g, 'x'))) {
+      throw new ConfigError(`${where}: topic must be an MQTT topic filter`);
+    }
+    const who = o.who ?? '*';
+    if (typeof who !== 'string' || !/^(\*|anonymous|user|role:(user|admin|service)|name:.+)$/.test(who)) {
+      throw new ConfigError(`${where}: who must be "*", "anonymous", "user", "role:<role>" or "name:<user>"`);
+    }
+    return { effect: o.effect, action: o.action, topic: o.topic, who, levels: parseRuleTopic(o.topic) };
+  });
+}
+
 /** A user of an MQTT app (token from the app's own user-token API), not a Herald user. */
 function isAppUser(s: AclSubject): boolean {
   return s.principal.userId.startsWith('app:');
 }
 
+/** What reading `aclFile` again did: the new rules, or why the current ones stay (and how many they are). */
+export type AclReload = { ok: true; rules: number } | { ok: false; reason: string; rules: number };
+
 export class Acl {
-  private constructor(private readonly rules: ParsedRule[] | undefined) {}
+  /** Bumped whenever the rules are replaced: cached decisions (PublishPermissions) compare it. */
+  private version = 0;
+
+  private constructor(private rules: ParsedRule[] | undefined) {}
 
   /** Rules given directly (tests); the server reads them from `aclFile` with `load`. */
   static of(rules: readonly AclRule[]): Acl {
@@ -153,29 +188,35 @@ export class Acl {
   }
 
   static load(path: string): Acl {
-    if (!path) return new Acl(undefined);
-    let parsed: unknown;
+    return new Acl(path ? parseFile(path) : undefined);
+  }
+
+  /** Changes each time the rules are replaced. */
+  get generation(): number {
+    return this.version;
+  }
+
+  /** How many rules are in force (0 without a file). */
+  get size(): number {
+    return this.rules?.length ?? 0;
+  }
+
+  /**
+   * Reads `path` again (SIGHUP, POST /api/admin/reload). Rules that read and
+   * check whole replace the current ones at once, for every connection's
+   * next publish and subscribe; a file that does not (bad JSON, a bad rule)
+   * changes nothing, and the answer says why.
+   */
+  reload(path: string): AclReload {
+    let rules: ParsedRule[];
     try {
-      parsed = JSON.parse(readFileSync(path, 'utf8'));
+      rules = parseFile(path);
     } catch (err) {
-      throw new ConfigError(`aclFile ${path} cannot be read as JSON: ${(err as Error).message}`);
+      return { ok: false, reason: (err as Error).message, rules: this.size };
     }
-    if (!Array.isArray(parsed)) throw new ConfigError(`aclFile ${path} must hold a JSON array of rules`);
-    const rules = parsed.map((r: unknown, i): ParsedRule => {
-      const o = r as Partial<AclRule>;
-      const where = `aclFile ${path}, rule ${i + 1}`;
-      if (o.effect !== 'allow' && o.effect !== 'deny') throw new ConfigError(`${where}: effect must be "allow" or "deny"`);
-      if (o.action !== 'publish' && o.action !== 'subscribe' && o.action !== 'all') throw new ConfigError(`${where}: action must be "publish", "subscribe" or "all"`);
-      if (typeof o.topic !== 'string' || filterProblem(o.topic.replace(/\{(user|app|clientid)\}/g, 'x'))) {
-        throw new ConfigError(`${where}: topic must be an MQTT topic filter`);
-      }
-      const who = o.who ?? '*';
-      if (!/^(\*|anonymous|user|role:(user|admin|service)|name:.+)$/.test(who)) {
-        throw new ConfigError(`${where}: who must be "*", "anonymous", "user", "role:<role>" or "name:<user>"`);
-      }
-      return { effect: o.effect, action: o.action, topic: o.topic, who, levels: parseRuleTopic(o.topic) };
-    });
-    return new Acl(rules);
+    this.rules = rules;
+    this.version++;
+    return { ok: true, rules: rules.length };
   }
 
   private applies(rule: AclRule, s: AclSubject): boolean {
@@ -224,17 +265,25 @@ export function sessionSubject(principal: Principal, device: string): AclSubject
 
 /**
  * One connection's publish decisions, cached: a publisher usually sends to a
- * few topics many times, and the rules do not change while it is connected.
+ * few topics many times. A reload of the rules empties the cache, so the
+ * next publish is decided by the new rules.
  */
 export class PublishPermissions {
   private readonly decided = new Map<string, boolean>();
+  private generation: number;
 
   constructor(
     private readonly acl: Acl,
     private readonly subject: () => AclSubject,
-  ) {}
+  ) {
+    this.generation = acl.generation;
+  }
 
   allows(topic: string): boolean {
+    if (this.generation !== this.acl.generation) {
+      this.decided.clear();
+      this.generation = this.acl.generation;
+    }
     let ok = this.decided.get(topic);
     if (ok === undefined) {
       ok = this.acl.allows(this.subject(), 'publish', topic);

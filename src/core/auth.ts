@@ -26,6 +26,7 @@ import type { Role, Store, TokenRecord, UserRecord } from '../store/store.js';
 import { OutageLog, repeat } from './background.js';
 import { AuthHook, EXTERNAL_PASSWORD_HASH, externalUsers } from './auth-hook.js';
 import { CredentialWatchers, type DeathCallback } from './credential-watch.js';
+import type { JwksCache } from './jwks.js';
 import { loadJwtKeys, looksLikeJwt, verifyJwt, type JwtKeys } from './jwt.js';
 import { LoginLimits, type SharedFailureCounter } from './login-limits.js';
 import { hashPassword, passwordChecksBusy, verifyPassword } from './passwords.js';
@@ -84,9 +85,10 @@ export class Auth {
       : undefined;
   }
 
-  /** Loads JWT keys and starts the sweep that finds dead credentials of watched sessions. */
+  /** Loads JWT keys (and fetches the JWKS, whose failure is logged, not thrown) and starts the sweep that finds dead credentials of watched sessions. */
   async start(): Promise<void> {
-    this.jwtKeys = await loadJwtKeys(this.config);
+    this.jwtKeys = await loadJwtKeys(this.config, this.log);
+    await this.jwtKeys?.jwks?.start();
     this.sweepTimer = repeat(this.log, 'the token sweep', this.config.tokenSweepMs, () => this.sweep());
   }
 
@@ -94,6 +96,12 @@ export class Auth {
   stop(): void {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.sweepTimer = undefined;
+    this.jwtKeys?.jwks?.stop();
+  }
+
+  /** The key set of `jwtJwksUrl`, for a reload to fetch again; undefined when none is configured. */
+  get jwks(): JwksCache | undefined {
+    return this.jwtKeys?.jwks;
   }
 
   get hookMode(): string {

@@ -365,7 +365,7 @@ describe('start-up failures', () => {
     }
   });
 
-  it('a data directory that cannot be made, and a key file that cannot be read: one line each, exit 1', async () => {
+  it('a data directory that cannot be made (exit 1), and a key or rule file that cannot be read (a configuration error, exit 2): one line each', async () => {
     const dir = dataDir();
     const aFile = join(dir, 'not-a-dir');
     writeFileSync(aFile, 'x');
@@ -374,8 +374,8 @@ describe('start-up failures', () => {
     oneLine(data.stderr, /^herald: cannot create the directory .*not-a-dir: a file is in the way$/);
 
     const key = await runCommand(['serve', ...portFlags, '--data-dir', dataDir(), '--jwt-public-key', join(dir, 'missing.pem')]);
-    assert.equal(key.code, 1);
-    oneLine(key.stderr, /^herald: start-up failed: jwtPublicKey is neither PEM text nor a readable file: .*missing\.pem$/);
+    assert.equal(key.code, 2, 'a JWT key that cannot be read is a configuration error');
+    oneLine(key.stderr, /^herald: jwtPublicKey is neither PEM text nor a readable file: .*missing\.pem$/);
 
     const acl = await runCommand(['serve', ...portFlags, '--data-dir', dataDir(), '--acl-file', join(dir, 'missing-acl.json')]);
     assert.equal(acl.code, 2, 'a configuration error stays a usage error');
