@@ -2,13 +2,21 @@
  * Who a CONNECT is, tried in this order: a hosted app's user token as
  * password (device MQTT with app and user tokens); a Herald token or JWT as
  * password, with any user name; a user name and password; anonymous if
- * allowed. A refusal becomes the CONNACK code a client library understands.
+ * allowed. A refusal becomes the CONNACK code a client library understands,
+ * counted in herald_auth_failures_total (not as a protocol error).
  */
 import type { IConnectPacket } from 'mqtt-packet';
 import { AppTokenRefusal } from '../../apps/mqtt-apps.js';
 import { AuthError, type Principal } from '../../core/auth.js';
-import { ConnectRefused, REFUSE } from './reason-codes.js';
+import type { AuthFailureReason } from '../../core/metrics.js';
+import { ConnectRefused, REFUSE, type Refusal } from './reason-codes.js';
 import type { MqttClientState } from './state.js';
+
+/** A refused authentication, counted under `reason`. */
+function refused(c: MqttClientState, reason: AuthFailureReason, refusal: Refusal, message: string): ConnectRefused {
+  c.ctx.metrics.authFailed(c.protocol, reason);
+  return new ConnectRefused(refusal, message, null);
+}
 
 /** The CONNECT's principal; refuses (throws ConnectRefused) when the credentials do not hold. */
 export async function authenticate(c: MqttClientState, p: IConnectPacket): Promise<Principal> {
@@ -18,7 +26,7 @@ export async function authenticate(c: MqttClientState, p: IConnectPacket): Promi
       const appUser = await c.shared.apps.checkUserToken(password, p.username, p.clientId);
       if (appUser) return appUser;
     } catch (err) {
-      if (err instanceof AppTokenRefusal) throw new ConnectRefused(err.kind === 'bad' ? REFUSE.badCredentials : REFUSE.notAuthorized, err.message);
+      if (err instanceof AppTokenRefusal) throw refused(c, 'app_token', err.kind === 'bad' ? REFUSE.badCredentials : REFUSE.notAuthorized, err.message);
       throw err;
     }
     // A Herald token (or JWT) as password, with any user name: checked first because it is cheap,
@@ -37,10 +45,14 @@ export async function authenticate(c: MqttClientState, p: IConnectPacket): Promi
         return { userId: user.id, name: user.name, role: user.role, credential: { kind: 'password' } };
       } catch (err) {
         if (!(err instanceof AuthError)) throw err;
-        if (err.code !== 'bad_credentials') throw new ConnectRefused(REFUSE.notAuthorized, err.message);
+        if (err.code !== 'bad_credentials') throw refused(c, err.code, REFUSE.notAuthorized, err.message);
+        // Neither a token nor the password of that user.
+        throw refused(c, 'bad_credentials', REFUSE.badCredentials, 'wrong user name, password or token');
       }
     }
-    throw new ConnectRefused(
+    throw refused(
+      c,
+      tokenRefusal.code,
       tokenRefusal.code === 'user_disabled' || tokenRefusal.code === 'rate_limited' ? REFUSE.notAuthorized : REFUSE.badCredentials,
       tokenRefusal.code === 'invalid_token' ? 'wrong user name, password or token' : tokenRefusal.message,
     );
@@ -49,5 +61,5 @@ export async function authenticate(c: MqttClientState, p: IConnectPacket): Promi
     c.anonymous = true;
     return { userId: 'anonymous:' + p.clientId, name: 'anonymous', role: 'user', credential: { kind: 'anonymous' } };
   }
-  throw new ConnectRefused(REFUSE.notAuthorized, 'credentials are required: user name and password, or a token as password');
+  throw refused(c, 'no_credentials', REFUSE.notAuthorized, 'credentials are required: user name and password, or a token as password');
 }
