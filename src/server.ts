@@ -138,10 +138,11 @@ export class HeraldServer {
       throw new ConfigError('redisUrl (cluster mode) needs databaseUrl too: every node of a cluster must use the same PostgreSQL database');
     }
     const nodeId = defaultNodeId(config.nodeName);
-    const acl = Acl.load(config.aclFile);
+    const acl = Acl.load(config.aclFile, metrics.aclDenied);
     // TLS files are read before anything is created: a missing key stops start-up naming the key and the path.
     const tls = TlsFiles.open(config, log.child({ component: 'tls' }));
     const store = timedStore(await openStore(config, log), metrics);
+    metrics.describeNode(store.kind, config.redisUrl ? 'cluster' : 'single');
     // This start is a new incarnation of the node: whatever an earlier one held is free now.
     let owner: string;
     try {

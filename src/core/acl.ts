@@ -16,7 +16,9 @@
  * file, authenticated clients may do anything and anonymous ones nothing;
  * with a file, what no rule allows is denied. The rules cover the topic space
  * whatever the protocol: MQTT topics, STOMP /topic/ destinations (a.b is a/b),
- * the JSON WebSocket's topics and HTTP publishes.
+ * the JSON WebSocket's topics and HTTP publishes. Every refusal is counted
+ * here (herald_acl_denials_total{protocol, action}), by the protocol the
+ * subject names.
  *
  * `reload` (SIGHUP, POST /api/admin/reload) replaces the rules for every
  * connection's next publish and subscribe; subscriptions made before it
@@ -26,6 +28,7 @@ import { readFileSync } from 'node:fs';
 import { ConfigError } from '../config.js';
 import type { Principal } from './auth.js';
 import { filterProblem } from './destination.js';
+import type { ProtocolLabel } from './protocol-names.js';
 
 export type AclAction = 'publish' | 'subscribe';
 
@@ -44,7 +47,12 @@ export interface AclSubject {
   principal: Principal;
   clientId: string;
   anonymous: boolean;
+  /** How the client asks (counted under it when refused). */
+  protocol: ProtocolLabel;
 }
+
+/** Told of every refusal (Metrics.aclDenied). */
+export type DenialCounter = (protocol: ProtocolLabel, action: AclAction) => void;
 
 /** Whether every topic `filter` matches is also matched by `rule` (wildcards in both). */
 export function filterCovers(rule: string, filter: string): boolean {
@@ -180,15 +188,22 @@ export class Acl {
   /** Bumped whenever the rules are replaced: cached decisions (PublishPermissions) compare it. */
   private version = 0;
 
-  private constructor(private rules: ParsedRule[] | undefined) {}
+  private constructor(
+    private rules: ParsedRule[] | undefined,
+    private readonly denied: DenialCounter | undefined,
+  ) {}
 
   /** Rules given directly (tests); the server reads them from `aclFile` with `load`. */
-  static of(rules: readonly AclRule[]): Acl {
-    return new Acl(rules.map((r) => ({ ...r, levels: parseRuleTopic(r.topic) })));
+  static of(rules: readonly AclRule[], denied?: DenialCounter): Acl {
+    return new Acl(
+      rules.map((r) => ({ ...r, levels: parseRuleTopic(r.topic) })),
+      denied,
+    );
   }
 
-  static load(path: string): Acl {
-    return new Acl(path ? parseFile(path) : undefined);
+  /** The rules of `path` (none: the default rules); `denied` counts refusals. */
+  static load(path: string, denied?: DenialCounter): Acl {
+    return new Acl(path ? parseFile(path) : undefined, denied);
   }
 
   /** Changes each time the rules are replaced. */
@@ -239,9 +254,21 @@ export class Acl {
    * Placeholders are matched level by level, never substituted into the
    * rule's text: a value holding `+`, `#` or `/` (or an empty one) makes
    * the rule not apply, so such a client gets no more than one whose value
-   * names a level no topic has.
+   * names a level no topic has. A refusal is counted.
    */
   allows(s: AclSubject, action: AclAction, topicOrFilter: string): boolean {
+    const ok = this.decides(s, action, topicOrFilter);
+    if (!ok) this.denied?.(s.protocol, action);
+    return ok;
+  }
+
+  /** Counts a refusal answered without asking again (PublishPermissions' cached decisions). */
+  countDenial(s: AclSubject, action: AclAction): void {
+    this.denied?.(s.protocol, action);
+  }
+
+  /** The decision of `allows`, not counted. */
+  decides(s: AclSubject, action: AclAction, topicOrFilter: string): boolean {
     if (!this.rules) return !s.anonymous;
     const values: PlaceholderValues = {
       // {user} is a Herald user's name; an app's users are told apart by {app} and {clientid} instead.
@@ -259,14 +286,15 @@ export class Acl {
 }
 
 /** The ACL subject of a session: its principal, with its device (MQTT client id) for {clientid}. */
-export function sessionSubject(principal: Principal, device: string): AclSubject {
-  return { principal, clientId: device, anonymous: principal.credential.kind === 'anonymous' };
+export function sessionSubject(principal: Principal, device: string, protocol: ProtocolLabel): AclSubject {
+  return { principal, clientId: device, anonymous: principal.credential.kind === 'anonymous', protocol };
 }
 
 /**
  * One connection's publish decisions, cached: a publisher usually sends to a
  * few topics many times. A reload of the rules empties the cache, so the
- * next publish is decided by the new rules.
+ * next publish is decided by the new rules. Every refusal it answers is
+ * counted, cached or not.
  */
 export class PublishPermissions {
   private readonly decided = new Map<string, boolean>();
@@ -286,13 +314,14 @@ export class PublishPermissions {
     }
     let ok = this.decided.get(topic);
     if (ok === undefined) {
-      ok = this.acl.allows(this.subject(), 'publish', topic);
+      ok = this.acl.decides(this.subject(), 'publish', topic);
       // Long topic names are decided afresh each time rather than kept: the cache stays small in bytes.
       if (topic.length <= 256) {
         if (this.decided.size >= 1000) this.decided.clear();
         this.decided.set(topic, ok);
       }
     }
+    if (!ok) this.acl.countDenial(this.subject(), 'publish');
     return ok;
   }
 }

@@ -22,6 +22,11 @@
  * The bytes are counted by the connection's DeliveryBudget (in flight plus
  * held, bounded by maxHeldBytesPerConnection); the socket's own backlog is
  * bounded by slowConsumerBytes (`writable`, `backedUp`).
+ *
+ * Every answer that says "cut" (from `offer`, `holdAside` or `backedUp`) is
+ * a slow-consumer disconnect, and the window tells `onCut` of the first one
+ * (herald_slow_consumer_disconnects_total): counted here, once per
+ * connection, whatever the protocol.
  */
 import type { Delivery } from './consumer.js';
 import { DeliveryBudget } from './delivery-budget.js';
@@ -87,6 +92,8 @@ export interface DeliveryWindowLimits {
   maxHeldBytes: number;
   /** Bytes written to the socket and not yet taken by the network (slowConsumerBytes). */
   maxBufferedBytes: number;
+  /** Told once, at the first cut the window answers (the protocol then cuts the connection). */
+  onCut?: () => void;
 }
 
 export class DeliveryWindow {
@@ -94,10 +101,20 @@ export class DeliveryWindow {
   readonly budget: DeliveryBudget;
   readonly maxBufferedBytes: number;
   private seq = 0;
+  private onCut: (() => void) | undefined;
 
   constructor(limits: DeliveryWindowLimits) {
     this.budget = new DeliveryBudget(limits.maxHeldBytes);
     this.maxBufferedBytes = limits.maxBufferedBytes;
+    this.onCut = limits.onCut;
+  }
+
+  /** A cut answered: counted the first time only (a connection is cut once, however many answers say so before it closes). */
+  private cut<T>(answer: T): T {
+    const told = this.onCut;
+    this.onCut = undefined;
+    told?.();
+    return answer;
   }
 
   /** A new queue of held messages on this connection, cut past `maxMessages`. */
@@ -120,9 +137,18 @@ export class DeliveryWindow {
   offer<T extends HeldMessage>(queue: HeldQueue<T>, item: T, room: boolean): Offer {
     if (queue.length === 0 && room) return 'send';
     queue.push(item, ++this.seq);
-    if (!this.budget.hold(item.bytes)) return { over: 'bytes', reason: this.budget.describe() };
-    if (queue.length > queue.maxMessages) return { over: 'messages', held: queue.length, limit: queue.maxMessages };
+    if (!this.budget.hold(item.bytes)) return this.cut({ over: 'bytes', reason: this.budget.describe() });
+    if (queue.length > queue.maxMessages) return this.cut({ over: 'messages', held: queue.length, limit: queue.maxMessages });
     return 'held';
+  }
+
+  /**
+   * Bytes held outside the window's queues (MQTT's messages waiting for the
+   * live stream while a persistent session replays): false when the
+   * connection now pins more than its byte budget, a cut.
+   */
+  holdAside(bytes: number): boolean {
+    return this.budget.hold(bytes) || this.cut(false);
   }
 
   /**
@@ -186,7 +212,7 @@ export class DeliveryWindow {
 
   /** Whether the socket's backlog is past maxBufferedBytes: the client does not read, cut it. */
   backedUp(buffered: number): boolean {
-    return buffered > this.maxBufferedBytes;
+    return buffered > this.maxBufferedBytes && this.cut(true);
   }
 
   /** The reason given to a client cut because its socket backlog is past the bound. */

@@ -1,9 +1,41 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Store } from '../store/store.js';
+import { HERALD_VERSION } from '../version.js';
+import type { AclAction } from './acl.js';
+import { PROTOCOLS, type Protocol, type ProtocolLabel } from './protocol-names.js';
 
-/** Every protocol counts into these, so one scrape shows the whole broker. */
+/**
+ * Why a client's authentication was refused (herald_auth_failures_total's
+ * `reason`): the AuthError codes (`unavailable`: the connect hook could not
+ * be asked), plus a client that sent no credentials
+ * where they are required, and a refused MQTT app token.
+ */
+export const AUTH_FAILURE_REASONS = ['bad_credentials', 'invalid_token', 'token_expired', 'user_disabled', 'rate_limited', 'unavailable', 'no_credentials', 'app_token'] as const;
+export type AuthFailureReason = (typeof AUTH_FAILURE_REASONS)[number];
+
+const ACL_ACTIONS: readonly AclAction[] = ['publish', 'subscribe'];
+
+/** A labelled counter child, bound once. */
+export interface CounterChild {
+  inc(): void;
+}
+
+/**
+ * Every protocol counts into these, so one scrape shows the whole broker.
+ * Names follow the Prometheus conventions: the standard process_* and
+ * nodejs_* metrics under their usual names, Herald's own under herald_,
+ * and every series whose labels are known in advance present (at 0) from
+ * the start, so a rate() or an alert never waits for the first event.
+ * docs/deploy.md ("Metrics") lists them all.
+ */
 export class Metrics {
   readonly registry = new Registry();
+  readonly buildInfo = new Gauge({
+    name: 'herald_build_info',
+    help: 'Always 1; the labels say what this node runs: Herald and Node.js versions, the store, single node or cluster',
+    labelNames: ['version', 'node_version', 'store', 'mode'] as const,
+    registers: [this.registry],
+  });
   readonly connections = new Gauge({
     name: 'herald_connections',
     help: 'Open client connections by protocol',
@@ -22,9 +54,27 @@ export class Metrics {
     labelNames: ['protocol'] as const,
     registers: [this.registry],
   });
+  readonly authFailures = new Counter({
+    name: 'herald_auth_failures_total',
+    help: 'Refused authentications (logins, tokens, JWTs, app tokens), by protocol and reason',
+    labelNames: ['protocol', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly aclDenials = new Counter({
+    name: 'herald_acl_denials_total',
+    help: 'Publishes and subscriptions the access rules (aclFile) refused, by protocol and action',
+    labelNames: ['protocol', 'action'] as const,
+    registers: [this.registry],
+  });
+  readonly slowConsumerDisconnects = new Counter({
+    name: 'herald_slow_consumer_disconnects_total',
+    help: 'Connections cut because the client did not keep up (socket backlog, held messages or bytes over their bounds), by protocol',
+    labelNames: ['protocol'] as const,
+    registers: [this.registry],
+  });
   readonly protocolErrors = new Counter({
     name: 'herald_protocol_errors_total',
-    help: 'Connections refused or closed because of bad input, by protocol and reason',
+    help: 'Requests and connections refused or closed for malformed input or over a limit, by protocol and reason',
     labelNames: ['protocol', 'reason'] as const,
     registers: [this.registry],
   });
@@ -35,10 +85,11 @@ export class Metrics {
     buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
     registers: [this.registry],
   });
-  readonly httpRequests = new Counter({
-    name: 'herald_http_requests_total',
-    help: 'HTTP requests by route and status class',
-    labelNames: ['route', 'status'] as const,
+  readonly httpRequestSeconds = new Histogram({
+    name: 'herald_http_request_duration_seconds',
+    help: 'HTTP API requests: time from arrival to the end of the answer, by method, route pattern ("unmatched" for no route) and status code',
+    labelNames: ['method', 'route', 'status_code'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [this.registry],
   });
 
@@ -66,8 +117,66 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** herald_connections{protocol}, bound once per protocol. */
+  readonly connectionsOf: Readonly<Record<Protocol, { inc(): void; dec(): void }>>;
+  private readonly authFailuresOf = new Map<string, CounterChild>();
+  private readonly aclDenialsOf = new Map<string, CounterChild>();
+  /** HTTP histogram children by method, route and status: a bounded set (route patterns, never URLs). */
+  private readonly httpOf = new Map<string, { observe(seconds: number): void }>();
+
   constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: 'herald_' });
+    collectDefaultMetrics({ register: this.registry });
+    const connectionsOf = {} as Record<Protocol, { inc(): void; dec(): void }>;
+    for (const protocol of PROTOCOLS) {
+      this.connections.set({ protocol }, 0);
+      connectionsOf[protocol] = this.connections.labels(protocol);
+      this.messagesOut.inc({ protocol }, 0);
+      this.slowConsumerDisconnects.inc({ protocol }, 0);
+    }
+    this.connectionsOf = connectionsOf;
+    for (const protocol of [...PROTOCOLS, 'http'] as const) {
+      this.messagesIn.inc({ protocol }, 0);
+      for (const reason of AUTH_FAILURE_REASONS) this.authFailuresOf.set(`${protocol} ${reason}`, this.zeroed(this.authFailures, { protocol, reason }));
+      // The HTTP API publishes; it has no subscriptions.
+      for (const action of protocol === 'http' ? (['publish'] as const) : ACL_ACTIONS) {
+        this.aclDenialsOf.set(`${protocol} ${action}`, this.zeroed(this.aclDenials, { protocol, action }));
+      }
+    }
+  }
+
+  private zeroed<L extends string>(counter: Counter<L>, labels: Record<L, string>): CounterChild {
+    counter.inc(labels, 0);
+    return counter.labels(labels);
+  }
+
+  /** herald_build_info: what this node runs (set once at start, when the store and the mode are known). */
+  describeNode(store: 'sqlite' | 'postgres', mode: 'single' | 'cluster'): void {
+    this.buildInfo.reset();
+    this.buildInfo.set({ version: HERALD_VERSION, node_version: process.version, store, mode }, 1);
+  }
+
+  /** A refused authentication (the client is told, and the connection or request refused). */
+  authFailed(protocol: ProtocolLabel, reason: AuthFailureReason): void {
+    this.authFailuresOf.get(`${protocol} ${reason}`)?.inc();
+  }
+
+  /** A publish or subscription the access rules refused (Acl counts its own refusals with this). */
+  readonly aclDenied = (protocol: ProtocolLabel, action: AclAction): void => {
+    this.aclDenialsOf.get(`${protocol} ${action}`)?.inc();
+  };
+
+  /** herald_slow_consumer_disconnects_total{protocol}, bound (a connection's DeliveryWindow counts its cut with it). */
+  slowConsumerCounter(protocol: Protocol): () => void {
+    const child = this.slowConsumerDisconnects.labels(protocol);
+    return () => child.inc();
+  }
+
+  /** One HTTP request answered: `route` is the route's pattern (`/api/users/:id`), never the URL. */
+  observeHttp(method: string, route: string, status: number, seconds: number): void {
+    const key = `${method} ${status} ${route}`;
+    let child = this.httpOf.get(key);
+    if (!child) this.httpOf.set(key, (child = this.httpRequestSeconds.labels(method, route, String(status))));
+    child.observe(seconds);
   }
 }
 

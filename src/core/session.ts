@@ -5,8 +5,9 @@
  */
 import type { Auth, Principal } from './auth.js';
 import type { Metrics } from './metrics.js';
+import type { Protocol } from './protocol-names.js';
 
-export type Protocol = 'stomp-ws' | 'stomp-tcp' | 'json-ws' | 'mqtt-tcp' | 'mqtt-ws';
+export type { Protocol } from './protocol-names.js';
 
 export type CloseCode = 'shutdown' | 'token_expired' | 'token_revoked' | 'kicked';
 
@@ -95,7 +96,7 @@ export class SessionRegistry {
     let set = this.byUser.get(session.principal.userId);
     if (!set) this.byUser.set(session.principal.userId, (set = new Set()));
     set.add(session);
-    this.metrics.connections.inc({ protocol: session.protocol });
+    this.metrics.connectionsOf[session.protocol].inc();
     this.unwatch.set(
       session.id,
       this.auth.watch(session.principal, (reason) => session.close(TOKEN_DEATH[reason])),
@@ -109,7 +110,7 @@ export class SessionRegistry {
     const set = this.byUser.get(session.principal.userId);
     set?.delete(session);
     if (set?.size === 0) this.byUser.delete(session.principal.userId);
-    this.metrics.connections.dec({ protocol: session.protocol });
+    this.metrics.connectionsOf[session.protocol].dec();
     this.unwatch.get(session.id)?.();
     this.unwatch.delete(session.id);
   }

@@ -162,8 +162,10 @@ export function createHttpApp(ctx: Omit<HeraldContext, 'listeners'>): FastifyIns
     return undefined;
   });
 
+  // herald_http_request_duration_seconds: by the route's pattern (`/api/users/:id`), never the URL, so the
+  // series stay as few as the routes; a request no route took (404, a CORS preflight) is "unmatched".
   app.addHook('onResponse', async (req, reply) => {
-    metrics.httpRequests.inc({ route: req.routeOptions.url ?? 'unmatched', status: `${Math.floor(reply.statusCode / 100)}xx` });
+    metrics.observeHttp(req.method, req.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
   });
 
   app.setNotFoundHandler((req, reply) => {
@@ -180,6 +182,7 @@ export function createHttpApp(ctx: Omit<HeraldContext, 'listeners'>): FastifyIns
       data = err.data;
       for (const [k, v] of Object.entries(err.headers)) void reply.header(k, v);
     } else if (err instanceof AuthError) {
+      metrics.authFailed('http', err.code);
       status = authErrorStatus(err);
       message = err.message;
       if (err.retryAfterSeconds !== undefined) void reply.header('retry-after', String(err.retryAfterSeconds));
@@ -232,11 +235,12 @@ export function createHttpApp(ctx: Omit<HeraldContext, 'listeners'>): FastifyIns
  * Pre-handler that requires a live token (renewing it) and, if given, one of `roles`.
  * 401 for a missing/dead token, 403 for the wrong role.
  */
-export function requireAuth(ctx: Pick<HeraldContext, 'auth'>, roles?: readonly Role[]) {
+export function requireAuth(ctx: Pick<HeraldContext, 'auth' | 'metrics'>, roles?: readonly Role[]) {
   return async (req: FastifyRequest, _reply: FastifyReply): Promise<void> => {
     const url = new URL(req.url, 'http://x');
     const token = tokenFrom(req.headers, url.searchParams);
     if (!token) {
+      ctx.metrics.authFailed('http', 'no_credentials');
       throw new HttpError(401, 'authentication required: pass the token as X-Auth-Token, Authorization: Bearer, or __token');
     }
     // A refused token counts against the caller's address (tokenFailuresPerAddress), never as a failed login.

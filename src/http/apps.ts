@@ -32,7 +32,10 @@ export function registerAppRoutes(ctx: RouteContext, apps: MqttApps): void {
       try {
         return { code: 200, body: await apps.appToken(req.body.appClientId, req.body.appClientSecret) };
       } catch (err) {
-        if (err instanceof AppTokenRefusal) return refuse(reply, 401, err.message);
+        if (err instanceof AppTokenRefusal) {
+          ctx.metrics.authFailed('http', 'app_token');
+          return refuse(reply, 401, err.message);
+        }
         throw err;
       }
     },
@@ -56,11 +59,18 @@ export function registerAppRoutes(ctx: RouteContext, apps: MqttApps): void {
     async (req, reply) => {
       const raw = req.headers.authorization;
       const token = typeof raw === 'string' ? raw.replace(/^Bearer\s+/i, '').trim() : '';
-      if (!token) return refuse(reply, 401, 'Authorization must hold the app access token from /openapi/rm/app/token');
+      if (!token) {
+        ctx.metrics.authFailed('http', 'no_credentials');
+        return refuse(reply, 401, 'Authorization must hold the app access token from /openapi/rm/app/token');
+      }
       try {
         return { code: 200, body: await apps.userToken(token, req.body.username, req.body.expires_in ?? 86_400, req.body.cid) };
       } catch (err) {
-        if (err instanceof AppTokenRefusal) return refuse(reply, err.kind === 'bad' ? 401 : 403, err.message);
+        if (err instanceof AppTokenRefusal) {
+          // A good app token asking for a client id of another app is no failed authentication.
+          if (err.kind === 'bad') ctx.metrics.authFailed('http', 'app_token');
+          return refuse(reply, err.kind === 'bad' ? 401 : 403, err.message);
+        }
         throw err;
       }
     },

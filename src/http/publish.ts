@@ -60,7 +60,7 @@ export function registerPublishRoute(ctx: RouteContext): void {
           // `$` topics are the server's and chat-thread topics the thread service's, whatever the access rules say.
           const refusal = await broker.publishRefusal(parsed.topic);
           if (refusal) throw forbidden(refusal);
-          if (!ctx.acl.allows({ principal: p, clientId: 'http', anonymous: false }, 'publish', parsed.topic)) {
+          if (!ctx.acl.allows({ principal: p, clientId: 'http', anonymous: false, protocol: 'http' }, 'publish', parsed.topic)) {
             throw forbidden(`the access rules (aclFile) do not let "${p.name}" publish to ${destination}`);
           }
           msg = createMessage({ ...base, target: { kind: 'topic', topic: parsed.topic } });

@@ -116,7 +116,8 @@ describe('HTTP API: login, tokens and the envelope', () => {
     const m = await (await fetch(s.url + '/metrics')).text();
     assert.match(m, /herald_connections/);
     assert.match(m, /herald_store_seconds_bucket\{le="[\d.]+",op="getUserByName"\}/);
-    assert.match(m, /herald_process_cpu_user_seconds_total/);
+    assert.match(m, /^process_cpu_user_seconds_total /m);
+    assert.doesNotMatch(m, /herald_process_/);
   });
 });
 

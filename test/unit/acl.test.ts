@@ -6,13 +6,13 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Acl, filterCovers, type AclRule } from '../../src/core/acl.js';
+import { Acl, PublishPermissions, filterCovers, type AclAction, type AclRule } from '../../src/core/acl.js';
 import type { Principal } from '../../src/core/auth.js';
 import { topicFromDotted } from '../../src/core/destination.js';
 
 function subject(name: string, clientId: string, userId = 'u-' + name) {
   const principal: Principal = { userId, name, role: 'user', credential: { kind: 'password' } };
-  return { principal, clientId, anonymous: false };
+  return { principal, clientId, anonymous: false, protocol: 'mqtt-tcp' as const };
 }
 
 const rules: AclRule[] = [
@@ -131,5 +131,21 @@ describe('ACL placeholders: attack values never widen a rule', () => {
     assert.equal(deny.allows(plus, 'subscribe', 'users/alice/private'), false, 'nothing allows it');
     assert.equal(deny.allows(subject('bob', 'c'), 'subscribe', 'users/alice/profile'), true);
     assert.equal(deny.allows(plus, 'subscribe', 'users/alice/profile'), true, 'the deny did not swallow the allow');
+  });
+});
+
+describe('ACL refusals are counted where they are decided', () => {
+  it('counts each refusal once under the subject\'s protocol, cached publish decisions too, and never an allow', () => {
+    const denied: string[] = [];
+    const counted = Acl.of(rules, (protocol, action: AclAction) => denied.push(`${protocol} ${action}`));
+    const me = { ...subject('alice', 'phone-1'), protocol: 'stomp-tcp' as const };
+    assert.equal(counted.allows(me, 'subscribe', 'users/alice/inbox'), true);
+    assert.equal(counted.allows(me, 'subscribe', 'users/bob/inbox'), false);
+    assert.equal(counted.decides(me, 'subscribe', 'users/bob/inbox'), false, 'the decision alone');
+    const publishes = new PublishPermissions(counted, () => me);
+    assert.equal(publishes.allows('public/x'), true);
+    assert.equal(publishes.allows(SECRET), false);
+    assert.equal(publishes.allows(SECRET), false, 'the second answer comes from the cache');
+    assert.deepEqual(denied, ['stomp-tcp subscribe', 'stomp-tcp publish', 'stomp-tcp publish']);
   });
 });

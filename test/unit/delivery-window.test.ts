@@ -94,6 +94,29 @@ describe('DeliveryWindow: bounds and the slow-consumer cut', () => {
     assert.equal(w.backedUp(1001), true);
     assert.match(w.describeBacklog(), /more than 1000 bytes are waiting to be read by this client/);
   });
+
+  it('tells onCut of the first cut it answers, whichever kind, and of no other answer', () => {
+    for (const provoke of [
+      (w: DeliveryWindow, q: HeldQueue<Fake>) => w.offer(q, fake('big', 5000), false),
+      (w: DeliveryWindow, q: HeldQueue<Fake>) => (w.offer(q, fake('a'), false), w.offer(q, fake('b'), false), w.offer(q, fake('c'), false)),
+      (w: DeliveryWindow) => w.backedUp(1001),
+      (w: DeliveryWindow) => w.holdAside(5000),
+    ]) {
+      let cuts = 0;
+      const w = new DeliveryWindow({ maxHeldBytes: 1000, maxBufferedBytes: 1000, onCut: () => cuts++ });
+      const q = w.queue<Fake>(2);
+      assert.equal(w.backedUp(1000), false);
+      assert.equal(w.holdAside(10), true);
+      assert.equal(w.offer(q, fake('first'), true), 'send');
+      assert.equal(cuts, 0, 'nothing over a bound yet');
+      provoke(w, q);
+      assert.equal(cuts, 1, String(provoke));
+      // Answers that still say "cut" before the connection has closed count no more.
+      assert.equal(w.backedUp(5000), true);
+      assert.equal(w.holdAside(5000), false);
+      assert.equal(cuts, 1);
+    }
+  });
 });
 
 describe('DeliveryWindow: draining when room opens', () => {

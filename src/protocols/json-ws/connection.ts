@@ -111,7 +111,11 @@ export class JsonConnection implements Session {
     private readonly mailboxName: string,
   ) {
     this.connectedAt = ctx.clock.now();
-    this.window = new DeliveryWindow({ maxHeldBytes: ctx.config.maxHeldBytesPerConnection, maxBufferedBytes: ctx.config.slowConsumerBytes });
+    this.window = new DeliveryWindow({
+      maxHeldBytes: ctx.config.maxHeldBytesPerConnection,
+      maxBufferedBytes: ctx.config.slowConsumerBytes,
+      onCut: ctx.metrics.slowConsumerCounter('json-ws'),
+    });
     this.held = this.window.queue(ctx.config.maxUnackedPerSubscription * 10);
     this.transport = webSocketTransport(ws);
     this.bucket = new TokenBucket(ctx.config.publishRatePerSecond, systemClock);
@@ -120,7 +124,7 @@ export class JsonConnection implements Session {
   }
 
   private aclSubject(): AclSubject {
-    return sessionSubject(this.principal, this.device);
+    return sessionSubject(this.principal, this.device, 'json-ws');
   }
 
   start(): void {
@@ -170,7 +174,6 @@ export class JsonConnection implements Session {
     if (this.closed) return;
     this.transport.write(prepared);
     if (!this.ending && this.window.backedUp(this.transport.buffered())) {
-      this.ctx.metrics.protocolErrors.inc({ protocol: 'json-ws', reason: 'slow_consumer' });
       this.end('slow_consumer', this.window.describeBacklog(), 1008);
     }
   }
@@ -198,7 +201,6 @@ export class JsonConnection implements Session {
     const offer = this.window.offer(this.held, { msg, delivery, bytes }, this.windowOpen());
     if (offer === 'send') return this.writeMessage(msg, delivery, bytes);
     if (offer === 'held') return;
-    this.ctx.metrics.protocolErrors.inc({ protocol: 'json-ws', reason: 'slow_consumer' });
     const why = offer.over === 'bytes' ? offer.reason : 'too many messages wait for acknowledgements';
     this.end('slow_consumer', `${why}; send {"action":"ack","id":…} for each message`, 1008);
   }
@@ -323,7 +325,6 @@ export class JsonConnection implements Session {
     const topic = this.topicOf(raw, false);
     if (topic === undefined) return;
     if (!this.ctx.acl.allows(this.aclSubject(), 'subscribe', topic)) {
-      this.ctx.metrics.protocolErrors.inc({ protocol: 'json-ws', reason: 'acl_denied' });
       return this.sendError('not_allowed', `the access rules (aclFile) do not let "${this.principal.name}" subscribe to ${String(raw).slice(0, 100)}`);
     }
     const refusal = await this.ctx.broker.authorizeTopic(this.principal, topic);
@@ -367,7 +368,6 @@ export class JsonConnection implements Session {
       return this.sendError('not_allowed', refusal);
     }
     if (!this.publishAcl.allows(topic)) {
-      this.ctx.metrics.protocolErrors.inc({ protocol: 'json-ws', reason: 'acl_denied' });
       return this.sendError('not_allowed', `the access rules (aclFile) do not let "${this.principal.name}" publish to ${String(raw).slice(0, 100)}`);
     }
     const text = typeof data === 'string' ? data : JSON.stringify(data);

@@ -22,6 +22,7 @@ export function registerJsonWebSocket(ctx: HeraldContext, mailbox: string): void
         throw new UpgradeRefusal(400, 'the token in the path is not valid URL encoding');
       }
       if (!token || token.includes('/')) {
+        ctx.metrics.authFailed('json-ws', 'no_credentials');
         throw new UpgradeRefusal(401, 'token is missing: connect to /websocket/{authToken from POST /v1/login}');
       }
       let principal: Principal;
@@ -32,7 +33,7 @@ export function registerJsonWebSocket(ctx: HeraldContext, mailbox: string): void
         principal = await connectLogin(ctx.auth, attempt, (address) => ctx.auth.authenticate(token, { renew: true, ...(address !== undefined ? { address } : {}) }));
       } catch (err) {
         if (!(err instanceof AuthError)) throw err;
-        ctx.metrics.protocolErrors.inc({ protocol: 'json-ws', reason: 'auth' });
+        ctx.metrics.authFailed('json-ws', err.code);
         throw upgradeRefusalFor(err);
       }
       if (ctx.sessions.ofUser(principal.userId).size >= ctx.config.maxConnectionsPerUser) {

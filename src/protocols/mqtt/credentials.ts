@@ -5,14 +5,22 @@
  * user name; a user name and password; anonymous if allowed. With a connect
  * hook (authHookUrl), the application decides what Herald does not know
  * (see core/connect-login.ts). A refusal becomes the CONNACK code a client
- * library understands.
+ * library understands, counted in herald_auth_failures_total (not as a
+ * protocol error).
  */
 import type { IConnectPacket } from 'mqtt-packet';
 import { AppTokenRefusal } from '../../apps/mqtt-apps.js';
 import { AuthError, type Principal } from '../../core/auth.js';
 import { connectLogin } from '../../core/connect-login.js';
-import { ConnectRefused, REFUSE } from './reason-codes.js';
+import type { AuthFailureReason } from '../../core/metrics.js';
+import { ConnectRefused, REFUSE, type Refusal } from './reason-codes.js';
 import type { MqttClientState } from './state.js';
+
+/** A refused authentication, counted under `reason`. */
+function refused(c: MqttClientState, reason: AuthFailureReason, refusal: Refusal, message: string): ConnectRefused {
+  c.ctx.metrics.authFailed(c.protocol, reason);
+  return new ConnectRefused(refusal, message, null);
+}
 
 /** The CONNECT's principal; refuses (throws ConnectRefused) when the credentials do not hold. */
 export async function authenticate(c: MqttClientState, p: IConnectPacket): Promise<Principal> {
@@ -33,7 +41,7 @@ export async function authenticate(c: MqttClientState, p: IConnectPacket): Promi
   } catch (err) {
     if (!(err instanceof AuthError)) throw err;
     const refusal = err.code === 'unavailable' ? REFUSE.unavailable : err.code === 'user_disabled' || err.code === 'rate_limited' ? REFUSE.notAuthorized : REFUSE.badCredentials;
-    throw new ConnectRefused(refusal, err.message);
+    throw refused(c, err.code, refusal, err.message);
   }
 }
 
@@ -48,7 +56,7 @@ async function ownLogin(c: MqttClientState, p: IConnectPacket, password: string 
       const appUser = await c.shared.apps.checkUserToken(password, p.username, p.clientId);
       if (appUser) return appUser;
     } catch (err) {
-      if (err instanceof AppTokenRefusal) throw new ConnectRefused(err.kind === 'bad' ? REFUSE.badCredentials : REFUSE.notAuthorized, err.message);
+      if (err instanceof AppTokenRefusal) throw refused(c, 'app_token', err.kind === 'bad' ? REFUSE.badCredentials : REFUSE.notAuthorized, err.message);
       throw err;
     }
     // A Herald token (or JWT) as password, with any user name: checked first because it is cheap,
@@ -66,10 +74,10 @@ async function ownLogin(c: MqttClientState, p: IConnectPacket, password: string 
         const user = await c.ctx.auth.checkPassword(p.username, password, c.remoteAddress);
         return { userId: user.id, name: user.name, role: user.role, credential: { kind: 'password' } };
       } catch (err) {
-        if (!(err instanceof AuthError)) throw err;
-        if (err.code !== 'bad_credentials') throw err;
+        if (!(err instanceof AuthError) || err.code !== 'bad_credentials') throw err;
       }
     }
+    // Neither a token nor the password of that user.
     if (tokenRefusal.code === 'invalid_token') throw new AuthError('bad_credentials', 'wrong user name, password or token');
     throw tokenRefusal;
   }
@@ -77,5 +85,5 @@ async function ownLogin(c: MqttClientState, p: IConnectPacket, password: string 
     c.anonymous = true;
     return { userId: 'anonymous:' + p.clientId, name: 'anonymous', role: 'user', credential: { kind: 'anonymous' } };
   }
-  throw new ConnectRefused(REFUSE.notAuthorized, 'credentials are required: user name and password, or a token as password');
+  throw refused(c, 'no_credentials', REFUSE.notAuthorized, 'credentials are required: user name and password, or a token as password');
 }

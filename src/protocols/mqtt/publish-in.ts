@@ -61,7 +61,6 @@ export async function handlePublish(c: MqttClientState, p: IPublishPacket): Prom
   }
   if (c.closed) return;
   if (!c.mayPublish(topic)) {
-    c.ctx.metrics.protocolErrors.inc({ protocol: c.protocol, reason: 'acl_denied' });
     return ack(RC.notAuthorized, `not allowed to publish to ${topic}`);
   }
   const msg = createMessage({ ...base, target: { kind: 'topic', topic } });

@@ -48,7 +48,7 @@ export function deliver(c: MqttClientState, sub: MqttSubscription, msg: CoreMess
   if (c.waitingLive && !retained) {
     const bytes = pinnedSize(msg);
     c.waitingLive.push([sub, msg, delivery, bytes]);
-    if (!c.window.budget.hold(bytes)) overBudget(c, c.window.budget.describe());
+    if (!c.window.holdAside(bytes)) overBudget(c, c.window.budget.describe());
     return;
   }
   let qos = Math.min(sub.qos, retainedQos ?? msg.qos) as QoS;
@@ -94,7 +94,6 @@ export function deliver(c: MqttClientState, sub: MqttSubscription, msg: CoreMess
 
 /** The client pins more bytes than maxHeldBytesPerConnection: it is cut as a slow consumer. */
 export function overBudget(c: MqttClientState, reason: string): void {
-  c.ctx.metrics.protocolErrors.inc({ protocol: c.protocol, reason: 'slow_consumer' });
   c.ctx.log.debug({ session: c.id, clientId: c.clientId, reason }, 'MQTT client cut: over its byte budget');
   c.disconnect(RC.quotaExceeded, reason);
 }

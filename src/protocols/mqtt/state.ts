@@ -198,7 +198,11 @@ export abstract class MqttClientState implements Session, MqttClient {
     this.connectedAt = ctx.clock.now();
     this.delivered = ctx.metrics.messagesOut.labels(protocol);
     this.publishAcl = new PublishPermissions(shared.acl, () => this.aclSubject());
-    this.window = new DeliveryWindow({ maxHeldBytes: ctx.config.maxHeldBytesPerConnection, maxBufferedBytes: ctx.config.slowConsumerBytes });
+    this.window = new DeliveryWindow({
+      maxHeldBytes: ctx.config.maxHeldBytesPerConnection,
+      maxBufferedBytes: ctx.config.slowConsumerBytes,
+      onCut: ctx.metrics.slowConsumerCounter(protocol),
+    });
     this.held = this.window.queue<Held>(ctx.config.maxUnackedPerSubscription * 10);
     this.bucket = new TokenBucket(ctx.config.publishRatePerSecond, systemClock);
   }
@@ -218,7 +222,7 @@ export abstract class MqttClientState implements Session, MqttClient {
   }
 
   aclSubject(): AclSubject {
-    return { principal: this.principal, clientId: this.clientId, anonymous: this.anonymous };
+    return { principal: this.principal, clientId: this.clientId, anonymous: this.anonymous, protocol: this.protocol };
   }
 
   /** ACL decision for a publish topic, cached per connection. */
@@ -255,7 +259,6 @@ export abstract class MqttClientState implements Session, MqttClient {
     if (this.closed) return;
     this.transport.write(this.transport.prepare(data, false));
     if (this.window.backedUp(this.transport.buffered())) {
-      this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'slow_consumer' });
       this.will = undefined;
       this.end();
     }
@@ -284,9 +287,12 @@ export abstract class MqttClientState implements Session, MqttClient {
     this.disconnect(RC.packetTooLarge, `packet larger than ${max} bytes (a WebSocket message of ${bytes} bytes is over the ${limit}-byte limit)`, 1009);
   }
 
-  /** Ends before CONNACK with a refusing one (a return code in 3.1.1, a reason code and string in 5.0). */
-  refuse(code: Refusal, reason: string): void {
-    this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'connect_refused' });
+  /**
+   * Ends before CONNACK with a refusing one (a return code in 3.1.1, a reason code and string in 5.0);
+   * counted in herald_protocol_errors_total under `metric`, when given.
+   */
+  refuse(code: Refusal, reason: string, metric?: string): void {
+    if (metric) this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: metric });
     this.write(
       this.version === 5
         ? this.gen({ cmd: 'connack', reasonCode: code.v5, sessionPresent: false, properties: { reasonString: reason } })

@@ -31,8 +31,7 @@ export async function checkWill(c: MqttClientState, will: Will | undefined): Pro
     throw new ConnectRefused(REFUSE.notAuthorized, `not allowed to publish the will to ${topic.slice(0, 100)}: ${refusal}`);
   }
   if (!c.mayPublish(topic)) {
-    c.ctx.metrics.protocolErrors.inc({ protocol: c.protocol, reason: 'acl_denied' });
-    throw new ConnectRefused(REFUSE.notAuthorized, `not allowed to publish the will to ${topic.slice(0, 100)}`);
+    throw new ConnectRefused(REFUSE.notAuthorized, `not allowed to publish the will to ${topic.slice(0, 100)}`, null);
   }
 }
 

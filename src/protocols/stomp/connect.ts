@@ -35,7 +35,7 @@ export async function onConnect(c: StompState, frame: StompFrame): Promise<void>
       principal = await connectLogin(c.ctx.auth, attempt, (address) => ownLogin(c, login, passcode, address));
     } catch (err) {
       if (!(err instanceof AuthError)) throw err;
-      c.ctx.metrics.protocolErrors.inc({ protocol: c.protocol, reason: 'auth' });
+      c.ctx.metrics.authFailed(c.protocol, login || passcode || c.certificate.kind !== 'none' ? err.code : 'no_credentials');
       const message = err.code === 'token_expired' ? 'token expired' : err.code === 'rate_limited' ? 'too many failed logins' : err.code === 'unavailable' ? 'authentication unavailable' : 'authentication failed';
       c.sendError(message, err.message, header(frame, 'receipt'));
       c.shutdown(err.code === 'token_expired' ? 4401 : 4403, message);

@@ -72,7 +72,7 @@ export class StompConnection extends StompState {
       } catch (err) {
         let down: StoreUnavailableError | undefined;
         if (err instanceof StompError) {
-          this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'frame' });
+          if (err.metric) this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: err.metric });
           this.sendError(err.message, err.detail, header(frame, 'receipt'));
           this.shutdown(1002, 'protocol error');
         } else if ((down = storeUnavailable(err))) {

@@ -30,7 +30,10 @@ const SUBPROTOCOLS = ['v12.stomp', 'v11.stomp', 'v10.stomp'] as const;
 async function handshakeToken(ctx: HeraldContext, req: IncomingMessage, url: URL, required: boolean, renew: boolean): Promise<Principal | undefined> {
   const token = tokenFrom(req.headers, url.searchParams);
   if (!token) {
-    if (required) throw new UpgradeRefusal(401, 'token is missing: connect to this endpoint with ?__token=<authToken from POST /v1/login>');
+    if (required) {
+      ctx.metrics.authFailed('stomp-ws', 'no_credentials');
+      throw new UpgradeRefusal(401, 'token is missing: connect to this endpoint with ?__token=<authToken from POST /v1/login>');
+    }
     return undefined;
   }
   const remoteAddress = clientAddress(req, ctx.config.trustProxy);
@@ -39,7 +42,7 @@ async function handshakeToken(ctx: HeraldContext, req: IncomingMessage, url: URL
     return await connectLogin(ctx.auth, attempt, (address) => ctx.auth.authenticate(token, { renew, ...(address !== undefined ? { address } : {}) }));
   } catch (err) {
     if (err instanceof AuthError) {
-      ctx.metrics.protocolErrors.inc({ protocol: 'stomp-ws', reason: 'auth' });
+      ctx.metrics.authFailed('stomp-ws', err.code);
       throw upgradeRefusalFor(err);
     }
     throw err;

@@ -39,13 +39,9 @@ export async function onSend(c: StompState, frame: StompFrame): Promise<void> {
       // Topics the server writes itself ($SYS, chat threads) are refused to every client, before the access rules.
       let refusal = c.broker.publishRefusal(parsed.topic);
       if (refusal instanceof Promise) refusal = await refusal;
-      if (refusal !== undefined) {
-        c.ctx.metrics.protocolErrors.inc({ protocol: c.protocol, reason: 'server_topic' });
-        throw new StompError('not allowed', refusal);
-      }
+      if (refusal !== undefined) throw new StompError('not allowed', refusal, 'server_topic');
       if (!c.publishAcl.allows(parsed.topic)) {
-        c.ctx.metrics.protocolErrors.inc({ protocol: c.protocol, reason: 'acl_denied' });
-        throw new StompError('not allowed', `the access rules (aclFile) do not let "${c.principal.name}" publish to ${dest}`);
+        throw new StompError('not allowed', `the access rules (aclFile) do not let "${c.principal.name}" publish to ${dest}`, null);
       }
       const msg = createMessage({ ...base, target: { kind: 'topic', topic: parsed.topic } });
       c.broker.publishTopic(msg);

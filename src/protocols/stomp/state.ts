@@ -105,7 +105,7 @@ export abstract class StompState implements Session {
       maxInboxBytes: 4 * c.maxBodyBytes,
       maxTransactionBytes: c.maxHeldBytesPerConnection,
     };
-    this.window = new DeliveryWindow({ maxHeldBytes: c.maxHeldBytesPerConnection, maxBufferedBytes: c.slowConsumerBytes });
+    this.window = new DeliveryWindow({ maxHeldBytes: c.maxHeldBytesPerConnection, maxBufferedBytes: c.slowConsumerBytes, onCut: ctx.metrics.slowConsumerCounter(protocol) });
     this.bucket = new TokenBucket(this.limits.publishRate, systemClock);
     this.delivered = ctx.metrics.messagesOut.labels(protocol);
     this.publishAcl = new PublishPermissions(ctx.acl, () => this.aclSubject());
@@ -125,7 +125,7 @@ export abstract class StompState implements Session {
   }
 
   aclSubject(): AclSubject {
-    return sessionSubject(this.principal, this.device);
+    return sessionSubject(this.principal, this.device, this.protocol);
   }
 
   // ---- output ---------------------------------------------------------------------
@@ -144,7 +144,6 @@ export abstract class StompState implements Session {
     this.lastWrite = Date.now();
     this.transport.write(prepared);
     if (this.state !== 'closing' && this.window.backedUp(this.transport.buffered())) {
-      this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'slow_consumer' });
       this.fail('slow consumer', this.window.describeBacklog());
     }
   }

@@ -91,7 +91,6 @@ export class StompSubscription implements Consumer, MessageFrameSubscription {
       const offer = this.conn.window.offer(this.held, { msg, delivery, bytes: pinnedSize(msg) }, this.windowOpen());
       if (offer === 'held') return;
       if (offer !== 'send') {
-        this.conn.ctx.metrics.protocolErrors.inc({ protocol: this.conn.protocol, reason: 'slow_consumer' });
         this.conn.fail(
           'slow consumer',
           offer.over === 'messages'

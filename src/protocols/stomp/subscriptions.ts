@@ -32,8 +32,7 @@ export async function onSubscribe(c: StompState, frame: StompFrame): Promise<voi
   switch (parsed.kind) {
     case 'topic': {
       if (!c.ctx.acl.allows(c.aclSubject(), 'subscribe', parsed.topic)) {
-        c.ctx.metrics.protocolErrors.inc({ protocol: c.protocol, reason: 'acl_denied' });
-        throw new StompError('not allowed', `the access rules (aclFile) do not let "${c.principal.name}" subscribe to ${dest}`);
+        throw new StompError('not allowed', `the access rules (aclFile) do not let "${c.principal.name}" subscribe to ${dest}`, null);
       }
       const refusal = await c.broker.authorizeTopic(c.principal, parsed.topic);
       if (refusal) throw new StompError('not allowed', refusal);
