@@ -12,6 +12,7 @@ import { ThreadService } from './apps/threads.js';
 import { Auth } from './core/auth.js';
 import { Broker } from './core/broker.js';
 import { Acl } from './core/acl.js';
+import { AclHook } from './core/acl-hook.js';
 import { Metrics, timedStore } from './core/metrics.js';
 import { randomPassword } from './core/passwords.js';
 import { SessionRegistry } from './core/session.js';
@@ -139,6 +140,7 @@ export class HeraldServer {
     }
     const nodeId = defaultNodeId(config.nodeName);
     const acl = Acl.load(config.aclFile, metrics.aclDenied);
+    if (config.aclHookUrl) acl.hook = new AclHook({ url: config.aclHookUrl, timeoutMs: config.aclHookTimeoutMs, cacheSeconds: config.aclHookCacheSeconds, clock, log: log.child({ component: 'acl-hook' }) });
     // TLS files are read before anything is created: a missing key stops start-up naming the key and the path.
     const tls = TlsFiles.open(config, log.child({ component: 'tls' }));
     const store = timedStore(await openStore(config, log), metrics);

@@ -51,6 +51,12 @@ export interface AclSubject {
   protocol: ProtocolLabel;
 }
 
+/** The ACL hook as the rules see it (acl-hook.ts): a decision it still holds, or a question to it. */
+export interface AclHookClient {
+  lookup(s: AclSubject, action: AclAction, topicOrFilter: string): boolean | undefined;
+  ask(s: AclSubject, action: AclAction, topicOrFilter: string): Promise<boolean>;
+}
+
 /** Told of every refusal (Metrics.aclDenied). */
 export type DenialCounter = (protocol: ProtocolLabel, action: AclAction) => void;
 
@@ -187,6 +193,8 @@ export type AclReload = { ok: true; rules: number } | { ok: false; reason: strin
 export class Acl {
   /** Bumped whenever the rules are replaced: cached decisions (PublishPermissions) compare it. */
   private version = 0;
+  /** The application's ACL hook (aclHookUrl), asked about what the rules and the connect answer leave open. */
+  hook: AclHookClient | undefined;
 
   private constructor(
     private rules: ParsedRule[] | undefined,
@@ -267,22 +275,91 @@ export class Acl {
     this.denied?.(s.protocol, action);
   }
 
+  /**
+   * The whole decision, counted when it refuses: the rules, then what the
+   * connect hook's answer granted the session, then the ACL hook for what
+   * both leave open (a Promise only when it must be asked).
+   */
+  check(s: AclSubject, action: AclAction, topicOrFilter: string): boolean | Promise<boolean> {
+    const r = decideLayers(this, s, action, topicOrFilter);
+    if (r === false) this.denied?.(s.protocol, action);
+    else if (r instanceof Promise) {
+      return r.then((ok) => {
+        if (!ok) this.denied?.(s.protocol, action);
+        return ok;
+      });
+    }
+    return r;
+  }
+
   /** The decision of `allows`, not counted. */
   decides(s: AclSubject, action: AclAction, topicOrFilter: string): boolean {
-    if (!this.rules) return !s.anonymous;
-    const values: PlaceholderValues = {
-      // {user} is a Herald user's name; an app's users are told apart by {app} and {clientid} instead.
-      user: isAppUser(s) ? undefined : s.principal.name,
-      app: /^app:([^:]+):/.exec(s.principal.userId)?.[1],
-      clientid: s.clientId,
-    };
+    const v = this.verdict(s, action, topicOrFilter);
+    return v === 'allow' || (v === undefined && !this.rules);
+  }
+
+  /** Whether rules were read from a file (then what no rule allows is denied). */
+  get hasRules(): boolean {
+    return this.rules !== undefined;
+  }
+
+  /**
+   * The rules' own word: the effect of the first rule that applies, `deny`
+   * for anonymous clients without a file, or undefined when no rule says
+   * (without a file: every authenticated client's request).
+   */
+  verdict(s: AclSubject, action: AclAction, topicOrFilter: string): 'allow' | 'deny' | undefined {
+    if (!this.rules) return s.anonymous ? 'deny' : undefined;
+    const values = valuesOf(s);
     for (const rule of this.rules) {
       if ((rule.action !== 'all' && rule.action !== action) || !this.applies(rule, s)) continue;
       const hit = action === 'publish' ? ruleMatchesTopic(rule.levels, values, topicOrFilter) : ruleCovers(rule.levels, values, topicOrFilter);
-      if (hit) return rule.effect === 'allow';
+      if (hit) return rule.effect;
     }
-    return false;
+    return undefined;
   }
+}
+
+function valuesOf(s: AclSubject): PlaceholderValues {
+  return {
+    // {user} is a Herald user's name; an app's users are told apart by {app} and {clientid} instead.
+    user: isAppUser(s) ? undefined : s.principal.name,
+    app: /^app:([^:]+):/.exec(s.principal.userId)?.[1],
+    clientid: s.clientId,
+  };
+}
+
+/**
+ * The layers, in order: a rule that denies; the connect answer's grants for
+ * this action, when it gave any (outside them: denied); a rule that allows,
+ * or a grant that covers; then what is left open goes to the ACL hook, or
+ * without one is allowed when there is no file (authenticated clients may do
+ * anything) and denied when there is (what no rule allows).
+ */
+function decideLayers(acl: Acl, s: AclSubject, action: AclAction, topicOrFilter: string): boolean | Promise<boolean> {
+  const v = acl.verdict(s, action, topicOrFilter);
+  if (v === 'deny') return false;
+  const granted = s.principal.grants?.[action];
+  if (granted !== undefined && !grantsCover(granted, s, action, topicOrFilter)) return false;
+  if (v === 'allow' || granted !== undefined) return true;
+  if (!acl.hook) return !acl.hasRules;
+  return acl.hook.lookup(s, action, topicOrFilter) ?? acl.hook.ask(s, action, topicOrFilter);
+}
+
+const parsedGrants = new WeakMap<readonly string[], RuleLevel[][]>();
+
+/**
+ * Whether the filters the connect hook granted (`{user}`, `{clientid}` as in
+ * rules) cover this publish topic or subscription filter.
+ */
+export function grantsCover(grants: readonly string[], s: AclSubject, action: AclAction, topicOrFilter: string): boolean {
+  let parsed = parsedGrants.get(grants);
+  if (!parsed) {
+    parsed = grants.map(parseRuleTopic);
+    parsedGrants.set(grants, parsed);
+  }
+  const values = valuesOf(s);
+  return parsed.some((levels) => (action === 'publish' ? ruleMatchesTopic(levels, values, topicOrFilter) : ruleCovers(levels, values, topicOrFilter)));
 }
 
 /** The ACL subject of a session: its principal, with its device (MQTT client id) for {clientid}. */
@@ -307,21 +384,29 @@ export class PublishPermissions {
     this.generation = acl.generation;
   }
 
-  allows(topic: string): boolean {
+  /** May the session publish to `topic`? A Promise only while the ACL hook is asked about a topic the first time. */
+  check(topic: string): boolean | Promise<boolean> {
     if (this.generation !== this.acl.generation) {
       this.decided.clear();
       this.generation = this.acl.generation;
     }
-    let ok = this.decided.get(topic);
-    if (ok === undefined) {
-      ok = this.acl.decides(this.subject(), 'publish', topic);
-      // Long topic names are decided afresh each time rather than kept: the cache stays small in bytes.
-      if (topic.length <= 256) {
-        if (this.decided.size >= 1000) this.decided.clear();
-        this.decided.set(topic, ok);
-      }
+    const known = this.decided.get(topic);
+    if (known !== undefined) {
+      if (!known) this.acl.countDenial(this.subject(), 'publish');
+      return known;
     }
-    if (!ok) this.acl.countDenial(this.subject(), 'publish');
+    const ok = this.acl.check(this.subject(), 'publish', topic);
+    // Long topic names are decided afresh each time rather than kept: the cache stays small in bytes.
+    // What the ACL hook decided is kept by the hook (for aclHookCacheSeconds), not here.
+    if (typeof ok === 'boolean' && topic.length <= 256 && !this.acl.hook) {
+      if (this.decided.size >= 1000) this.decided.clear();
+      this.decided.set(topic, ok);
+    }
     return ok;
+  }
+
+  /** May the session subscribe to `filter`? A Promise only while the ACL hook is asked. */
+  checkSubscribe(filter: string): boolean | Promise<boolean> {
+    return this.acl.check(this.subject(), 'subscribe', filter);
   }
 }

@@ -25,6 +25,7 @@ import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import { DuplicateError, type Role, type Store } from '../store/store.js';
 import { OutageLog } from './background.js';
+import { askBackEnd, HookFailure, hookUrl } from './hook-http.js';
 import { AuthError, type Principal } from './principal.js';
 
 /** What a client presented, as the hook receives it. */
@@ -66,13 +67,12 @@ export interface AuthHookOptions {
 }
 
 const USER_NAME = /^[A-Za-z0-9._@-]{1,64}$/;
-const MAX_ANSWER_BYTES = 64 * 1024;
 const MAX_IN_FLIGHT = 256;
 const MAX_CACHED = 100_000;
 const MAX_FILTERS = 1000;
 
 /** Why an answer is not the contract; thrown while reading it. */
-class BadAnswer extends Error {}
+class BadAnswer extends HookFailure {}
 
 function roleOf(roles: unknown): Role {
   if (roles === undefined) return 'user';
@@ -124,6 +124,7 @@ export class AuthHook {
   requests = 0;
 
   constructor(private readonly options: AuthHookOptions) {
+    hookUrl('authHookUrl', options.url);
     this.outage = new OutageLog(options.log, `asking the connect hook at ${options.url}`);
   }
 
@@ -177,48 +178,14 @@ export class AuthHook {
     this.requests++;
     let decision: Decision;
     try {
-      const res = await fetch(this.options.url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', accept: 'application/json' },
-        body: JSON.stringify(attempt),
-        signal: AbortSignal.timeout(this.options.timeoutMs),
-        redirect: 'error',
-      });
-      if (!res.ok) {
-        await res.body?.cancel();
-        throw new BadAnswer(`it answered HTTP ${res.status}`);
-      }
-      decision = readAnswer(await readJson(res));
+      decision = readAnswer(await askBackEnd(this.options.url, attempt, this.options.timeoutMs));
     } catch (err) {
-      const why = err instanceof BadAnswer ? err.message : (err as Error).name === 'TimeoutError' ? `no answer within ${this.options.timeoutMs} ms` : (err as Error).message;
-      this.outage.failed(new Error(why));
-      throw new AuthError('unavailable', `the authentication service could not decide (${why}); try again later`);
+      if (!(err instanceof HookFailure)) throw err;
+      this.outage.failed(err);
+      throw new AuthError('unavailable', `the authentication service could not decide (${err.message}); try again later`);
     }
     this.outage.ok();
     return decision;
-  }
-}
-
-/** The answer's JSON, read up to MAX_ANSWER_BYTES. */
-async function readJson(res: Response): Promise<unknown> {
-  const length = Number(res.headers.get('content-length') ?? 0);
-  if (length > MAX_ANSWER_BYTES) {
-    await res.body?.cancel();
-    throw new BadAnswer(`the answer is over ${MAX_ANSWER_BYTES} bytes`);
-  }
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  if (res.body) {
-    for await (const chunk of res.body) {
-      size += (chunk as Uint8Array).byteLength;
-      if (size > MAX_ANSWER_BYTES) throw new BadAnswer(`the answer is over ${MAX_ANSWER_BYTES} bytes`);
-      chunks.push(chunk as Uint8Array);
-    }
-  }
-  try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
-  } catch {
-    throw new BadAnswer('the answer is not JSON');
   }
 }
 

@@ -143,9 +143,73 @@ describe('ACL refusals are counted where they are decided', () => {
     assert.equal(counted.allows(me, 'subscribe', 'users/bob/inbox'), false);
     assert.equal(counted.decides(me, 'subscribe', 'users/bob/inbox'), false, 'the decision alone');
     const publishes = new PublishPermissions(counted, () => me);
-    assert.equal(publishes.allows('public/x'), true);
-    assert.equal(publishes.allows(SECRET), false);
-    assert.equal(publishes.allows(SECRET), false, 'the second answer comes from the cache');
+    assert.equal(publishes.check('public/x'), true);
+    assert.equal(publishes.check(SECRET), false);
+    assert.equal(publishes.check(SECRET), false, 'the second answer comes from the cache');
     assert.deepEqual(denied, ['stomp-tcp subscribe', 'stomp-tcp publish', 'stomp-tcp publish']);
+  });
+});
+
+describe('the decision layers: rules, the connect answer\'s grants, then the ACL hook for what is left open', () => {
+  /** An ACL hook that records the questions and answers from a table (unknown: denied). */
+  function fakeHook(answers: Record<string, boolean>) {
+    const asked: string[] = [];
+    return {
+      asked,
+      lookup: () => undefined,
+      ask: async (_s: unknown, action: AclAction, topic: string) => {
+        asked.push(`${action} ${topic}`);
+        return answers[`${action} ${topic}`] ?? false;
+      },
+    };
+  }
+  const withGrants = (grants: { publish?: string[]; subscribe?: string[] }) => {
+    const s = subject('alice', 'phone-1');
+    return { ...s, principal: { ...s.principal, grants } };
+  };
+
+  it('without a file or a hook, grants alone limit the session (and {user} fills in)', () => {
+    const open = Acl.of([]);
+    const noFile = Acl.load('');
+    const s = withGrants({ publish: ['users/{user}/out'], subscribe: ['rooms/#'] });
+    assert.equal(noFile.check(s, 'publish', 'users/alice/out'), true);
+    assert.equal(noFile.check(s, 'publish', 'users/bob/out'), false, 'outside the grants');
+    assert.equal(noFile.check(s, 'subscribe', 'rooms/7/+'), true);
+    assert.equal(noFile.check(s, 'subscribe', '#'), false, 'wider than the grant');
+    assert.equal(noFile.check(subject('bob', 'x'), 'publish', 'anything'), true, 'no grants, no file: authenticated may do anything');
+    assert.equal(open.check(subject('bob', 'x'), 'publish', 'anything'), false, 'a file (here empty) denies what no rule allows');
+  });
+
+  it('a rule that denies wins over grants and the hook; a rule that allows is not asked about; grants are not widened by rules', async () => {
+    const acl = Acl.of([
+      { effect: 'deny', action: 'all', topic: 'secret/#', who: '*' },
+      { effect: 'allow', action: 'all', topic: 'public/#', who: 'user' },
+    ]);
+    const hook = fakeHook({ 'publish open/yes': true });
+    acl.hook = hook;
+    const s = subject('alice', 'phone-1');
+    assert.equal(acl.check(s, 'publish', 'secret/x'), false);
+    assert.equal(acl.check(s, 'publish', 'public/x'), true);
+    assert.equal(await acl.check(s, 'publish', 'open/yes'), true);
+    assert.equal(await acl.check(s, 'publish', 'open/no'), false);
+    assert.deepEqual(hook.asked, ['publish open/yes', 'publish open/no'], 'only what the rules left open');
+    const limited = withGrants({ publish: ['open/#'] });
+    assert.equal(acl.check(limited, 'publish', 'public/x'), false, 'the grants limit even what a rule allows');
+    assert.equal(acl.check(limited, 'publish', 'open/no'), true, 'a grant decides: the hook is not asked');
+    assert.equal(hook.asked.length, 2);
+  });
+
+  it('PublishPermissions keeps the hook\'s answers out of its own cache, and counts hook refusals', async () => {
+    const denied: string[] = [];
+    const acl = Acl.of([], (p, a) => denied.push(`${p} ${a}`));
+    const answers: Record<string, boolean> = { 'publish t/1': true };
+    const hook = fakeHook(answers);
+    acl.hook = hook;
+    const p = new PublishPermissions(acl, () => subject('alice', 'phone-1'));
+    assert.equal(await p.check('t/1'), true);
+    answers['publish t/1'] = false;
+    assert.equal(await p.check('t/1'), false, 'asked again: the hook keeps its own cache, with its own time limit');
+    assert.equal(await p.checkSubscribe('t/#'), false);
+    assert.deepEqual(denied, ['mqtt-tcp publish', 'mqtt-tcp subscribe']);
   });
 });

@@ -324,8 +324,10 @@ export class JsonConnection implements Session {
   private async onSubscribe(raw: unknown): Promise<void> {
     const topic = this.topicOf(raw, false);
     if (topic === undefined) return;
-    if (!this.ctx.acl.allows(this.aclSubject(), 'subscribe', topic)) {
-      return this.sendError('not_allowed', `the access rules (aclFile) do not let "${this.principal.name}" subscribe to ${String(raw).slice(0, 100)}`);
+    let may = this.publishAcl.checkSubscribe(topic);
+    if (may instanceof Promise) may = await may;
+    if (!may) {
+      return this.sendError('not_allowed', `the access rules do not let "${this.principal.name}" subscribe to ${String(raw).slice(0, 100)}`);
     }
     const refusal = await this.ctx.broker.authorizeTopic(this.principal, topic);
     if (refusal) return this.sendError('not_allowed', refusal);
@@ -367,8 +369,10 @@ export class JsonConnection implements Session {
       this.ctx.metrics.protocolErrors.inc({ protocol: 'json-ws', reason: 'server_topic' });
       return this.sendError('not_allowed', refusal);
     }
-    if (!this.publishAcl.allows(topic)) {
-      return this.sendError('not_allowed', `the access rules (aclFile) do not let "${this.principal.name}" publish to ${String(raw).slice(0, 100)}`);
+    let may = this.publishAcl.check(topic);
+    if (may instanceof Promise) may = await may;
+    if (!may) {
+      return this.sendError('not_allowed', `the access rules do not let "${this.principal.name}" publish to ${String(raw).slice(0, 100)}`);
     }
     const text = typeof data === 'string' ? data : JSON.stringify(data);
     const body = Buffer.from(text, 'utf8');

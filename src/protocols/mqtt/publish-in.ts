@@ -60,7 +60,12 @@ export async function handlePublish(c: MqttClientState, p: IPublishPacket): Prom
     return ack(RC.notAuthorized, topic.startsWith('$') ? `${topic.slice(0, 100)} is reserved for the server` : refusal);
   }
   if (c.closed) return;
-  if (!c.mayPublish(topic)) {
+  let may = c.mayPublish(topic);
+  if (may instanceof Promise) {
+    may = await may;
+    if (c.closed) return;
+  }
+  if (!may) {
     return ack(RC.notAuthorized, `not allowed to publish to ${topic}`);
   }
   const msg = createMessage({ ...base, target: { kind: 'topic', topic } });

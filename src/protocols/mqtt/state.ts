@@ -225,9 +225,9 @@ export abstract class MqttClientState implements Session, MqttClient {
     return { principal: this.principal, clientId: this.clientId, anonymous: this.anonymous, protocol: this.protocol };
   }
 
-  /** ACL decision for a publish topic, cached per connection. */
-  mayPublish(topic: string): boolean {
-    return this.publishAcl.allows(topic);
+  /** ACL decision for a publish topic, cached per connection (a Promise only while the ACL hook is asked). */
+  mayPublish(topic: string): boolean | Promise<boolean> {
+    return this.publishAcl.check(topic);
   }
 
   // ---- reading ----

@@ -34,7 +34,7 @@ export async function handleSubscribe(c: MqttClientState, p: ISubscribePacket): 
     const sysTopic = filter.startsWith('$SYS');
     const allowed =
       mailbox !== undefined ||
-      (c.shared.acl.allows(c.aclSubject(), 'subscribe', filter) &&
+      ((await c.publishAcl.checkSubscribe(filter)) &&
         (!sysTopic || c.principal.role !== 'user') &&
         (await c.ctx.broker.authorizeTopic(c.principal, filter)) === undefined);
     if (!allowed) {

@@ -30,7 +30,7 @@ export async function checkWill(c: MqttClientState, will: Will | undefined): Pro
     if (topic.startsWith('$')) throw new ConnectRefused(REFUSE.reservedWillTopic, `the will topic ${topic.slice(0, 100)} is reserved for the server`);
     throw new ConnectRefused(REFUSE.notAuthorized, `not allowed to publish the will to ${topic.slice(0, 100)}: ${refusal}`);
   }
-  if (!c.mayPublish(topic)) {
+  if (!(await c.mayPublish(topic))) {
     throw new ConnectRefused(REFUSE.notAuthorized, `not allowed to publish the will to ${topic.slice(0, 100)}`, null);
   }
 }

@@ -40,8 +40,10 @@ export async function onSend(c: StompState, frame: StompFrame): Promise<void> {
       let refusal = c.broker.publishRefusal(parsed.topic);
       if (refusal instanceof Promise) refusal = await refusal;
       if (refusal !== undefined) throw new StompError('not allowed', refusal, 'server_topic');
-      if (!c.publishAcl.allows(parsed.topic)) {
-        throw new StompError('not allowed', `the access rules (aclFile) do not let "${c.principal.name}" publish to ${dest}`, null);
+      let may = c.publishAcl.check(parsed.topic);
+      if (may instanceof Promise) may = await may;
+      if (!may) {
+        throw new StompError('not allowed', `the access rules do not let "${c.principal.name}" publish to ${dest}`, null);
       }
       const msg = createMessage({ ...base, target: { kind: 'topic', topic: parsed.topic } });
       c.broker.publishTopic(msg);

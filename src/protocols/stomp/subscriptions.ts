@@ -31,8 +31,10 @@ export async function onSubscribe(c: StompState, frame: StompFrame): Promise<voi
   let target: Target;
   switch (parsed.kind) {
     case 'topic': {
-      if (!c.ctx.acl.allows(c.aclSubject(), 'subscribe', parsed.topic)) {
-        throw new StompError('not allowed', `the access rules (aclFile) do not let "${c.principal.name}" subscribe to ${dest}`, null);
+      let may = c.publishAcl.checkSubscribe(parsed.topic);
+      if (may instanceof Promise) may = await may;
+      if (!may) {
+        throw new StompError('not allowed', `the access rules do not let "${c.principal.name}" subscribe to ${dest}`, null);
       }
       const refusal = await c.broker.authorizeTopic(c.principal, parsed.topic);
       if (refusal) throw new StompError('not allowed', refusal);
