@@ -32,6 +32,7 @@ import { registerAppRoutes } from './http/apps.js';
 import { registerAdminRoutes } from './http/admin.js';
 import { reloadNode, type ReloadReport } from './reload.js';
 import { registerWebRoutes } from './http/web.js';
+import { registerOpenApi, registerWebSocketPaths } from './http/openapi.js';
 import { SqliteStore } from './store/sqlite/sqlite-store.js';
 import { PostgresStore } from './store/postgres/postgres-store.js';
 import { Cluster, defaultNodeId } from './bus/cluster.js';
@@ -222,6 +223,8 @@ export class HeraldServer {
     let mqtt: MqttShared | undefined;
     const addresses: BoundAddress[] = [];
     try {
+      // First: it describes every route added after it (/api/openapi.json).
+      await registerOpenApi(http);
       registerHealthRoutes(ctx, { draining: () => server?.draining ?? false, startedAt });
       registerLoginRoutes(ctx);
       registerUserRoutes(ctx);
@@ -236,6 +239,7 @@ export class HeraldServer {
       registerJsonWebSocket(ctx, MAILBOX);
       mqtt = await registerMqtt(ctx, apps);
       if (cluster) joinClusterMqtt(cluster, ctx, mqtt);
+      registerWebSocketPaths(http, network.webSocketPaths());
 
       http.server.on('connection', (socket: Socket) => network.admitHttp(socket));
       http.server.on('upgrade', (req, socket, head) => network.handleUpgrade(req, socket, head));

@@ -128,6 +128,10 @@ export function createHttpApp(ctx: Omit<HeraldContext, 'listeners'>): FastifyIns
   app.setValidatorCompiler(({ schema, httpPart }) =>
     (httpPart === 'body' ? strict : lenient).compile(schema as object),
   );
+  // Answers are written with JSON.stringify, as routes without a response schema are: a response schema
+  // describes the answer (the OpenAPI document, /api/openapi.json) and never filters it, so a field it
+  // does not name is not silently dropped (fast-json-stringify would drop it).
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
   app.setSchemaErrorFormatter((errors, dataVar) => new Error(describeValidation(errors as ErrorObject[], dataVar)));
 
   app.decorateRequest('principal', null);
@@ -236,7 +240,7 @@ export function createHttpApp(ctx: Omit<HeraldContext, 'listeners'>): FastifyIns
  * 401 for a missing/dead token, 403 for the wrong role.
  */
 export function requireAuth(ctx: Pick<HeraldContext, 'auth' | 'metrics'>, roles?: readonly Role[]) {
-  return async (req: FastifyRequest, _reply: FastifyReply): Promise<void> => {
+  const guard = async (req: FastifyRequest, _reply: FastifyReply): Promise<void> => {
     const url = new URL(req.url, 'http://x');
     const token = tokenFrom(req.headers, url.searchParams);
     if (!token) {
@@ -250,4 +254,20 @@ export function requireAuth(ctx: Pick<HeraldContext, 'auth' | 'metrics'>, roles?
     }
     req.principal = principal;
   };
+  AUTH_GUARDS.set(guard, roles ?? []);
+  return guard;
+}
+
+/** The pre-handlers requireAuth made, with the roles each admits (empty: any role), so the API description can say who may call a route. */
+const AUTH_GUARDS = new WeakMap<object, readonly Role[]>();
+
+/**
+ * Whether a route's pre-handler(s) require a token: undefined when not; the
+ * roles admitted when so (empty: any role).
+ */
+export function guardedRoles(preHandler: unknown): readonly Role[] | undefined {
+  for (const h of Array.isArray(preHandler) ? preHandler : [preHandler]) {
+    if (typeof h === 'function' && AUTH_GUARDS.has(h)) return AUTH_GUARDS.get(h);
+  }
+  return undefined;
 }

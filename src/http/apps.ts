@@ -7,6 +7,20 @@ import { AppTokenRefusal, type MqttApps } from '../apps/mqtt-apps.js';
 import type { RouteContext } from './app.js';
 import { ok } from './envelope.js';
 import { requireAuth } from './app.js';
+import { arrayOf, closed, errorAnswer, okEnvelope, type JsonSchema } from './schemas.js';
+
+/** That integration's answers: `{"code":200,"body":{access_token, expires_in}}`, and its refusals with `body: null`. */
+const TOKEN_ANSWER: JsonSchema = {
+  description: 'the token, in the shape the MQTT integration expects (not the envelope)',
+  ...closed({
+    code: { type: 'integer', enum: [200] },
+    body: closed({ access_token: { type: 'string' }, expires_in: { type: 'integer', description: 'seconds' } }),
+  }),
+};
+const refusal = (description: string): JsonSchema => ({
+  description,
+  ...closed({ code: { type: 'integer', description: 'the HTTP status' }, message: { type: 'string' }, body: { type: 'null' } }),
+});
 
 /** Errors in that integration's shape, with the HTTP status as code. */
 function refuse(reply: FastifyReply, status: number, message: string): { code: number; message: string; body: null } {
@@ -21,10 +35,20 @@ export function registerAppRoutes(ctx: RouteContext, apps: MqttApps): void {
     '/openapi/rm/app/token',
     {
       schema: {
+        tags: ['mqtt apps'],
+        operationId: 'appToken',
+        summary: 'An app access token for an app id and secret',
+        description: 'Answers `{"code":200,"body":{…}}` (the integration\'s shape); a request that is not valid JSON or lacks a field gets the usual error envelope.',
         body: {
           type: 'object',
           required: ['appClientId', 'appClientSecret'],
           properties: { appClientId: { type: 'string', minLength: 1, maxLength: 200 }, appClientSecret: { type: 'string', minLength: 1, maxLength: 200 } },
+        },
+        response: {
+          200: TOKEN_ANSWER,
+          401: refusal('unknown app id or wrong secret'),
+          400: errorAnswer('the body is not valid JSON or lacks appClientId/appClientSecret'),
+          503: errorAnswer('the store is unavailable; try again shortly'),
         },
       },
     },
@@ -45,14 +69,28 @@ export function registerAppRoutes(ctx: RouteContext, apps: MqttApps): void {
     '/openapi/rm/user/token',
     {
       schema: {
+        tags: ['mqtt apps'],
+        operationId: 'appUserToken',
+        summary: 'A user token for MQTT, issued by an app',
+        description:
+          'Authorised by the app access token (`Authorization: Bearer …`, or the token alone). The device connects over MQTT with client id `cid` ({deviceId}@{appId}), user name `username` and this token as password. ' +
+          'Answers in the integration\'s shape, like /openapi/rm/app/token.',
+        security: [{ appToken: [] }],
         body: {
           type: 'object',
           required: ['username', 'cid'],
           properties: {
             username: { type: 'string', minLength: 1, maxLength: 128 },
             expires_in: { type: 'integer', minimum: 1 },
-            cid: { type: 'string', minLength: 3, maxLength: 256 },
+            cid: { type: 'string', minLength: 3, maxLength: 256, description: '{deviceId}@{appId}' },
           },
+        },
+        response: {
+          200: TOKEN_ANSWER,
+          401: refusal('no app access token, or an unknown or expired one'),
+          403: refusal('cid is not {deviceId}@{appId} of this app'),
+          400: errorAnswer('the body is not valid JSON or lacks username/cid'),
+          503: errorAnswer('the store is unavailable; try again shortly'),
         },
       },
     },
@@ -81,12 +119,39 @@ export function registerAppRoutes(ctx: RouteContext, apps: MqttApps): void {
     '/api/apps',
     {
       preHandler: admin,
-      schema: { body: { type: 'object', required: ['name'], additionalProperties: false, properties: { name: { type: 'string', minLength: 1, maxLength: 100 } } } },
+      schema: {
+        tags: ['mqtt apps'],
+        operationId: 'createApp',
+        summary: 'Register an MQTT app',
+        description: 'The app secret is shown once, in this answer; only its hash is stored.',
+        body: { type: 'object', required: ['name'], additionalProperties: false, properties: { name: { type: 'string', minLength: 1, maxLength: 100 } } },
+        response: {
+          200: okEnvelope(
+            closed({ appId: { type: 'string' }, appClientId: { type: 'string' }, appClientSecret: { type: 'string', description: 'shown once' }, name: { type: 'string' } }),
+            'the new app',
+          ),
+        },
+      },
     },
     // The secret is shown once, here; only its hash is stored.
     async (req) => ok(await apps.create(req.body.name)),
   );
-  http.get('/api/apps', { preHandler: admin }, async () =>
-    ok((await apps.list()).map((a) => ({ appId: a.id, name: a.name, appClientId: a.clientId, createdAt: new Date(a.createdAt).toISOString() }))),
+  http.get(
+    '/api/apps',
+    {
+      preHandler: admin,
+      schema: {
+        tags: ['mqtt apps'],
+        operationId: 'listApps',
+        summary: 'List MQTT apps',
+        response: {
+          200: okEnvelope(
+            arrayOf(closed({ appId: { type: 'string' }, name: { type: 'string' }, appClientId: { type: 'string' }, createdAt: { type: 'string', format: 'date-time' } })),
+            'the apps (without secrets)',
+          ),
+        },
+      },
+    },
+    async () => ok((await apps.list()).map((a) => ({ appId: a.id, name: a.name, appClientId: a.clientId, createdAt: new Date(a.createdAt).toISOString() }))),
   );
 }

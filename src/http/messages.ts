@@ -7,6 +7,7 @@ import type { RouteContext } from './app.js';
 import { DELIVERY_STATUSES, type DeliveryStatus } from '../store/store.js';
 import { HttpError, badRequest, forbidden, notFound, ok } from './envelope.js';
 import { requireAuth } from './app.js';
+import { TOKEN_QUERY, arrayOf, closed, errors, okEnvelope, ref } from './schemas.js';
 
 interface SendBody {
   content: string;
@@ -27,7 +28,8 @@ interface PageQuery {
 }
 
 const MAX_PAGE_SIZE = 100;
-const ID = { anyOf: [{ type: 'string', minLength: 1, maxLength: 32 }, { type: 'integer', minimum: 1 }] };
+const ID = { anyOf: [{ type: 'string', minLength: 1, maxLength: 32 }, { type: 'integer', minimum: 1 }], description: 'message id (a number is taken as its text)' };
+const DELETED = okEnvelope(closed({ id: { type: 'string' }, deleted: { type: 'boolean', enum: [true] } }), 'deleted');
 
 /** Epoch milliseconds or an ISO 8601 date. */
 function parseTime(value: string, name: string): number {
@@ -46,6 +48,13 @@ export function registerMessageRoutes(ctx: RouteContext, service: MessageService
     {
       preHandler: anyone,
       schema: {
+        tags: ['message service'],
+        operationId: 'sendMessage',
+        summary: 'Send a message to listed users, or to everyone online',
+        description:
+          'Stored with one delivery row per receiver (PENDING, then DELIVERED when a session acknowledges it, then READ), and pushed to every session of each receiver on every protocol. ' +
+          'Receivers are user ids or names; unknown ones are listed in unknownReceivers and the others still get it. Without receiver: everyone online now. ' +
+          'The user role may send only to listed receivers, and only when userSendToOthers is on.',
         body: {
           type: 'object',
           required: ['content'],
@@ -56,6 +65,22 @@ export function registerMessageRoutes(ctx: RouteContext, service: MessageService
             title: { type: 'string', maxLength: 512 },
             type: { anyOf: [{ type: 'integer' }, { type: 'string', maxLength: 64 }] },
           },
+        },
+        response: {
+          200: okEnvelope(
+            closed({
+              id: { type: 'string', description: 'message id' },
+              receivers: arrayOf({ type: 'string', description: 'user id' }),
+              unknownReceivers: arrayOf({ type: 'string', description: 'as given' }),
+              delivered: { type: 'integer', description: 'sessions it was pushed to now' },
+            }),
+            'stored and sent',
+          ),
+          ...errors({
+            400: 'content is empty, receiver is an empty list, none of the receivers exist (data.unknownReceivers lists them), or the body is not what this route takes',
+            403: 'the user role may not send (to everyone, or at all without userSendToOthers), or the user is disabled',
+            413: 'content is over messageMaxContentBytes (or the request over httpBodyLimit)',
+          }),
         },
       },
     },
@@ -92,19 +117,36 @@ export function registerMessageRoutes(ctx: RouteContext, service: MessageService
     {
       preHandler: managers,
       schema: {
+        tags: ['message service'],
+        operationId: 'getMessagePage',
+        summary: 'Page through stored messages, newest first',
         querystring: {
           type: 'object',
           additionalProperties: false,
           properties: {
+            ...TOKEN_QUERY,
             page: { type: 'integer', minimum: 1, maximum: 1_000_000 },
             size: { type: 'integer', minimum: 1, maximum: MAX_PAGE_SIZE },
             status: { type: 'string', enum: [...DELIVERY_STATUSES] },
             sender: { type: 'string', maxLength: 128 },
             receiver: { type: 'string', maxLength: 128 },
             type: { type: 'string', maxLength: 64 },
-            from: { type: 'string', maxLength: 40 },
-            to: { type: 'string', maxLength: 40 },
+            from: { type: 'string', maxLength: 40, description: 'sent at or after: epoch milliseconds or ISO 8601' },
+            to: { type: 'string', maxLength: 40, description: 'sent at or before: epoch milliseconds or ISO 8601' },
           },
+        },
+        response: {
+          200: okEnvelope(
+            closed({
+              records: arrayOf(ref('MessageRecord')),
+              total: { type: 'integer', description: 'records that match' },
+              current: { type: 'integer', description: 'this page' },
+              size: { type: 'integer', description: 'page size' },
+              pages: { type: 'integer' },
+            }),
+            'one page',
+          ),
+          ...errors({ 400: 'a parameter is not valid (from and to: epoch milliseconds or ISO 8601; size at most 100)' }),
         },
       },
     },
@@ -156,7 +198,13 @@ export function registerMessageRoutes(ctx: RouteContext, service: MessageService
     '/api/message/deleteMessageById',
     {
       preHandler: managers,
-      schema: { querystring: { type: 'object', required: ['id'], additionalProperties: false, properties: { id: { type: 'string', minLength: 1, maxLength: 32 } } } },
+      schema: {
+        tags: ['message service'],
+        operationId: 'deleteMessage',
+        summary: 'Delete a message (it is no longer re-sent)',
+        querystring: { type: 'object', required: ['id'], additionalProperties: false, properties: { ...TOKEN_QUERY, id: { type: 'string', minLength: 1, maxLength: 32 } } },
+        response: { 200: DELETED, ...errors({ 404: 'no message with this id' }) },
+      },
     },
     async (req) => deleteById(req.query.id),
   );
@@ -164,51 +212,99 @@ export function registerMessageRoutes(ctx: RouteContext, service: MessageService
     '/api/message/deleteMessageById',
     {
       preHandler: managers,
-      schema: { body: { type: 'object', required: ['id'], additionalProperties: false, properties: { id: ID } } },
+      schema: {
+        tags: ['message service'],
+        operationId: 'deleteMessageByPost',
+        summary: 'Delete a message, the id in the body',
+        body: { type: 'object', required: ['id'], additionalProperties: false, properties: { id: ID } },
+        response: { 200: DELETED, ...errors({ 404: 'no message with this id' }) },
+      },
     },
     async (req) => deleteById(String(req.body.id)),
   );
 
-  http.get('/api/message/getWebSocketClients', { preHandler: managers }, async () =>
-    ok(
-      (await ctx.presence.sessions({ stats: true })).map((s) => ({
-        sessionId: s.sessionId,
-        userId: s.userId,
-        loginName: s.name,
-        device: s.device,
-        protocol: s.protocol,
-        remoteAddress: s.remoteAddress,
-        loginTime: new Date(s.connectedAt).toISOString(),
-        status: 'ONLINE',
-        node: s.node,
-        ...(s.subscriptions !== undefined ? { subscriptions: s.subscriptions, unacked: s.unacked } : {}),
-      })),
-    ),
+  http.get(
+    '/api/message/getWebSocketClients',
+    {
+      preHandler: managers,
+      schema: {
+        tags: ['message service'],
+        operationId: 'getWebSocketClients',
+        summary: 'Sessions online now, on every protocol and node',
+        description: 'In a cluster, other nodes are asked for subscriptions and unacked over the bus; a node that does not answer within 500 ms has its sessions listed without them.',
+        response: { 200: okEnvelope(arrayOf(ref('OnlineSession')), 'the sessions') },
+      },
+    },
+    async () =>
+      ok(
+        (await ctx.presence.sessions({ stats: true })).map((s) => ({
+          sessionId: s.sessionId,
+          userId: s.userId,
+          loginName: s.name,
+          device: s.device,
+          protocol: s.protocol,
+          remoteAddress: s.remoteAddress,
+          loginTime: new Date(s.connectedAt).toISOString(),
+          status: 'ONLINE',
+          node: s.node,
+          ...(s.subscriptions !== undefined ? { subscriptions: s.subscriptions, unacked: s.unacked } : {}),
+        })),
+      ),
   );
 
   // Old clients POST with no body at all, so the body is optional and checked here.
-  http.post<{ Body: unknown }>('/api/message/collectMessage', { preHandler: anyone }, async (req) => {
-    let limit = 100;
-    if (req.body !== undefined && req.body !== null) {
-      const b = req.body as Record<string, unknown>;
-      if (typeof b !== 'object' || Array.isArray(b)) throw badRequest('body must be a JSON object such as {"limit": 100}, or empty');
-      const unknown = Object.keys(b).find((k) => k !== 'limit');
-      if (unknown !== undefined) throw badRequest(`body has unknown field "${unknown}"`);
-      if (b['limit'] !== undefined) {
-        if (!Number.isInteger(b['limit']) || (b['limit'] as number) < 1 || (b['limit'] as number) > 1000) {
-          throw badRequest('body/limit must be an integer from 1 to 1000');
+  http.post<{ Body: unknown }>(
+    '/api/message/collectMessage',
+    {
+      preHandler: anyone,
+      schema: {
+        tags: ['message service'],
+        operationId: 'collectMessage',
+        summary: 'Collect your undelivered messages (they become DELIVERED)',
+        description: 'For clients that cannot keep a socket open: your PENDING messages, oldest first, now marked DELIVERED. The body is optional.',
+        'x-request-body': {
+          required: false,
+          content: {
+            'application/json': {
+              schema: { type: 'object', additionalProperties: false, properties: { limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } } },
+            },
+          },
+        },
+        response: { 200: okEnvelope(arrayOf(ref('Message')), 'the messages, now DELIVERED') },
+      },
+    },
+    async (req) => {
+      let limit = 100;
+      if (req.body !== undefined && req.body !== null) {
+        const b = req.body as Record<string, unknown>;
+        if (typeof b !== 'object' || Array.isArray(b)) throw badRequest('body must be a JSON object such as {"limit": 100}, or empty');
+        const unknown = Object.keys(b).find((k) => k !== 'limit');
+        if (unknown !== undefined) throw badRequest(`body has unknown field "${unknown}"`);
+        if (b['limit'] !== undefined) {
+          if (!Number.isInteger(b['limit']) || (b['limit'] as number) < 1 || (b['limit'] as number) > 1000) {
+            throw badRequest('body/limit must be an integer from 1 to 1000');
+          }
+          limit = b['limit'] as number;
         }
-        limit = b['limit'] as number;
       }
-    }
-    return ok(await service.collect(req.principal!.userId, limit));
-  });
+      return ok(await service.collect(req.principal!.userId, limit));
+    },
+  );
 
   http.post<{ Body: { id: string | number } }>(
     '/api/message/markRead',
     {
       preHandler: anyone,
-      schema: { body: { type: 'object', required: ['id'], additionalProperties: false, properties: { id: ID } } },
+      schema: {
+        tags: ['message service'],
+        operationId: 'markRead',
+        summary: 'Mark a message to you as READ',
+        body: { type: 'object', required: ['id'], additionalProperties: false, properties: { id: ID } },
+        response: {
+          200: okEnvelope(closed({ id: { type: 'string' }, status: { type: 'string', enum: ['READ'] } }), 'marked'),
+          ...errors({ 404: 'no message with this id for you' }),
+        },
+      },
     },
     async (req) => {
       const id = String(req.body.id);

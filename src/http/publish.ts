@@ -9,6 +9,7 @@ import { resolveUserId } from '../core/mailbox.js';
 import { createMessage, type CoreMessage, type HeaderList } from '../core/message.js';
 import { HttpError, badRequest, forbidden, ok } from './envelope.js';
 import { requireAuth } from './app.js';
+import { closed, errors, okEnvelope } from './schemas.js';
 
 interface PublishBody {
   destination: string;
@@ -24,6 +25,12 @@ export function registerPublishRoute(ctx: RouteContext): void {
     {
       preHandler: requireAuth(ctx, ['admin', 'service']),
       schema: {
+        tags: ['publish'],
+        operationId: 'publish',
+        summary: 'Push a message to any destination',
+        description:
+          'Destinations as in STOMP: /topic/…, /queue/…, /user/{user}/queue/… (a user id or name), /app/… . `body` is a string (sent as text/plain) or any JSON (sent as its text, application/json) unless contentType says otherwise. ' +
+          'A 200 for a topic means stored for every persistent receiver; a queue message is stored before the answer.',
         body: {
           type: 'object',
           required: ['destination', 'body'],
@@ -34,6 +41,21 @@ export function registerPublishRoute(ctx: RouteContext): void {
             headers: { type: 'object', additionalProperties: { type: 'string' }, maxProperties: 64 },
             contentType: { type: 'string', minLength: 1, maxLength: 256 },
           },
+        },
+        response: {
+          200: okEnvelope(
+            closed({
+              id: { type: ['string', 'null'], description: 'message id (a queue message: q…); null for /app destinations' },
+              deliveries: { type: ['integer', 'null'], description: 'sessions it was handed to now (0 for queues); null for /app destinations' },
+              stored: { type: 'boolean', description: 'true for a queue message, stored until consumed' },
+            }),
+            'accepted',
+          ),
+          ...errors({
+            400: 'the body is not what this route takes, the destination is not valid, or the /app handler refused the message',
+            403: 'the access rules (aclFile) or the server (`$` topics, chat threads) do not let you publish there; or a role other than admin or service',
+            413: 'the body is over maxBodyBytes (or the request over httpBodyLimit)',
+          }),
         },
       },
     },

@@ -3,6 +3,9 @@ import type { RouteContext } from './app.js';
 import { DuplicateError, ROLES, type Role, type UserRecord } from '../store/store.js';
 import { HttpError, notFound, ok } from './envelope.js';
 import { requireAuth } from './app.js';
+import { arrayOf, closed, errors, okEnvelope, ref } from './schemas.js';
+
+const USER_ID = { type: 'object', required: ['id'], properties: { id: { type: 'string', description: 'user id' } } };
 
 /** User names appear in destinations (`/user/{name}/queue/x`), so no `/`, spaces or wildcards. */
 export const USER_NAME_PATTERN = '^[A-Za-z0-9._@-]{1,64}$';
@@ -69,13 +72,24 @@ export function registerUserRoutes(ctx: RouteContext): void {
     return change(id, patch, password);
   };
 
-  http.get('/api/users', { preHandler: admin }, async () => ok((await store.listUsers()).map(publicUser)));
+  http.get(
+    '/api/users',
+    {
+      preHandler: admin,
+      schema: { tags: ['users'], operationId: 'listUsers', summary: 'List users', response: { 200: okEnvelope(arrayOf(ref('User')), 'every user') } },
+    },
+    async () => ok((await store.listUsers()).map(publicUser)),
+  );
 
   http.post<{ Body: { name: string; password: string; role?: Role } }>(
     '/api/users',
     {
       preHandler: admin,
       schema: {
+        tags: ['users'],
+        operationId: 'createUser',
+        summary: 'Create a user',
+        description: 'The name may hold letters, digits and . _ @ - (it appears in destinations such as /user/{name}/queue/x). The role is user unless given.',
         body: {
           type: 'object',
           required: ['name', 'password'],
@@ -86,6 +100,7 @@ export function registerUserRoutes(ctx: RouteContext): void {
             role: { type: 'string', enum: [...ROLES] },
           },
         },
+        response: { 200: okEnvelope(ref('User'), 'the new user'), ...errors({ 409: 'a user with this name exists' }) },
       },
     },
     async (req) => {
@@ -104,6 +119,11 @@ export function registerUserRoutes(ctx: RouteContext): void {
     {
       preHandler: admin,
       schema: {
+        tags: ['users'],
+        operationId: 'updateUser',
+        summary: "Change a user's role, password or disabled flag",
+        description: 'A new password, or disabling the user, revokes every token of the user and closes their sockets. The last active admin cannot be disabled or demoted.',
+        params: USER_ID,
         body: {
           type: 'object',
           additionalProperties: false,
@@ -113,6 +133,10 @@ export function registerUserRoutes(ctx: RouteContext): void {
             password: { type: 'string', minLength: 8, maxLength: 1024 },
             disabled: { type: 'boolean' },
           },
+        },
+        response: {
+          200: okEnvelope(ref('User'), 'the user as changed'),
+          ...errors({ 404: 'no user with this id', 409: 'the change would leave no active admin: make another user admin first' }),
         },
       },
     },
@@ -127,9 +151,26 @@ export function registerUserRoutes(ctx: RouteContext): void {
     },
   );
 
-  http.post<{ Params: { id: string } }>('/api/users/:id/revoke-tokens', { preHandler: admin }, async (req) => {
-    const { id } = req.params;
-    if (!(await store.getUserById(id))) throw notFound(`no user with id ${id}`);
-    return ok({ revoked: await auth.revokeUser(id) });
-  });
+  http.post<{ Params: { id: string } }>(
+    '/api/users/:id/revoke-tokens',
+    {
+      preHandler: admin,
+      schema: {
+        tags: ['users'],
+        operationId: 'revokeUserTokens',
+        summary: 'End every token of a user',
+        description: 'Also refuses the JWTs issued for the user so far (by their iat), and closes the sockets using any of them.',
+        params: USER_ID,
+        response: {
+          200: okEnvelope(closed({ revoked: { type: 'integer', description: 'login tokens ended' } }), 'done'),
+          ...errors({ 404: 'no user with this id' }),
+        },
+      },
+    },
+    async (req) => {
+      const { id } = req.params;
+      if (!(await store.getUserById(id))) throw notFound(`no user with id ${id}`);
+      return ok({ revoked: await auth.revokeUser(id) });
+    },
+  );
 }

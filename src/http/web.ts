@@ -14,6 +14,15 @@ import { createMessage } from '../core/message.js';
 import { requireAuth } from './app.js';
 import { HttpError, ok } from './envelope.js';
 import { HERALD_VERSION } from '../version.js';
+import { closed, errors, okEnvelope, ref, type JsonSchema } from './schemas.js';
+
+/** The answers of the file routes (/console/…, /demo/…). */
+function fileAnswers(what: string): Record<number, JsonSchema> {
+  return {
+    200: { description: `a file of ${what}: HTML, JavaScript, CSS, images or JSON, by its extension`, content: { '*/*': { schema: { type: 'string', format: 'binary' } } } },
+    ...errors({ 404: 'no such file', 503: 'the console and demo pages are not built: run "npm run build" and restart' }),
+  };
+}
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -77,70 +86,158 @@ export function registerWebRoutes(ctx: RouteContext, startedAt: number): void {
   });
 
   for (const base of ['console', 'demo']) {
-    http.get(`/${base}`, async (_req, reply) => reply.redirect(`/${base}/`));
-    http.get<{ Params: { '*': string } }>(`/${base}/*`, async (req, reply) => serve(reply, base, req.params['*']));
+    const what = base === 'console' ? 'the web console' : 'the demo pages';
+    const tags = ['web'];
+    http.get(
+      `/${base}`,
+      {
+        schema: {
+          tags,
+          operationId: `${base}Redirect`,
+          summary: `Redirects to /${base}/`,
+          response: { 302: { description: `to /${base}/`, type: 'null', headers: { Location: { type: 'string', enum: [`/${base}/`] } } } },
+        },
+      },
+      async (_req, reply) => reply.redirect(`/${base}/`),
+    );
+    http.get<{ Params: { '*': string } }>(
+      `/${base}/*`,
+      {
+        schema: {
+          tags,
+          operationId: `${base}File`,
+          summary: `${what.replace(/^t/, 'T')} (static files)`,
+          description: base === 'console' ? 'The console signs in with POST /v1/login and uses the admin API; see docs/console.md.' : 'Plain pages that show the client integrations; see docs/clients.md.',
+          params: { type: 'object', properties: { '*': { type: 'string', description: 'the file path; empty for index.html' } } },
+          response: fileAnswers(what),
+        },
+      },
+      async (req, reply) => serve(reply, base, req.params['*']),
+    );
   }
 
   const managers = requireAuth(ctx, ['admin', 'service']);
 
   /** Figures for the console's overview; counters are totals, the console turns them into rates. */
-  http.get('/api/admin/overview', { preHandler: managers }, async () => {
-    /** A per-protocol metric as {protocol: value}. */
-    const byProtocol = async (name: string): Promise<Record<string, number>> => {
-      const out: Record<string, number> = {};
-      const m = await metrics.registry.getSingleMetric(name)?.get();
-      for (const v of m?.values ?? []) {
-        const key = String(v.labels['protocol'] ?? '');
-        out[key] = (out[key] ?? 0) + v.value;
+  http.get(
+    '/api/admin/overview',
+    {
+      preHandler: managers,
+      schema: {
+        tags: ['admin'],
+        operationId: 'overview',
+        summary: "The figures of the console's overview",
+        response: { 200: okEnvelope(ref('Overview'), 'the figures') },
+      },
+    },
+    async () => {
+      /** A per-protocol metric as {protocol: value}. */
+      const byProtocol = async (name: string): Promise<Record<string, number>> => {
+        const out: Record<string, number> = {};
+        const m = await metrics.registry.getSingleMetric(name)?.get();
+        for (const v of m?.values ?? []) {
+          const key = String(v.labels['protocol'] ?? '');
+          out[key] = (out[key] ?? 0) + v.value;
+        }
+        return out;
+      };
+      const store = await metrics.registry.getSingleMetric('herald_store_seconds')?.get();
+      let storeSeconds = 0;
+      let storeCalls = 0;
+      for (const v of store?.values ?? []) {
+        const name = (v as { metricName?: string }).metricName;
+        if (name === 'herald_store_seconds_sum') storeSeconds += v.value;
+        if (name === 'herald_store_seconds_count') storeCalls += v.value;
       }
-      return out;
-    };
-    const store = await metrics.registry.getSingleMetric('herald_store_seconds')?.get();
-    let storeSeconds = 0;
-    let storeCalls = 0;
-    for (const v of store?.values ?? []) {
-      const name = (v as { metricName?: string }).metricName;
-      if (name === 'herald_store_seconds_sum') storeSeconds += v.value;
-      if (name === 'herald_store_seconds_count') storeCalls += v.value;
-    }
-    return ok({
-      version: HERALD_VERSION,
-      node: ctx.nodeId,
-      cluster: ctx.cluster !== undefined,
-      uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
-      connections: await byProtocol('herald_connections'),
-      messagesIn: await byProtocol('herald_messages_in_total'),
-      messagesOut: await byProtocol('herald_messages_out_total'),
-      store: { kind: ctx.store.kind, calls: storeCalls, seconds: storeSeconds },
-      nodes: await presence.nodes(),
-    });
-  });
+      return ok({
+        version: HERALD_VERSION,
+        node: ctx.nodeId,
+        cluster: ctx.cluster !== undefined,
+        uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
+        connections: await byProtocol('herald_connections'),
+        messagesIn: await byProtocol('herald_messages_in_total'),
+        messagesOut: await byProtocol('herald_messages_out_total'),
+        store: { kind: ctx.store.kind, calls: storeCalls, seconds: storeSeconds },
+        nodes: await presence.nodes(),
+      });
+    },
+  );
 
   /** Ends one session (on whichever node it is) with a "kicked" close in its protocol's words. */
-  http.post<{ Params: { id: string } }>('/api/admin/sessions/:id/disconnect', { preHandler: managers }, async (req) => {
-    const id = req.params.id;
-    const local = ctx.sessions.get(id);
-    if (local) {
-      local.close({ code: 'kicked', message: `disconnected by ${req.principal!.name}` });
-      return ok({ sessionId: id, node: ctx.nodeId });
-    }
-    const entry = (await presence.sessions()).find((s) => s.sessionId === id);
-    if (!entry) throw new HttpError(404, `no session ${id} is online`);
-    presence.kick(entry.node, id, `disconnected by ${req.principal!.name}`);
-    return ok({ sessionId: id, node: entry.node });
-  });
+  http.post<{ Params: { id: string } }>(
+    '/api/admin/sessions/:id/disconnect',
+    {
+      preHandler: managers,
+      schema: {
+        tags: ['admin'],
+        operationId: 'disconnectSession',
+        summary: 'End a session, on whichever node holds it',
+        description: 'The client is told why in its protocol ("kicked": a STOMP ERROR, an MQTT 5 DISCONNECT, a WebSocket close).',
+        params: { type: 'object', required: ['id'], properties: { id: { type: 'string', description: 'the sessionId (from getWebSocketClients)' } } },
+        response: {
+          200: okEnvelope(closed({ sessionId: { type: 'string' }, node: { type: 'string', description: 'the node that held it' } }), 'told to end'),
+          ...errors({ 404: 'no such session is online' }),
+        },
+      },
+    },
+    async (req) => {
+      const id = req.params.id;
+      const local = ctx.sessions.get(id);
+      if (local) {
+        local.close({ code: 'kicked', message: `disconnected by ${req.principal!.name}` });
+        return ok({ sessionId: id, node: ctx.nodeId });
+      }
+      const entry = (await presence.sessions()).find((s) => s.sessionId === id);
+      if (!entry) throw new HttpError(404, `no session ${id} is online`);
+      presence.kick(entry.node, id, `disconnected by ${req.principal!.name}`);
+      return ok({ sessionId: id, node: entry.node });
+    },
+  );
 
   /**
    * The notifications demo's button: the server pushes a stream
    * notification to the caller's own `strm` mailbox, as a media service would.
    */
-  http.post<{ Body: { act?: string } | undefined }>('/api/demo/notify', { preHandler: requireAuth(ctx) }, async (req) => {
-    const p = req.principal!;
-    const act = typeof req.body?.act === 'string' && /^[a-zA-Z]{1,32}$/.test(req.body.act) ? req.body.act : 'opened';
-    const notif = { act, simNo: '013800000001', channel: 1, closeCause: act === 'closed' ? 1 : undefined, at: new Date().toISOString() };
-    const delivered = ctx.broker.publishUser(
-      createMessage({ target: { kind: 'user', userId: p.userId, name: 'strm' }, body: Buffer.from(JSON.stringify(notif)), contentType: 'application/json' }),
-    );
-    return ok({ notif, delivered });
-  });
+  http.post<{ Body: { act?: string } | undefined }>(
+    '/api/demo/notify',
+    {
+      preHandler: requireAuth(ctx),
+      schema: {
+        tags: ['demo'],
+        operationId: 'demoNotify',
+        summary: 'Push a stream notification to your own strm mailbox (the notifications demo)',
+        'x-request-body': {
+          required: false,
+          content: { 'application/json': { schema: { type: 'object', properties: { act: { type: 'string', pattern: '^[a-zA-Z]{1,32}$', default: 'opened' } } } } },
+        },
+        response: {
+          200: okEnvelope(
+            closed({
+              notif: closed(
+                {
+                  act: { type: 'string' },
+                  simNo: { type: 'string' },
+                  channel: { type: 'integer' },
+                  closeCause: { type: 'integer', description: 'present when act is closed' },
+                  at: { type: 'string', format: 'date-time' },
+                },
+                ['closeCause'],
+              ),
+              delivered: { type: 'integer', description: 'your sessions it was pushed to' },
+            }),
+            'pushed',
+          ),
+        },
+      },
+    },
+    async (req) => {
+      const p = req.principal!;
+      const act = typeof req.body?.act === 'string' && /^[a-zA-Z]{1,32}$/.test(req.body.act) ? req.body.act : 'opened';
+      const notif = { act, simNo: '013800000001', channel: 1, closeCause: act === 'closed' ? 1 : undefined, at: new Date().toISOString() };
+      const delivered = ctx.broker.publishUser(
+        createMessage({ target: { kind: 'user', userId: p.userId, name: 'strm' }, body: Buffer.from(JSON.stringify(notif)), contentType: 'application/json' }),
+      );
+      return ok({ notif, delivered });
+    },
+  );
 }

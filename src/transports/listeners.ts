@@ -29,9 +29,37 @@ export class UpgradeRefusal extends Error {
   }
 }
 
+/**
+ * How a WebSocket path is described in the HTTP API's OpenAPI document
+ * (/api/openapi.json), where it appears as a GET answered 101.
+ */
+export interface WebSocketDoc {
+  /** One line: what is spoken there. */
+  summary: string;
+  /** How a client connects and authenticates, in a few sentences. */
+  description: string;
+  /**
+   * Where the handshake takes its credential: the `__token` query
+   * (`required` or `optional`), the path's last segment (`path`), or only
+   * inside the protocol once connected (`protocol`).
+   */
+  token: 'required' | 'optional' | 'path' | 'protocol';
+}
+
+/** A registered WebSocket path, as the API description lists it. */
+export interface WebSocketPath {
+  name: string;
+  path: string;
+  prefix: boolean;
+  protocols: readonly string[];
+  doc: WebSocketDoc;
+}
+
 export interface WebSocketRoute<A> {
   /** Names the route in logs. */
   name: string;
+  /** Its entry in the OpenAPI document. */
+  doc: WebSocketDoc;
   /** Exact path (`/stomp`), or with `prefix: true` a path prefix (`/websocket/` matches `/websocket/abc`). */
   path: string;
   prefix?: boolean;
@@ -51,10 +79,7 @@ export interface WebSocketRoute<A> {
   onConnection(ws: WebSocket, req: IncomingMessage, accepted: A, admission: Admission): void;
 }
 
-interface ErasedRoute {
-  name: string;
-  path: string;
-  prefix: boolean;
+interface ErasedRoute extends WebSocketPath {
   handle(req: IncomingMessage, socket: Duplex, head: Buffer, url: URL): void;
   close(): void;
 }
@@ -154,6 +179,8 @@ export class NetworkListeners implements Listeners {
       name: route.name,
       path: route.path,
       prefix: route.prefix ?? false,
+      protocols: preferred,
+      doc: route.doc,
       handle: (req, socket, head, url) => {
         route.accept(req, url).then(
           (accepted) => {
@@ -180,6 +207,11 @@ export class NetworkListeners implements Listeners {
         wss.close();
       },
     });
+  }
+
+  /** The WebSocket paths registered so far. */
+  webSocketPaths(): WebSocketPath[] {
+    return this.routes.map(({ name, path, prefix, protocols, doc }) => ({ name, path, prefix, protocols, doc }));
   }
 
   addTcpListener(spec: TcpListenerSpec): void {

@@ -36,6 +36,10 @@ describe('HTTP API: login, tokens and the envelope', () => {
     const q = await api<{ name: string }>(s.url, 'GET', `/v1/me?__token=${token}`);
     assert.equal(q.status, 200);
     assert.equal(q.body.data.name, 'admin');
+    // Also on routes whose query schema refuses unknown parameters (Fastify checks the query before the token is read).
+    assert.equal((await api(s.url, 'GET', `/api/message/getMessagePage?__token=${token}&size=5`)).status, 200);
+    assert.equal((await api(s.url, 'GET', `/api/v1/threads?__token=${token}&limit=5`)).status, 200);
+    assertEnvelope(await api(s.url, 'GET', `/api/v1/threads?__token=${token}&nope=1`), 400, /unknown field "nope"/);
   });
 
   it('answers 401 with words for a missing, unknown or expired token', async () => {

@@ -11,6 +11,13 @@ import { originOf } from '../../transports/tls.js';
 export function registerJsonWebSocket(ctx: HeraldContext, mailbox: string): void {
   ctx.listeners.addWebSocketRoute<{ principal: Principal; device: string }>({
     name: 'json /websocket',
+    doc: {
+      summary: 'The JSON WebSocket (message service clients)',
+      description:
+        'One JSON object per WebSocket message each way (events message, topic, ping, ok, error; actions ack, read, ping, subscribe, unsubscribe, publish). ' +
+        'The token from POST /v1/login is the last path segment and is checked at the handshake; `?device=` names the device. See docs/json-websocket.md.',
+      token: 'path',
+    },
     path: '/websocket/',
     prefix: true,
     maxPayload: ctx.config.maxBodyBytes + 4096,

@@ -66,6 +66,13 @@ export async function registerMqtt(ctx: HeraldContext, apps: MqttApps): Promise<
   const wsConnections = new WeakMap<WebSocket, MqttConnection>();
   ctx.listeners.addWebSocketRoute({
     name: 'mqtt /mqtt',
+    doc: {
+      summary: 'MQTT 3.1.1 and 5 over WebSocket',
+      description:
+        'MQTT over WebSocket with subprotocol `mqtt` (or `mqttv3.1`): one or more MQTT packets per WebSocket message. ' +
+        'The handshake carries no credential; the CONNECT packet does (user name and password, a token as password, or an app user token). See docs/mqtt.md.',
+      token: 'protocol',
+    },
     path: '/mqtt',
     protocols: ['mqtt', 'mqttv3.1'],
     maxPayload: ctx.config.mqttMaxPacketBytes + 8,

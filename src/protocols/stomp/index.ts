@@ -16,7 +16,7 @@ import type { HeraldContext } from '../../context.js';
 import { AuthError, type Principal } from '../../core/auth.js';
 import { tcpTransport, webSocketTransport } from '../../transports/byte-transport.js';
 import { clientAddress, deviceOf, tokenFrom, upgradeRefusalFor } from '../../transports/handshake.js';
-import { UpgradeRefusal, type Admission } from '../../transports/listeners.js';
+import { UpgradeRefusal, type Admission, type WebSocketDoc } from '../../transports/listeners.js';
 import { certificateIdentity, originOf } from '../../transports/tls.js';
 import { connectLogin } from '../../core/connect-login.js';
 import { StompConnection } from './connection.js';
@@ -54,12 +54,29 @@ export function registerStomp(ctx: HeraldContext): void {
   const maxPayload = config.stompMaxHeaderBytes + config.maxBodyBytes + 1024;
   const connections = new WeakMap<WebSocket, StompConnection>();
 
+  const docs: Record<'/v1/ws' | '/stomp', WebSocketDoc> = {
+    '/v1/ws': {
+      summary: 'STOMP 1.0–1.2 over WebSocket, for token clients',
+      description:
+        'The media clients\' STOMP channel: the token from POST /v1/login (`?__token=`, or X-Auth-Token / Authorization where the client can set headers) ' +
+        'is checked at the handshake and binds the session, which ends when the token dies. Subprotocols v12.stomp, v11.stomp, v10.stomp. See docs/stomp.md.',
+      token: 'required',
+    },
+    '/stomp': {
+      summary: 'STOMP 1.0–1.2 over WebSocket',
+      description:
+        'STOMP for browser clients: a token in `__token` is checked at the handshake; without one, the CONNECT frame\'s `login`/`passcode` ' +
+        '(user name and password, or a token as passcode) authenticate. Subprotocols v12.stomp, v11.stomp, v10.stomp. See docs/stomp.md.',
+      token: 'optional',
+    },
+  };
   for (const [path, required, renew] of [
     ['/v1/ws', true, false],
     ['/stomp', false, true],
   ] as const) {
     listeners.addWebSocketRoute({
       name: `stomp ${path}`,
+      doc: docs[path],
       path,
       protocols: SUBPROTOCOLS,
       maxPayload,
