@@ -148,6 +148,7 @@ export const CONFIG_SCHEMA = {
   logPretty: str('auto', 'Human-readable logs: auto (when stdout is a terminal), true or false', ['auto', 'true', 'false']),
   webhookMaxAttempts: int(15, 1, 100, 'Attempts to deliver a webhook event before it goes to the dead list (with the default back-off, 15 span about a day)'),
   webhookRetryBaseMs: int(5000, 10, 3_600_000, 'Wait after the first failed webhook attempt; it doubles with each failure (±20% jitter)'),
+  webhookRetryMaxMs: int(43_200_000, 10, 604_800_000, 'Longest wait between two attempts of a webhook event (the doubling stops there)'),
   webhookTimeoutMs: int(5000, 100, 120_000, 'A webhook receiver that has not answered within this long has failed the attempt'),
   webhookConcurrency: int(16, 1, 1000, 'Webhook requests one node has in flight at once (at most one per ordering key)'),
   webhookRetentionHours: int(24, 0, 8760, 'Delivered webhook events are kept this long for the admin API\'s recent list, then deleted'),

@@ -28,15 +28,16 @@ const PRUNE_BATCH = 1000;
 export interface DeliverySettings {
   maxAttempts: number;
   retryBaseMs: number;
+  retryMaxMs: number;
   timeoutMs: number;
   concurrency: number;
   retentionHours: number;
   deadRetentionDays: number;
 }
 
-/** The wait after `failures` failed attempts: base · 2^(failures−1), ±20%. */
-export function retryDelay(failures: number, baseMs: number, random: () => number = Math.random): number {
-  return Math.round(baseMs * 2 ** Math.min(failures - 1, 40) * (0.8 + 0.4 * random()));
+/** The wait after `failures` failed attempts: base · 2^(failures−1), at most `maxMs`, ±20%. */
+export function retryDelay(failures: number, baseMs: number, maxMs: number, random: () => number = Math.random): number {
+  return Math.round(Math.min(baseMs * 2 ** Math.min(failures - 1, 40), maxMs) * (0.8 + 0.4 * random()));
 }
 
 export interface Outcome {
@@ -209,7 +210,7 @@ export class DeliveryWorker {
     outage.failed(new Error(outcome.error));
     this.metrics.failures.labels(spec.name, outcome.reason).inc();
     const failures = row.attempts + 1;
-    const retryAt = failures >= this.settings.maxAttempts ? null : now + retryDelay(failures, this.settings.retryBaseMs);
+    const retryAt = failures >= this.settings.maxAttempts ? null : now + retryDelay(failures, this.settings.retryBaseMs, this.settings.retryMaxMs);
     if (retryAt === null) {
       this.log.warn({ webhook: spec.name, eventId: row.eventId, type: row.type, attempts: failures, error: outcome.error }, 'webhook event failed its last attempt: it is on the dead list (replay it with the admin API)');
     }

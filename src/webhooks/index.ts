@@ -68,6 +68,7 @@ export class Webhooks {
       {
         maxAttempts: p.config.webhookMaxAttempts,
         retryBaseMs: p.config.webhookRetryBaseMs,
+        retryMaxMs: p.config.webhookRetryMaxMs,
         timeoutMs: p.config.webhookTimeoutMs,
         concurrency: p.config.webhookConcurrency,
         retentionHours: p.config.webhookRetentionHours,
