@@ -146,7 +146,7 @@ export const CONFIG_SCHEMA = {
   trustProxy: bool(false, 'Take the client address from X-Forwarded-For (only behind a trusted proxy)'),
   logLevel: str('info', 'Log level', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   logPretty: str('auto', 'Human-readable logs: auto (when stdout is a terminal), true or false', ['auto', 'true', 'false']),
-  webhookMaxAttempts: int(15, 1, 100, 'Attempts to deliver a webhook event before it goes to the dead list (with the default back-off, 15 span about a day)'),
+  webhookMaxAttempts: int(15, 1, 1000, 'Attempts to deliver a webhook event before it goes to the dead list (with the default back-off, 15 span about a day)'),
   webhookRetryBaseMs: int(5000, 10, 3_600_000, 'Wait after the first failed webhook attempt; it doubles with each failure (±20% jitter)'),
   webhookRetryMaxMs: int(43_200_000, 10, 604_800_000, 'Longest wait between two attempts of a webhook event (the doubling stops there)'),
   webhookTimeoutMs: int(5000, 100, 120_000, 'A webhook receiver that has not answered within this long has failed the attempt'),
