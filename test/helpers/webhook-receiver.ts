@@ -46,6 +46,8 @@ export class WebhookReceiver {
   private readonly sockets = new Set<Socket>();
   private port = 0;
   private waiters: (() => void)[] = [];
+  /** While set, requests wait here before they are answered. */
+  private held: (() => void)[] | undefined;
 
   private constructor(readonly secret: string) {
     this.server = this.make();
@@ -98,6 +100,8 @@ export class WebhookReceiver {
       req.headers['herald-event-id'] === event.id &&
       req.headers['herald-timestamp'] === /t=(\d+)/.exec(String(req.headers['herald-signature']))?.[1];
     this.requests.push({ headers: req.headers, body, valid, at: Date.now() });
+    this.wake();
+    if (this.held) await new Promise<void>((r) => this.held!.push(r));
     if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
     if (!valid || !event) {
       res.writeHead(400).end('bad signature');
@@ -146,6 +150,17 @@ export class WebhookReceiver {
     }
   }
 
+  /** Requests from now on are not answered until `release`. */
+  hold(): void {
+    this.held ??= [];
+  }
+
+  release(): void {
+    const waiting = this.held ?? [];
+    this.held = undefined;
+    for (const f of waiting) f();
+  }
+
   /** Nothing listens on the port any more (connections refused), open connections are cut. */
   async down(): Promise<void> {
     await new Promise<void>((resolve) => {
@@ -161,6 +176,7 @@ export class WebhookReceiver {
   }
 
   async stop(): Promise<void> {
+    this.release();
     if (this.server.listening) await this.down();
   }
 }
