@@ -76,11 +76,12 @@ export interface WebhookStore {
   /** The receiver took it (`status` 2xx): delivered, claim cleared. */
   webhookDelivered(id: string, at: number, status: number): Promise<void>;
   /**
-   * An attempt failed: the row stays pending until `retryAt` (claim
-   * cleared), or with `retryAt` null goes to the dead list. Rows no longer
-   * pending (another node delivered it meanwhile) are left alone.
+   * An attempt by `owner` failed: the row stays pending until `retryAt`
+   * (claim cleared), or with `retryAt` null goes to the dead list. A row no
+   * longer pending or no longer claimed by `owner` (it was fenced, and
+   * another node has taken the row over) is left alone.
    */
-  webhookFailed(id: string, at: number, retryAt: number | null, status: number | null, error: string): Promise<void>;
+  webhookFailed(id: string, owner: string, at: number, retryAt: number | null, status: number | null, error: string): Promise<void>;
   /** Hands back every claim of `owner` (shutdown). */
   releaseWebhookClaims(owner: string): Promise<void>;
   /**

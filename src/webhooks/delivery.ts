@@ -214,7 +214,8 @@ export class DeliveryWorker {
     if (retryAt === null) {
       this.log.warn({ webhook: spec.name, eventId: row.eventId, type: row.type, attempts: failures, error: outcome.error }, 'webhook event failed its last attempt: it is on the dead list (replay it with the admin API)');
     }
-    await this.settle(() => this.store.webhookFailed(row.id, now, retryAt, outcome.status, outcome.error));
+    const owner = row.claimedBy ?? this.owner();
+    await this.settle(() => this.store.webhookFailed(row.id, owner, now, retryAt, outcome.status, outcome.error));
     if (retryAt !== null) this.wakeUpAt(retryAt);
   }
 

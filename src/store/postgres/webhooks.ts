@@ -50,19 +50,23 @@ export function postgresWebhooks(pg: PgHandle): WebhookStore {
       );
     },
 
-    async webhookFailed(id, at, retryAt, status, error) {
+    async webhookFailed(id, owner, at, retryAt, status, error) {
       const n = rowId(id);
       if (n === null) return;
+      const where = "WHERE id = $4 AND state = 'pending' AND claimed_by = $5";
       if (retryAt === null) {
         await pg.rows(
-          "UPDATE webhook_events SET state = 'dead', attempts = attempts + 1, finished_at = $1, last_status = $2, last_error = $3, claimed_by = NULL WHERE id = $4 AND state = 'pending'",
-          [at, status, error, n],
+          `UPDATE webhook_events SET state = 'dead', attempts = attempts + 1, finished_at = $1, last_status = $2, last_error = $3, claimed_by = NULL ${where}`,
+          [at, status, error, n, owner],
         );
       } else {
-        await pg.rows(
-          "UPDATE webhook_events SET attempts = attempts + 1, due_at = $1, last_status = $2, last_error = $3, claimed_by = NULL WHERE id = $4 AND state = 'pending'",
-          [retryAt, status, error, n],
-        );
+        await pg.rows(`UPDATE webhook_events SET attempts = attempts + 1, due_at = $1, last_status = $2, last_error = $3, claimed_by = NULL ${where}`, [
+          retryAt,
+          status,
+          error,
+          n,
+          owner,
+        ]);
       }
     },
 

@@ -32,11 +32,11 @@ export function sqliteWebhooks(db: Database.Database): WebhookStore {
     delivered: db.prepare<[number, number, number]>(
       "UPDATE webhook_events SET state = 'delivered', attempts = attempts + 1, finished_at = ?, last_status = ?, last_error = NULL, claimed_by = NULL WHERE id = ?",
     ),
-    retry: db.prepare<[number, number | null, string, number]>(
-      "UPDATE webhook_events SET attempts = attempts + 1, due_at = ?, last_status = ?, last_error = ?, claimed_by = NULL WHERE id = ? AND state = 'pending'",
+    retry: db.prepare<[number, number | null, string, number, string]>(
+      "UPDATE webhook_events SET attempts = attempts + 1, due_at = ?, last_status = ?, last_error = ?, claimed_by = NULL WHERE id = ? AND state = 'pending' AND claimed_by = ?",
     ),
-    dead: db.prepare<[number, number | null, string, number]>(
-      "UPDATE webhook_events SET state = 'dead', attempts = attempts + 1, finished_at = ?, last_status = ?, last_error = ?, claimed_by = NULL WHERE id = ? AND state = 'pending'",
+    dead: db.prepare<[number, number | null, string, number, string]>(
+      "UPDATE webhook_events SET state = 'dead', attempts = attempts + 1, finished_at = ?, last_status = ?, last_error = ?, claimed_by = NULL WHERE id = ? AND state = 'pending' AND claimed_by = ?",
     ),
     release: db.prepare<[string]>('UPDATE webhook_events SET claimed_by = NULL WHERE claimed_by = ?'),
     releaseDead: db.prepare<[string]>(
@@ -77,11 +77,11 @@ export function sqliteWebhooks(db: Database.Database): WebhookStore {
       if (n !== null) stmt.delivered.run(at, status, n);
     },
 
-    async webhookFailed(id, at, retryAt, status, error) {
+    async webhookFailed(id, owner, at, retryAt, status, error) {
       const n = rowId(id);
       if (n === null) return;
-      if (retryAt === null) stmt.dead.run(at, status, error, n);
-      else stmt.retry.run(retryAt, status, error, n);
+      if (retryAt === null) stmt.dead.run(at, status, error, n, owner);
+      else stmt.retry.run(retryAt, status, error, n, owner);
     },
 
     async releaseWebhookClaims(owner) {

@@ -64,7 +64,7 @@ export function webhookStoreSuite(factory: StoreFactory<S>): void {
       const b1 = ev('b');
       await store.insertWebhookEvents([a1, a2]);
       const [row] = await store.claimWebhookEvents('n1', ['w1'], 2000, 10);
-      await store.webhookFailed(row!.id, 2000, 5000, 503, 'HTTP 503');
+      await store.webhookFailed(row!.id, 'n1', 2000, 5000, 503, 'HTTP 503');
       await store.insertWebhookEvents([b1]);
       const b = await store.claimWebhookEvents('n1', ['w1'], 3000, 10);
       assert.deepEqual(ids(b), [b1.eventId], 'key a waits for its retry; b goes');
@@ -74,14 +74,14 @@ export function webhookStoreSuite(factory: StoreFactory<S>): void {
       assert.equal(again[0]!.attempts, 1);
       assert.equal(again[0]!.lastStatus, 503);
       assert.equal(again[0]!.lastError, 'HTTP 503');
-      await store.webhookFailed(again[0]!.id, 5000, null, null, 'timed out after 5000 ms');
+      await store.webhookFailed(again[0]!.id, 'n1', 5000, null, null, 'timed out after 5000 ms');
       const dead = await store.listWebhookEvents({ state: 'dead', limit: 10 });
       assert.deepEqual(ids(dead), [a1.eventId]);
       assert.equal(dead[0]!.attempts, 2);
       assert.equal(dead[0]!.lastStatus, null);
       assert.equal(dead[0]!.lastError, 'timed out after 5000 ms');
       assert.deepEqual(ids(await store.claimWebhookEvents('n1', ['w1'], 5000, 10)), [a2.eventId], 'a dead row holds nothing back');
-      await store.webhookFailed(again[0]!.id, 6000, 9000, 500, 'late');
+      await store.webhookFailed(again[0]!.id, 'n1', 6000, 9000, 500, 'late');
       assert.equal((await store.listWebhookEvents({ state: 'dead', limit: 10 }))[0]!.lastError, 'timed out after 5000 ms', 'a failure for a row no longer pending changes nothing');
 
       const backlog = await store.webhookBacklog();
@@ -100,7 +100,7 @@ export function webhookStoreSuite(factory: StoreFactory<S>): void {
     it('replays every dead row at once, and lists by webhook with paging', async () => {
       const rows = [ev('a', 'w1'), ev('b', 'w1'), ev('c', 'w2')];
       await store.insertWebhookEvents(rows);
-      for (const r of await store.claimWebhookEvents('n1', ['w1', 'w2'], 2000, 10)) await store.webhookFailed(r.id, 2000, null, 500, 'no');
+      for (const r of await store.claimWebhookEvents('n1', ['w1', 'w2'], 2000, 10)) await store.webhookFailed(r.id, 'n1', 2000, null, 500, 'no');
       const all = await store.listWebhookEvents({ state: 'dead', limit: 10 });
       assert.deepEqual(ids(all), rows.map((r) => r.eventId).reverse());
       assert.deepEqual(ids(await store.listWebhookEvents({ state: 'dead', webhook: 'w2', limit: 10 })), [rows[2]!.eventId]);
@@ -126,6 +126,9 @@ export function webhookStoreSuite(factory: StoreFactory<S>): void {
       const taken = await store.claimWebhookEvents('n9', ['w1'], 2000, 10);
       assert.equal(taken.length, 1);
       assert.equal(taken[0]!.attempts, 0);
+      await store.webhookFailed(taken[0]!.id, gone, 2100, 2200, 500, 'the fenced owner, late');
+      const still = (await store.listWebhookEvents({ state: 'pending', limit: 10 })).find((r) => r.id === taken[0]!.id)!;
+      assert.deepEqual([still.claimedBy, still.attempts, still.lastError], ['n9', 0, null], 'a failure reported by an owner that lost the row changes nothing');
     });
 
     it('never hands one row to two concurrent claims', async () => {
@@ -143,7 +146,7 @@ export function webhookStoreSuite(factory: StoreFactory<S>): void {
       const claimed = await store.claimWebhookEvents('n1', ['w1'], 2000, 3);
       await store.webhookDelivered(claimed[0]!.id, 100, 200);
       await store.webhookDelivered(claimed[1]!.id, 5000, 200);
-      await store.webhookFailed(claimed[2]!.id, 100, null, 500, 'no');
+      await store.webhookFailed(claimed[2]!.id, 'n1', 100, null, 500, 'no');
       assert.equal(await store.pruneWebhookEvents(1000, 1000, 1), 1);
       assert.equal(await store.pruneWebhookEvents(1000, 1000, 10), 1);
       assert.equal(await store.pruneWebhookEvents(1000, 1000, 10), 0);
