@@ -16,6 +16,7 @@ import { checkConfig } from './cli/check-config.js';
 import { EXIT_FAILURE, fail, openStore, quietLogger } from './cli/common.js';
 import { describeStartupError } from './cli/startup-errors.js';
 import { USER_OPTIONS, userCommand } from './cli/users.js';
+import { WEBHOOK_OPTIONS, webhookCommand } from './cli/webhook.js';
 
 const HELP = `herald: a real-time message push server (STOMP, MQTT, JSON WebSocket)
 
@@ -36,6 +37,8 @@ Usage:
   herald app list                             list MQTT apps
   herald check-config [--json] [options]      validate the configuration serve would use and print every
                                               key, its value (secrets redacted) and where it came from
+  herald webhook test URL [--secret S]        send a signed sample event to a webhook receiver and print
+                                              its answer (the secret defaults to the configured webhook's)
   herald --help | --version
 
 Options (each also settable as an environment variable, or in herald.config.json
@@ -140,7 +143,7 @@ async function appCommand(config: Config, args: string[]): Promise<void> {
 }
 
 /** Options that take a value, besides the configuration flags, and the commands (or `user` subcommands) that take them. */
-const EXTRA_OPTIONS = ['--password', '--role', '--expires-in'];
+const EXTRA_OPTIONS = ['--password', '--role', '--expires-in', ...WEBHOOK_OPTIONS];
 /** Options that take no value. */
 const SWITCHES = ['--json'];
 
@@ -153,6 +156,8 @@ function optionsOf(command: string | undefined, sub: string | undefined): readon
       return ['--expires-in'];
     case 'check-config':
       return ['--json'];
+    case 'webhook':
+      return WEBHOOK_OPTIONS;
     default:
       return [];
   }
@@ -238,6 +243,8 @@ async function main(argv: string[]): Promise<void> {
       return tokenCommand(config, rest, parsed.extra);
     case 'app':
       return appCommand(config, rest);
+    case 'webhook':
+      return webhookCommand(config, rest, parsed.extra);
     default:
       fail(`unknown command "${command ?? ''}"; run "herald --help"`);
   }

@@ -7,9 +7,13 @@
  *
  * Every key has one name per source: `httpPort` in the file,
  * `HERALD_HTTP_PORT` in the environment, `--http-port` on the command line.
+ * The exception is a key whose value is a structure no variable or flag
+ * could hold well (FILE_ONLY_KEYS: the `webhooks` list): it is set in the
+ * file only (or in code, by tests).
  */
 import { readFileSync, existsSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { parseWebhooks, type WebhookInput, type WebhookSpec } from './webhooks/spec.js';
 
 type Kind =
   | { type: 'int'; min: number; max: number }
@@ -149,12 +153,27 @@ export const CONFIG_SCHEMA = {
   trustProxy: bool(false, 'Take the client address from X-Forwarded-For (only behind a trusted proxy)'),
   logLevel: str('info', 'Log level', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   logPretty: str('auto', 'Human-readable logs: auto (when stdout is a terminal), true or false', ['auto', 'true', 'false']),
+  webhookMaxAttempts: int(15, 1, 1000, 'Attempts to deliver a webhook event before it goes to the dead list (with the default back-off, 15 span about a day)'),
+  webhookRetryBaseMs: int(5000, 10, 3_600_000, 'Wait after the first failed webhook attempt; it doubles with each failure (±20% jitter)'),
+  webhookRetryMaxMs: int(43_200_000, 10, 604_800_000, 'Longest wait between two attempts of a webhook event (the doubling stops there)'),
+  webhookTimeoutMs: int(5000, 100, 120_000, 'A webhook receiver that has not answered within this long has failed the attempt'),
+  webhookConcurrency: int(16, 1, 1000, 'Webhook requests one node has in flight at once (at most one per ordering key)'),
+  webhookRetentionHours: int(24, 0, 8760, 'Delivered webhook events are kept this long for the admin API\'s recent list, then deleted'),
+  webhookDeadRetentionDays: int(7, 1, 3650, 'Dead webhook events are kept this long for a replay, then deleted'),
 } as const satisfies Record<string, KeySpec<number> | KeySpec<string> | KeySpec<boolean>>;
+
+/** Keys set in the config file only: no environment variable or flag (see the top of this file). */
+export const FILE_ONLY_KEYS = {
+  webhooks: 'Webhooks: a list of {url, events, topics?, secret, name?} (docs/backend-integration.md); none by default',
+} as const;
+export type FileOnlyKey = keyof typeof FILE_ONLY_KEYS;
 
 type Schema = typeof CONFIG_SCHEMA;
 export type ConfigKey = keyof Schema;
-export type Config = { readonly [K in ConfigKey]: Schema[K]['default'] extends number ? number : Schema[K]['default'] extends boolean ? boolean : string };
-export type ConfigInput = { [K in ConfigKey]?: Config[K] };
+export type Config = { readonly [K in ConfigKey]: Schema[K]['default'] extends number ? number : Schema[K]['default'] extends boolean ? boolean : string } & {
+  readonly webhooks: readonly WebhookSpec[];
+};
+export type ConfigInput = { [K in ConfigKey]?: Config[K] } & { webhooks?: readonly WebhookInput[] };
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -275,11 +294,19 @@ export function parseFlags(argv: readonly string[], extraFlags: readonly string[
   return { flags, extra, positional };
 }
 
+/** The `webhooks` list, checked; a problem is a ConfigError naming the entry. */
+function webhooksOf(raw: unknown, file?: string): WebhookSpec[] {
+  const parsed = parseWebhooks(raw, file);
+  if ('problem' in parsed) throw new ConfigError(`invalid configuration: ${parsed.problem}`);
+  return parsed;
+}
+
 export function loadConfig(sources: ConfigSources = {}): Config {
   const env = sources.env ?? process.env;
   const cwd = sources.cwd ?? process.cwd();
-  const values: Record<string, number | string | boolean> = {};
+  const values: Record<string, number | string | boolean | readonly WebhookSpec[]> = {};
   for (const k of KEYS) values[k] = CONFIG_SCHEMA[k].default;
+  values['webhooks'] = [];
 
   // 1. config file
   const explicit = sources.flags?.['config'] ?? env['HERALD_CONFIG'];
@@ -296,8 +323,12 @@ export function loadConfig(sources: ConfigSources = {}): Config {
       throw new ConfigError(`config file ${file} must hold a JSON object`);
     }
     for (const [k, v] of Object.entries(parsed)) {
+      if (k === 'webhooks') {
+        values[k] = webhooksOf(v, file);
+        continue;
+      }
       if (!(k in CONFIG_SCHEMA)) {
-        throw new ConfigError(`config file ${file}: unknown key "${k}"; known keys: ${KEYS.join(', ')}`);
+        throw new ConfigError(`config file ${file}: unknown key "${k}"; known keys: ${[...KEYS, ...Object.keys(FILE_ONLY_KEYS)].join(', ')}`);
       }
       values[k] = coerce(k as ConfigKey, v, `${k} in ${file}`);
     }
@@ -314,6 +345,10 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   }
   // 4. code overrides
   for (const [k, raw] of Object.entries(sources.overrides ?? {})) {
+    if (k === 'webhooks') {
+      if (raw !== undefined) values[k] = webhooksOf(raw);
+      continue;
+    }
     if (!(k in CONFIG_SCHEMA)) throw new ConfigError(`unknown configuration key "${k}"`);
     if (raw !== undefined) values[k] = coerce(k as ConfigKey, raw, k);
   }
@@ -325,5 +360,7 @@ export function configHelp(): string {
   return KEYS.map((k) => {
     const s = CONFIG_SCHEMA[k];
     return `  ${flagName(k).padEnd(24)} ${envName(k).padEnd(30)} default ${JSON.stringify(s.default)}\n      ${s.help}`;
-  }).join('\n');
+  })
+    .concat(Object.entries(FILE_ONLY_KEYS).map(([k, help]) => `  ${k.padEnd(24)} ${'(config file only)'.padEnd(30)}\n      ${help}`))
+    .join('\n');
 }

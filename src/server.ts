@@ -46,6 +46,8 @@ import { DuplicateError, StoreUnavailableError, type Store } from './store/store
 import type { Socket } from 'node:net';
 import { NetworkListeners, type BoundAddress } from './transports/listeners.js';
 import { Drainer } from './drain.js';
+import { Webhooks } from './webhooks/index.js';
+import { registerWebhookRoutes } from './http/webhooks.js';
 
 export interface StartOptions {
   config: Config;
@@ -103,6 +105,7 @@ export class HeraldServer {
     private readonly mqtt: MqttShared,
     readonly addresses: readonly BoundAddress[],
     private readonly tls: TlsFiles | undefined,
+    private readonly webhooks: Webhooks | undefined,
   ) {
     this.drainer = new Drainer(
       { sessions: ctx.sessions, stopAccepting: () => network.stopAccepting(), log: ctx.log.child({ component: 'drain' }) },
@@ -215,6 +218,7 @@ export class HeraldServer {
       joinClusterThreads(threads, cluster);
       cluster.start({ store, broker, connections: () => sessions.size });
     }
+    const webhooks = await Webhooks.start({ config, store, log, clock, metrics, sessions, broker, presence, writers: [messages, threads], nodeId, owner, cluster });
     const base = { config, log, clock, store, auth, sessions, metrics, acl, broker, messages, nodeId, presence, cluster };
     const http = createHttpApp(base);
     const ctx: ServerContext = { ...base, http, listeners: network };
@@ -234,6 +238,7 @@ export class HeraldServer {
       registerAppRoutes(ctx, apps);
       registerWebRoutes(ctx, startedAt);
       registerAdminRoutes(ctx, tls);
+      registerWebhookRoutes(ctx, webhooks);
       // Protocol front ends: each registers its routes and listeners, nothing else.
       registerStomp(ctx);
       registerJsonWebSocket(ctx, MAILBOX);
@@ -263,13 +268,14 @@ export class HeraldServer {
       messages.stop();
       threads.stop();
       mqtt?.stop();
+      await webhooks?.stop();
       await cluster?.stop();
       await store.close();
       throw err;
     }
     for (const a of addresses) announce(`listening ${a.name} ${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`);
     log.info({ addresses, store: store.kind, node: nodeId, cluster: cluster ? config.clusterName : undefined }, 'herald started');
-    server = new HeraldServer(ctx, network, threads, mqtt, addresses, tls);
+    server = new HeraldServer(ctx, network, threads, mqtt, addresses, tls, webhooks);
     return server;
   }
 
@@ -314,6 +320,8 @@ export class HeraldServer {
     // Queue messages this node claimed but did not deliver go back for the other nodes (or the next start).
     await this.ctx.broker.releaseAll();
     await this.mqtt.sessions.flush();
+    // After the sessions: their client.disconnected events are written before the last batch.
+    await this.webhooks?.stop();
     await this.ctx.cluster?.stop();
     // Fenced at once: the sessions it held are free for the other nodes (or the next start) without waiting for its lease.
     await store.endIncarnation(this.ctx.broker.owner).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'could not end this incarnation in the store'));

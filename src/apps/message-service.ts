@@ -20,6 +20,7 @@ import type { Logger } from '../log.js';
 import type { Clock } from '../clock.js';
 import { storeUnavailable } from '../store/errors.js';
 import type { DeliveryStatus, Store, StoredMessage } from '../store/store.js';
+import { orderKey, type EventSink } from '../webhooks/events.js';
 
 export const MAILBOX = 'messages';
 const BACKLOG_LIMIT = 10_000;
@@ -66,6 +67,13 @@ export class MessageService {
   private sweepTimer: NodeJS.Timeout | undefined;
   /** Delivery statuses the store could not take (it is down): logged once per outage. */
   private readonly statusOutage: OutageLog;
+  /**
+   * The webhook outbox, when webhooks are configured: a message stored for
+   * a receiver with no session anywhere writes `message.undelivered` with
+   * it (for a mobile push), each status change `message.delivered` or
+   * `message.read`, in the same transaction.
+   */
+  events: EventSink | undefined;
 
   constructor(
     private readonly store: Store,
@@ -110,21 +118,37 @@ export class MessageService {
   async send(sender: Principal, req: SendRequest): Promise<SendResult> {
     const unknownReceivers: string[] = [];
     let receivers: string[];
+    const names = new Map<string, string>();
     if (req.receivers === undefined) {
       receivers = await this.presence.onlineUsers();
     } else {
-      const found = new Set<string>();
       for (const r of req.receivers) {
         const user = (await this.store.getUserById(r)) ?? (await this.store.getUserByName(r));
-        if (user) found.add(user.id);
+        if (user) names.set(user.id, user.name);
         else unknownReceivers.push(r);
       }
-      receivers = [...found];
+      receivers = [...names.keys()];
       if (receivers.length === 0) throw new UnknownReceiversError(unknownReceivers);
     }
     const createdAt = this.clock.now();
     const stored: StoredMessage = { id: '', sender: sender.name, title: req.title, content: req.content, type: req.type, createdAt };
-    stored.id = await this.store.insertMessage({ ...stored, receivers });
+    // A broadcast goes to those online; listed receivers may have no session anywhere, and a push is their only news.
+    const hooks = this.events;
+    let offline: string[] = [];
+    if (hooks?.wants('message.undelivered') && req.receivers !== undefined) {
+      const online = new Set(await this.presence.onlineUsers());
+      offline = receivers.filter((u) => !online.has(u));
+    }
+    const undelivered =
+      hooks && offline.length > 0
+        ? (id: string) => {
+            const message = messageView({ ...stored, id });
+            return offline.flatMap((u) =>
+              hooks.rows('message.undelivered', orderKey.user(u), { source: 'message-service', receiver: u, receiverName: names.get(u) ?? null, message }),
+            );
+          }
+        : undefined;
+    stored.id = await this.store.insertMessage({ ...stored, receivers }, undelivered);
     // One body for all receivers; only the mailbox address differs.
     const body = Buffer.from(JSON.stringify(messageView(stored)));
     let delivered = 0;
@@ -139,7 +163,7 @@ export class MessageService {
   /** Moves a receiver's row forward; false when there is no such row or it is already there. */
   async setStatus(messageId: string, userId: string, status: DeliveryStatus): Promise<boolean> {
     try {
-      const changed = await this.store.setDeliveryStatus(messageId, userId, status, this.clock.now());
+      const changed = await this.store.setDeliveryStatus(messageId, userId, status, this.clock.now(), this.statusEvents(messageId, userId, status));
       this.statusOutage.ok();
       return changed;
     } catch (err) {
@@ -152,8 +176,15 @@ export class MessageService {
   /** HTTP fallback (the message service's collectMessage): the caller's PENDING messages, now marked DELIVERED. */
   async collect(userId: string, limit: number): Promise<ReturnType<typeof messageView>[]> {
     const pending = await this.store.pendingFor(userId, limit);
-    for (const m of pending) await this.store.setDeliveryStatus(m.id, userId, 'DELIVERED', this.clock.now());
+    for (const m of pending) await this.store.setDeliveryStatus(m.id, userId, 'DELIVERED', this.clock.now(), this.statusEvents(m.id, userId, 'DELIVERED'));
     return pending.map(messageView);
+  }
+
+  /** The webhook event of a status change, written with it (none when no webhook takes it). */
+  private statusEvents(messageId: string, userId: string, status: DeliveryStatus) {
+    const type = status === 'READ' ? 'message.read' : status === 'DELIVERED' ? 'message.delivered' : undefined;
+    if (!type || !this.events?.wants(type)) return undefined;
+    return this.events.rows(type, orderKey.user(userId), { messageId, receiver: userId, status, at: new Date(this.clock.now()).toISOString() });
   }
 
   /** Retention: a few bounded steps per run, yielding between them so delivery never waits long. */

@@ -17,7 +17,8 @@ import { createMessage, type CoreMessage } from '../core/message.js';
 import { TokenBucket } from '../core/rate-limit.js';
 import type { Logger } from '../log.js';
 import { storeUnavailable } from '../store/errors.js';
-import type { Store, ThreadMember, ThreadRecord } from '../store/store.js';
+import type { NewWebhookEvent, Store, ThreadMember, ThreadMessageRecord, ThreadRecord } from '../store/store.js';
+import { orderKey, type EventSink } from '../webhooks/events.js';
 import { EPHEMERAL, RECEIPTS, authoredView, readThreadMessage, viewOf, type ThreadMessageType, type ThreadMessageView } from './thread-messages.js';
 
 export { THREAD_TYPES } from './thread-messages.js';
@@ -47,6 +48,11 @@ function threadRefusal(topic: string): string {
   return `${name} is a chat thread: send to /app/${name} (or POST the message to the thread) instead of publishing to its topic`;
 }
 
+/** A thread as webhook events describe it. */
+function threadData(t: ThreadRecord): { id: string; thread: string; topic: string; createdBy: string; members: ThreadMember[] } {
+  return { id: t.id, thread: dottedThread(t.topic), topic: t.topic, createdBy: t.createdBy, members: t.members };
+}
+
 /** No such thread: a refusal to the sender (HTTP 404). */
 export class ThreadMissing extends AppRefusal {}
 
@@ -59,6 +65,12 @@ export class ThreadService implements TopicAuthority {
   private readonly cache = new Map<string, CachedThread | null>();
   /** Told when a thread's record changes here (cluster mode forwards it so other nodes forget their copy). */
   onChange: ((topic: string) => void) | undefined;
+  /**
+   * The webhook outbox, when webhooks are configured: `thread.created`,
+   * `thread.message` (stored messages, not TYPING) and `thread.closed` are
+   * written in the transaction of their change.
+   */
+  events: EventSink | undefined;
   /**
    * Cluster mode: "no such thread" is not remembered, since another node may
    * create the thread a moment later and its announcement can arrive after
@@ -190,7 +202,9 @@ export class ThreadService implements TopicAuthority {
   async create(by: Principal, id: string, members: ThreadMember[]): Promise<ThreadRecord> {
     const topic = threadTopic(id);
     this.forget(topic);
-    const record = await this.store.createThread(topic, by.userId, this.clock.now(), members);
+    const hooks = this.events?.wants('thread.created') ? this.events : undefined;
+    const events = hooks && ((t: ThreadRecord) => hooks.rows('thread.created', orderKey.thread(t.id), { thread: threadData(t) }));
+    const record = await this.store.createThread(topic, by.userId, this.clock.now(), members, events);
     this.changed(topic);
     this.cache.set(topic, { record, members: new Set(members.map((m) => m.userId)) });
     return record;
@@ -210,7 +224,7 @@ export class ThreadService implements TopicAuthority {
     }
     if (record.status === 'CLOSED') return record;
     await this.announce(record, 'AUTO_CLOSED', reason, by);
-    await this.store.setThreadStatus(record.id, 'CLOSED', this.clock.now());
+    await this.store.setThreadStatus(record.id, 'CLOSED', this.clock.now(), this.closedEvents(record, reason, by));
     this.changed(record.topic);
     return (await this.load(record.topic))!.record;
   }
@@ -223,7 +237,8 @@ export class ThreadService implements TopicAuthority {
     for (const t of idle) {
       try {
         // Close first: in a cluster every node sweeps, and only the one whose update wins announces it.
-        if (!(await this.store.setThreadStatus(t.id, 'CLOSED', this.clock.now()))) continue;
+        const reason = `closed after ${this.config.threadIdleCloseSeconds} s without messages`;
+        if (!(await this.store.setThreadStatus(t.id, 'CLOSED', this.clock.now(), this.closedEvents(t, reason, system)))) continue;
         this.changed(t.topic);
         await this.announce(t, 'AUTO_CLOSED', `closed after ${this.config.threadIdleCloseSeconds} s without messages`, system);
       } catch (err) {
@@ -233,6 +248,12 @@ export class ThreadService implements TopicAuthority {
       }
     }
     return idle.length;
+  }
+
+  /** The `thread.closed` event, written with the status change (none when no webhook takes it). */
+  private closedEvents(t: ThreadRecord, reason: string, by: Principal): NewWebhookEvent[] | undefined {
+    if (!this.events?.wants('thread.closed')) return undefined;
+    return this.events.rows('thread.closed', orderKey.thread(t.id), { thread: threadData(t), reason, closedBy: by.name });
   }
 
   private async announce(t: ThreadRecord, type: ThreadMessageType, content: string, by: Principal): Promise<void> {
@@ -301,14 +322,12 @@ export class ThreadService implements TopicAuthority {
   }
 
   private async storeAndBroadcast(t: ThreadRecord, view: Omit<ThreadMessageView, 'id'>, author: Principal): Promise<ThreadMessageView> {
-    const { record, duplicate } = await this.store.addThreadMessage({
-      threadId: t.id,
-      uid: view.uid,
-      type: view.type,
-      author: author.userId,
-      body: JSON.stringify(view),
-      createdAt: this.clock.now(),
-    });
+    const hooks = this.events?.wants('thread.message') ? this.events : undefined;
+    const events = hooks && ((r: ThreadMessageRecord) => hooks.rows('thread.message', orderKey.thread(t.id), { thread: threadData(t), author: author.userId, message: viewOf(r) }));
+    const { record, duplicate } = await this.store.addThreadMessage(
+      { threadId: t.id, uid: view.uid, type: view.type, author: author.userId, body: JSON.stringify(view), createdAt: this.clock.now() },
+      events,
+    );
     const stored = viewOf(record);
     if (!duplicate) this.broadcast(t, stored);
     return stored;

@@ -180,7 +180,10 @@ export async function checkConfig(flags: Readonly<Record<string, string>>, json:
     throw err;
   }
   const problems = await deeperProblems(config);
-  const rows = KEYS.map((key) => ({ key, value: shown(key, config[key]), source: origin.of(key) }));
+  const rows: { key: string; value: unknown; source: string }[] = KEYS.map((key) => ({ key, value: shown(key, config[key]), source: origin.of(key) }));
+  // The file-only list: each entry with its secret redacted.
+  const hooks = config.webhooks.map((w) => ({ ...w, url: redactUrl(w.url), secret: REDACTED }));
+  rows.push({ key: 'webhooks', value: hooks, source: hooks.length > 0 ? `file ${origin.file!}` : 'default' });
   if (json) {
     const keys = Object.fromEntries(rows.map((r) => [r.key, { value: r.value, source: r.source }]));
     process.stdout.write(JSON.stringify({ valid: problems.length === 0, file: origin.file ?? null, problems, keys }, null, 2) + '\n');

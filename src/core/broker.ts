@@ -55,6 +55,28 @@ export class AppForbidden extends Error {
 
 export type AppHandler = (req: AppRequest) => void | Promise<void>;
 
+/** What a subscription is to: a topic filter, a shared group's filter, a queue, or a user mailbox. */
+export type SubscriptionTarget =
+  | { kind: 'topic'; filter: string }
+  | { kind: 'shared'; group: string; filter: string }
+  | { kind: 'queue'; name: string }
+  | { kind: 'user'; userId: string; name: string };
+
+/**
+ * Told of what passes through the broker on this node (webhooks). Each
+ * part is optional: a part left out costs the broker one check, so a
+ * watcher that does not care for publishes adds nothing to their path.
+ */
+export interface BrokerWatcher {
+  subscribed?(consumer: Consumer, target: SubscriptionTarget): void;
+  /** Also when a session's subscriptions end with it; possibly for one never subscribed (cleanup is idempotent). */
+  unsubscribed?(consumer: Consumer, target: SubscriptionTarget): void;
+  /** A topic message published on this node: not one from another node, nor this node's own `$SYS` statistics. */
+  publishedTopic?(msg: CoreMessage): void;
+  /** A user-mailbox message published on this node, and how many of this node's sessions got it. */
+  publishedUser?(msg: CoreMessage, localDeliveries: number): void;
+}
+
 export type BrokerLimits = QueueLimits & MailboxLimits;
 
 const RESOLVED = Promise.resolve();
@@ -70,6 +92,10 @@ export class Broker {
   private link: ClusterLink | undefined;
   private durableTap: ((msg: CoreMessage) => Promise<void> | undefined) | undefined;
   private readonly commits = new WeakMap<CoreMessage, Promise<void>>();
+  private watcher: BrokerWatcher | undefined;
+  /** The watcher's publish parts, kept apart so the publish paths check one field. */
+  private topicWatch: ((msg: CoreMessage) => void) | undefined;
+  private userWatch: ((msg: CoreMessage, localDeliveries: number) => void) | undefined;
 
   constructor(
     store: Store,
@@ -81,6 +107,13 @@ export class Broker {
     this.topics = new Topics(log);
     this.mailboxes = new UserMailboxes(log, limits);
     this.queues = new Queues(store, log, limits, localId);
+  }
+
+  /** Sets the one watcher (webhooks). */
+  watch(watcher: BrokerWatcher): void {
+    this.watcher = watcher;
+    this.topicWatch = watcher.publishedTopic?.bind(watcher);
+    this.userWatch = watcher.publishedUser?.bind(watcher);
   }
 
   // ---- cluster -----------------------------------------------------------------
@@ -182,19 +215,23 @@ export class Broker {
    */
   subscribeTopic(filter: string, consumer: Consumer, since?: { principal: Principal; position: string }): void {
     this.topics.subscribe(filter, consumer, since);
+    this.watcher?.subscribed?.(consumer, { kind: 'topic', filter });
   }
 
   unsubscribeTopic(filter: string, consumer: Consumer): void {
     this.topics.unsubscribe(filter, consumer);
+    this.watcher?.unsubscribed?.(consumer, { kind: 'topic', filter });
   }
 
   /** Joins `consumer` to the shared subscription `$share/{group}/{filter}`. */
   subscribeShared(group: string, filter: string, consumer: Consumer): void {
     this.topics.subscribeShared(group, filter, consumer);
+    this.watcher?.subscribed?.(consumer, { kind: 'shared', group, filter });
   }
 
   unsubscribeShared(group: string, filter: string, consumer: Consumer): void {
     this.topics.unsubscribeShared(group, filter, consumer);
+    this.watcher?.unsubscribed?.(consumer, { kind: 'shared', group, filter });
   }
 
   /**
@@ -210,6 +247,7 @@ export class Broker {
         stored.catch(() => undefined); // whoever acknowledges awaits committed(); nobody else must see it reject
         this.commits.set(msg, stored);
       }
+      if (this.topicWatch) this.topicWatch(msg);
     }
     return this.topics.deliver(msg);
   }
@@ -246,26 +284,32 @@ export class Broker {
 
   subscribeUser(userId: string, name: string, consumer: Consumer): void {
     this.mailboxes.subscribe(userId, name, consumer);
+    this.watcher?.subscribed?.(consumer, { kind: 'user', userId, name });
   }
 
   unsubscribeUser(userId: string, name: string, consumer: Consumer): void {
     this.mailboxes.unsubscribe(userId, name, consumer);
+    this.watcher?.unsubscribed?.(consumer, { kind: 'user', userId, name });
   }
 
   /** Delivers to every subscribed session of the user, on every node; returns the number of deliveries on this node. */
   publishUser(msg: CoreMessage): number {
     this.link?.forward(msg);
-    return this.mailboxes.deliver(msg);
+    const delivered = this.mailboxes.deliver(msg);
+    if (this.userWatch) this.userWatch(msg, delivered);
+    return delivered;
   }
 
   // ---- queues ----------------------------------------------------------------
 
   subscribeQueue(name: string, consumer: Consumer): void {
     this.queues.subscribe(name, consumer);
+    this.watcher?.subscribed?.(consumer, { kind: 'queue', name });
   }
 
   unsubscribeQueue(name: string, consumer: Consumer): void {
     this.queues.unsubscribe(name, consumer);
+    this.watcher?.unsubscribed?.(consumer, { kind: 'queue', name });
   }
 
   /** A consumer's window opened again: give it what waits on its queues. */

@@ -69,10 +69,11 @@ export function wsCloseCode(reason: CloseReason): number {
   }
 }
 
-/** Told of every session that opens or closes on this node (cluster presence). */
+/** Told of every session that opens or closes on this node (cluster presence, webhooks). */
 export interface SessionObserver {
   added(session: Session): void;
-  removed(session: Session): void;
+  /** `reason`: why it ended, in words (`client disconnected`, `token expired`, `connection closed`, …). */
+  removed(session: Session, reason: string): void;
 }
 
 export class SessionRegistry {
@@ -103,10 +104,11 @@ export class SessionRegistry {
     );
   }
 
-  remove(session: Session): void {
+  /** The session ended; `reason` says why in words (the protocol knows: a DISCONNECT, an error, a dead token). */
+  remove(session: Session, reason = 'connection closed'): void {
     if (this.byId.get(session.id) !== session) return;
     this.byId.delete(session.id);
-    for (const o of this.observers) o.removed(session);
+    for (const o of this.observers) o.removed(session, reason);
     const set = this.byUser.get(session.principal.userId);
     set?.delete(session);
     if (set?.size === 0) this.byUser.delete(session.principal.userId);

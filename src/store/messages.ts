@@ -2,7 +2,12 @@
  * The message service's messages: one message, one delivery row per
  * receiver with its own status, and retention.
  * Implemented by sqlite/messages.ts and postgres/messages.ts.
+ *
+ * Changes take the webhook events that describe them (../webhooks.ts),
+ * written in the same transaction, so an event exists exactly when its
+ * change does.
  */
+import type { EventsOf, NewWebhookEvent } from './webhooks.js';
 
 export const DELIVERY_STATUSES = ['PENDING', 'DELIVERED', 'READ'] as const;
 export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
@@ -58,17 +63,18 @@ export interface Page<T> {
 }
 
 export interface MessageStore {
-  /** Stores a message and its delivery rows in one transaction; returns the id. */
-  insertMessage(message: NewMessage): Promise<string>;
+  /** Stores a message and its delivery rows in one transaction, with the events `events` builds from its id; returns the id. */
+  insertMessage(message: NewMessage, events?: EventsOf<string>): Promise<string>;
   /** A message with its delivery rows (by receiver), or null. */
   getMessage(id: string): Promise<MessageRecord | null>;
   /** A receiver's PENDING messages, oldest first. */
   pendingFor(receiver: string, limit: number): Promise<StoredMessage[]>;
   /**
-   * Moves a delivery row forward (PENDING → DELIVERED → READ; never back).
-   * Returns false when the row does not exist or is already at or past `status`.
+   * Moves a delivery row forward (PENDING → DELIVERED → READ; never back),
+   * writing `events` with it when it moved. Returns false when the row does
+   * not exist or is already at or past `status`.
    */
-  setDeliveryStatus(messageId: string, receiver: string, status: DeliveryStatus, at: number): Promise<boolean>;
+  setDeliveryStatus(messageId: string, receiver: string, status: DeliveryStatus, at: number, events?: readonly NewWebhookEvent[]): Promise<boolean>;
   /** Newest first. `status` and `receiver` apply to the same delivery row. */
   queryMessages(query: MessageQuery): Promise<Page<MessageRecord>>;
   /** Deletes a message with its delivery rows; false if there was none. */

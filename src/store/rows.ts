@@ -14,6 +14,7 @@ import type { DeliveryStatus, Receipt, StoredMessage } from './messages.js';
 import type { QueuedMessage } from './queues.js';
 import type { ThreadMember, ThreadMessageRecord, ThreadReceipt, ThreadRecord, ThreadRole, ThreadStatus } from './threads.js';
 import type { Role, TokenRecord, UserRecord } from './users.js';
+import type { WebhookDelivery, WebhookState } from './webhooks.js';
 
 /** A boolean column: INTEGER 0/1 in SQLite, BOOLEAN in PostgreSQL. */
 export type Flag = number | boolean;
@@ -302,3 +303,39 @@ export const toQueued = (r: QueueRow): QueuedMessage => ({
 
 /** Queue messages oldest first (an UPDATE … RETURNING gives them in no order). */
 export const byQueueOrder = (a: QueuedMessage, b: QueuedMessage): number => Number(a.id) - Number(b.id);
+
+// ---- webhook outbox ----------------------------------------------------------------
+
+export type WebhookRow = {
+  id: number;
+  event_id: string;
+  webhook: string;
+  type: string;
+  order_key: string;
+  body: string;
+  created_at: number;
+  state: string;
+  attempts: number;
+  due_at: number;
+  claimed_by: string | null;
+  last_status: number | null;
+  last_error: string | null;
+  finished_at: number | null;
+};
+
+export const toWebhookDelivery = (r: WebhookRow): WebhookDelivery => ({
+  id: String(r.id),
+  eventId: r.event_id,
+  webhook: r.webhook,
+  type: r.type,
+  orderKey: r.order_key,
+  body: r.body,
+  createdAt: r.created_at,
+  state: r.state as WebhookState,
+  attempts: r.attempts,
+  dueAt: r.due_at,
+  claimedBy: r.claimed_by,
+  lastStatus: r.last_status,
+  lastError: r.last_error,
+  finishedAt: r.finished_at,
+});

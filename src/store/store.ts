@@ -16,6 +16,8 @@
  *   mqtt.ts      MqttStore = MqttAppStore + RetainedStore + MqttSessionStore
  *   queues.ts    QueueStore                  point-to-point queue claims
  *   leases.ts    LeaseStore                  node incarnations: who may hold claims
+ *   webhooks.ts  WebhookStore                the webhook outbox (events are also written by
+ *                                            the other domains, with the changes they describe)
  *   errors.ts    DuplicateError, StoreUnavailableError, storeUnavailable
  *   rows.ts      table rows and their mappers, shared by both engines
  *   migration.ts the Migration type both engines' schemas are written in
@@ -47,6 +49,7 @@ import type { MqttStore } from './mqtt.js';
 import type { QueueStore } from './queues.js';
 import type { ThreadStore } from './threads.js';
 import type { TokenStore, UserStore } from './users.js';
+import type { WebhookStore } from './webhooks.js';
 
 export * from './errors.js';
 export * from './leases.js';
@@ -55,9 +58,10 @@ export * from './mqtt.js';
 export * from './queues.js';
 export * from './threads.js';
 export * from './users.js';
+export * from './webhooks.js';
 export { rowId } from './rows.js';
 
-export interface Store extends UserStore, TokenStore, MessageStore, ThreadStore, MqttStore, QueueStore, LeaseStore {
+export interface Store extends UserStore, TokenStore, MessageStore, ThreadStore, MqttStore, QueueStore, LeaseStore, WebhookStore {
   /** Which engine this is, for /readyz, the console and the start-up log. */
   readonly kind: 'sqlite' | 'postgres';
   /** Cheap round trip, for /readyz. */

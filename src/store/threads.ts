@@ -2,7 +2,11 @@
  * Chat threads: a topic with members, a persistent history in seq order,
  * recalls and per-member receipts.
  * Implemented by sqlite/threads.ts and postgres/threads.ts.
+ *
+ * Changes take the webhook events that describe them (../webhooks.ts),
+ * written in the same transaction, and only when the change happened.
  */
+import type { EventsOf, NewWebhookEvent } from './webhooks.js';
 
 export type ThreadRole = 'visitor' | 'agent';
 export type ThreadStatus = 'OPEN' | 'CLOSED';
@@ -74,23 +78,29 @@ export interface ThreadReceipt {
 }
 
 export interface ThreadStore {
-  /** Creates a thread with its members; DuplicateError if the topic has one. */
-  createThread(topic: string, createdBy: string, createdAt: number, members: ThreadMember[]): Promise<ThreadRecord>;
+  /** Creates a thread with its members (and `events` built from it); DuplicateError if the topic has one. */
+  createThread(topic: string, createdBy: string, createdAt: number, members: ThreadMember[], events?: EventsOf<ThreadRecord>): Promise<ThreadRecord>;
   /** The thread of a topic, or null. */
   getThread(topic: string): Promise<ThreadRecord | null>;
   /** Adds a member or changes its role (an agent taking over a transfer). */
   addThreadMember(threadId: string, member: ThreadMember): Promise<void>;
   /** Threads, newest activity first; `member` limits to a user's threads. */
   listThreads(opts: ThreadListQuery): Promise<ThreadSummary[]>;
-  /** Sets a thread's status (closing records `closedAt`, opening clears it) and marks activity; false if it already had that status or does not exist. */
-  setThreadStatus(threadId: string, status: ThreadStatus, at: number): Promise<boolean>;
+  /**
+   * Sets a thread's status (closing records `closedAt`, opening clears it)
+   * and marks activity, with `events`; false (and no events) if it already
+   * had that status or does not exist.
+   */
+  setThreadStatus(threadId: string, status: ThreadStatus, at: number, events?: readonly NewWebhookEvent[]): Promise<boolean>;
   /** OPEN threads with no activity since `before`. */
   idleThreads(before: number, limit: number): Promise<ThreadRecord[]>;
   /**
    * Stores a thread message unless the thread already has one with this uid
-   * (then returns that one with `duplicate: true`). Also marks thread activity.
+   * (then returns that one with `duplicate: true`, and writes no events).
+   * Also marks thread activity. The events go after the thread's row is
+   * locked, so on PostgreSQL a thread's events are in the order of its messages.
    */
-  addThreadMessage(message: NewThreadMessage): Promise<{ record: ThreadMessageRecord; duplicate: boolean }>;
+  addThreadMessage(message: NewThreadMessage, events?: EventsOf<ThreadMessageRecord>): Promise<{ record: ThreadMessageRecord; duplicate: boolean }>;
   /** The message of a thread with this uid, or null. */
   getThreadMessage(threadId: string, uid: string): Promise<ThreadMessageRecord | null>;
   /** Marks a message recalled; false if there is none or it already was. */

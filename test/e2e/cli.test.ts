@@ -10,7 +10,7 @@ import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { describe, it, after } from 'node:test';
-import { CONFIG_SCHEMA } from '../../src/config.js';
+import { CONFIG_SCHEMA, FILE_ONLY_KEYS } from '../../src/config.js';
 import { api, tempDir } from '../helpers/server.js';
 import { HERALD_FROM_SOURCE, runCommand, runCommandWithInput, runHerald, LOOPBACK_PORT_FLAGS } from '../helpers/process.js';
 import { makePki, opensslMissing } from '../helpers/tls-certs.js';
@@ -53,7 +53,8 @@ describe('herald check-config', () => {
     const out = JSON.parse(r.stdout) as CheckJson;
     assert.equal(out.valid, true);
     assert.equal(out.file, file);
-    assert.deepEqual(Object.keys(out.keys), Object.keys(CONFIG_SCHEMA), 'every key of the schema, in its order');
+    assert.deepEqual(Object.keys(out.keys), [...Object.keys(CONFIG_SCHEMA), ...Object.keys(FILE_ONLY_KEYS)], 'every key of the schema, in its order, then the file-only keys');
+    assert.deepEqual(out.keys['webhooks'], { value: [], source: 'default' });
     assert.deepEqual(out.keys['httpPort'], { value: 9100, source: `file ${file}` });
     assert.deepEqual(out.keys['logLevel'], { value: 'warn', source: `file ${file}` });
     assert.deepEqual(out.keys['stompPort'], { value: 9101, source: 'env HERALD_STOMP_PORT' });

@@ -266,6 +266,13 @@ describe('OpenAPI description (/api/openapi.json)', () => {
     assert.equal((await call('updateUser', 'PATCH', `/api/users/${me.body.data.userId}`, { token: admin, body: { role: 'user' } })).status, 409);
     assert.equal((await call('revokeUserTokens', 'POST', `/api/users/${carol.id}/revoke-tokens`, { token: admin })).status, 200);
     assert.equal((await call('revokeUserTokens', 'POST', '/api/users/999999/revoke-tokens', { token: admin })).status, 404);
+    // Webhooks (none configured here): the outbox is empty, the dead list too.
+    assert.equal((await call('listWebhooks', 'GET', '/api/admin/webhooks', { token: admin })).status, 200);
+    assert.equal((await call('listWebhookDeliveries', 'GET', '/api/admin/webhooks/deliveries?state=pending&limit=5', { token: admin })).status, 200);
+    assert.equal((await call('listDeadWebhookEvents', 'GET', `/api/admin/webhooks/dead?__token=${admin}`)).status, 200);
+    assert.equal((await call('replayDeadWebhookEvents', 'POST', '/api/admin/webhooks/dead/replay', { token: admin, body: { all: true } })).status, 200);
+    assert.equal((await call('replayDeadWebhookEvents', 'POST', '/api/admin/webhooks/dead/replay', { token: admin, body: {} })).status, 400);
+    assert.equal((await call('replayDeadWebhookEvent', 'POST', '/api/admin/webhooks/dead/7/replay', { token: admin })).status, 404);
     // Nothing configured to reload: every part answers configured false, and the answer is 200.
     assert.equal((await call('reload', 'POST', '/api/admin/reload', { token: admin })).status, 200);
     assert.equal((await call('reload', 'POST', '/api/admin/reload', { token: alice.token })).status, 403);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it, after } from 'node:test';
-import { CONFIG_SCHEMA, ConfigError, envName, flagName, loadConfig, parseFlags } from '../../src/config.js';
+import { CONFIG_SCHEMA, ConfigError, FILE_ONLY_KEYS, configHelp, envName, flagName, loadConfig, parseFlags } from '../../src/config.js';
 import { PORT_OFF } from '../../src/config.js';
 import { tempDir } from '../helpers/server.js';
 
@@ -89,6 +89,42 @@ describe('config', () => {
     assert.throws(() => parseFlags(['--http-port']), /needs a value/);
   });
 
+  it('reads the webhooks list from the file only, and stops at a wrong entry naming it', () => {
+    const f = join(dir, 'hooks.json');
+    const good = { url: 'https://api.example.com/hook', events: ['client.connected', 'message.published'], topics: ['orders/#'], secret: 's3cret' };
+    writeFileSync(f, JSON.stringify({ webhooks: [good, { name: 'all', url: 'http://127.0.0.1:9/x', events: ['*'], secret: 'k' }] }));
+    const c = loadConfig({ cwd: dir, env: { HERALD_CONFIG: f } });
+    assert.equal(c.webhooks.length, 2);
+    assert.deepEqual(c.webhooks[0], { name: good.url, url: good.url, events: ['client.connected', 'message.published'], topics: ['orders/#'], secret: 's3cret' });
+    assert.equal(c.webhooks[1]!.name, 'all');
+    assert.equal(c.webhooks[1]!.events.length, 11, '"*" is every event');
+    assert.deepEqual(loadConfig({ cwd: dir, env: {} }).webhooks, [], 'none by default');
+    assert.throws(() => parseFlags(['--webhooks', '[]']), /unknown option --webhooks/, 'no flag');
+
+    const bad = (entry: unknown, re: RegExp): void => {
+      writeFileSync(f, JSON.stringify({ webhooks: [good, entry] }));
+      assert.throws(
+        () => loadConfig({ cwd: dir, env: { HERALD_CONFIG: f } }),
+        (e: Error) => e instanceof ConfigError && re.test(e.message) && e.message.includes(`webhooks[1]`) && e.message.includes(f) && !e.message.includes('\n'),
+        `${JSON.stringify(entry)} → ${re}`,
+      );
+    };
+    bad({ ...good, url: 'ftp://x/y' }, /webhooks\[1\] \(ftp:\/\/x\/y\).*url must be http:\/\/ or https:\/\/, not ftp:/);
+    bad({ ...good, url: 'not a url' }, /url "not a url" is not a URL/);
+    bad({ ...good, url: undefined }, /url must be an http/);
+    bad({ ...good, events: [] }, /events must be a non-empty list/);
+    bad({ ...good, events: ['client.connect'] }, /unknown event "client.connect"; events are client.connected/);
+    bad({ ...good, secret: '' }, /secret must be a non-empty string/);
+    bad({ ...good, topics: ['a/#/b'] }, /topic filter "a\/#\/b": "#" must be a whole level/);
+    bad({ ...good, events: ['client.connected'] }, /topics filters message.published events/);
+    bad({ ...good, sekret: 'x' }, /unknown field "sekret"/);
+    bad(good, /webhooks\[0\] has the same name .*give each entry its own "name"/);
+    bad('https://x', /must be an object/);
+    writeFileSync(f, JSON.stringify({ webhooks: { url: 'x' } }));
+    assert.throws(() => loadConfig({ cwd: dir, env: { HERALD_CONFIG: f } }), /webhooks in .* must be a list/);
+    assert.throws(() => loadConfig({ cwd: dir, env: {}, overrides: { webhooks: [{ url: 'https://x', events: ['nope'], secret: 'k' }] } }), /webhooks\[0\] \(https:\/\/x\): unknown event "nope"/);
+  });
+
   it('documents every key in docs/configuration.md with its environment variable, flag and default', () => {
     const doc = readFileSync(new URL('../../docs/configuration.md', import.meta.url), 'utf8');
     for (const [key, spec] of Object.entries(CONFIG_SCHEMA)) {
@@ -99,6 +135,13 @@ describe('config', () => {
         const shown = spec.kind.type === 'port' && spec.default === PORT_OFF ? 'off' : String(spec.default);
         assert.ok(row.includes(` ${shown} |`), `docs/configuration.md row for ${key} gives the default ${shown}`);
       }
+    }
+    // A structured key has no environment variable or flag: its row says so instead of naming ones that do not exist.
+    for (const key of Object.keys(FILE_ONLY_KEYS)) {
+      const row = doc.split('\n').find((l) => l.startsWith(`| ${key} |`));
+      assert.ok(row, `docs/configuration.md has no configuration row for ${key}`);
+      assert.ok(row.startsWith(`| ${key} | (file only) | (file only) |`), `docs/configuration.md row for ${key} says it is set in the file only`);
+      assert.ok(configHelp().includes(`${key} `) && configHelp().includes('(config file only)'), `herald --help lists ${key}`);
     }
   });
 });

@@ -98,6 +98,8 @@ export class JsonConnection implements Session {
   private pingTimer: NodeJS.Timeout | undefined;
   private alive = true;
   private ending = false;
+  /** Why the session ended, when the server ended it. */
+  private endReason: string | undefined;
   private chain: Promise<void> = Promise.resolve();
   private readonly publishAcl: PublishPermissions;
 
@@ -408,6 +410,7 @@ export class JsonConnection implements Session {
   private end(code: string, message: string, wsCode: number, reconnectAfterMs?: number): void {
     if (this.closed || this.ending) return;
     this.ending = true;
+    this.endReason = message;
     this.sendError(code, message, reconnectAfterMs);
     this.transport.close(wsCode, message);
     this.cleanup();
@@ -424,6 +427,6 @@ export class JsonConnection implements Session {
     this.unacked.clear();
     this.window.release(this.held);
     this.window.clear();
-    this.ctx.sessions.remove(this);
+    this.ctx.sessions.remove(this, this.endReason);
   }
 }

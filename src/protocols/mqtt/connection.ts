@@ -182,6 +182,7 @@ export class MqttConnection extends MqttClientState {
         if (p.properties?.sessionExpiryInterval !== undefined) {
           this.shared.sessions.setExpiry(this.clientId, Math.min(p.properties.sessionExpiryInterval, this.ctx.config.mqttSessionExpirySeconds));
         }
+        this.endReason = 'client disconnected';
         return this.end();
       default:
         throw new MqttError(RC.protocolError, `unexpected ${p.cmd.toUpperCase()} packet from a client`);
@@ -228,7 +229,7 @@ export class MqttConnection extends MqttClientState {
     if (this.sessionKept) void this.shared.sessions.detach(this.clientId, unacknowledged).catch(logRejection(this.ctx.log, 'keeping a disconnected MQTT session', { clientId: this.clientId }));
     if (this.connected) {
       if (this.shared.clients.get(this.clientId) === this) this.shared.clients.delete(this.clientId);
-      this.ctx.sessions.remove(this);
+      this.ctx.sessions.remove(this, this.endReason);
       // This node settles the will now (publishes or has discarded it): the others need not keep it.
       settleWill(this, sessionSeconds);
     }

@@ -111,6 +111,8 @@ export abstract class MqttClientState implements Session, MqttClient {
   clientId = '';
   device = 'mqtt';
   closed = false;
+  /** Why the session ended, once it has (for the session registry's observers). */
+  endReason: string | undefined;
   /** CONNACK sent: the client is a session of this node. */
   connected = false;
   version: Version = 4;
@@ -267,6 +269,7 @@ export abstract class MqttClientState implements Session, MqttClient {
   /** Ends with a v5 DISCONNECT carrying the reason (v3 has no server DISCONNECT: the connection just closes). */
   disconnect(reasonCode: ReasonCode, reason: string, wsCode = 1000): void {
     if (this.closed) return;
+    this.endReason ??= reason;
     if (this.connected && this.version === 5) {
       const withReason = this.gen({ cmd: 'disconnect', reasonCode, properties: { reasonString: reason.slice(0, 300) } });
       // [MQTT-3.14.2-3]: the reason string is left out rather than exceed the client's maximum packet size.

@@ -132,6 +132,7 @@ export class StompConnection extends StompState {
     this.transactions.clear();
     this.transactionBytes = 0;
     this.receipt(frame);
+    this.endReason = 'client disconnected';
     this.shutdown(1000, 'disconnect');
   }
 
@@ -157,6 +158,6 @@ export class StompConnection extends StompState {
     this.transactionBytes = 0;
     this.inbox.length = 0;
     this.inboxBytes = 0;
-    if (this.registered) this.ctx.sessions.remove(this);
+    if (this.registered) this.ctx.sessions.remove(this, this.endReason);
   }
 }

@@ -48,6 +48,8 @@ export abstract class StompState implements Session {
   readonly connectedAt: number;
   version: Version = '1.2';
   closed = false;
+  /** Why the session ended, once it has (for the session registry's observers). */
+  endReason: string | undefined;
   readonly limits: StompLimits;
   readonly broker: Broker;
 
@@ -219,6 +221,7 @@ export abstract class StompState implements Session {
   shutdown(code: number, reason: string, error?: { message: string; detail: string }): void {
     if (this.state === 'closing' || this.closed) return;
     this.state = 'closing';
+    this.endReason ??= error?.message ?? reason;
     if (error) this.sendError(error.message, error.detail, undefined);
     this.transport.close(code, reason);
     this.cleanup();

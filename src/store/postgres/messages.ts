@@ -1,7 +1,8 @@
 /** MessageStore on PostgreSQL (contract: ../messages.ts). */
 import type { MessageStore, Receipt } from '../messages.js';
 import { rowId, toMessage, toReceipt, type MessageRow, type ReceiptRow } from '../rows.js';
-import type { Param, PgHandle } from './pool.js';
+import type { Param, PgHandle, Queryable } from './pool.js';
+import { writeEvents } from './webhooks.js';
 
 /** Where a delivery status stands on its way forward: PENDING 0, DELIVERED 1, READ 2. */
 const rank = (status: string): string => `(CASE ${status} WHEN 'PENDING' THEN 0 WHEN 'DELIVERED' THEN 1 ELSE 2 END)`;
@@ -18,7 +19,7 @@ export function postgresMessages(pg: PgHandle): MessageStore {
   };
 
   return {
-    async insertMessage(m) {
+    async insertMessage(m, events) {
       return pg.tx(async (c) => {
         const id = (
           await c.query<{ id: number }>('INSERT INTO messages (sender, title, content, type, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id', [
@@ -36,6 +37,7 @@ export function postgresMessages(pg: PgHandle): MessageStore {
             [id, m.createdAt, m.receivers],
           );
         }
+        if (events) await writeEvents(c, events(String(id)));
         return String(id);
       });
     },
@@ -57,16 +59,23 @@ export function postgresMessages(pg: PgHandle): MessageStore {
       return rows.map(toMessage);
     },
 
-    async setDeliveryStatus(messageId, receiver, status, at) {
+    async setDeliveryStatus(messageId, receiver, status, at, events) {
       const n = rowId(messageId);
       if (n === null) return false;
-      return (
-        (await pg.count(
-          `UPDATE message_receivers SET status = $1, updated_at = $2
-           WHERE message_id = $3 AND receiver = $4 AND ${rank('status')} < ${rank('$1')}`,
-          [status, at, n, receiver],
-        )) > 0
-      );
+      const move = async (c: Queryable): Promise<boolean> =>
+        ((
+          await c.query(
+            `UPDATE message_receivers SET status = $1, updated_at = $2
+             WHERE message_id = $3 AND receiver = $4 AND ${rank('status')} < ${rank('$1')}`,
+            [status, at, n, receiver],
+          )
+        ).rowCount ?? 0) > 0;
+      if (!events || events.length === 0) return move(pg.direct);
+      return pg.tx(async (c) => {
+        const moved = await move(c);
+        if (moved) await writeEvents(c, events);
+        return moved;
+      });
     },
 
     async queryMessages(q) {

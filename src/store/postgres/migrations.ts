@@ -176,4 +176,29 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX mqtt_sessions_changed ON mqtt_sessions (changed_at);
     `,
   },
+  {
+    version: 4,
+    sql: `
+      -- The webhook outbox: one row per event and webhook, pending until delivered or dead.
+      CREATE TABLE webhook_events (
+        id          BIGSERIAL PRIMARY KEY,
+        event_id    TEXT NOT NULL,
+        webhook     TEXT NOT NULL,
+        type        TEXT NOT NULL,
+        order_key   TEXT NOT NULL,
+        body        TEXT NOT NULL,
+        created_at  BIGINT NOT NULL,
+        state       TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'dead')),
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        due_at      BIGINT NOT NULL,
+        claimed_by  TEXT,
+        last_status INTEGER,
+        last_error  TEXT,
+        finished_at BIGINT
+      );
+      CREATE INDEX webhook_events_state ON webhook_events (state, id);
+      CREATE INDEX webhook_events_key ON webhook_events (webhook, order_key, id) WHERE state = 'pending';
+      CREATE INDEX webhook_events_finished ON webhook_events (state, finished_at) WHERE state <> 'pending';
+    `,
+  },
 ];

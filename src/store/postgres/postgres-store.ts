@@ -24,13 +24,14 @@ import { postgresLeases } from './leases.js';
 import { postgresQueues } from './queues.js';
 import { postgresThreads } from './threads.js';
 import { postgresUsers } from './users.js';
+import { postgresWebhooks } from './webhooks.js';
 
 export type PostgresStoreOptions = PoolOptions;
 
 /** Held while migrating, so that nodes starting together migrate one at a time. */
 const MIGRATION_LOCK = 7347021;
 
-export class PostgresStore extends domainsOf(postgresUsers, postgresMessages, postgresThreads, postgresMqtt, postgresQueues, postgresLeases) implements Store {
+export class PostgresStore extends domainsOf(postgresUsers, postgresMessages, postgresThreads, postgresMqtt, postgresQueues, postgresLeases, postgresWebhooks) implements Store {
   readonly kind = 'postgres' as const;
   private readonly pool: pg.Pool;
   private readonly handle: PgHandle;

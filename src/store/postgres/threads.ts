@@ -14,6 +14,7 @@ import {
 } from '../rows.js';
 import type { ThreadMember, ThreadRecord, ThreadStore } from '../threads.js';
 import { isUniqueViolation, type Param, type PgHandle, type Queryable } from './pool.js';
+import { writeEvents } from './webhooks.js';
 
 const PUT_MEMBER =
   'INSERT INTO thread_members (thread_id, user_id, role) VALUES ($1, $2, $3) ON CONFLICT (thread_id, user_id) DO UPDATE SET role = excluded.role';
@@ -53,7 +54,7 @@ async function threads(c: Queryable, rows: ThreadRow[]): Promise<ThreadRecord[]>
 
 export function postgresThreads(pg: PgHandle): ThreadStore {
   return {
-    async createThread(topic, createdBy, createdAt, members) {
+    async createThread(topic, createdBy, createdAt, members, events) {
       try {
         return await pg.tx(async (c) => {
           const row = (
@@ -63,7 +64,9 @@ export function postgresThreads(pg: PgHandle): ThreadStore {
             )
           ).rows[0]!;
           for (const m of members) await c.query(PUT_MEMBER, [row.id, m.userId, m.role]);
-          return (await threads(c, [row]))[0]!;
+          const created = (await threads(c, [row]))[0]!;
+          if (events) await writeEvents(c, events(created));
+          return created;
         });
       } catch (err) {
         if (isUniqueViolation(err)) throw new DuplicateError(`thread ${topic} already exists`);
@@ -130,17 +133,18 @@ export function postgresThreads(pg: PgHandle): ThreadStore {
       });
     },
 
-    async setThreadStatus(threadId, status, at) {
+    async setThreadStatus(threadId, status, at, events) {
       const n = rowId(threadId);
       if (n === null) return false;
-      return (
-        (await pg.count('UPDATE threads SET status = $1, closed_at = $2, last_activity_at = $3 WHERE id = $4 AND status <> $1', [
-          status,
-          status === 'CLOSED' ? at : null,
-          at,
-          n,
-        ])) > 0
-      );
+      const set = async (c: Queryable): Promise<boolean> =>
+        ((await c.query('UPDATE threads SET status = $1, closed_at = $2, last_activity_at = $3 WHERE id = $4 AND status <> $1', [status, status === 'CLOSED' ? at : null, at, n]))
+          .rowCount ?? 0) > 0;
+      if (!events || events.length === 0) return set(pg.direct);
+      return pg.tx(async (c) => {
+        const changed = await set(c);
+        if (changed) await writeEvents(c, events);
+        return changed;
+      });
     },
 
     async idleThreads(before, limit) {
@@ -148,10 +152,12 @@ export function postgresThreads(pg: PgHandle): ThreadStore {
       return threads(pg.direct, rows);
     },
 
-    async addThreadMessage(m) {
+    async addThreadMessage(m, events) {
       const threadId = rowId(m.threadId);
       if (threadId === null) throw new Error(`no thread ${m.threadId}`);
       return pg.tx(async (c) => {
+        // With events: the thread's messages are numbered and their events written one transaction at a time, in the same order.
+        if (events) await c.query('SELECT 1 FROM threads WHERE id = $1 FOR UPDATE', [threadId]);
         const inserted = (
           await c.query<{ seq: number }>(
             `INSERT INTO thread_messages (thread_id, uid, type, author, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)
@@ -164,7 +170,9 @@ export function postgresThreads(pg: PgHandle): ThreadStore {
           return { record: toThreadMessage(existing), duplicate: true };
         }
         await c.query('UPDATE threads SET last_activity_at = $1 WHERE id = $2', [m.createdAt, threadId]);
-        return { record: { ...m, seq: String(inserted.seq), recalled: false }, duplicate: false };
+        const record = { ...m, seq: String(inserted.seq), recalled: false };
+        if (events) await writeEvents(c, events(record));
+        return { record, duplicate: false };
       });
     },
 

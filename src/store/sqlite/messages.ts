@@ -2,8 +2,10 @@
 import type Database from 'better-sqlite3';
 import type { MessageStore, Receipt } from '../messages.js';
 import { rowId, toMessage, toReceipt, type MessageRow, type ReceiptRow } from '../rows.js';
+import { sqliteEventWriter } from './webhooks.js';
 
 export function sqliteMessages(db: Database.Database): MessageStore {
+  const writeEvents = sqliteEventWriter(db);
   const stmt = {
     insertMessage: db.prepare<[string, string, string, string, number]>(
       'INSERT INTO messages (sender, title, content, type, created_at) VALUES (?, ?, ?, ?, ?)',
@@ -36,11 +38,13 @@ export function sqliteMessages(db: Database.Database): MessageStore {
   const receiptsOf = (id: number): Receipt[] => stmt.receiptsOf.all(id).map(toReceipt);
 
   return {
-    async insertMessage(m) {
+    async insertMessage(m, events) {
       return db.transaction(() => {
         const info = stmt.insertMessage.run(m.sender, m.title, m.content, m.type, m.createdAt);
         for (const r of m.receivers) stmt.insertReceipt.run(info.lastInsertRowid, r, m.createdAt);
-        return String(info.lastInsertRowid);
+        const id = String(info.lastInsertRowid);
+        if (events) writeEvents(events(id));
+        return id;
       })();
     },
 
@@ -55,10 +59,14 @@ export function sqliteMessages(db: Database.Database): MessageStore {
       return stmt.pendingFor.all(receiver, limit).map(toMessage);
     },
 
-    async setDeliveryStatus(messageId, receiver, status, at) {
+    async setDeliveryStatus(messageId, receiver, status, at, events) {
       const n = rowId(messageId);
       if (n === null) return false;
-      return stmt.setStatus.run(status, at, n, receiver, status).changes > 0;
+      return db.transaction(() => {
+        const moved = stmt.setStatus.run(status, at, n, receiver, status).changes > 0;
+        if (moved && events) writeEvents(events);
+        return moved;
+      })();
     },
 
     async queryMessages(q) {

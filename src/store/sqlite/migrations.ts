@@ -210,4 +210,29 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
       ALTER TABLE mqtt_sessions ADD COLUMN changed_at INTEGER NOT NULL DEFAULT 0;
     `,
   },
+  {
+    version: 10,
+    sql: `
+      -- The webhook outbox: one row per event and webhook, pending until delivered or dead.
+      CREATE TABLE webhook_events (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id    TEXT NOT NULL,
+        webhook     TEXT NOT NULL,
+        type        TEXT NOT NULL,
+        order_key   TEXT NOT NULL,
+        body        TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        state       TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'dead')),
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        due_at      INTEGER NOT NULL,
+        claimed_by  TEXT,
+        last_status INTEGER,
+        last_error  TEXT,
+        finished_at INTEGER
+      );
+      CREATE INDEX webhook_events_state ON webhook_events (state, id);
+      CREATE INDEX webhook_events_key ON webhook_events (webhook, order_key, id) WHERE state = 'pending';
+      CREATE INDEX webhook_events_finished ON webhook_events (state, finished_at) WHERE state <> 'pending';
+    `,
+  },
 ];

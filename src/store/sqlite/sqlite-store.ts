@@ -16,6 +16,7 @@ import { sqliteLeases } from './leases.js';
 import { sqliteQueues } from './queues.js';
 import { sqliteThreads } from './threads.js';
 import { sqliteUsers } from './users.js';
+import { sqliteWebhooks } from './webhooks.js';
 
 export interface SqliteStoreOptions {
   /** Directory holding herald.db; ':memory:' for a throw-away database. */
@@ -30,7 +31,7 @@ export interface SqliteStoreOptions {
  * connection, WAL), so each promise resolves after the commit, which with
  * synchronous=FULL is also after the fsync.
  */
-export class SqliteStore extends domainsOf(sqliteUsers, sqliteMessages, sqliteThreads, sqliteMqtt, sqliteQueues, sqliteLeases) implements Store {
+export class SqliteStore extends domainsOf(sqliteUsers, sqliteMessages, sqliteThreads, sqliteMqtt, sqliteQueues, sqliteLeases, sqliteWebhooks) implements Store {
   readonly kind = 'sqlite' as const;
   private readonly db: Database.Database;
 

@@ -13,8 +13,10 @@ import {
   type ThreadRow,
 } from '../rows.js';
 import type { ThreadRecord, ThreadStore } from '../threads.js';
+import { sqliteEventWriter } from './webhooks.js';
 
 export function sqliteThreads(db: Database.Database): ThreadStore {
+  const writeEvents = sqliteEventWriter(db);
   const stmt = {
     insertThread: db.prepare<[string, string, number, number]>(
       "INSERT INTO threads (topic, status, created_by, created_at, last_activity_at) VALUES (?, 'OPEN', ?, ?, ?)",
@@ -53,7 +55,7 @@ export function sqliteThreads(db: Database.Database): ThreadStore {
   const thread = (r: ThreadRow): ThreadRecord => toThread(r, stmt.membersOf.all(r.id).map(toThreadMember));
 
   return {
-    async createThread(topic, createdBy, createdAt, members) {
+    async createThread(topic, createdBy, createdAt, members, events) {
       return db.transaction(() => {
         let id: number;
         try {
@@ -63,7 +65,9 @@ export function sqliteThreads(db: Database.Database): ThreadStore {
           throw err;
         }
         for (const m of members) stmt.putMember.run(id, m.userId, m.role);
-        return thread(stmt.threadById.get(id)!);
+        const created = thread(stmt.threadById.get(id)!);
+        if (events) writeEvents(events(created));
+        return created;
       })();
     },
 
@@ -98,17 +102,21 @@ export function sqliteThreads(db: Database.Database): ThreadStore {
       });
     },
 
-    async setThreadStatus(threadId, status, at) {
+    async setThreadStatus(threadId, status, at, events) {
       const n = rowId(threadId);
       if (n === null) return false;
-      return stmt.setStatus.run(status, status === 'CLOSED' ? at : null, at, n, status).changes > 0;
+      return db.transaction(() => {
+        const changed = stmt.setStatus.run(status, status === 'CLOSED' ? at : null, at, n, status).changes > 0;
+        if (changed && events) writeEvents(events);
+        return changed;
+      })();
     },
 
     async idleThreads(before, limit) {
       return stmt.idle.all(before, limit).map(thread);
     },
 
-    async addThreadMessage(m) {
+    async addThreadMessage(m, events) {
       const threadId = rowId(m.threadId);
       if (threadId === null) throw new Error(`no thread ${m.threadId}`);
       return db.transaction(() => {
@@ -116,7 +124,9 @@ export function sqliteThreads(db: Database.Database): ThreadStore {
         if (existing) return { record: toThreadMessage(existing), duplicate: true };
         const seq = stmt.insertMessage.run(threadId, m.uid, m.type, m.author, m.body, m.createdAt).lastInsertRowid;
         stmt.touch.run(m.createdAt, threadId);
-        return { record: { ...m, seq: String(seq), recalled: false }, duplicate: false };
+        const record = { ...m, seq: String(seq), recalled: false };
+        if (events) writeEvents(events(record));
+        return { record, duplicate: false };
       })();
     },
 

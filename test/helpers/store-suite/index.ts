@@ -13,6 +13,7 @@ import { mqttStoreSuite } from './mqtt.js';
 import { queueStoreSuite } from './queues.js';
 import { threadStoreSuite } from './threads.js';
 import { userStoreSuite } from './users.js';
+import { webhookStoreSuite } from './webhooks.js';
 
 export type { Opened, StoreFactory } from './harness.js';
 
@@ -24,6 +25,7 @@ export function storeSuite(name: string, factory: StoreFactory, skip: string | f
     mqttStoreSuite(factory);
     queueStoreSuite(factory);
     leaseStoreSuite(factory);
+    webhookStoreSuite(factory);
     const reopen = factory.reopen;
     if (reopen) durabilitySuite({ ...factory, reopen });
   });
