@@ -145,13 +145,22 @@ describe('the connect hook, fallback mode', () => {
     }
   });
 
-  it('caches each decision per credential: one request for repeated connects, allow and deny alike', async () => {
+  it('caches each decision per credential over MQTT, STOMP and the JSON WebSocket: one request for repeated connects, allow and deny alike', async () => {
     for (let i = 0; i < 3; i++) {
       const c = await mqtt.connectAsync(tcpUrl(s), { username: 'erin', password: 'app-erin', clientId: `erin-${i}`, reconnectPeriod: 0 });
       await c.endAsync();
       assert.equal(await refusedWith(tcpUrl(s), { username: 'erin', password: 'denied-erin' }), 4);
     }
     assert.equal(backEnd.requests.length, 2);
+    for (let i = 0; i < 3; i++) {
+      const { frame, conn } = await stompConnect(s.server.address('stomp').port, { login: 'ivan', passcode: 'app-ivan' });
+      assert.equal(frame.command, 'CONNECTED');
+      conn.close();
+      const j = await JsonClient.open(jsonUrl(s, 'app-judy'));
+      j.close();
+      await assert.rejects(JsonClient.open(jsonUrl(s, 'denied-judy')), /refused with 401/);
+    }
+    assert.equal(backEnd.requests.length, 5, 'STOMP and the JSON WebSocket: one request per credential too');
   });
 
   it('a user known only through the hook has a mailbox and stored messages, and its session ends at expiresAt', async () => {
