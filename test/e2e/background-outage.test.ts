@@ -95,7 +95,6 @@ describe('background tasks while PostgreSQL is down', { skip }, () => {
         await new Promise((r) => setTimeout(r, 50));
       }
       assert.ok(polls >= 20, `polled /readyz ${polls} times`);
-      const whileDown = lines.slice(downFrom);
       const callsAfter = await storeCalls(node.url);
       for (const op of SWEEP_CALLS) {
         const runs = (callsAfter.get(op) ?? 0) - (callsBefore.get(op) ?? 0);
@@ -107,7 +106,9 @@ describe('background tasks while PostgreSQL is down', { skip }, () => {
       await untilTrue(async () => (await api(node.url, 'GET', '/readyz')).status === 200, '/readyz to recover');
       await untilTrue(() => SWEEPS.every((task) => lines.some((l) => l.task === task && /works again/.test(l.msg))), 'every sweep to work again');
 
-      // Each sweep failed, and said so once, at warn, without a stack.
+      // Each sweep failed, and said so once, at warn, without a stack. (Counted up to now: on a busy machine a
+      // store call made just before PostgreSQL came back may fail and log after the polling window.)
+      const whileDown = lines.slice(downFrom);
       for (const task of SWEEPS) {
         const failed = whileDown.filter((l) => l.task === task && /failed/.test(l.msg));
         assert.equal(failed.length, 1, `${task}: ${JSON.stringify(failed)}`);
