@@ -16,6 +16,7 @@
  *   mqtt.ts      MqttStore = MqttAppStore + RetainedStore + MqttSessionStore
  *   queues.ts    QueueStore                  point-to-point queue claims
  *   leases.ts    LeaseStore                  node incarnations: who may hold claims
+ *   audit.ts     AuditStore                  what administrators did, pruned
  *   errors.ts    DuplicateError, StoreUnavailableError, storeUnavailable
  *   rows.ts      table rows and their mappers, shared by both engines
  *   migration.ts the Migration type both engines' schemas are written in
@@ -41,6 +42,7 @@
  * `this`, so wrappers such as `timedStore` (a Proxy) still see and time
  * each one by name.
  */
+import type { AuditStore } from './audit.js';
 import type { LeaseStore } from './leases.js';
 import type { MessageStore } from './messages.js';
 import type { MqttStore } from './mqtt.js';
@@ -48,6 +50,7 @@ import type { QueueStore } from './queues.js';
 import type { ThreadStore } from './threads.js';
 import type { TokenStore, UserStore } from './users.js';
 
+export * from './audit.js';
 export * from './errors.js';
 export * from './leases.js';
 export * from './messages.js';
@@ -57,7 +60,7 @@ export * from './threads.js';
 export * from './users.js';
 export { rowId } from './rows.js';
 
-export interface Store extends UserStore, TokenStore, MessageStore, ThreadStore, MqttStore, QueueStore, LeaseStore {
+export interface Store extends UserStore, TokenStore, MessageStore, ThreadStore, MqttStore, QueueStore, LeaseStore, AuditStore {
   /** Which engine this is, for /readyz, the console and the start-up log. */
   readonly kind: 'sqlite' | 'postgres';
   /** Cheap round trip, for /readyz. */

@@ -176,4 +176,23 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX mqtt_sessions_changed ON mqtt_sessions (changed_at);
     `,
   },
+  {
+    version: 4,
+    sql: `
+      -- The audit log: what administrators did through the HTTP API, newest by id.
+      CREATE TABLE audit_log (
+        id         BIGSERIAL PRIMARY KEY,
+        at         BIGINT NOT NULL,
+        actor_id   TEXT NOT NULL,
+        actor_name TEXT NOT NULL,
+        action     TEXT NOT NULL,
+        target     TEXT NOT NULL,
+        detail     TEXT NOT NULL,
+        address    TEXT NOT NULL,
+        node       TEXT NOT NULL
+      );
+      CREATE INDEX audit_log_at ON audit_log (at);
+      CREATE INDEX audit_log_actor ON audit_log (actor_name, id);
+    `,
+  },
 ];

@@ -210,4 +210,23 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
       ALTER TABLE mqtt_sessions ADD COLUMN changed_at INTEGER NOT NULL DEFAULT 0;
     `,
   },
+  {
+    version: 10,
+    sql: `
+      -- The audit log: what administrators did through the HTTP API, newest by id.
+      CREATE TABLE audit_log (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        at         INTEGER NOT NULL,
+        actor_id   TEXT NOT NULL,
+        actor_name TEXT NOT NULL,
+        action     TEXT NOT NULL,
+        target     TEXT NOT NULL,
+        detail     TEXT NOT NULL,
+        address    TEXT NOT NULL,
+        node       TEXT NOT NULL
+      );
+      CREATE INDEX audit_log_at ON audit_log (at);
+      CREATE INDEX audit_log_actor ON audit_log (actor_name, id);
+    `,
+  },
 ];

@@ -5,6 +5,7 @@
  * a domain can be checked on its own; `storeSuite` runs them all on one engine.
  */
 import { describe } from 'node:test';
+import { auditStoreSuite } from './audit.js';
 import { durabilitySuite } from './durability.js';
 import type { StoreFactory } from './harness.js';
 import { leaseStoreSuite } from './leases.js';
@@ -24,6 +25,7 @@ export function storeSuite(name: string, factory: StoreFactory, skip: string | f
     mqttStoreSuite(factory);
     queueStoreSuite(factory);
     leaseStoreSuite(factory);
+    auditStoreSuite(factory);
     const reopen = factory.reopen;
     if (reopen) durabilitySuite({ ...factory, reopen });
   });
