@@ -152,6 +152,11 @@ export class Acl {
     return new Acl(rules.map((r) => ({ ...r, levels: parseRuleTopic(r.topic) })));
   }
 
+  /** The rules in force, in the order they are tried (the console's Rules page); undefined without an aclFile. */
+  listRules(): AclRule[] | undefined {
+    return this.rules?.map(({ effect, action, topic, who }) => ({ effect, action, topic, who }));
+  }
+
   static load(path: string): Acl {
     if (!path) return new Acl(undefined);
     let parsed: unknown;

@@ -3,9 +3,9 @@
  * and the admin endpoints that register apps.
  */
 import type { FastifyReply } from 'fastify';
-import { AppTokenRefusal, type MqttApps } from '../apps/mqtt-apps.js';
+import { AppTokenRefusal, appUserPrefix, type MqttApps } from '../apps/mqtt-apps.js';
 import type { RouteContext } from './app.js';
-import { ok } from './envelope.js';
+import { notFound, ok } from './envelope.js';
 import { requireAuth } from './app.js';
 
 /** Errors in that integration's shape, with the HTTP status as code. */
@@ -74,8 +74,29 @@ export function registerAppRoutes(ctx: RouteContext, apps: MqttApps): void {
       schema: { body: { type: 'object', required: ['name'], additionalProperties: false, properties: { name: { type: 'string', minLength: 1, maxLength: 100 } } } },
     },
     // The secret is shown once, here; only its hash is stored.
-    async (req) => ok(await apps.create(req.body.name)),
+    async (req) => {
+      const app = await apps.create(req.body.name);
+      await ctx.audit.record(req, 'app.create', `app "${app.name}" (${app.appId})`);
+      return ok(app);
+    },
   );
+  /** A new secret, shown once; the old one and the app tokens got with it stop working. */
+  http.post<{ Params: { id: string } }>('/api/apps/:id/rotate-secret', { preHandler: admin }, async (req) => {
+    const app = await apps.rotateSecret(req.params.id);
+    if (!app) throw notFound(`no MQTT app with id ${req.params.id}`);
+    await ctx.audit.record(req, 'app.rotate', `app "${app.name}" (${app.appId})`);
+    return ok(app);
+  });
+  /** Deletes the app and its tokens, and ends the sessions of its users on every node. */
+  http.delete<{ Params: { id: string } }>('/api/apps/:id', { preHandler: admin }, async (req) => {
+    const id = req.params.id;
+    const app = await ctx.store.getApp(id);
+    if (!app || !(await apps.delete(id))) throw notFound(`no MQTT app with id ${id}`);
+    const sessions = (await ctx.presence.sessions()).filter((s) => s.userId.startsWith(appUserPrefix(id)));
+    for (const s of sessions) ctx.presence.kick(s.node, s.sessionId, `the app "${app.name}" was deleted by ${req.principal!.name}`);
+    await ctx.audit.record(req, 'app.delete', `app "${app.name}" (${id})`, { sessionsEnded: sessions.length });
+    return ok({ appId: id, deleted: true, sessionsEnded: sessions.length });
+  });
   http.get('/api/apps', { preHandler: admin }, async () =>
     ok((await apps.list()).map((a) => ({ appId: a.id, name: a.name, appClientId: a.clientId, createdAt: new Date(a.createdAt).toISOString() }))),
   );

@@ -165,7 +165,10 @@ export function registerThreadRoutes(ctx: RouteContext, threads: ThreadService):
     { preHandler: anyone },
     async (req) => {
       const reason = typeof req.body === 'object' && req.body && typeof req.body.reason === 'string' ? req.body.reason.slice(0, 200) : 'closed by ' + req.principal!.name;
-      return ok(threadView(await mapped(() => threads.close(req.principal!, req.params.thread, reason))));
+      const closed = threadView(await mapped(() => threads.close(req.principal!, req.params.thread, reason)));
+      // Closing a thread one is not in (the console) is an admin action; a member closing their own chat is not.
+      if (req.principal!.role !== 'user') await ctx.audit.record(req, 'thread.close', `thread ${closed.thread}`, { reason });
+      return ok(closed);
     },
   );
 

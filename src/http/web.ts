@@ -13,7 +13,6 @@ import type { RouteContext } from './app.js';
 import { createMessage } from '../core/message.js';
 import { requireAuth } from './app.js';
 import { HttpError, ok } from './envelope.js';
-import { HERALD_VERSION } from '../version.js';
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -35,8 +34,8 @@ function webRoot(): string | undefined {
   return undefined;
 }
 
-export function registerWebRoutes(ctx: RouteContext, startedAt: number): void {
-  const { http, metrics, presence } = ctx;
+export function registerWebRoutes(ctx: RouteContext): void {
+  const { http } = ctx;
   const root = webRoot();
 
   const serve = (reply: FastifyReply, base: string, rest: string): FastifyReply => {
@@ -76,59 +75,13 @@ export function registerWebRoutes(ctx: RouteContext, startedAt: number): void {
     if (url.startsWith('/console')) void reply.header('content-security-policy', CONSOLE_CSP);
   });
 
+  // Browsers ask every origin for /favicon.ico (the demo pages too); the console's icon answers, not a 404.
+  http.get('/favicon.ico', async (_req, reply) => serve(reply, 'console', 'favicon.ico'));
+
   for (const base of ['console', 'demo']) {
     http.get(`/${base}`, async (_req, reply) => reply.redirect(`/${base}/`));
     http.get<{ Params: { '*': string } }>(`/${base}/*`, async (req, reply) => serve(reply, base, req.params['*']));
   }
-
-  const managers = requireAuth(ctx, ['admin', 'service']);
-
-  /** Figures for the console's overview; counters are totals, the console turns them into rates. */
-  http.get('/api/admin/overview', { preHandler: managers }, async () => {
-    /** A per-protocol metric as {protocol: value}. */
-    const byProtocol = async (name: string): Promise<Record<string, number>> => {
-      const out: Record<string, number> = {};
-      const m = await metrics.registry.getSingleMetric(name)?.get();
-      for (const v of m?.values ?? []) {
-        const key = String(v.labels['protocol'] ?? '');
-        out[key] = (out[key] ?? 0) + v.value;
-      }
-      return out;
-    };
-    const store = await metrics.registry.getSingleMetric('herald_store_seconds')?.get();
-    let storeSeconds = 0;
-    let storeCalls = 0;
-    for (const v of store?.values ?? []) {
-      const name = (v as { metricName?: string }).metricName;
-      if (name === 'herald_store_seconds_sum') storeSeconds += v.value;
-      if (name === 'herald_store_seconds_count') storeCalls += v.value;
-    }
-    return ok({
-      version: HERALD_VERSION,
-      node: ctx.nodeId,
-      cluster: ctx.cluster !== undefined,
-      uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
-      connections: await byProtocol('herald_connections'),
-      messagesIn: await byProtocol('herald_messages_in_total'),
-      messagesOut: await byProtocol('herald_messages_out_total'),
-      store: { kind: ctx.store.kind, calls: storeCalls, seconds: storeSeconds },
-      nodes: await presence.nodes(),
-    });
-  });
-
-  /** Ends one session (on whichever node it is) with a "kicked" close in its protocol's words. */
-  http.post<{ Params: { id: string } }>('/api/admin/sessions/:id/disconnect', { preHandler: managers }, async (req) => {
-    const id = req.params.id;
-    const local = ctx.sessions.get(id);
-    if (local) {
-      local.close({ code: 'kicked', message: `disconnected by ${req.principal!.name}` });
-      return ok({ sessionId: id, node: ctx.nodeId });
-    }
-    const entry = (await presence.sessions()).find((s) => s.sessionId === id);
-    if (!entry) throw new HttpError(404, `no session ${id} is online`);
-    presence.kick(entry.node, id, `disconnected by ${req.principal!.name}`);
-    return ok({ sessionId: id, node: entry.node });
-  });
 
   /**
    * The notifications demo's button: the server pushes a stream
