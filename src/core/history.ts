@@ -39,7 +39,8 @@ const PROTOCOLS = ['stomp-ws', 'stomp-tcp', 'json-ws', 'mqtt-tcp', 'mqtt-ws'] as
 
 function seriesOf(clustered: boolean): SeriesInfo[] {
   return [
-    ...PROTOCOLS.map((p): SeriesInfo => ({ key: 'conn.' + p, label: p, unit: 'connections', chart: 'connections', agg: 'mean' })),
+    // Connections as the most held at once within a bucket: a peak, and a whole number.
+    ...PROTOCOLS.map((p): SeriesInfo => ({ key: 'conn.' + p, label: p, unit: 'connections', chart: 'connections', agg: 'max' })),
     { key: 'msg.in', label: 'in', unit: 'messages/s', chart: 'messages', agg: 'mean' },
     { key: 'msg.out', label: 'out', unit: 'messages/s', chart: 'messages', agg: 'mean' },
     { key: 'cut.slow', label: 'slow-consumer cuts', unit: 'per minute', chart: 'problems', agg: 'mean' },
