@@ -33,8 +33,11 @@ interface ThreadMessage {
   recalled?: boolean;
 }
 
-/** Who sent a message: the name the client gave, else the sender's id. */
-const sender = (m: ThreadMessage): string => m.user?.nickname || m.user?.uid || 'someone';
+/** Turns a member's user id into their name (ids other than members' stay as they are). */
+type Names = (id: string) => string;
+
+/** Who sent a message: the nickname the client gave, else its uid (a name, or a member's id shown as their name). */
+const sender = (m: ThreadMessage, name: Names): string => m.user?.nickname || (m.user?.uid ? name(m.user.uid) : 'someone');
 
 function extraOf(m: ThreadMessage): Record<string, unknown> {
   if (m.extra && typeof m.extra === 'object') return m.extra as Record<string, unknown>;
@@ -48,8 +51,8 @@ function extraOf(m: ThreadMessage): Record<string, unknown> {
 }
 
 /** A message in words, as a person reads it: receipts, recalls, ratings and left messages say what they are, not their ids. */
-export function describe(m: ThreadMessage): string {
-  const who = sender(m);
+export function describe(m: ThreadMessage, name: Names): string {
+  const who = sender(m, name);
   const x = extraOf(m);
   switch (m.type) {
     case 'TEXT':
@@ -96,8 +99,8 @@ export function renderThreads(): void {
         .filter((m) => m.type !== 'READ' && m.type !== 'DELIVERED')
         .map(async (m) => {
           const receipts = m.type === 'TEXT' ? await api<{ userId: string; status: string }[]>('GET', `/api/v1/thread/${encodeURIComponent(t.thread)}/messages/${encodeURIComponent(m.uid)}/receipts`) : [];
-          const text = describe(m);
-          return [m.createdAt ? time(m.createdAt) : '', sender(m), m.type ?? '', m.recalled ? h('s', {}, text) : text, receipts.map((r) => `${r.status === 'READ' ? 'read by' : 'delivered to'} ${name(r.userId)}`).join(', ')];
+          const text = describe(m, name);
+          return [m.createdAt ? time(m.createdAt) : '', sender(m, name), m.type ?? '', m.recalled ? h('s', {}, text) : text, receipts.map((r) => `${r.status === 'READ' ? 'read by' : 'delivered to'} ${name(r.userId)}`).join(', ')];
         }),
     );
     detail.replaceChildren(
@@ -135,7 +138,7 @@ export function renderThreads(): void {
           h('span', {}, t.thread, h('span', { class: 'sub' }, `STOMP /topic/${t.topic}`)),
           t.status === 'OPEN' ? 'open' : 'closed',
           t.members.map((m) => `${m.name ?? m.userId} (${m.role})`).join(', '),
-          t.lastMessage ? describe(t.lastMessage) : 'no messages yet',
+          t.lastMessage ? describe(t.lastMessage, nameIn(t)) : 'no messages yet',
           time(t.lastActivityAt),
           h('button', { type: 'button', onclick: () => void attempt(() => open(t)) }, 'Open'),
         ]),
