@@ -99,6 +99,13 @@ describe('messages, threads and clients in Chromium', { skip: browserMissing() }
     const answer = await send(agent, 'TEXT', 'It left this morning.');
     await send(agent, 'RECALL', answer);
     await send(visitor, 'RATE_SUBMIT', hello, { score: 4, resolved: true });
+    // A second thread whose last message is a receipt.
+    await api(s.url, 'POST', '/api/v1/thread', { token: admin, body: { thread: 'org8/visitor/v8', members: [{ user: 'visitor7', role: 'visitor' }, { user: 'agent7', role: 'agent' }] } });
+    const question = randomUUID();
+    for (const [token, type, content, uid] of [[visitor, 'TEXT', 'Anyone there?', question], [agent, 'READ', question, randomUUID()]] as const) {
+      const r = await api(s.url, 'POST', '/api/v1/message/send', { token, body: { uid, type, content, thread: { topic: 'org8/visitor/v8' } } });
+      assert.equal(r.body.code, 200, r.body.message);
+    }
     const { page } = await browser.page(DESKTOP);
     await consoleLogin(page, s.url);
     await openSection(page, 'Threads');
@@ -107,6 +114,9 @@ describe('messages, threads and clients in Chromium', { skip: browserMissing() }
     assert.equal(await row.locator('td[data-label="Members"]').innerText(), 'visitor7 (visitor), agent7 (agent)');
     const last = await row.locator('td[data-label="Last message"]').innerText();
     assert.equal(last, 'visitor7 rated the service 4/5 (resolved)');
+    const receiptRow = page.locator('#threads tr', { hasText: 'org8/visitor/v8' });
+    assert.equal(await receiptRow.locator('td[data-label="Last message"]').innerText(), 'agent7 read a message', 'a receipt in words, not READ: <uuid>');
+    assert.doesNotMatch(await page.locator('#threads').innerText(), UUID);
     // The thread as the chat demo names it (org7/visitor/v7), with the STOMP topic beside it.
     assert.match(await row.locator('td[data-label="Thread"]').innerText(), /^org7\/visitor\/v7\s+STOMP \/topic\/org7\.visitor\.v7$/);
     await row.getByRole('button', { name: 'Open' }).click();
