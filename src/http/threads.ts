@@ -103,14 +103,16 @@ export function registerThreadRoutes(ctx: RouteContext, threads: ThreadService):
         ...(req.query.status ? { status: req.query.status } : {}),
         limit: req.query.limit ?? 100,
       });
-      // Members by name as well as id (the console shows names); each user read once per answer.
+      // With all=true (the console), members by name as well as id; each user read once per answer.
       const names = new Map<string, Promise<string | undefined>>();
       const nameOf = (id: string): Promise<string | undefined> => {
         let n = names.get(id);
         if (!n) names.set(id, (n = store.getUserById(id).then((u) => u?.name)));
         return n;
       };
-      const members = await Promise.all(list.map((x) => Promise.all(x.thread.members.map(async (m) => ({ ...m, name: (await nameOf(m.userId)) ?? m.userId })))));
+      const members = req.query.all
+        ? await Promise.all(list.map((x) => Promise.all(x.thread.members.map(async (m) => ({ ...m, name: (await nameOf(m.userId)) ?? m.userId })))))
+        : list.map((x) => x.thread.members);
       return ok(
         list.map((x, i) => ({
           ...threadView(x.thread),

@@ -4,8 +4,9 @@
  * pointer is over the plot), and a plot that follows its card's width
  * (ResizeObserver), so it fits a phone as well as a wide screen.
  *
- * Series that draw the same line stay apart: each has its own colour and
- * its own dash pattern, so one on top of another still shows both. The
+ * Series that draw the same line stay apart: each has its own colour, its
+ * own dash pattern and its own width (thinner on top), so one on top of
+ * another still shows both. The
  * time axis is labelled in hours and minutes (seconds only over a span of
  * a few minutes), never in milliseconds.
  */
@@ -21,6 +22,11 @@ export interface ChartSeries {
 
 const COLORS = ['#2563eb', '#dc2626', '#16a34a', '#9333ea', '#ea580c', '#0891b2'];
 const DASHES: number[][] = [[], [8, 4], [2, 3], [10, 3, 2, 3], [4, 4], [1, 5]];
+/**
+ * Each series is drawn thinner than the one before it, on top of it: where
+ * lines coincide, the earlier ones show as coloured edges around the later.
+ */
+const widthOf = (i: number): number => Math.max(1.25, 3.5 - i * 0.6);
 const HEIGHT = 170;
 
 const pad = (n: number): string => String(n).padStart(2, '0');
@@ -46,7 +52,7 @@ function swatch(i: number): SVGElement {
   svg.setAttribute('height', '10');
   svg.setAttribute('aria-hidden', 'true');
   const line = document.createElementNS(ns, 'line');
-  for (const [k, v] of Object.entries({ x1: '1', y1: '5', x2: '27', y2: '5', stroke: COLORS[i % COLORS.length]!, 'stroke-width': '2.5' })) line.setAttribute(k, v);
+  for (const [k, v] of Object.entries({ x1: '1', y1: '5', x2: '27', y2: '5', stroke: COLORS[i % COLORS.length]!, 'stroke-width': String(Math.min(4, widthOf(i))) })) line.setAttribute(k, v);
   const dash = DASHES[i % DASHES.length]!;
   if (dash.length) line.setAttribute('stroke-dasharray', dash.join(' '));
   svg.append(line);
@@ -97,7 +103,8 @@ export function timeChart(id: string, title: string, series: ChartSeries[]): Tim
     scales: { x: { time: true }, y: { range: (_u, min, max) => [Math.min(0, min), max > 0 ? max * 1.1 : 1] } },
     series: [
       {},
-      ...series.map((s, i) => ({ label: s.label, stroke: COLORS[i % COLORS.length]!, width: 2, dash: DASHES[i % DASHES.length]!, spanGaps: false, points: { show: false } })),
+      // Intervals with nothing to measure (no store call) are gaps; the line joins the measured points across them.
+      ...series.map((s, i) => ({ label: s.label, stroke: COLORS[i % COLORS.length]!, width: widthOf(i), dash: DASHES[i % DASHES.length]!, spanGaps: true, points: { show: false } })),
     ],
     axes: [
       { values: (_u, splits) => (ticks = splits.map((v) => timeLabel(v, span < 300))), space: 70 },
