@@ -259,19 +259,19 @@ describe('cluster: three nodes on one PostgreSQL and one Redis', { skip }, () =>
   });
 
   it("ends a user's password sessions on every node when their tokens are revoked on one, and leaves the audit entry in the shared store", async () => {
-    const frank = await addUser(a, admin, 'frank');
-    const onB = await stompTcp(b, { login: 'frank', passcode: 'frank-password' });
-    const onC = await mqtt.connectAsync(mqttUrl(c), { username: 'frank', password: 'frank-password', reconnectPeriod: 0 });
+    const gina = await addUser(a, admin, 'gina');
+    const onB = await stompTcp(b, { login: 'gina', passcode: 'gina-password' });
+    const onC = await mqtt.connectAsync(mqttUrl(c), { username: 'gina', password: 'gina-password', reconnectPeriod: 0 });
     const mqttClosed = new Promise<void>((resolve) => onC.on('close', () => resolve()));
-    const r = await api(a.url, 'POST', `/api/users/${frank.id}/revoke-tokens`, { token: admin });
+    const r = await api(a.url, 'POST', `/api/users/${gina.id}/revoke-tokens`, { token: admin });
     assert.equal(r.status, 200, r.body.message);
     const err = await onB.next('ERROR');
-    assert.equal(frameHeader(err, 'message'), 'an administrator revoked the logins of "frank"; connect again with valid credentials');
+    assert.equal(frameHeader(err, 'message'), 'an administrator revoked the logins of "gina"; connect again with valid credentials');
     await onB.closedPromise;
     await mqttClosed;
     // Every node reads the one audit log.
     const log = await api<{ records: { action: string; target: string; node: string }[] }>(c.url, 'GET', '/api/admin/audit?action=user.revoke', { token: admin });
-    assert.equal(log.body.data.records[0]?.target, `user "frank" (id ${frank.id})`);
+    assert.equal(log.body.data.records[0]?.target, `user "gina" (id ${gina.id})`);
     assert.equal(log.body.data.records[0]?.node, a.server.ctx.nodeId);
     await onC.endAsync(true);
   });
