@@ -149,6 +149,7 @@ export const CONFIG_SCHEMA = {
   mqttSessionExpirySeconds: int(604_800, 0, 4_294_967_295, 'How long a persistent MQTT session waits for its client (3.1.1 clean session 0; caps v5 session expiry)'),
   aclFile: str('', 'JSON file of topic rules for every protocol (allow/deny, publish/subscribe, {user}/{app}/{clientid}); empty: authenticated clients may do anything; SIGHUP reads it again'),
   sysIntervalSeconds: int(10, 0, 86_400, 'How often $SYS/broker/… statistics are published (0 = never); admins and services may subscribe'),
+  historySampleSeconds: int(10, 1, 3600, 'How often the console\'s overview series are sampled into this node\'s history; 8640 samples are kept (24 h at 10 s)'),
   allowAnonymous: bool(false, 'Accept MQTT connections without credentials (like mosquitto allow_anonymous)'),
   trustProxy: bool(false, 'Take the client address from X-Forwarded-For (only behind a trusted proxy)'),
   logLevel: str('info', 'Log level', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),

@@ -33,6 +33,9 @@ import { registerAdminRoutes } from './http/admin.js';
 import { reloadNode, type ReloadReport } from './reload.js';
 import { registerWebRoutes } from './http/web.js';
 import { registerOpenApi, registerWebSocketPaths } from './http/openapi.js';
+import { registerReloadRoute } from './http/reload.js';
+import { AuditTrail } from './http/audit.js';
+import { MetricHistory } from './core/history.js';
 import { SqliteStore } from './store/sqlite/sqlite-store.js';
 import { PostgresStore } from './store/postgres/postgres-store.js';
 import { Cluster, defaultNodeId } from './bus/cluster.js';
@@ -221,7 +224,9 @@ export class HeraldServer {
     const webhooks = await Webhooks.start({ config, store, log, clock, metrics, sessions, broker, presence, writers: [messages, threads], nodeId, owner, cluster });
     const base = { config, log, clock, store, auth, sessions, metrics, acl, broker, messages, nodeId, presence, cluster };
     const http = createHttpApp(base);
-    const ctx: ServerContext = { ...base, http, listeners: network };
+    const audit = new AuditTrail(store, nodeId, clock, log.child({ component: 'audit' }));
+    const history = new MetricHistory({ metrics, ...(cluster ? { busDropped: () => cluster.bus.dropped } : {}) }, config.historySampleSeconds * 1000);
+    const ctx: ServerContext = { ...base, http, listeners: network, audit, history };
 
     let server: HeraldServer | undefined;
     let mqtt: MqttShared | undefined;
@@ -236,8 +241,9 @@ export class HeraldServer {
       registerMessageRoutes(ctx, messages);
       registerThreadRoutes(ctx, threads);
       registerAppRoutes(ctx, apps);
-      registerWebRoutes(ctx, startedAt);
-      registerAdminRoutes(ctx, tls);
+      registerWebRoutes(ctx);
+      registerAdminRoutes(ctx, startedAt);
+      registerReloadRoute(ctx, tls);
       registerWebhookRoutes(ctx, webhooks);
       // Protocol front ends: each registers its routes and listeners, nothing else.
       registerStomp(ctx);
@@ -264,6 +270,8 @@ export class HeraldServer {
     } catch (err) {
       network.stopAccepting();
       await http.close();
+      history.stop();
+      audit.stop();
       auth.stop();
       messages.stop();
       threads.stop();
@@ -273,6 +281,8 @@ export class HeraldServer {
       await store.close();
       throw err;
     }
+    history.start((err) => log.warn({ err }, 'sampling the overview history failed'));
+    audit.start();
     for (const a of addresses) announce(`listening ${a.name} ${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`);
     log.info({ addresses, store: store.kind, node: nodeId, cluster: cluster ? config.clusterName : undefined }, 'herald started');
     server = new HeraldServer(ctx, network, threads, mqtt, addresses, tls, webhooks);
@@ -314,6 +324,8 @@ export class HeraldServer {
     this.network.closeAll();
     await http.close();
     auth.stop();
+    this.ctx.history.stop();
+    this.ctx.audit.stop();
     this.ctx.messages.stop();
     this.threads.stop();
     this.mqtt.stop();

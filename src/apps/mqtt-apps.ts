@@ -11,6 +11,10 @@ import type { Principal } from '../core/auth.js';
 import type { AppRecord, Store } from '../store/store.js';
 
 const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex');
+const newSecret = (): string => 'YXA6' + randomBytes(24).toString('base64url');
+
+/** The user id prefix of an app's users (see appUserPrincipal). */
+export const appUserPrefix = (appId: string): string => `app:${appId}:`;
 
 export interface NewApp {
   appId: string;
@@ -36,7 +40,7 @@ export class AppTokenRefusal extends Error {
  */
 export function appUserPrincipal(appId: string, username: string, token: { hash: string; expiresAt: number }): Principal {
   return {
-    userId: `app:${appId}:${username}`,
+    userId: appUserPrefix(appId) + username,
     name: username,
     role: 'user',
     credential: { kind: 'expiring', key: 'app-user:' + token.hash, expiresAt: token.expiresAt },
@@ -53,13 +57,31 @@ export class MqttApps {
   async create(name: string): Promise<NewApp> {
     const appId = randomBytes(5).toString('hex');
     const appClientId = 'YXA6' + randomBytes(12).toString('base64url');
-    const appClientSecret = 'YXA6' + randomBytes(24).toString('base64url');
+    const appClientSecret = newSecret();
     await this.store.createApp({ id: appId, name, clientId: appClientId, secretHash: sha256(appClientSecret), createdAt: this.clock.now() });
     return { appId, appClientId, appClientSecret, name };
   }
 
   list(): Promise<AppRecord[]> {
     return this.store.listApps();
+  }
+
+  /**
+   * A new secret for the app, shown once like the first: the old secret and
+   * the app tokens got with it stop working at once; user tokens the app
+   * already minted keep working until they expire. Undefined if there is no such app.
+   */
+  async rotateSecret(appId: string): Promise<NewApp | undefined> {
+    const app = await this.store.getApp(appId);
+    if (!app) return undefined;
+    const appClientSecret = newSecret();
+    if (!(await this.store.rotateAppSecret(appId, sha256(appClientSecret)))) return undefined;
+    return { appId, appClientId: app.clientId, appClientSecret, name: app.name };
+  }
+
+  /** Deletes the app with every token it has; false if there was none. Its users' sessions are the caller's to end. */
+  delete(appId: string): Promise<boolean> {
+    return this.store.deleteApp(appId);
   }
 
   /** POST /openapi/rm/app/token. */

@@ -209,6 +209,11 @@ export class Acl {
     );
   }
 
+  /** The rules in force, in the order they are tried (the console's Rules page); undefined without an aclFile. */
+  listRules(): AclRule[] | undefined {
+    return this.rules?.map(({ effect, action, topic, who }) => ({ effect, action, topic, who }));
+  }
+
   /** The rules of `path` (none: the default rules); `denied` counts refusals. */
   static load(path: string, denied?: DenialCounter): Acl {
     return new Acl(path ? parseFile(path) : undefined, denied);

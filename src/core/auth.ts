@@ -328,7 +328,8 @@ export class Auth {
    * function that stops watching (call it when the session closes).
    * Login tokens die idle or revoked; JWTs at `exp` or when their user's
    * tokens are revoked; `expiring` credentials at `expiresAt` (found by the
-   * sweep, within `tokenSweepMs`) or when their user's tokens are revoked.
+   * sweep, within `tokenSweepMs`) or when their user's tokens are revoked;
+   * password and client-certificate logins when their user's tokens are revoked.
    */
   watch(principal: Principal, onDeath: DeathCallback): () => void {
     return this.watchers.watch(principal, onDeath);
@@ -393,14 +394,17 @@ export class Auth {
   /**
    * Kills every token of a user (password change, disable, console "revoke"):
    * login tokens are deleted, and JWTs issued for the user up to now are
-   * refused from now on (their `iat` is not after the revocation).
+   * refused from now on (their `iat` is not after the revocation). Sessions
+   * that logged in with a password or a client certificate end too, on every
+   * node (the change carries the user id): otherwise a revocation would leave
+   * exactly the connections of a leaked password open.
    */
   async revokeUser(userId: string): Promise<number> {
     const hashes = await this.store.deleteTokensOfUser(userId);
     await this.store.updateUser(userId, { tokensValidAfter: this.clock.now() });
     this.dropCachedUser(userId);
     for (const hash of hashes) this.watchers.fire(hash, 'revoked');
-    this.watchers.fireJwtsOf(userId);
+    this.watchers.fireUserCredentials(userId);
     this.onCredentialChange?.({ kind: 'tokens', hashes, userId });
     return hashes.length;
   }
@@ -423,7 +427,7 @@ export class Auth {
         this.forget(hash);
         this.watchers.fire(hash, 'revoked');
       }
-      if (change.userId !== undefined) this.watchers.fireJwtsOf(change.userId);
+      if (change.userId !== undefined) this.watchers.fireUserCredentials(change.userId);
     }
   }
 }

@@ -17,24 +17,33 @@ interface Watched {
   callbacks: Set<DeathCallback>;
 }
 
-/** The key a credential is watched under: a login token by its hash, others by their own key. */
-function watchKey(c: Credential): string | undefined {
+/**
+ * The key a credential is watched under: a login token by its hash, others
+ * by their own key; password and certificate logins, which have no key of
+ * their own, by their user (revoking the user's tokens ends them all).
+ */
+function watchKey(principal: Principal): string | undefined {
+  const c = principal.credential;
   if (c.kind === 'token') return c.hash;
   if (c.kind === 'jwt') return c.key;
   if (c.kind === 'expiring') return 'expiring:' + c.key;
+  if (c.kind === 'password' || c.kind === 'certificate') return `${c.kind}:${principal.userId}`;
   return undefined;
 }
+
+/** Credentials that end when their user's tokens are revoked, though no token of theirs is deleted. */
+const ENDED_WITH_USER: ReadonlySet<Credential['kind']> = new Set(['jwt', 'expiring', 'password', 'certificate']);
 
 export class CredentialWatchers {
   private readonly watchers = new Map<string, Watched>();
 
   constructor(private readonly log: Logger) {}
 
-  /** See Auth.watch. Credentials that cannot die (passwords, anonymous) are not kept. */
+  /** See Auth.watch. Anonymous sessions, which nothing can revoke, are not kept. */
   watch(principal: Principal, onDeath: DeathCallback): () => void {
     const c = principal.credential;
-    // JWTs without exp are watched too: revoking their user's tokens ends them.
-    const key = watchKey(c);
+    // JWTs without exp, and password logins, are watched too: revoking their user's tokens ends them.
+    const key = watchKey(principal);
     if (key === undefined) return () => {};
     let entry = this.watchers.get(key);
     if (!entry) {
@@ -68,11 +77,14 @@ export class CredentialWatchers {
     }
   }
 
-  /** Sessions authenticated by a JWT or an expiring credential of this user: told "revoked". */
-  fireJwtsOf(userId: string): void {
+  /**
+   * Sessions of this user authenticated by a JWT, an expiring credential, a
+   * password or a client certificate: told "revoked" (their login tokens are
+   * fired by hash).
+   */
+  fireUserCredentials(userId: string): void {
     for (const [key, entry] of [...this.watchers]) {
-      const kind = entry.credential.kind;
-      if ((kind === 'jwt' || kind === 'expiring') && entry.userId === userId) this.fire(key, 'revoked');
+      if (ENDED_WITH_USER.has(entry.credential.kind) && entry.userId === userId) this.fire(key, 'revoked');
     }
   }
 }

@@ -55,6 +55,15 @@ export const TOKEN_DEATH: Record<'expired' | 'revoked', CloseReason> = {
   revoked: { code: 'token_revoked', message: 'token revoked' },
 };
 
+/** Why a session ends when its credential dies, in words that fit how it logged in. */
+export function deathReason(principal: Principal, reason: 'expired' | 'revoked'): CloseReason {
+  const kind = principal.credential.kind;
+  if (reason === 'revoked' && (kind === 'password' || kind === 'certificate')) {
+    return { code: 'token_revoked', message: `an administrator revoked the logins of "${principal.name}"; connect again with valid credentials` };
+  }
+  return TOKEN_DEATH[reason];
+}
+
 /** WebSocket close code for a server-ended session: 1001 going away, 4401/4403 dead token, 1008 policy. */
 export function wsCloseCode(reason: CloseReason): number {
   switch (reason.code) {
@@ -100,7 +109,7 @@ export class SessionRegistry {
     this.metrics.connectionsOf[session.protocol].inc();
     this.unwatch.set(
       session.id,
-      this.auth.watch(session.principal, (reason) => session.close(TOKEN_DEATH[reason])),
+      this.auth.watch(session.principal, (reason) => session.close(deathReason(session.principal, reason))),
     );
   }
 

@@ -11,6 +11,8 @@ import { errorText } from '../core/background.js';
 import { AuthError, type Principal } from '../core/auth.js';
 import { storeUnavailable, type Role } from '../store/store.js';
 import type { HeraldContext } from '../context.js';
+import type { MetricHistory } from '../core/history.js';
+import type { AuditTrail } from './audit.js';
 import { redactCredentials, REDACT_PATHS } from '../log.js';
 import { HttpError } from './envelope.js';
 import { jsonDepthProblem } from '../core/json-depth.js';
@@ -70,8 +72,12 @@ function rawRefusal(status: number, message: string): string {
   );
 }
 
-/** What a route module gets: the node's context and the Fastify app to add its routes to. */
-export type RouteContext = HeraldContext & { readonly http: FastifyInstance };
+/**
+ * What a route module gets: the node's context, the Fastify app to add its
+ * routes to, the audit trail admin routes record into, and this node's history
+ * of the overview series.
+ */
+export type RouteContext = HeraldContext & { readonly http: FastifyInstance; readonly audit: AuditTrail; readonly history: MetricHistory };
 
 export function createHttpApp(ctx: Omit<HeraldContext, 'listeners'>): FastifyInstance {
   const { config, log, metrics } = ctx;

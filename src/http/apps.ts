@@ -3,11 +3,11 @@
  * and the admin endpoints that register apps.
  */
 import type { FastifyReply } from 'fastify';
-import { AppTokenRefusal, type MqttApps } from '../apps/mqtt-apps.js';
+import { AppTokenRefusal, appUserPrefix, type MqttApps } from '../apps/mqtt-apps.js';
 import type { RouteContext } from './app.js';
-import { ok } from './envelope.js';
+import { notFound, ok } from './envelope.js';
 import { requireAuth } from './app.js';
-import { arrayOf, closed, errorAnswer, okEnvelope, type JsonSchema } from './schemas.js';
+import { arrayOf, closed, errorAnswer, errors, okEnvelope, type JsonSchema } from './schemas.js';
 
 /** That integration's answers: `{"code":200,"body":{access_token, expires_in}}`, and its refusals with `body: null`. */
 const TOKEN_ANSWER: JsonSchema = {
@@ -134,7 +134,65 @@ export function registerAppRoutes(ctx: RouteContext, apps: MqttApps): void {
       },
     },
     // The secret is shown once, here; only its hash is stored.
-    async (req) => ok(await apps.create(req.body.name)),
+    async (req) => {
+      const app = await apps.create(req.body.name);
+      await ctx.audit.record(req, 'app.create', `app "${app.name}" (${app.appId})`);
+      return ok(app);
+    },
+  );
+  const APP_ID = { type: 'object', required: ['id'], properties: { id: { type: 'string', description: 'appId' } } };
+  /** A new secret, shown once; the old one and the app tokens got with it stop working. */
+  http.post<{ Params: { id: string } }>(
+    '/api/apps/:id/rotate-secret',
+    {
+      preHandler: admin,
+      schema: {
+        tags: ['mqtt apps'],
+        operationId: 'rotateAppSecret',
+        summary: "Give an app a new secret (shown once); the old one and the app tokens got with it stop working",
+        description: 'User tokens already issued keep working.',
+        params: APP_ID,
+        response: {
+          200: okEnvelope(
+            closed({ appId: { type: 'string' }, appClientId: { type: 'string' }, appClientSecret: { type: 'string', description: 'shown once' }, name: { type: 'string' } }),
+            'the app with its new secret',
+          ),
+          ...errors({ 404: 'no MQTT app with this id' }),
+        },
+      },
+    },
+    async (req) => {
+      const app = await apps.rotateSecret(req.params.id);
+      if (!app) throw notFound(`no MQTT app with id ${req.params.id}`);
+      await ctx.audit.record(req, 'app.rotate', `app "${app.name}" (${app.appId})`);
+      return ok(app);
+    },
+  );
+  /** Deletes the app and its tokens, and ends the sessions of its users on every node. */
+  http.delete<{ Params: { id: string } }>(
+    '/api/apps/:id',
+    {
+      preHandler: admin,
+      schema: {
+        tags: ['mqtt apps'],
+        operationId: 'deleteApp',
+        summary: 'Delete an app with its tokens, ending the sessions of its users on every node',
+        params: APP_ID,
+        response: {
+          200: okEnvelope(closed({ appId: { type: 'string' }, deleted: { type: 'boolean', const: true }, sessionsEnded: { type: 'integer' } }), 'deleted'),
+          ...errors({ 404: 'no MQTT app with this id' }),
+        },
+      },
+    },
+    async (req) => {
+      const id = req.params.id;
+      const app = await ctx.store.getApp(id);
+      if (!app || !(await apps.delete(id))) throw notFound(`no MQTT app with id ${id}`);
+      const sessions = (await ctx.presence.sessions()).filter((s) => s.userId.startsWith(appUserPrefix(id)));
+      for (const s of sessions) ctx.presence.kick(s.node, s.sessionId, `the app "${app.name}" was deleted by ${req.principal!.name}`);
+      await ctx.audit.record(req, 'app.delete', `app "${app.name}" (${id})`, { sessionsEnded: sessions.length });
+      return ok({ appId: id, deleted: true, sessionsEnded: sessions.length });
+    },
   );
   http.get(
     '/api/apps',

@@ -3,6 +3,7 @@
  * delete, list online clients, collect pending messages, mark read.
  */
 import { MessageService, UnknownReceiversError, messageView } from '../apps/message-service.js';
+import type { FastifyRequest } from 'fastify';
 import type { RouteContext } from './app.js';
 import { DELIVERY_STATUSES, type DeliveryStatus } from '../store/store.js';
 import { HttpError, badRequest, forbidden, notFound, ok } from './envelope.js';
@@ -104,6 +105,10 @@ export function registerMessageRoutes(ctx: RouteContext, service: MessageService
           type: String(req.body.type ?? 0),
           receivers: req.body.receiver?.map(String),
         });
+        // An administrator's send (the console's form) is an admin action; services send as their daily work.
+        if (p.role === 'admin') {
+          await ctx.audit.record(req, 'message.send', `message ${r.id}`, { title: req.body.title ?? '', receivers: broadcast ? 'everyone online' : r.receivers.length });
+        }
         return ok(r);
       } catch (err) {
         if (err instanceof UnknownReceiversError) throw new HttpError(400, err.message, {}, { unknownReceivers: err.unknown });
@@ -190,8 +195,9 @@ export function registerMessageRoutes(ctx: RouteContext, service: MessageService
     },
   );
 
-  const deleteById = async (id: string): Promise<ReturnType<typeof ok>> => {
+  const deleteById = async (req: FastifyRequest, id: string): Promise<ReturnType<typeof ok>> => {
     if (!(await store.deleteMessage(id))) throw notFound(`no message with id ${id}`);
+    await ctx.audit.record(req, 'message.delete', `message ${id}`);
     return ok({ id, deleted: true });
   };
   http.delete<{ Querystring: { id: string } }>(
@@ -206,7 +212,7 @@ export function registerMessageRoutes(ctx: RouteContext, service: MessageService
         response: { 200: DELETED, ...errors({ 404: 'no message with this id' }) },
       },
     },
-    async (req) => deleteById(req.query.id),
+    async (req) => deleteById(req, req.query.id),
   );
   http.post<{ Body: { id: string | number } }>(
     '/api/message/deleteMessageById',
@@ -220,7 +226,7 @@ export function registerMessageRoutes(ctx: RouteContext, service: MessageService
         response: { 200: DELETED, ...errors({ 404: 'no message with this id' }) },
       },
     },
-    async (req) => deleteById(String(req.body.id)),
+    async (req) => deleteById(req, String(req.body.id)),
   );
 
   http.get(

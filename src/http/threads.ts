@@ -141,9 +141,20 @@ export function registerThreadRoutes(ctx: RouteContext, threads: ThreadService):
         ...(req.query.status ? { status: req.query.status } : {}),
         limit: req.query.limit ?? 100,
       });
+      // With all=true (the console), members by name as well as id; each user read once per answer.
+      const names = new Map<string, Promise<string | undefined>>();
+      const nameOf = (id: string): Promise<string | undefined> => {
+        let n = names.get(id);
+        if (!n) names.set(id, (n = store.getUserById(id).then((u) => u?.name)));
+        return n;
+      };
+      const members = req.query.all
+        ? await Promise.all(list.map((x) => Promise.all(x.thread.members.map(async (m) => ({ ...m, name: (await nameOf(m.userId)) ?? m.userId })))))
+        : list.map((x) => x.thread.members);
       return ok(
-        list.map((x) => ({
+        list.map((x, i) => ({
           ...threadView(x.thread),
+          members: members[i]!,
           lastMessage: x.lastMessage ? { id: x.lastMessage.seq, ...(JSON.parse(x.lastMessage.body) as object), ...(x.lastMessage.recalled ? { recalled: true } : {}) } : null,
           unread: x.unread,
         })),
@@ -269,7 +280,10 @@ export function registerThreadRoutes(ctx: RouteContext, threads: ThreadService):
     },
     async (req) => {
       const reason = typeof req.body === 'object' && req.body && typeof req.body.reason === 'string' ? req.body.reason.slice(0, 200) : 'closed by ' + req.principal!.name;
-      return ok(threadView(await mapped(() => threads.close(req.principal!, req.params.thread, reason))));
+      const closed = threadView(await mapped(() => threads.close(req.principal!, req.params.thread, reason)));
+      // Closing a thread one is not in (the console) is an admin action; a member closing their own chat is not.
+      if (req.principal!.role !== 'user') await ctx.audit.record(req, 'thread.close', `thread ${closed.thread}`, { reason });
+      return ok(closed);
     },
   );
 

@@ -1,9 +1,14 @@
-/** Admin management of users: list, create, change role/password/disabled, revoke tokens. */
+/**
+ * Admin management of users: list (all, or a page found by name), create,
+ * change role/password/disabled, delete, revoke tokens. The last active
+ * admin is never taken away (disabled, demoted or deleted): refused with 409.
+ * Every change is written to the audit log.
+ */
 import type { RouteContext } from './app.js';
 import { DuplicateError, ROLES, type Role, type UserRecord } from '../store/store.js';
 import { HttpError, notFound, ok } from './envelope.js';
 import { requireAuth } from './app.js';
-import { arrayOf, closed, errors, okEnvelope, ref } from './schemas.js';
+import { TOKEN_QUERY, arrayOf, closed, errors, okEnvelope, ref } from './schemas.js';
 
 const USER_ID = { type: 'object', required: ['id'], properties: { id: { type: 'string', description: 'user id' } } };
 
@@ -21,6 +26,9 @@ function takesAdmin(patch: { role?: Role; disabled?: boolean }): boolean {
 
 const isActiveAdmin = (u: UserRecord): boolean => u.role === 'admin' && !u.disabled;
 
+/** A user as the audit log names them. */
+const userWords = (u: UserRecord): string => `user "${u.name}" (id ${u.id})`;
+
 /** Runs tasks one after another. */
 class Serial {
   private tail: Promise<unknown> = Promise.resolve();
@@ -32,7 +40,7 @@ class Serial {
 }
 
 export function registerUserRoutes(ctx: RouteContext): void {
-  const { http, store, auth } = ctx;
+  const { http, store, auth, audit } = ctx;
   const admin = requireAuth(ctx, ['admin']);
   const adminChanges = new Serial();
 
@@ -47,21 +55,21 @@ export function registerUserRoutes(ctx: RouteContext): void {
   };
 
   /**
-   * A patch that may take away an admin: refused (409) when it would leave no
-   * active admin, since then nobody could manage users again except from the
-   * command line. Checked before, and once more after, the change: another
-   * node may have disabled another admin meanwhile, and then this change is undone.
+   * A change that may take away an admin (a patch that disables or demotes,
+   * or a deletion): refused (409) when it would leave no active admin, since
+   * then nobody could manage users again except from the command line.
+   * Checked before, and once more after, the change: another node may have
+   * taken away another admin meanwhile, and then this change is undone. A
+   * deletion first disables the user, the step that can be undone, and
+   * deletes only when that left an admin.
    */
-  const changeAdmin = async (id: string, patch: { role?: Role; disabled?: boolean }, password: string | undefined): Promise<UserRecord> => {
+  const guardAdmin = async <T>(id: string, verb: 'disabling' | 'demoting' | 'deleting', patch: { role?: Role; disabled?: boolean }, then: () => Promise<T>): Promise<T> => {
     const target = await store.getUserById(id);
     if (!target) throw notFound(`no user with id ${id}`);
+    if (!isActiveAdmin(target)) return then();
     const lastAdmin = (): HttpError =>
-      new HttpError(
-        409,
-        `"${target.name}" is the last active admin: ${patch.disabled === true ? 'disabling' : 'demoting'} it would leave nobody able to manage users; make another user admin first`,
-      );
-    if (isActiveAdmin(target) && (await store.listUsers()).filter(isActiveAdmin).length <= 1) throw lastAdmin();
-    if (!isActiveAdmin(target)) return change(id, patch, password);
+      new HttpError(409, `"${target.name}" is the last active admin: ${verb} it would leave nobody able to manage users; make another user admin first`);
+    if ((await store.listUsers()).filter(isActiveAdmin).length <= 1) throw lastAdmin();
     const before = { role: target.role, disabled: target.disabled };
     await store.updateUser(id, patch);
     if ((await store.listUsers()).filter(isActiveAdmin).length === 0) {
@@ -69,7 +77,7 @@ export function registerUserRoutes(ctx: RouteContext): void {
       auth.invalidateUser(id);
       throw lastAdmin();
     }
-    return change(id, patch, password);
+    return then();
   };
 
   http.get(
@@ -79,6 +87,46 @@ export function registerUserRoutes(ctx: RouteContext): void {
       schema: { tags: ['users'], operationId: 'listUsers', summary: 'List users', response: { 200: okEnvelope(arrayOf(ref('User')), 'every user') } },
     },
     async () => ok((await store.listUsers()).map(publicUser)),
+  );
+
+  /** A page of users, in creation order, whose names hold `q` (any case); the console's Users page. */
+  http.get<{ Querystring: { q?: string; page?: number; size?: number } }>(
+    '/api/users/search',
+    {
+      preHandler: admin,
+      schema: {
+        tags: ['users'],
+        operationId: 'searchUsers',
+        summary: 'A page of users whose names hold q (any case), in creation order',
+        response: {
+          200: okEnvelope(
+            closed({
+              records: arrayOf(ref('User')),
+              total: { type: 'integer' },
+              current: { type: 'integer', description: 'this page, from 1' },
+              size: { type: 'integer' },
+              pages: { type: 'integer' },
+            }),
+            'the page',
+          ),
+        },
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            ...TOKEN_QUERY,
+            q: { type: 'string', maxLength: 64 },
+            page: { type: 'integer', minimum: 1, maximum: 1_000_000 },
+            size: { type: 'integer', minimum: 1, maximum: 100 },
+          },
+        },
+      },
+    },
+    async (req) => {
+      const { q, page = 1, size = 20 } = req.query;
+      const result = await store.queryUsers({ page, size, ...(q ? { search: q } : {}) });
+      return ok({ records: result.items.map(publicUser), total: result.total, current: page, size, pages: Math.ceil(result.total / size) });
+    },
   );
 
   http.post<{ Body: { name: string; password: string; role?: Role } }>(
@@ -106,6 +154,7 @@ export function registerUserRoutes(ctx: RouteContext): void {
     async (req) => {
       try {
         const user = await auth.createUser(req.body.name, req.body.password, req.body.role ?? 'user');
+        await audit.record(req, 'user.create', userWords(user), { role: user.role });
         return ok(publicUser(user));
       } catch (err) {
         if (err instanceof DuplicateError) throw new HttpError(409, err.message);
@@ -146,11 +195,20 @@ export function registerUserRoutes(ctx: RouteContext): void {
       if (req.body.role !== undefined) patch.role = req.body.role;
       if (req.body.disabled !== undefined) patch.disabled = req.body.disabled;
       // Changes that may take away an admin run one at a time, so two of them cannot each leave the other admin last.
-      const user = await (takesAdmin(patch) ? adminChanges.run(() => changeAdmin(id, patch, req.body.password)) : change(id, patch, req.body.password));
+      const apply = (): Promise<UserRecord> => change(id, patch, req.body.password);
+      const verb = patch.disabled === true ? 'disabling' : 'demoting';
+      const user = await (takesAdmin(patch) ? adminChanges.run(() => guardAdmin(id, verb, patch, apply)) : apply());
+      // What changed, never the password itself.
+      await audit.record(req, 'user.update', userWords(user), { ...patch, ...(req.body.password !== undefined ? { password: 'reset' } : {}) });
       return ok(publicUser(user));
     },
   );
 
+  /**
+   * Kills every token of the user and ends every session they have, on
+   * every node: those opened with a token, a JWT, a password or a client
+   * certificate alike.
+   */
   http.post<{ Params: { id: string } }>(
     '/api/users/:id/revoke-tokens',
     {
@@ -158,8 +216,8 @@ export function registerUserRoutes(ctx: RouteContext): void {
       schema: {
         tags: ['users'],
         operationId: 'revokeUserTokens',
-        summary: 'End every token of a user',
-        description: 'Also refuses the JWTs issued for the user so far (by their iat), and closes the sockets using any of them.',
+        summary: 'End every token and every session of a user',
+        description: 'Also refuses the JWTs issued for the user so far (by their iat), and ends every session of the user on every node, whatever it logged in with (token, JWT, password, client certificate).',
         params: USER_ID,
         response: {
           200: okEnvelope(closed({ revoked: { type: 'integer', description: 'login tokens ended' } }), 'done'),
@@ -169,8 +227,43 @@ export function registerUserRoutes(ctx: RouteContext): void {
     },
     async (req) => {
       const { id } = req.params;
-      if (!(await store.getUserById(id))) throw notFound(`no user with id ${id}`);
-      return ok({ revoked: await auth.revokeUser(id) });
+      const user = await store.getUserById(id);
+      if (!user) throw notFound(`no user with id ${id}`);
+      const revoked = await auth.revokeUser(id);
+      await audit.record(req, 'user.revoke', userWords(user), { tokens: revoked });
+      return ok({ revoked });
+    },
+  );
+
+  /** Deletes a user with their tokens and ends their sessions; never the last active admin. */
+  http.delete<{ Params: { id: string } }>(
+    '/api/users/:id',
+    {
+      preHandler: admin,
+      schema: {
+        tags: ['users'],
+        operationId: 'deleteUser',
+        summary: 'Delete a user with their tokens, ending their sessions',
+        params: USER_ID,
+        response: {
+          200: okEnvelope(closed({ id: { type: 'string' }, deleted: { type: 'boolean', const: true } }), 'deleted'),
+          ...errors({ 404: 'no user with this id', 409: 'the last active admin: make another user admin first' }),
+        },
+      },
+    },
+    async (req) => {
+      const { id } = req.params;
+      const user = await store.getUserById(id);
+      if (!user) throw notFound(`no user with id ${id}`);
+      await adminChanges.run(() =>
+        guardAdmin(id, 'deleting', { disabled: true }, async () => {
+          await auth.revokeUser(id);
+          await store.deleteUser(id);
+          auth.invalidateUser(id);
+        }),
+      );
+      await audit.record(req, 'user.delete', userWords(user), { role: user.role });
+      return ok({ id, deleted: true });
     },
   );
 }

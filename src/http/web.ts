@@ -13,8 +13,7 @@ import type { RouteContext } from './app.js';
 import { createMessage } from '../core/message.js';
 import { requireAuth } from './app.js';
 import { HttpError, ok } from './envelope.js';
-import { HERALD_VERSION } from '../version.js';
-import { closed, errors, okEnvelope, ref, type JsonSchema } from './schemas.js';
+import { closed, errors, okEnvelope, type JsonSchema } from './schemas.js';
 
 /** The answers of the file routes (/console/…, /demo/…). */
 function fileAnswers(what: string): Record<number, JsonSchema> {
@@ -44,8 +43,8 @@ function webRoot(): string | undefined {
   return undefined;
 }
 
-export function registerWebRoutes(ctx: RouteContext, startedAt: number): void {
-  const { http, metrics, presence } = ctx;
+export function registerWebRoutes(ctx: RouteContext): void {
+  const { http } = ctx;
   const root = webRoot();
 
   const serve = (reply: FastifyReply, base: string, rest: string): FastifyReply => {
@@ -85,6 +84,23 @@ export function registerWebRoutes(ctx: RouteContext, startedAt: number): void {
     if (url.startsWith('/console')) void reply.header('content-security-policy', CONSOLE_CSP);
   });
 
+  // Browsers ask every origin for /favicon.ico (the demo pages too); the console's icon answers, not a 404.
+  http.get(
+    '/favicon.ico',
+    {
+      schema: {
+        tags: ['web'],
+        operationId: 'favicon',
+        summary: "The console's icon (browsers ask every origin for it)",
+        response: {
+          200: { description: 'the icon', content: { 'image/x-icon': { schema: { type: 'string', format: 'binary' } } } },
+          ...errors({ 503: 'the console is not built: run "npm run build" and restart' }),
+        },
+      },
+    },
+    async (_req, reply) => serve(reply, 'console', 'favicon.ico'),
+  );
+
   for (const base of ['console', 'demo']) {
     const what = base === 'console' ? 'the web console' : 'the demo pages';
     const tags = ['web'];
@@ -115,84 +131,6 @@ export function registerWebRoutes(ctx: RouteContext, startedAt: number): void {
       async (req, reply) => serve(reply, base, req.params['*']),
     );
   }
-
-  const managers = requireAuth(ctx, ['admin', 'service']);
-
-  /** Figures for the console's overview; counters are totals, the console turns them into rates. */
-  http.get(
-    '/api/admin/overview',
-    {
-      preHandler: managers,
-      schema: {
-        tags: ['admin'],
-        operationId: 'overview',
-        summary: "The figures of the console's overview",
-        response: { 200: okEnvelope(ref('Overview'), 'the figures') },
-      },
-    },
-    async () => {
-      /** A per-protocol metric as {protocol: value}. */
-      const byProtocol = async (name: string): Promise<Record<string, number>> => {
-        const out: Record<string, number> = {};
-        const m = await metrics.registry.getSingleMetric(name)?.get();
-        for (const v of m?.values ?? []) {
-          const key = String(v.labels['protocol'] ?? '');
-          out[key] = (out[key] ?? 0) + v.value;
-        }
-        return out;
-      };
-      const store = await metrics.registry.getSingleMetric('herald_store_seconds')?.get();
-      let storeSeconds = 0;
-      let storeCalls = 0;
-      for (const v of store?.values ?? []) {
-        const name = (v as { metricName?: string }).metricName;
-        if (name === 'herald_store_seconds_sum') storeSeconds += v.value;
-        if (name === 'herald_store_seconds_count') storeCalls += v.value;
-      }
-      return ok({
-        version: HERALD_VERSION,
-        node: ctx.nodeId,
-        cluster: ctx.cluster !== undefined,
-        uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
-        connections: await byProtocol('herald_connections'),
-        messagesIn: await byProtocol('herald_messages_in_total'),
-        messagesOut: await byProtocol('herald_messages_out_total'),
-        store: { kind: ctx.store.kind, calls: storeCalls, seconds: storeSeconds },
-        nodes: await presence.nodes(),
-      });
-    },
-  );
-
-  /** Ends one session (on whichever node it is) with a "kicked" close in its protocol's words. */
-  http.post<{ Params: { id: string } }>(
-    '/api/admin/sessions/:id/disconnect',
-    {
-      preHandler: managers,
-      schema: {
-        tags: ['admin'],
-        operationId: 'disconnectSession',
-        summary: 'End a session, on whichever node holds it',
-        description: 'The client is told why in its protocol ("kicked": a STOMP ERROR, an MQTT 5 DISCONNECT, a WebSocket close).',
-        params: { type: 'object', required: ['id'], properties: { id: { type: 'string', description: 'the sessionId (from getWebSocketClients)' } } },
-        response: {
-          200: okEnvelope(closed({ sessionId: { type: 'string' }, node: { type: 'string', description: 'the node that held it' } }), 'told to end'),
-          ...errors({ 404: 'no such session is online' }),
-        },
-      },
-    },
-    async (req) => {
-      const id = req.params.id;
-      const local = ctx.sessions.get(id);
-      if (local) {
-        local.close({ code: 'kicked', message: `disconnected by ${req.principal!.name}` });
-        return ok({ sessionId: id, node: ctx.nodeId });
-      }
-      const entry = (await presence.sessions()).find((s) => s.sessionId === id);
-      if (!entry) throw new HttpError(404, `no session ${id} is online`);
-      presence.kick(entry.node, id, `disconnected by ${req.principal!.name}`);
-      return ok({ sessionId: id, node: entry.node });
-    },
-  );
 
   /**
    * The notifications demo's button: the server pushes a stream

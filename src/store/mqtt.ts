@@ -83,6 +83,14 @@ export interface MqttAppStore {
   getAppByClientId(clientId: string): Promise<AppRecord | null>;
   /** Every app, oldest first. */
   listApps(): Promise<AppRecord[]>;
+  /**
+   * Gives an app a new secret (its hash) and deletes the app tokens got with
+   * the old one, in one step; user tokens the app minted stay valid. False if
+   * there is no such app.
+   */
+  rotateAppSecret(id: string, secretHash: string): Promise<boolean>;
+  /** Deletes an app with every app and user token it has; false if there was none. */
+  deleteApp(id: string): Promise<boolean>;
   /** Stores an app or user token. */
   insertAppToken(token: AppTokenRecord): Promise<void>;
   /** The app token with this hash, or null (an expired one may still be found until it is deleted). */

@@ -9,6 +9,7 @@
  * Rows are type aliases, not interfaces, so that they satisfy pg's
  * `QueryResultRow` index signature.
  */
+import type { AuditRecord } from './audit.js';
 import type { AppRecord, AppTokenRecord, MqttQueuedRecord, MqttSessionRecord, MqttSubscriptionRecord, RetainedRecord } from './mqtt.js';
 import type { DeliveryStatus, Receipt, StoredMessage } from './messages.js';
 import type { QueuedMessage } from './queues.js';
@@ -339,3 +340,31 @@ export const toWebhookDelivery = (r: WebhookRow): WebhookDelivery => ({
   lastError: r.last_error,
   finishedAt: r.finished_at,
 });
+// ---- audit log ---------------------------------------------------------------
+
+export type AuditRow = {
+  id: number;
+  at: number;
+  actor_id: string;
+  actor_name: string;
+  action: string;
+  target: string;
+  detail: string;
+  address: string;
+  node: string;
+};
+
+export const toAudit = (r: AuditRow): AuditRecord => ({
+  id: String(r.id),
+  at: r.at,
+  actorId: r.actor_id,
+  actorName: r.actor_name,
+  action: r.action,
+  target: r.target,
+  detail: r.detail,
+  address: r.address,
+  node: r.node,
+});
+
+/** A LIKE pattern matching `text` anywhere, taking `%`, `_` and `\` in it literally (for `LIKE ? ESCAPE '\'`). */
+export const containsPattern = (text: string): string => '%' + text.replace(/[\\%_]/g, (c) => '\\' + c) + '%';

@@ -18,6 +18,7 @@
  *   leases.ts    LeaseStore                  node incarnations: who may hold claims
  *   webhooks.ts  WebhookStore                the webhook outbox (events are also written by
  *                                            the other domains, with the changes they describe)
+ *   audit.ts     AuditStore                  what administrators did, pruned
  *   errors.ts    DuplicateError, StoreUnavailableError, storeUnavailable
  *   rows.ts      table rows and their mappers, shared by both engines
  *   migration.ts the Migration type both engines' schemas are written in
@@ -43,6 +44,7 @@
  * `this`, so wrappers such as `timedStore` (a Proxy) still see and time
  * each one by name.
  */
+import type { AuditStore } from './audit.js';
 import type { LeaseStore } from './leases.js';
 import type { MessageStore } from './messages.js';
 import type { MqttStore } from './mqtt.js';
@@ -51,6 +53,7 @@ import type { ThreadStore } from './threads.js';
 import type { TokenStore, UserStore } from './users.js';
 import type { WebhookStore } from './webhooks.js';
 
+export * from './audit.js';
 export * from './errors.js';
 export * from './leases.js';
 export * from './messages.js';
@@ -61,7 +64,7 @@ export * from './users.js';
 export * from './webhooks.js';
 export { rowId } from './rows.js';
 
-export interface Store extends UserStore, TokenStore, MessageStore, ThreadStore, MqttStore, QueueStore, LeaseStore, WebhookStore {
+export interface Store extends UserStore, TokenStore, MessageStore, ThreadStore, MqttStore, QueueStore, LeaseStore, WebhookStore, AuditStore {
   /** Which engine this is, for /readyz, the console and the start-up log. */
   readonly kind: 'sqlite' | 'postgres';
   /** Cheap round trip, for /readyz. */

@@ -2,6 +2,7 @@
  * Users and their opaque tokens: the accounts behind every login.
  * Implemented by sqlite/users.ts and postgres/users.ts.
  */
+import type { Page } from './messages.js';
 
 export const ROLES = ['user', 'admin', 'service'] as const;
 export type Role = (typeof ROLES)[number];
@@ -31,6 +32,13 @@ export interface UserPatch {
   tokensValidAfter?: number;
 }
 
+export interface UserQuery {
+  /** 1-based. */
+  page: number;
+  size: number;
+  search?: string;
+}
+
 export interface TokenRecord {
   /** SHA-256 of the token text, hex. The text itself is never stored. */
   hash: string;
@@ -53,6 +61,11 @@ export interface UserStore {
   getUserByName(name: string): Promise<UserRecord | null>;
   /** Every user, in creation order. */
   listUsers(): Promise<UserRecord[]>;
+  /**
+   * One page of users in creation order; with `search`, only those whose
+   * name holds it (ignoring ASCII case; `%` and `_` are plain characters).
+   */
+  queryUsers(query: UserQuery): Promise<Page<UserRecord>>;
   /** How many users exist. */
   countUsers(): Promise<number>;
   /** Changes the fields given; returns the user as it now is, or null if there is none with this id. */

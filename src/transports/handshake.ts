@@ -29,9 +29,48 @@ export function clientAddress(req: IncomingMessage, trustProxy: boolean): string
   return req.socket.remoteAddress ?? 'unknown';
 }
 
-/** What the client calls its device: `?device=`, else its User-Agent (at most 200 characters). */
+/** Shown for a client that names itself neither way: what it did not send, so an operator knows what to ask for. */
+export const UNNAMED_DEVICE = 'unnamed (no ?device= or User-Agent)';
+
+/**
+ * What the client calls its device: `?device=` as given; else its
+ * User-Agent, a browser's shortened to its name, version and system
+ * ("Chrome 131 on Linux") and another program's to its first product
+ * ("okhttp/4.12.0"); else UNNAMED_DEVICE. At most 200 characters.
+ */
 export function deviceOf(req: IncomingMessage, url: URL): string {
-  return (url.searchParams.get('device') ?? req.headers['user-agent'] ?? 'unknown').slice(0, 200);
+  const named = url.searchParams.get('device');
+  if (named) return named.slice(0, 200);
+  const ua = req.headers['user-agent'];
+  return ua ? describeUserAgent(ua).slice(0, 200) : UNNAMED_DEVICE;
+}
+
+const BROWSERS: [RegExp, string][] = [
+  [/\bEdg(?:e|A|iOS)?\/(\d+)/, 'Edge'],
+  [/\bOPR\/(\d+)/, 'Opera'],
+  [/\bFirefox\/(\d+)/, 'Firefox'],
+  [/\bHeadlessChrome\/(\d+)/, 'Headless Chrome'],
+  [/\b(?:Chrome|CriOS)\/(\d+)/, 'Chrome'],
+  [/\bVersion\/(\d+)[.\d]* (?:Mobile\/\S+ )?Safari\//, 'Safari'],
+];
+const SYSTEMS: [RegExp, string][] = [
+  [/Android/, 'Android'],
+  [/iPhone|iPad|iPod/, 'iOS'],
+  [/CrOS/, 'ChromeOS'],
+  [/Windows/, 'Windows'],
+  [/Mac OS X|Macintosh/, 'macOS'],
+  [/Linux|X11/, 'Linux'],
+];
+
+/** "Chrome 131 on Linux" for a browser; the first product token ("okhttp/4.12.0") for anything else. */
+export function describeUserAgent(ua: string): string {
+  for (const [re, name] of BROWSERS) {
+    const m = re.exec(ua);
+    if (!m) continue;
+    const system = SYSTEMS.find(([sre]) => sre.test(ua))?.[1];
+    return `${name} ${m[1]}${system ? ' on ' + system : ''}`;
+  }
+  return ua.trim().split(/\s+/)[0] || UNNAMED_DEVICE;
 }
 
 /**

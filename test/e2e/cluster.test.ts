@@ -258,6 +258,24 @@ describe('cluster: three nodes on one PostgreSQL and one Redis', { skip }, () =>
     assert.equal(again.status, 401);
   });
 
+  it("ends a user's password sessions on every node when their tokens are revoked on one, and leaves the audit entry in the shared store", async () => {
+    const gina = await addUser(a, admin, 'gina');
+    const onB = await stompTcp(b, { login: 'gina', passcode: 'gina-password' });
+    const onC = await mqtt.connectAsync(mqttUrl(c), { username: 'gina', password: 'gina-password', reconnectPeriod: 0 });
+    const mqttClosed = new Promise<void>((resolve) => onC.on('close', () => resolve()));
+    const r = await api(a.url, 'POST', `/api/users/${gina.id}/revoke-tokens`, { token: admin });
+    assert.equal(r.status, 200, r.body.message);
+    const err = await onB.next('ERROR');
+    assert.equal(frameHeader(err, 'message'), 'an administrator revoked the logins of "gina"; connect again with valid credentials');
+    await onB.closedPromise;
+    await mqttClosed;
+    // Every node reads the one audit log.
+    const log = await api<{ records: { action: string; target: string; node: string }[] }>(c.url, 'GET', '/api/admin/audit?action=user.revoke', { token: admin });
+    assert.equal(log.body.data.records[0]?.target, `user "gina" (id ${gina.id})`);
+    assert.equal(log.body.data.records[0]?.node, a.server.ctx.nodeId);
+    await onC.endAsync(true);
+  });
+
   it('hands each /queue/ message to exactly one consumer across nodes', async () => {
     const consumers: RawStomp[] = [];
     for (const node of [a, b, c, a, b, c]) {

@@ -188,7 +188,7 @@ describe('OpenAPI description (/api/openapi.json)', () => {
       } else if (res.content?.['text/plain']) {
         assert.match(contentType, /^text\/plain/);
       } else if (res.content) {
-        assert.ok(res.content['*/*'], `${id} ${status}: answered ${contentType}, described as ${Object.keys(res.content).join(', ')}`);
+        assert.ok(res.content['*/*'] ?? res.content[contentType.split(';')[0]!.trim()], `${id} ${status}: answered ${contentType}, described as ${Object.keys(res.content).join(', ')}`);
       }
       exercised.add(id);
     };
@@ -265,6 +265,12 @@ describe('OpenAPI description (/api/openapi.json)', () => {
     const me = await api<{ userId: string }>(s.url, 'GET', '/v1/me', { token: admin });
     assert.equal((await call('updateUser', 'PATCH', `/api/users/${me.body.data.userId}`, { token: admin, body: { role: 'user' } })).status, 409);
     assert.equal((await call('revokeUserTokens', 'POST', `/api/users/${carol.id}/revoke-tokens`, { token: admin })).status, 200);
+    assert.equal((await call('searchUsers', 'GET', '/api/users/search?q=car&page=1&size=5', { token: admin })).status, 200);
+    assert.equal((await call('searchUsers', 'GET', '/api/users/search?size=1000', { token: admin })).status, 400);
+    const dave = await newUser('dave');
+    assert.equal((await call('deleteUser', 'DELETE', `/api/users/${dave.id}`, { token: admin })).status, 200);
+    assert.equal((await call('deleteUser', 'DELETE', `/api/users/${dave.id}`, { token: admin })).status, 404);
+    assert.equal((await call('deleteUser', 'DELETE', `/api/users/${me.body.data.userId}`, { token: admin })).status, 409, 'the last active admin');
     assert.equal((await call('revokeUserTokens', 'POST', '/api/users/999999/revoke-tokens', { token: admin })).status, 404);
     // Webhooks (none configured here): the outbox is empty, the dead list too.
     assert.equal((await call('listWebhooks', 'GET', '/api/admin/webhooks', { token: admin })).status, 200);
@@ -386,6 +392,18 @@ describe('OpenAPI description (/api/openapi.json)', () => {
     assert.equal((await call('appUserToken', 'POST', '/openapi/rm/user/token', { body: userTokenBody, headers: { authorization: `Bearer ${appToken}` } })).status, 200);
     assert.equal((await call('appUserToken', 'POST', '/openapi/rm/user/token', { body: userTokenBody })).status, 401);
     assert.equal((await call('appUserToken', 'POST', '/openapi/rm/user/token', { body: { ...userTokenBody, cid: 'dev1@other' }, headers: { authorization: appToken } })).status, 403);
+    assert.equal((await call('rotateAppSecret', 'POST', `/api/apps/${app.appId}/rotate-secret`, { token: admin })).status, 200);
+    assert.equal((await call('rotateAppSecret', 'POST', '/api/apps/nope/rotate-secret', { token: admin })).status, 404);
+    assert.equal((await call('deleteApp', 'DELETE', `/api/apps/${app.appId}`, { token: admin })).status, 200);
+    assert.equal((await call('deleteApp', 'DELETE', `/api/apps/${app.appId}`, { token: admin })).status, 404);
+
+    // ---- the console's admin pages: history, audit log, rules ------------------------------------
+    assert.equal((await call('history', 'GET', '/api/admin/history?range=15m', { token: admin })).status, 200);
+    assert.equal((await call('history', 'GET', '/api/admin/history?range=2d', { token: admin })).status, 400);
+    assert.equal((await call('auditLog', 'GET', '/api/admin/audit?page=1&size=10', { token: admin })).status, 200);
+    assert.equal((await call('auditLog', 'GET', '/api/admin/audit?action=user', { token: admin })).status, 200);
+    assert.equal((await call('accessRules', 'GET', '/api/admin/acl', { token: admin })).status, 200);
+    assert.ok([200, 503].includes((await call('favicon', 'GET', '/favicon.ico')).status));
 
     // ---- the console and demo files ---------------------------------------------------------------
     for (const base of ['console', 'demo']) {

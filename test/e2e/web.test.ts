@@ -10,6 +10,7 @@ import { describe, it, before, after } from 'node:test';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { api, login, startServer, ADMIN_PASSWORD, type TestServer } from '../helpers/server.js';
 import { RawStomp } from '../helpers/stomp.js';
+import { answerDialog } from '../helpers/browser.js';
 
 const CHROMIUM = process.env['HERALD_TEST_CHROMIUM'] ?? '/usr/bin/chromium';
 const SHOTS = fileURLToPath(new URL('../../test-output/screenshots/', import.meta.url));
@@ -96,7 +97,7 @@ describe('console and demo pages in Chromium', { skip: browserMissing() }, () =>
       await api(s.url, 'POST', '/api/message/sendMessage', { token: admin, body: { receiver: ['admin'], title: 'tick', content: String(i), type: 'NOTICE' } });
       await page.waitForTimeout(500);
     }
-    await page.locator('dd', { hasText: /^1$/ }).waitFor(); // the subscriber's connection
+    await page.locator('dd', { hasText: /^1 \(stomp-tcp 1\)$/ }).waitFor(); // the subscriber's connection
     await shot(page, 'console-overview');
     sub.close();
     assert.ok(await page.evaluate(() => sessionStorage.getItem('herald.token')), 'the token lives in sessionStorage');
@@ -125,6 +126,7 @@ describe('console and demo pages in Chromium', { skip: browserMissing() }, () =>
     assert.equal(await row.locator('td[data-label="Unacked"]').innerText(), '1');
     await shot(page, 'console-clients');
     await row.getByRole('button', { name: 'Disconnect' }).click();
+    await answerDialog(page, "Disconnect watcher's stomp-tcp session?", 'Disconnect');
     const err = await stomp.next('ERROR');
     assert.match(err.headers.find(([k]) => k === 'message')?.[1] ?? '', /disconnected by admin/);
     await stomp.closedPromise;
@@ -192,6 +194,9 @@ describe('console and demo pages in Chromium', { skip: browserMissing() }, () =>
     // Recall: the agent takes back its message, the visitor sees it struck out.
     await agent.locator('.bubble.mine', { hasText: 'It ships today.' }).getByRole('button', { name: 'Recall this message' }).click();
     await visitor.locator('.bubble.recalled', { hasText: 'It ships today.' }).waitFor();
+    // Recalled, it cannot be recalled again: its button goes.
+    await agent.locator('.bubble.mine.recalled', { hasText: 'It ships today.' }).waitFor();
+    assert.equal(await agent.locator('.bubble.mine', { hasText: 'It ships today.' }).getByRole('button', { name: 'Recall this message' }).count(), 0);
     // Rating (visitor tool), and the HTTP fallback with the socket down.
     await visitor.getByRole('button', { name: 'Rate' }).click();
     await agent.locator('.bubble', { hasText: 'rated the service 5/5' }).waitFor();
@@ -249,22 +254,22 @@ describe('console and demo pages in Chromium', { skip: browserMissing() }, () =>
   it('shows the users and apps section and creates a user', async () => {
     const page = await newPage();
     await consoleLogin(page);
-    await page.getByRole('link', { name: 'Users & apps' }).click();
+    await page.getByRole('link', { name: 'Users', exact: true }).click();
     const form = page.getByRole('form', { name: 'Create a user' });
     await form.getByLabel('Name').fill('newcomer');
     await form.getByLabel('Password').fill('newcomer-password');
     await form.getByRole('button', { name: 'Create user' }).click();
     await page.locator('#users tr', { hasText: 'newcomer' }).waitFor();
     // A role change asks first: dismissed, nothing changes and the list shows the old role again.
-    const asked: string[] = [];
-    page.once('dialog', (d) => void (asked.push(d.message()), d.dismiss()));
     await page.getByLabel('Role of newcomer').selectOption('admin');
-    assert.deepEqual(asked, ['Make newcomer admin?']);
+    await answerDialog(page, 'Make newcomer admin?', 'Cancel');
     assert.equal(await page.getByLabel('Role of newcomer').inputValue(), 'user');
-    page.once('dialog', (d) => void d.accept());
+    let users = await api<{ name: string; role: string }[]>(s.url, 'GET', '/api/users', { token: admin });
+    assert.equal(users.body.data.find((u) => u.name === 'newcomer')?.role, 'user', 'not applied on change, only on confirm');
     await page.getByLabel('Role of newcomer').selectOption('service');
+    await answerDialog(page, 'Make newcomer service?', 'Make service');
     await page.locator('#banner', { hasText: 'newcomer is now service' }).waitFor();
-    const users = await api<{ name: string; role: string }[]>(s.url, 'GET', '/api/users', { token: admin });
+    users = await api<{ name: string; role: string }[]>(s.url, 'GET', '/api/users', { token: admin });
     assert.equal(users.body.data.find((u) => u.name === 'newcomer')?.role, 'service');
     // A duplicate name is refused in words.
     await form.getByLabel('Name').fill('newcomer');
@@ -278,6 +283,18 @@ describe('console and demo pages in Chromium', { skip: browserMissing() }, () =>
     assert.equal(await cell.evaluate((td) => getComputedStyle(td).display), 'block');
     assert.ok(await page.getByLabel('Role of newcomer').isVisible());
     await shot(page, 'console-users-phone');
+  });
+
+  it('speaks to the reader of client profiles, never of "seeds", on every demo page', async () => {
+    const page = await newPage({ width: 390, height: 844 });
+    for (const path of ['', 'notifications.html', 'chat.html?role=visitor', 'chat.html?role=agent', 'mqtt.html']) {
+      await page.goto(`${s.url}/demo/${path}`);
+      const text = `${await page.title()} ${await page.locator('body').innerText()}`;
+      assert.doesNotMatch(text, /\bseeds?\b/i, `/demo/${path}`);
+    }
+    const index = await page.goto(`${s.url}/demo/`);
+    assert.equal(index?.status(), 200);
+    assert.match(await page.locator('body').innerText(), /client profiles/);
   });
 
   it('serves the console under a strict CSP that it keeps to, and lets no page be framed', async () => {

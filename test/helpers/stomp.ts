@@ -25,6 +25,8 @@ export interface LegacyClient {
 interface LegacyStomp {
   client(url: string, protocols?: string[]): LegacyClient;
   over(ws: unknown): LegacyClient;
+  /** The library's own STOMP over TCP for Node (lib/stomp-node.js). */
+  overTCP(host: string, port: number): LegacyClient;
   WebSocketClass: unknown;
 }
 
@@ -41,7 +43,15 @@ export function wsUrl(httpUrl: string, path: string): string {
 
 /** Connects a stompjs 2.3 client; resolves on CONNECTED, rejects on the first error. */
 export function connectLegacy(url: string, headers: Record<string, string> = {}): Promise<{ client: LegacyClient; errors: (LegacyFrame | string)[] }> {
-  const client = legacyStomp().client(url);
+  return connected(legacyStomp().client(url), headers);
+}
+
+/** Connects a stompjs 2.3 client over TCP (its Node transport); resolves on CONNECTED, rejects on the first error. */
+export function connectLegacyTcp(port: number, headers: Record<string, string>): Promise<{ client: LegacyClient; errors: (LegacyFrame | string)[] }> {
+  return connected(legacyStomp().overTCP('127.0.0.1', port), headers);
+}
+
+function connected(client: LegacyClient, headers: Record<string, string>): Promise<{ client: LegacyClient; errors: (LegacyFrame | string)[] }> {
   client.debug = null;
   const errors: (LegacyFrame | string)[] = [];
   return new Promise((resolve, reject) => {

@@ -304,6 +304,33 @@ describe('auth: dead tokens and renewal by protocol traffic', () => {
     assert.deepEqual(deaths, ['revoked']);
     t.auth.stop();
   });
+
+  it("ends the password and certificate logins of a revoked user, here and on other nodes, and nobody else's", async () => {
+    const t = await setup();
+    const alice = await t.auth.createUser('alice', 'correct horse', 'user');
+    const bob = await t.auth.createUser('bob', 'correct horse', 'user');
+    const deaths: string[] = [];
+    const watchAs = (tag: string, userId: string, name: string, kind: 'password' | 'certificate') =>
+      t.auth.watch({ userId, name, role: 'user', credential: { kind } }, (r) => deaths.push(`${tag}:${r}`));
+    watchAs('a1', alice.id, 'alice', 'password');
+    const closed = watchAs('a2', alice.id, 'alice', 'password');
+    watchAs('a3', alice.id, 'alice', 'certificate');
+    watchAs('b', bob.id, 'bob', 'password');
+    closed(); // a session that closed before the revocation is not told
+    const changes: unknown[] = [];
+    t.auth.onCredentialChange = (c) => changes.push(c);
+    await t.auth.revokeUser(alice.id);
+    assert.deepEqual(deaths.sort(), ['a1:revoked', 'a3:revoked']);
+    assert.deepEqual(changes, [{ kind: 'tokens', hashes: [], userId: alice.id }], 'the other nodes are told which user');
+    // Another node's revocation of bob reaches bob's password session here.
+    t.auth.applyRemoteChange({ kind: 'tokens', hashes: [], userId: bob.id });
+    assert.deepEqual(deaths.sort(), ['a1:revoked', 'a3:revoked', 'b:revoked']);
+    // A user change that is not a revocation (a role change) ends nothing.
+    watchAs('b2', bob.id, 'bob', 'password');
+    t.auth.applyRemoteChange({ kind: 'user', userId: bob.id });
+    assert.equal(deaths.length, 3);
+    t.auth.stop();
+  });
 });
 
 describe('auth: JWT', () => {

@@ -1,13 +1,17 @@
-/** The console's DOM: its three fixed elements, an element builder, the banner, forms and tables. */
+/**
+ * The console's DOM: its fixed elements, an element builder, the banner,
+ * forms, tables, a pager, and the dialogs that ask before a change.
+ */
 
 export const view = document.getElementById('view')!;
 export const nav = document.getElementById('nav')!;
 const banner = document.getElementById('banner')!;
 
 export type Attrs = Record<string, string | boolean | ((e: Event) => void)>;
+export type Child = Node | string | null | undefined | false;
 
 /** Builds an element: attributes, `on…` listeners, children (strings become text). */
-export function h(tag: string, attrs: Attrs = {}, ...children: (Node | string | null | undefined | false)[]): HTMLElement {
+export function h(tag: string, attrs: Attrs = {}, ...children: Child[]): HTMLElement {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
     if (typeof v === 'function') el.addEventListener(k.slice(2), v);
@@ -39,9 +43,60 @@ export function clearBanner(): void {
   banner.hidden = true;
 }
 
-/** Asks before a destructive action (disable, delete, revoke, role change); true to go ahead. */
-export function confirmed(question: string): boolean {
-  return window.confirm(question);
+export interface ConfirmOptions {
+  /** The button that goes ahead ("Disable", "Delete"); "Go ahead" when not given. */
+  action?: string;
+  /** What follows, in a second paragraph. */
+  detail?: string;
+  /** A destructive change: the button is red. */
+  danger?: boolean;
+  /** Fields shown in the dialog (a new password); their values come back in `values`. */
+  fields?: HTMLElement[];
+}
+
+/**
+ * Asks before a change (disable, delete, revoke, role change, close): a
+ * modal dialog with the question, what follows, and Cancel or the action.
+ * Resolves with the values of its fields when confirmed, or null. Escape
+ * and Cancel both answer no.
+ */
+export function ask(question: string, options: ConfirmOptions = {}): Promise<Record<string, string> | null> {
+  const form = h(
+    'form',
+    { method: 'dialog' },
+    h('h2', { id: 'dialog-question' }, question),
+    options.detail ? h('p', {}, options.detail) : null,
+    ...(options.fields ?? []),
+    h(
+      'div',
+      { class: 'actions dialog-actions' },
+      h('button', { type: 'button', class: 'secondary', value: 'cancel' }, 'Cancel'),
+      h('button', { type: 'submit', value: 'ok', ...(options.danger ? { class: 'danger-solid' } : {}) }, options.action ?? 'Go ahead'),
+    ),
+  ) as HTMLFormElement;
+  const dialog = h('dialog', { class: 'confirm', 'aria-labelledby': 'dialog-question' }, form) as HTMLDialogElement;
+  document.body.append(dialog);
+  return new Promise((resolve) => {
+    let answer: Record<string, string> | null = null;
+    form.querySelector<HTMLButtonElement>('button[value="cancel"]')!.addEventListener('click', () => dialog.close());
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      if (!form.reportValidity()) return;
+      answer = formValues(form);
+      dialog.close();
+    });
+    dialog.addEventListener('close', () => {
+      dialog.remove();
+      resolve(answer);
+    });
+    dialog.showModal();
+    (form.querySelector<HTMLElement>('input') ?? form.querySelector<HTMLElement>('button[value="cancel"]'))!.focus();
+  });
+}
+
+/** ask() for a yes or no. */
+export async function confirmed(question: string, options: ConfirmOptions = {}): Promise<boolean> {
+  return (await ask(question, options)) !== null;
 }
 
 export function formValues(form: HTMLFormElement): Record<string, string> {
@@ -50,11 +105,29 @@ export function formValues(form: HTMLFormElement): Record<string, string> {
   return out;
 }
 
+/** A table that becomes labelled cards on a phone; `empty` says what an empty list means. */
 export function table(headers: string[], rows: (Node | string)[][], empty: string): HTMLElement {
   if (rows.length === 0) return h('p', { class: 'empty' }, empty);
   const head = h('thead', {}, h('tr', {}, ...headers.map((x) => h('th', { scope: 'col' }, x))));
-  const body = h('tbody', {}, ...rows.map((r) => h('tr', {}, ...r.map((c, i) => h('td', { 'data-label': headers[i]! }, c)))));
+  const body = h('tbody', {}, ...rows.map((r) => h('tr', {}, ...r.map((c, i) => h('td', { 'data-label': headers[i] || 'Actions' }, c)))));
   return h('div', { class: 'table-wrap' }, h('table', {}, head, body));
+}
+
+/**
+ * Previous / next and "page x of y (n …)" for a paged list; calls `go` with
+ * the page asked for. Nothing to page through: only the count.
+ */
+export function pager(page: number, pages: number, total: number, noun: string | [string, string], go: (page: number) => void): HTMLElement {
+  const [one, many] = typeof noun === 'string' ? [noun, noun + 's'] : noun;
+  const count = `${total} ${total === 1 ? one : many}`;
+  if (pages <= 1) return h('p', { class: 'pager' }, count);
+  return h(
+    'nav',
+    { class: 'pager', 'aria-label': `Pages of ${many}` },
+    h('button', { type: 'button', class: 'secondary', ...(page <= 1 ? { disabled: true } : {}), onclick: () => go(page - 1) }, '‹ Previous'),
+    h('span', { 'aria-live': 'polite' }, `Page ${page} of ${pages} (${count})`),
+    h('button', { type: 'button', class: 'secondary', ...(page >= pages ? { disabled: true } : {}), onclick: () => go(page + 1) }, 'Next ›'),
+  );
 }
 
 export const time = (iso: string | number): string => new Date(iso).toLocaleString();

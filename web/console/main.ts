@@ -4,46 +4,98 @@
  * function per section (pages/), each building its DOM from the API's answers.
  * The admin's token lives in sessionStorage; a 401 sends you back to the
  * login form with the reason.
+ *
+ * The sections are listed once, in SECTIONS, by group: the menu is built
+ * from that list, so a new page is one file in pages/ and one line here.
  */
 import 'uplot/dist/uPlot.min.css';
 import './style.css';
 import { TOKEN_KEY, whenSessionEnds } from './api.js';
-import { clearBanner, nav } from './dom.js';
+import { clearBanner, h, nav } from './dom.js';
 import { stopLive } from './live.js';
+import { renderApps } from './pages/apps.js';
+import { renderAudit } from './pages/audit.js';
 import { renderClients } from './pages/clients.js';
 import { renderDebug } from './pages/debug.js';
 import { renderLogin } from './pages/login.js';
 import { renderMessages } from './pages/messages.js';
 import { renderOverview } from './pages/overview.js';
+import { renderRules } from './pages/rules.js';
 import { renderThreads } from './pages/threads.js';
 import { renderUsers } from './pages/users.js';
 
-const SECTIONS: Record<string, () => void> = {
-  overview: renderOverview,
-  clients: renderClients,
-  messages: renderMessages,
-  threads: renderThreads,
-  debug: renderDebug,
-  users: renderUsers,
-};
+interface Section {
+  id: string;
+  label: string;
+  group: 'Monitor' | 'Messaging' | 'Access';
+  render: () => void;
+}
+
+const SECTIONS: Section[] = [
+  { id: 'overview', label: 'Overview', group: 'Monitor', render: renderOverview },
+  { id: 'clients', label: 'Clients', group: 'Monitor', render: renderClients },
+  { id: 'messages', label: 'Messages', group: 'Messaging', render: renderMessages },
+  { id: 'threads', label: 'Threads', group: 'Messaging', render: renderThreads },
+  { id: 'debug', label: 'Live debug', group: 'Messaging', render: renderDebug },
+  { id: 'users', label: 'Users', group: 'Access', render: renderUsers },
+  { id: 'apps', label: 'MQTT apps', group: 'Access', render: renderApps },
+  { id: 'rules', label: 'Rules', group: 'Access', render: renderRules },
+  { id: 'audit', label: 'Audit log', group: 'Access', render: renderAudit },
+];
+
+const menu = document.getElementById('menu')!;
+
+function buildNav(): void {
+  const groups = [...new Set(SECTIONS.map((s) => s.group))];
+  nav.replaceChildren(
+    ...groups.map((g) =>
+      h('div', { class: 'nav-group', role: 'group', 'aria-label': g }, h('span', { class: 'nav-group-name' }, g), ...SECTIONS.filter((s) => s.group === g).map((s) => h('a', { href: '#' + s.id }, s.label))),
+    ),
+    h('button', { id: 'logout', type: 'button', class: 'link', onclick: logOut }, 'Log out'),
+  );
+}
+
+/** Logged in: the menu shows (on a phone behind the Menu button); logged out: none of it does. */
+function showMenu(on: boolean): void {
+  nav.hidden = !on;
+  menu.hidden = !on;
+  document.body.classList.toggle('menu-open', false);
+  menu.setAttribute('aria-expanded', 'false');
+}
 
 function route(): void {
   stopLive();
   clearBanner();
-  if (!sessionStorage.getItem(TOKEN_KEY)) return renderLogin(route);
-  nav.hidden = false;
+  if (!sessionStorage.getItem(TOKEN_KEY)) {
+    showMenu(false);
+    return renderLogin(route);
+  }
+  showMenu(true);
   const name = location.hash.slice(1) || 'overview';
-  const render = SECTIONS[name] ?? renderOverview;
-  for (const a of nav.querySelectorAll('a')) a.toggleAttribute('aria-current', a.getAttribute('href') === '#' + name);
-  render();
+  const section = SECTIONS.find((s) => s.id === name) ?? SECTIONS[0]!;
+  for (const a of nav.querySelectorAll('a')) a.toggleAttribute('aria-current', a.getAttribute('href') === '#' + section.id);
+  document.title = `${section.label} · Herald console`;
+  section.render();
 }
 
-document.getElementById('logout')!.addEventListener('click', () => {
+function logOut(): void {
   void fetch('/v1/logout', { method: 'POST', headers: { 'x-auth-token': sessionStorage.getItem(TOKEN_KEY) ?? '' } }).catch(() => undefined);
   sessionStorage.removeItem(TOKEN_KEY);
   stopLive();
+  showMenu(false);
   renderLogin(route, 'You are logged out.');
+}
+
+menu.addEventListener('click', () => {
+  const open = !document.body.classList.contains('menu-open');
+  document.body.classList.toggle('menu-open', open);
+  menu.setAttribute('aria-expanded', String(open));
 });
-whenSessionEnds((message) => renderLogin(route, message));
+// Choosing a section on a phone closes the menu again.
+nav.addEventListener('click', (e) => {
+  if ((e.target as HTMLElement).closest('a')) (document.body.classList.remove('menu-open'), menu.setAttribute('aria-expanded', 'false'));
+});
+whenSessionEnds((message) => (showMenu(false), renderLogin(route, message)));
 window.addEventListener('hashchange', route);
+buildNav();
 route();

@@ -56,6 +56,19 @@ export function postgresMqtt(pg: PgHandle): MqttStore {
       return (await pg.rows<AppRow>('SELECT * FROM apps ORDER BY created_at, id')).map(toApp);
     },
 
+    async rotateAppSecret(id, secretHash) {
+      return pg.tx(async (c) => {
+        if (((await c.query('UPDATE apps SET secret_hash = $1 WHERE id = $2', [secretHash, id])).rowCount ?? 0) === 0) return false;
+        await c.query("DELETE FROM app_tokens WHERE app_id = $1 AND kind = 'app'", [id]);
+        return true;
+      });
+    },
+
+    async deleteApp(id) {
+      // Its tokens go with it (app_tokens references apps ON DELETE CASCADE).
+      return (await pg.count('DELETE FROM apps WHERE id = $1', [id])) > 0;
+    },
+
     async insertAppToken(t) {
       await pg.rows('INSERT INTO app_tokens (hash, kind, app_id, username, cid, expires_at) VALUES ($1, $2, $3, $4, $5, $6)', [
         t.hash,

@@ -13,6 +13,7 @@
  * they compose.
  */
 import type pg from 'pg';
+import { postgresAudit } from './audit.js';
 import { domainsOf } from '../compose.js';
 import { pendingMigrations } from '../migration.js';
 import type { Store } from '../store.js';
@@ -31,7 +32,7 @@ export type PostgresStoreOptions = PoolOptions;
 /** Held while migrating, so that nodes starting together migrate one at a time. */
 const MIGRATION_LOCK = 7347021;
 
-export class PostgresStore extends domainsOf(postgresUsers, postgresMessages, postgresThreads, postgresMqtt, postgresQueues, postgresLeases, postgresWebhooks) implements Store {
+export class PostgresStore extends domainsOf(postgresUsers, postgresMessages, postgresThreads, postgresMqtt, postgresQueues, postgresLeases, postgresWebhooks, postgresAudit) implements Store {
   readonly kind = 'postgres' as const;
   private readonly pool: pg.Pool;
   private readonly handle: PgHandle;

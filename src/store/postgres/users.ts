@@ -1,6 +1,6 @@
 /** UserStore and TokenStore on PostgreSQL (contract: ../users.ts). */
 import { DuplicateError } from '../errors.js';
-import { rowId, toToken, toUser, type TokenRow, type UserRow } from '../rows.js';
+import { containsPattern, rowId, toToken, toUser, type TokenRow, type UserRow } from '../rows.js';
 import type { TokenStore, UserRecord, UserStore } from '../users.js';
 import { isUniqueViolation, type Param, type PgHandle } from './pool.js';
 
@@ -42,6 +42,15 @@ export function postgresUsers(pg: PgHandle): UserStore & TokenStore {
 
     async countUsers() {
       return (await pg.rows<{ n: number }>('SELECT COUNT(*)::int AS n FROM users'))[0]!.n;
+    },
+
+    async queryUsers(q) {
+      const where = q.search ? "WHERE name ILIKE $1 ESCAPE '\\'" : '';
+      const args: Param[] = q.search ? [containsPattern(q.search)] : [];
+      const total = (await pg.rows<{ n: number }>(`SELECT COUNT(*)::int AS n FROM users ${where}`, args))[0]!.n;
+      const n = args.length;
+      const rows = await pg.rows<UserRow>(`SELECT * FROM users ${where} ORDER BY id LIMIT $${n + 1} OFFSET $${n + 2}`, [...args, q.size, (q.page - 1) * q.size]);
+      return { items: rows.map(toUser), total, page: q.page, size: q.size };
     },
 
     async updateUser(id, patch) {

@@ -233,6 +233,25 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX webhook_events_state ON webhook_events (state, id);
       CREATE INDEX webhook_events_key ON webhook_events (webhook, order_key, id) WHERE state = 'pending';
       CREATE INDEX webhook_events_finished ON webhook_events (state, finished_at) WHERE state <> 'pending';
+      `,
+    },
+    {
+      version: 11,
+      sql: `
+      -- The audit log: what administrators did through the HTTP API, newest by id.
+      CREATE TABLE audit_log (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        at         INTEGER NOT NULL,
+        actor_id   TEXT NOT NULL,
+        actor_name TEXT NOT NULL,
+        action     TEXT NOT NULL,
+        target     TEXT NOT NULL,
+        detail     TEXT NOT NULL,
+        address    TEXT NOT NULL,
+        node       TEXT NOT NULL
+      );
+      CREATE INDEX audit_log_at ON audit_log (at);
+      CREATE INDEX audit_log_actor ON audit_log (actor_name, id);
     `,
   },
 ];

@@ -90,6 +90,19 @@ export function sqliteMqtt(db: Database.Database): MqttStore {
       return stmt.listApps.all().map(toApp);
     },
 
+    async rotateAppSecret(id, secretHash) {
+      return db.transaction(() => {
+        if (db.prepare<[string, string]>('UPDATE apps SET secret_hash = ? WHERE id = ?').run(secretHash, id).changes === 0) return false;
+        db.prepare<[string]>("DELETE FROM app_tokens WHERE app_id = ? AND kind = 'app'").run(id);
+        return true;
+      })();
+    },
+
+    async deleteApp(id) {
+      // Its tokens go with it (app_tokens references apps ON DELETE CASCADE).
+      return db.prepare<[string]>('DELETE FROM apps WHERE id = ?').run(id).changes > 0;
+    },
+
     async insertAppToken(t) {
       stmt.insertAppToken.run(t.hash, t.kind, t.appId, t.username, t.cid, t.expiresAt);
     },

@@ -6,6 +6,7 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { sqliteAudit } from './audit.js';
 import { domainsOf } from '../compose.js';
 import { pendingMigrations } from '../migration.js';
 import type { Store } from '../store.js';
@@ -31,7 +32,7 @@ export interface SqliteStoreOptions {
  * connection, WAL), so each promise resolves after the commit, which with
  * synchronous=FULL is also after the fsync.
  */
-export class SqliteStore extends domainsOf(sqliteUsers, sqliteMessages, sqliteThreads, sqliteMqtt, sqliteQueues, sqliteLeases, sqliteWebhooks) implements Store {
+export class SqliteStore extends domainsOf(sqliteUsers, sqliteMessages, sqliteThreads, sqliteMqtt, sqliteQueues, sqliteLeases, sqliteWebhooks, sqliteAudit) implements Store {
   readonly kind = 'sqlite' as const;
   private readonly db: Database.Database;
 

@@ -1,7 +1,7 @@
 /** UserStore and TokenStore on SQLite (contract: ../users.ts). */
 import type Database from 'better-sqlite3';
 import { DuplicateError } from '../errors.js';
-import { rowId, toToken, toUser, type TokenRow, type UserRow } from '../rows.js';
+import { containsPattern, rowId, toToken, toUser, type TokenRow, type UserRow } from '../rows.js';
 import type { TokenStore, UserStore } from '../users.js';
 
 export function sqliteUsers(db: Database.Database): UserStore & TokenStore {
@@ -58,6 +58,17 @@ export function sqliteUsers(db: Database.Database): UserStore & TokenStore {
 
     async countUsers() {
       return stmt.countUsers.get()!.n;
+    },
+
+    async queryUsers(q) {
+      // LIKE ignores ASCII case in SQLite, as ILIKE does in PostgreSQL.
+      const where = q.search ? "WHERE name LIKE ? ESCAPE '\\'" : '';
+      const args = q.search ? [containsPattern(q.search)] : [];
+      return db.transaction(() => {
+        const total = db.prepare<unknown[], { n: number }>(`SELECT COUNT(*) AS n FROM users ${where}`).get(...args)!.n;
+        const rows = db.prepare<unknown[], UserRow>(`SELECT * FROM users ${where} ORDER BY id LIMIT ? OFFSET ?`).all(...args, q.size, (q.page - 1) * q.size);
+        return { items: rows.map(toUser), total, page: q.page, size: q.size };
+      })();
     },
 
     async updateUser(id, patch) {

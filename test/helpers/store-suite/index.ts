@@ -5,6 +5,7 @@
  * a domain can be checked on its own; `storeSuite` runs them all on one engine.
  */
 import { describe } from 'node:test';
+import { auditStoreSuite } from './audit.js';
 import { durabilitySuite } from './durability.js';
 import type { StoreFactory } from './harness.js';
 import { leaseStoreSuite } from './leases.js';
@@ -26,6 +27,7 @@ export function storeSuite(name: string, factory: StoreFactory, skip: string | f
     queueStoreSuite(factory);
     leaseStoreSuite(factory);
     webhookStoreSuite(factory);
+    auditStoreSuite(factory);
     const reopen = factory.reopen;
     if (reopen) durabilitySuite({ ...factory, reopen });
   });

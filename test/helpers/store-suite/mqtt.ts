@@ -29,6 +29,28 @@ export function mqttStoreSuite(factory: StoreFactory<MqttStore>): void {
       assert.equal(await store.getAppToken('t1'), null);
     });
 
+    it("rotates an app's secret, ending its app tokens but not the user tokens it minted, and deletes an app with its tokens", async () => {
+      await store.createApp({ id: 'a1', name: 'One', clientId: 'cid-a1', secretHash: 'old', createdAt: 1 });
+      await store.createApp({ id: 'a2', name: 'Two', clientId: 'cid-a2', secretHash: 'two', createdAt: 2 });
+      await store.insertAppToken({ hash: 'app-tok', kind: 'app', appId: 'a1', username: null, cid: null, expiresAt: 1e12 });
+      await store.insertAppToken({ hash: 'user-tok', kind: 'user', appId: 'a1', username: 'u', cid: 'd@a1', expiresAt: 1e12 });
+      await store.insertAppToken({ hash: 'other-app-tok', kind: 'app', appId: 'a2', username: null, cid: null, expiresAt: 1e12 });
+      assert.equal(await store.rotateAppSecret('a1', 'new'), true);
+      assert.equal((await store.getApp('a1'))?.secretHash, 'new');
+      assert.equal(await store.getAppToken('app-tok'), null, 'app tokens got with the old secret are gone');
+      assert.notEqual(await store.getAppToken('user-tok'), null, 'user tokens stay');
+      assert.notEqual(await store.getAppToken('other-app-tok'), null, "another app's tokens stay");
+      assert.equal(await store.rotateAppSecret('nope', 'x'), false);
+      assert.equal(await store.deleteApp('a1'), true);
+      assert.equal(await store.getApp('a1'), null);
+      assert.equal(await store.getAppToken('user-tok'), null, 'its user tokens went with it');
+      assert.notEqual(await store.getAppToken('other-app-tok'), null);
+      assert.deepEqual((await store.listApps()).map((a) => a.id), ['a2']);
+      assert.equal(await store.deleteApp('a1'), false, 'gone already');
+      // Its client id is free again.
+      await store.createApp({ id: 'a3', name: 'Three', clientId: 'cid-a1', secretHash: 'h', createdAt: 3 });
+    });
+
     it('keeps one retained message per topic and clears it with an empty body', async () => {
       await store.setRetained({ topic: 'a/b', body: Buffer.from('1'), qos: 1, properties: '{}', updatedAt: 1 });
       await store.setRetained({ topic: 'a/b', body: Buffer.from('2'), qos: 0, properties: '{"contentType":"x"}', updatedAt: 2 });

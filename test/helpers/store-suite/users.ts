@@ -36,6 +36,22 @@ export function userStoreSuite(factory: StoreFactory<UserStore & TokenStore>): v
       assert.equal(b.role, 'service');
     });
 
+    it('pages through users in creation order, and finds them by part of the name ignoring case', async () => {
+      for (const n of ['alice', 'Bob', 'carol', 'dave_x', 'eve%', 'malice']) await user(n);
+      const first = await store.queryUsers({ page: 1, size: 4 });
+      assert.equal(first.total, 6);
+      assert.deepEqual(first.items.map((u) => u.name), ['alice', 'Bob', 'carol', 'dave_x']);
+      assert.deepEqual((await store.queryUsers({ page: 2, size: 4 })).items.map((u) => u.name), ['eve%', 'malice']);
+      assert.deepEqual((await store.queryUsers({ page: 3, size: 4 })).items, []);
+      const lice = await store.queryUsers({ page: 1, size: 10, search: 'LICE' });
+      assert.deepEqual([lice.total, lice.items.map((u) => u.name)], [2, ['alice', 'malice']]);
+      assert.deepEqual((await store.queryUsers({ page: 1, size: 10, search: 'b' })).items.map((u) => u.name), ['Bob']);
+      // Wildcards of LIKE are plain characters.
+      assert.deepEqual((await store.queryUsers({ page: 1, size: 10, search: '_' })).items.map((u) => u.name), ['dave_x']);
+      assert.deepEqual((await store.queryUsers({ page: 1, size: 10, search: '%' })).items.map((u) => u.name), ['eve%']);
+      assert.equal((await store.queryUsers({ page: 1, size: 10, search: 'zed' })).total, 0);
+    });
+
     it('refuses a second user with the same name', async () => {
       await user('alice');
       await assert.rejects(user('alice'), DuplicateError);

@@ -39,8 +39,35 @@ export function renderClients(): void {
           h(
             'span',
             { class: 'actions' },
-            h('button', { type: 'button', onclick: () => void attempt(async () => (await api('POST', `/api/admin/sessions/${encodeURIComponent(r.sessionId)}/disconnect`), showInfo(`Disconnected ${r.loginName}'s ${r.protocol} session.`), await load())) }, 'Disconnect'),
-            h('button', { type: 'button', class: 'danger', onclick: () => confirmed(`Revoke every token of ${r.loginName}? All their sessions end.`) && void attempt(async () => (await api('POST', `/api/users/${encodeURIComponent(r.userId)}/revoke-tokens`), showInfo(`Revoked every token of ${r.loginName}.`), await load())) }, 'Revoke tokens'),
+            h(
+              'button',
+              {
+                type: 'button',
+                class: 'secondary',
+                onclick: () =>
+                  void (async () => {
+                    if (!(await confirmed(`Disconnect ${r.loginName}'s ${r.protocol} session?`, { action: 'Disconnect', detail: 'The client is told why in its protocol; it may connect again.' }))) return;
+                    await attempt(async () => (await api('POST', `/api/admin/sessions/${encodeURIComponent(r.sessionId)}/disconnect`), showInfo(`Disconnected ${r.loginName}'s ${r.protocol} session.`), await load()));
+                  })(),
+              },
+              'Disconnect',
+            ),
+            // An app's users have no Herald account whose tokens could be revoked (deleting the app ends them).
+            r.userId.startsWith('app:')
+              ? null
+              : h(
+                  'button',
+                  {
+                    type: 'button',
+                    class: 'danger',
+                    onclick: () =>
+                      void (async () => {
+                        if (!(await confirmed(`Revoke every token of ${r.loginName}?`, { action: 'Revoke', danger: true, detail: 'All their sessions end, on every node, whether they logged in with a token, a password or a certificate.' }))) return;
+                        await attempt(async () => (await api('POST', `/api/users/${encodeURIComponent(r.userId)}/revoke-tokens`), showInfo(`Revoked every token of ${r.loginName}; their sessions ended.`), await load()));
+                      })(),
+                  },
+                  'Revoke tokens',
+                ),
           ),
         ]),
         'Nobody is connected.',

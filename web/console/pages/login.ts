@@ -1,5 +1,5 @@
 /** The login form: administrators only. */
-import { api, TOKEN_KEY } from '../api.js';
+import { api, ME_KEY, TOKEN_KEY } from '../api.js';
 import { clearBanner, field, formValues, h, nav, view } from '../dom.js';
 
 export function renderLogin(onLoggedIn: () => void, message?: string): void {
@@ -21,7 +21,7 @@ export function renderLogin(onLoggedIn: () => void, message?: string): void {
     const { username, password } = formValues(form);
     void (async () => {
       try {
-        const data = await api<{ authToken: string; role: string }[]>('POST', '/v1/login', { username, password });
+        const data = await api<{ authToken: string; role: string; userId: string }[]>('POST', '/v1/login', { username, password });
         const who = data[0]!;
         if (who.role !== 'admin') {
           err.textContent = `"${username}" is not an administrator; the console needs an admin account.`;
@@ -29,6 +29,7 @@ export function renderLogin(onLoggedIn: () => void, message?: string): void {
           return;
         }
         sessionStorage.setItem(TOKEN_KEY, who.authToken);
+        sessionStorage.setItem(ME_KEY, who.userId);
         location.hash = location.hash && location.hash !== '#login' ? location.hash : '#overview';
         onLoggedIn();
       } catch (e2) {
