@@ -41,6 +41,8 @@ import { LocalPresence, type Presence } from './core/presence.js';
 import { DuplicateError, StoreUnavailableError, type Store } from './store/store.js';
 import type { Socket } from 'node:net';
 import { NetworkListeners, type BoundAddress } from './transports/listeners.js';
+import { ProxyProtocol } from './transports/proxy-accept.js';
+import { separateAdminRoutes } from './http/exposure.js';
 import { Drainer } from './drain.js';
 
 export interface StartOptions {
@@ -137,6 +139,8 @@ export class HeraldServer {
     }
     const nodeId = defaultNodeId(config.nodeName);
     const acl = Acl.load(config.aclFile);
+    // trustedProxies is read before anything is created: a bad entry, or none with proxyProtocol on, stops start-up.
+    const proxy = ProxyProtocol.fromConfig(config);
     // TLS files are read before anything is created: a missing key stops start-up naming the key and the path.
     const tls = TlsFiles.open(config, log.child({ component: 'tls' }));
     const store = timedStore(await openStore(config, log), metrics);
@@ -172,7 +176,6 @@ export class HeraldServer {
     const auth = new Auth(store, config, clock, log.child({ component: 'auth' }));
     try {
       await auth.start();
-      await ensureAdmin(store, auth, config, log, announce);
     } catch (err) {
       auth.stop();
       await cluster?.stop();
@@ -184,10 +187,15 @@ export class HeraldServer {
       ? new RedisPresence(cluster, sessions, config.presenceTtlSeconds * 1000, log.child({ component: 'cluster' }))
       : new LocalPresence(sessions, nodeId, startedAt);
     const netLog = log.child({ component: 'net' });
-    const network = new NetworkListeners(netLog, config, (kind, reason) => {
-      metrics.protocolErrors.inc({ protocol: 'any', reason: kind });
-      netLog.debug({ reason }, 'connection refused before authentication');
-    });
+    const network = new NetworkListeners(
+      netLog,
+      config,
+      (kind, reason) => {
+        metrics.protocolErrors.inc({ protocol: 'any', reason: kind });
+        netLog.debug({ reason }, 'connection refused before authentication');
+      },
+      proxy,
+    );
     const broker = new Broker(store, log.child({ component: 'broker' }), {
       queueMemoryMessages: 10_000,
       parkedPerUser: 1000,
@@ -211,6 +219,8 @@ export class HeraldServer {
     }
     const base = { config, log, clock, store, auth, sessions, metrics, acl, broker, messages, nodeId, presence, cluster };
     const http = createHttpApp(base);
+    // With an admin port, the admin routes answer there only (before any route is added, so each is seen).
+    if (config.adminPort !== PORT_OFF) separateAdminRoutes(http, (socket) => network.servedByAdmin(socket));
     const ctx: ServerContext = { ...base, http, listeners: network };
 
     let server: HeraldServer | undefined;
@@ -232,7 +242,7 @@ export class HeraldServer {
       if (cluster) joinClusterMqtt(cluster, ctx, mqtt);
 
       http.server.on('connection', (socket: Socket) => network.admitHttp(socket));
-      http.server.on('upgrade', (req, socket, head) => network.handleUpgrade(req, socket, head));
+      http.server.on('upgrade', (req, socket, head) => network.handleUpgrade(req, socket, head, 'http'));
       if (config.httpPort === PORT_OFF) {
         await http.ready();
       } else {
@@ -240,12 +250,18 @@ export class HeraldServer {
         const a = http.server.address();
         if (a && typeof a === 'object') addresses.push({ name: 'http', host: a.address, port: a.port });
       }
+      const requestTimeout = config.httpRequestTimeoutSeconds * 1000;
+      const timeouts = { requestTimeout, headersTimeout: Math.min(10_000, requestTimeout) };
       if (tls && config.httpsPort !== PORT_OFF) {
-        const requestTimeout = config.httpRequestTimeoutSeconds * 1000;
-        const timeouts = { requestTimeout, headersTimeout: Math.min(10_000, requestTimeout) };
-        addresses.push(await network.startHttps(config.host, config.httpsPort, tls, (req, res) => http.routing(req, res), timeouts));
+        addresses.push(await network.startHttps(config.httpsHost || config.host, config.httpsPort, tls, (req, res) => http.routing(req, res), timeouts));
       }
       addresses.push(...(await network.startTcp(config.host, tls)));
+      if (config.adminPort !== PORT_OFF) {
+        addresses.push(await network.startAdmin(config.adminHost || config.host, config.adminPort, (req, res) => http.routing(req, res), timeouts));
+      }
+      // Only now, with every listener bound, is anything created that a person would see: a start that
+      // fails on a port in use leaves no admin user behind (its password would have been printed for nothing).
+      await ensureAdmin(store, auth, config, log, announce);
     } catch (err) {
       network.stopAccepting();
       await http.close();

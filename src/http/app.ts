@@ -226,12 +226,23 @@ export function createHttpApp(ctx: Omit<HeraldContext, 'listeners'>): FastifyIns
   return app;
 }
 
+/** The roles each requireAuth pre-handler asks for (undefined: any authenticated caller), so the routes can be told apart (http/exposure.ts). */
+const requiredRoles = new WeakMap<object, readonly Role[] | undefined>();
+
+/** The roles a route's pre-handler (one, or a list) requires, when it is requireAuth's; undefined otherwise. */
+export function rolesRequiredBy(preHandler: unknown): readonly Role[] | undefined {
+  for (const h of Array.isArray(preHandler) ? (preHandler as unknown[]) : [preHandler]) {
+    if (typeof h === 'function' && requiredRoles.get(h) !== undefined) return requiredRoles.get(h);
+  }
+  return undefined;
+}
+
 /**
  * Pre-handler that requires a live token (renewing it) and, if given, one of `roles`.
  * 401 for a missing/dead token, 403 for the wrong role.
  */
 export function requireAuth(ctx: Pick<HeraldContext, 'auth'>, roles?: readonly Role[]) {
-  return async (req: FastifyRequest, _reply: FastifyReply): Promise<void> => {
+  const handler = async (req: FastifyRequest, _reply: FastifyReply): Promise<void> => {
     const url = new URL(req.url, 'http://x');
     const token = tokenFrom(req.headers, url.searchParams);
     if (!token) {
@@ -244,4 +255,6 @@ export function requireAuth(ctx: Pick<HeraldContext, 'auth'>, roles?: readonly R
     }
     req.principal = principal;
   };
+  requiredRoles.set(handler, roles);
+  return handler;
 }

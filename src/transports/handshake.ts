@@ -20,14 +20,7 @@ export function tokenFrom(headers: IncomingHttpHeaders, query: URLSearchParams):
   return query.get('__token') ?? undefined;
 }
 
-/** The client's address: the socket's, or behind a trusted proxy the first of `X-Forwarded-For`. */
-export function clientAddress(req: IncomingMessage, trustProxy: boolean): string {
-  if (trustProxy) {
-    const fwd = req.headers['x-forwarded-for'];
-    if (typeof fwd === 'string' && fwd) return fwd.split(',')[0]!.trim();
-  }
-  return req.socket.remoteAddress ?? 'unknown';
-}
+export { clientAddress } from './client-address.js';
 
 /** What the client calls its device: `?device=`, else its User-Agent (at most 200 characters). */
 export function deviceOf(req: IncomingMessage, url: URL): string {

@@ -116,7 +116,7 @@ export class MqttConnection extends MqttClientState {
     }
     if (f.storeDown) this.ctx.log.warn({ err: f.storeDown.message, packet: what, session: this.id }, 'store unavailable; connection ended');
     if (f.kind === 'refuse') {
-      if (!this.closed || f.storeDown) this.refuse(f.refusal, f.reason);
+      if (!this.closed || f.storeDown) this.refuse(f.refusal, f.reason, f.metric);
       return;
     }
     if (f.metric) this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: f.metric });

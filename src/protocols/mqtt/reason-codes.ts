@@ -87,6 +87,8 @@ export class ConnectRefused extends Error {
   constructor(
     readonly refusal: Refusal,
     message: string,
+    /** Counted in herald_protocol_errors_total under this reason (else `connect_refused`). */
+    readonly metric?: string,
   ) {
     super(message);
   }
@@ -95,7 +97,7 @@ export class ConnectRefused extends Error {
 /** What to do about an error met while handling a packet. */
 export type Failure =
   | { kind: 'disconnect'; code: ReasonCode; reason: string; metric?: string; storeDown?: Error }
-  | { kind: 'refuse'; refusal: Refusal; reason: string; storeDown?: Error }
+  | { kind: 'refuse'; refusal: Refusal; reason: string; metric?: string; storeDown?: Error }
   /** Not the client's doing: logged as an error, then a DISCONNECT 0x80. */
   | { kind: 'internal'; code: ReasonCode; reason: string };
 
@@ -105,7 +107,7 @@ export type Failure =
  */
 export function failureFor(err: unknown, connected: boolean): Failure {
   if (err instanceof MqttError) return { kind: 'disconnect', code: err.code, reason: err.message, ...(err.metric ? { metric: err.metric } : {}) };
-  if (err instanceof ConnectRefused) return { kind: 'refuse', refusal: err.refusal, reason: err.message };
+  if (err instanceof ConnectRefused) return { kind: 'refuse', refusal: err.refusal, reason: err.message, ...(err.metric ? { metric: err.metric } : {}) };
   const storeDown = storeUnavailable(err);
   if (storeDown) {
     // No PUBACK/SUBACK for what was not stored: the client repeats it after reconnecting.

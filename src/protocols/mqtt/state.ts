@@ -280,8 +280,8 @@ export abstract class MqttClientState implements Session, MqttClient {
   }
 
   /** Ends before CONNACK with a refusing one (a return code in 3.1.1, a reason code and string in 5.0). */
-  refuse(code: Refusal, reason: string): void {
-    this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'connect_refused' });
+  refuse(code: Refusal, reason: string, metric = 'connect_refused'): void {
+    this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: metric });
     this.write(
       this.version === 5
         ? this.gen({ cmd: 'connack', reasonCode: code.v5, sessionPresent: false, properties: { reasonString: reason } })

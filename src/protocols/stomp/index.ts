@@ -58,8 +58,8 @@ export function registerStomp(ctx: HeraldContext): void {
       maxPayload,
       onOversize: (ws, bytes, limit) => connections.get(ws)?.tooLarge(bytes, limit),
       accept: async (req, url) => ({ principal: await handshakeToken(ctx, req, url, required, renew), device: deviceOf(req, url) }),
-      onConnection(ws: WebSocket, req: IncomingMessage, accepted: { principal: Principal | undefined; device: string }, admission: Admission): void {
-        const conn = new StompConnection(ctx, webSocketTransport(ws), 'stomp-ws', clientAddress(req, ctx.config.trustProxy), accepted.device, accepted.principal, admission, renew);
+      onConnection(ws: WebSocket, _req: IncomingMessage, accepted: { principal: Principal | undefined; device: string }, admission: Admission): void {
+        const conn = new StompConnection(ctx, webSocketTransport(ws), 'stomp-ws', admission.remoteAddress, accepted.device, accepted.principal, admission, renew);
         connections.set(ws, conn);
         ws.on('message', (data: Buffer) => conn.receive(data));
         ws.on('close', () => conn.onTransportClosed());
@@ -71,9 +71,11 @@ export function registerStomp(ctx: HeraldContext): void {
   listeners.addTcpListener({
     name: 'stomp',
     port: config.stompPort,
-    tls: { name: 'stomp-tls', port: config.stompTlsPort },
+    host: config.stompHost,
+    maxConnections: config.stompMaxConnections,
+    tls: { name: 'stomp-tls', port: config.stompTlsPort, host: config.stompTlsHost, maxConnections: config.stompTlsMaxConnections },
     onConnection(socket, admission) {
-      const conn = new StompConnection(ctx, tcpTransport(socket), 'stomp-tcp', socket.remoteAddress ?? 'unknown', 'tcp', undefined, admission, true);
+      const conn = new StompConnection(ctx, tcpTransport(socket), 'stomp-tcp', admission.remoteAddress, 'tcp', undefined, admission, true);
       socket.on('data', (data: Buffer) => conn.receive(data));
       socket.on('close', () => conn.onTransportClosed());
       socket.on('error', () => conn.onTransportClosed());
