@@ -255,6 +255,15 @@ describe('per-listener connection caps', () => {
       (await api<{ protocol: string }[]>(s.url, 'GET', '/api/message/getWebSocketClients', { token })).body.data.filter((c) => c.protocol === 'json-ws').length;
     assert.equal(await sessions(), 1, 'the refused session never started');
 
+    // The STOMP and MQTT WebSocket paths share the HTTP listener's cap, and refuse in their own words.
+    const stomp = await RawStomp.ws(wsUrl(s.url, `/stomp?__token=${token}`));
+    const closeCode = new Promise<number>((resolve) => stomp.socket.once('close', (code) => resolve(code)));
+    const error = await stomp.connect({});
+    assert.equal(error.command, 'ERROR');
+    assert.equal(frameHeader(error, 'message'), 'listener http is full');
+    assert.equal(await closeCode, 1013);
+    assert.equal(await refusedWith(wsUrl(s.url, '/mqtt'), { ...ADMIN, clientId: 'cap-ws', protocolVersion: 5 }), 0x97);
+
     first.ws.close();
     await first.closed;
     const third = await eventually('a free HTTP listener slot', async () => {
