@@ -313,7 +313,7 @@ export class NetworkListeners implements Listeners {
       this.track(raw);
       proxy.read(raw, (outcome) => {
         if (!outcome.ok) {
-          this.gate.refused('proxy_header', `${listener.name}: ${outcome.reason}`);
+          if (!outcome.silent) this.gate.refused('proxy_header', `${listener.name}: ${outcome.reason}`);
           return void raw.destroy();
         }
         if (!secure) {

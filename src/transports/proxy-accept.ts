@@ -19,7 +19,11 @@ import { parseProxyHeader, PROXY_HEADER_MAX_BYTES } from './proxy-protocol.js';
 /** The longest a proxy may take to send its header (less when connectTimeoutSeconds is shorter). */
 export const PROXY_HEADER_SECONDS = 5;
 
-export type ProxyOutcome = { ok: true; address: string } | { ok: false; reason: string };
+/**
+ * A header read, or why not. `silent`: the peer closed without sending a
+ * byte (a balancer's bare TCP health check), which is no refusal to count.
+ */
+export type ProxyOutcome = { ok: true; address: string } | { ok: false; reason: string; silent?: boolean };
 
 export class ProxyProtocol {
   private constructor(
@@ -77,7 +81,7 @@ export class ProxyProtocol {
     };
     const timer = setTimeout(() => finish({ ok: false, reason: `no whole PROXY protocol header within ${this.timeoutMs / 1000} s of connecting` }), this.timeoutMs);
     timer.unref();
-    const onClose = (): void => finish({ ok: false, reason: 'the connection closed before its PROXY protocol header was whole' });
+    const onClose = (): void => finish({ ok: false, reason: 'the connection closed before its PROXY protocol header was whole', silent: held === undefined });
     const onData = (chunk: Buffer): void => {
       const bytes = held ? Buffer.concat([held, chunk]) : chunk;
       const header = parseProxyHeader(bytes);

@@ -191,8 +191,13 @@ describe('PROXY protocol on the STOMP and MQTT listeners', { skip: noOpenssl || 
     assert.equal(await refusals(s, 'proxy_untrusted'), before + 3);
   });
 
-  it('closes a connection that starts with anything but a header: a bare MQTT CONNECT, HTTP, a garbled or over-long header', async () => {
+  it('closes a connection that starts with anything but a header: a bare MQTT CONNECT, HTTP, a garbled or over-long header (a bare TCP health check is not counted)', async () => {
     const before = await refusals(s, 'proxy_header');
+    // A bare TCP health check (connect, then close without a byte) is no refusal.
+    const check = await rawConnect(s.server.address('mqtt').port);
+    const checked = closedWith(check);
+    check.end();
+    await checked;
     const tooLong = proxyV2('203.0.113.9', 1, Buffer.alloc(600)).subarray(0, 16);
     const garbage = [mqttConnectPacket('no-header'), Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'), Buffer.from('PROXY TCP4 203.0.113.9 nope 1 2\r\n'), tooLong, Buffer.from('PROXY UNKNOWN ' + 'x'.repeat(200))];
     for (const bytes of garbage) {
