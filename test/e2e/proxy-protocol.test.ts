@@ -169,6 +169,16 @@ describe('PROXY protocol on the STOMP and MQTT listeners', { skip: noOpenssl || 
     }
   });
 
+  it('reads what follows the header in the same packet (header and CONNECT in one write)', async () => {
+    const socket = await rawConnect(s.server.address('mqtt').port);
+    const connack = new Promise<Buffer>((resolve) => socket.once('data', (d: Buffer) => resolve(d)));
+    socket.write(Buffer.concat([proxyV2('203.0.113.44', 40006), mqttConnectPacket('one-write')]));
+    assert.deepEqual([...(await connack).subarray(0, 4)], [0x20, 0x02, 0x00, 0x00]);
+    const row = (await clients(s, token)).find((x) => x.device === 'one-write');
+    assert.equal(row?.remoteAddress, '203.0.113.44');
+    socket.destroy();
+  });
+
   it('a LOCAL header (the proxy\'s own health check) keeps the proxy\'s address', async () => {
     const r = await relay('mqtt', proxyV2(undefined));
     const c = await mqtt.connectAsync(r.url('mqtt'), { ...ADMIN, clientId: 'health-check' });
