@@ -48,6 +48,8 @@ import { LocalPresence, type Presence } from './core/presence.js';
 import { DuplicateError, StoreUnavailableError, type Store } from './store/store.js';
 import type { Socket } from 'node:net';
 import { NetworkListeners, type BoundAddress } from './transports/listeners.js';
+import { ProxyProtocol } from './transports/proxy-accept.js';
+import { separateAdminRoutes } from './http/exposure.js';
 import { Drainer } from './drain.js';
 import { Webhooks } from './webhooks/index.js';
 import { registerWebhookRoutes } from './http/webhooks.js';
@@ -148,6 +150,8 @@ export class HeraldServer {
     const nodeId = defaultNodeId(config.nodeName);
     const acl = Acl.load(config.aclFile, metrics.aclDenied);
     if (config.aclHookUrl) acl.hook = new AclHook({ url: config.aclHookUrl, timeoutMs: config.aclHookTimeoutMs, cacheSeconds: config.aclHookCacheSeconds, clock, log: log.child({ component: 'acl-hook' }) });
+    // trustedProxies is read before anything is created: a bad entry, or none with proxyProtocol on, stops start-up.
+    const proxy = ProxyProtocol.fromConfig(config);
     // TLS files are read before anything is created: a missing key stops start-up naming the key and the path.
     const tls = TlsFiles.open(config, log.child({ component: 'tls' }));
     const store = timedStore(await openStore(config, log), metrics);
@@ -184,7 +188,6 @@ export class HeraldServer {
     const auth = new Auth(store, config, clock, log.child({ component: 'auth' }));
     try {
       await auth.start();
-      await ensureAdmin(store, auth, config, log, announce);
     } catch (err) {
       auth.stop();
       await cluster?.stop();
@@ -196,10 +199,15 @@ export class HeraldServer {
       ? new RedisPresence(cluster, sessions, config.presenceTtlSeconds * 1000, log.child({ component: 'cluster' }))
       : new LocalPresence(sessions, nodeId, startedAt);
     const netLog = log.child({ component: 'net' });
-    const network = new NetworkListeners(netLog, config, (kind, reason) => {
-      metrics.protocolErrors.inc({ protocol: 'any', reason: kind });
-      netLog.debug({ reason }, 'connection refused before authentication');
-    });
+    const network = new NetworkListeners(
+      netLog,
+      config,
+      (kind, reason) => {
+        metrics.protocolErrors.inc({ protocol: 'any', reason: kind });
+        netLog.debug({ reason }, 'connection refused before authentication');
+      },
+      proxy,
+    );
     const broker = new Broker(store, log.child({ component: 'broker' }), {
       queueMemoryMessages: 10_000,
       parkedPerUser: 1000,
@@ -226,6 +234,8 @@ export class HeraldServer {
     const http = createHttpApp(base);
     const audit = new AuditTrail(store, nodeId, clock, log.child({ component: 'audit' }));
     const history = new MetricHistory({ metrics, ...(cluster ? { busDropped: () => cluster.bus.dropped } : {}) }, config.historySampleSeconds * 1000);
+    // With an admin port, the admin routes answer there only (before any route is added, so each is seen).
+    if (config.adminPort !== PORT_OFF) separateAdminRoutes(http, (socket) => network.servedByAdmin(socket));
     const ctx: ServerContext = { ...base, http, listeners: network, audit, history };
 
     let server: HeraldServer | undefined;
@@ -253,7 +263,7 @@ export class HeraldServer {
       registerWebSocketPaths(http, network.webSocketPaths());
 
       http.server.on('connection', (socket: Socket) => network.admitHttp(socket));
-      http.server.on('upgrade', (req, socket, head) => network.handleUpgrade(req, socket, head));
+      http.server.on('upgrade', (req, socket, head) => network.handleUpgrade(req, socket, head, 'http'));
       if (config.httpPort === PORT_OFF) {
         await http.ready();
       } else {
@@ -261,12 +271,18 @@ export class HeraldServer {
         const a = http.server.address();
         if (a && typeof a === 'object') addresses.push({ name: 'http', host: a.address, port: a.port });
       }
+      const requestTimeout = config.httpRequestTimeoutSeconds * 1000;
+      const timeouts = { requestTimeout, headersTimeout: Math.min(10_000, requestTimeout) };
       if (tls && config.httpsPort !== PORT_OFF) {
-        const requestTimeout = config.httpRequestTimeoutSeconds * 1000;
-        const timeouts = { requestTimeout, headersTimeout: Math.min(10_000, requestTimeout) };
-        addresses.push(await network.startHttps(config.host, config.httpsPort, tls, (req, res) => http.routing(req, res), timeouts));
+        addresses.push(await network.startHttps(config.httpsHost || config.host, config.httpsPort, tls, (req, res) => http.routing(req, res), timeouts));
       }
       addresses.push(...(await network.startTcp(config.host, tls)));
+      if (config.adminPort !== PORT_OFF) {
+        addresses.push(await network.startAdmin(config.adminHost || config.host, config.adminPort, (req, res) => http.routing(req, res), timeouts));
+      }
+      // Only now, with every listener bound, is anything created that a person would see: a start that
+      // fails on a port in use leaves no admin user behind (its password would have been printed for nothing).
+      await ensureAdmin(store, auth, config, log, announce);
     } catch (err) {
       network.stopAccepting();
       await http.close();

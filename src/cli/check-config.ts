@@ -16,6 +16,7 @@ import { dirname, join, resolve } from 'node:path';
 import { CONFIG_SCHEMA, ConfigError, PORT_OFF, envName, flagName, loadConfig, type Config, type ConfigKey } from '../config.js';
 import { Acl } from '../core/acl.js';
 import { loadJwtKeys } from '../core/jwt.js';
+import { ProxyProtocol } from '../transports/proxy-accept.js';
 import { TlsFiles } from '../transports/tls.js';
 import { EXIT_FAILURE, fail, quietLogger } from './common.js';
 
@@ -84,7 +85,20 @@ export async function deeperProblems(config: Config): Promise<string[]> {
   await attempt(() => loadJwtKeys(config, quietLogger(config)));
   // Start-up's own reading of the TLS files: the same rules, the same words.
   await attempt(() => TlsFiles.open(config, quietLogger(config)));
+  // Start-up's own reading of trustedProxies (and proxyProtocol without it).
+  await attempt(() => ProxyProtocol.fromConfig(config));
   problems.push(...(await hostProblems(config.host)));
+  // Each listener that will bind its own address (one left empty binds host).
+  const tls = config.tlsCertFile !== '';
+  const ownHosts = [
+    ['httpsHost', tls && config.httpsPort !== PORT_OFF],
+    ['stompHost', config.stompPort !== PORT_OFF],
+    ['stompTlsHost', tls && config.stompTlsPort !== PORT_OFF],
+    ['mqttHost', config.mqttPort !== PORT_OFF],
+    ['mqttTlsHost', tls && config.mqttTlsPort !== PORT_OFF],
+    ['adminHost', config.adminPort !== PORT_OFF],
+  ] as const;
+  for (const [key, on] of ownHosts) if (on && config[key] !== '') problems.push(...(await hostProblems(config[key], key)));
   problems.push(...portProblems(config));
   return problems;
 }
@@ -141,18 +155,18 @@ function isLocal(address: string): boolean {
   return Object.values(networkInterfaces()).some((list) => (list ?? []).some((i) => i.address.toLowerCase() === bare));
 }
 
-async function hostProblems(host: string): Promise<string[]> {
+async function hostProblems(host: string, key = 'host'): Promise<string[]> {
   let addresses: string[];
   if (isIP(host) !== 0) addresses = [host];
   else {
     try {
       addresses = (await lookup(host, { all: true })).map((a) => a.address);
     } catch (err) {
-      return [`host ${JSON.stringify(host)} is neither an IP address nor a name this machine can resolve (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`];
+      return [`${key} ${JSON.stringify(host)} is neither an IP address nor a name this machine can resolve (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`];
     }
   }
   if (addresses.some(isLocal)) return [];
-  return [`host ${host}${addresses[0] === host ? '' : ` (${addresses.join(', ')})`} is not an address of this machine, so no listener could bind it; use 0.0.0.0 (every interface), 127.0.0.1 or one of its own addresses`];
+  return [`${key} ${host}${addresses[0] === host ? '' : ` (${addresses.join(', ')})`} is not an address of this machine, so no listener could bind it; use 0.0.0.0 (every interface), 127.0.0.1 or one of its own addresses`];
 }
 
 /** Listeners on the same fixed port would fail start-up with "address in use". */

@@ -264,7 +264,11 @@ export function requireAuth(ctx: Pick<HeraldContext, 'auth' | 'metrics'>, roles?
   return guard;
 }
 
-/** The pre-handlers requireAuth made, with the roles each admits (empty: any role), so the API description can say who may call a route. */
+/**
+ * The pre-handlers requireAuth made, with the roles each admits (empty: any
+ * role), so the API description can say who may call a route and the admin
+ * port can tell admin-only routes apart (http/exposure.ts).
+ */
 const AUTH_GUARDS = new WeakMap<object, readonly Role[]>();
 
 /**

@@ -14,16 +14,32 @@
  * proved who it is; from then on the session's own limits apply.
  */
 import type { Socket } from 'node:net';
+import type { ListenerFull } from './listener-slots.js';
+
+export type { ListenerFull } from './listener-slots.js';
 
 export interface Admission {
+  /**
+   * The client's address, the one every protocol records (sessions, login
+   * limits, logs, presence): the peer of the socket; on a listener behind
+   * the PROXY protocol, the source in its header; on a WebSocket behind
+   * `trustProxy`, the first X-Forwarded-For address.
+   */
+  readonly remoteAddress: string;
   /** The connection authenticated: it no longer counts against its address, and its clock and byte count stop. */
   authenticated(): void;
   /** Set by the protocol: ends the connection with `reason` in the protocol's own words. */
   onLimit: ((reason: string) => void) | undefined;
+  /**
+   * Set when the connection's listener was full as it arrived: the protocol
+   * answers its CONNECT (or, without one, its start) with this refusal and
+   * closes (see listener-slots.ts).
+   */
+  listenerFull: ListenerFull | undefined;
 }
 
 /** Why a connection was refused or cut before it authenticated (the metric's reason label). */
-export type RefusalKind = 'address_limit' | 'total_limit' | 'connect_timeout' | 'preauth_bytes';
+export type RefusalKind = 'address_limit' | 'total_limit' | 'connect_timeout' | 'preauth_bytes' | 'proxy_untrusted' | 'proxy_header';
 
 export interface AdmissionLimits {
   maxUnauthenticatedPerAddress: number;
@@ -34,6 +50,7 @@ export interface AdmissionLimits {
 
 class SocketAdmission implements Admission {
   onLimit: ((reason: string) => void) | undefined;
+  listenerFull: ListenerFull | undefined;
   private counted = true;
   private timer: NodeJS.Timeout | undefined;
   private bytesAtStart = 0;
@@ -43,6 +60,7 @@ class SocketAdmission implements Admission {
     private readonly gate: AdmissionGate,
     readonly address: string,
     readonly socket: Socket,
+    public remoteAddress: string,
   ) {
     socket.once('close', () => this.release());
   }
@@ -137,28 +155,34 @@ export class AdmissionGate {
    */
   admit(socket: Socket, address: string, start: boolean, countAddress = true): Admission | undefined {
     // Behind a trusted proxy every HTTP connection comes from the proxy: time and bytes are still limited.
-    address = countAddress ? addressKey(address) : '';
+    const key = countAddress ? addressKey(address) : '';
     if (this.total >= this.limits.maxUnauthenticatedConnections) {
       this.refused('total_limit', `the server already has ${this.total} unauthenticated connections (maxUnauthenticatedConnections)`);
       return undefined;
     }
-    const n = this.pending.get(address) ?? 0;
+    const n = this.pending.get(key) ?? 0;
     if (countAddress && n >= this.limits.maxUnauthenticatedPerAddress) {
-      this.refused('address_limit', `address ${address} already has ${n} unauthenticated connections (maxUnauthenticatedPerAddress)`);
+      this.refused('address_limit', `address ${key} already has ${n} unauthenticated connections (maxUnauthenticatedPerAddress)`);
       return undefined;
     }
-    this.pending.set(address, n + 1);
+    this.pending.set(key, n + 1);
     this.total++;
-    const a = new SocketAdmission(this, address, socket);
+    const a = new SocketAdmission(this, key, socket, address);
     this.bySocket.set(socket, a);
     if (start) a.start();
     return a;
   }
 
-  /** The admission of an HTTP connection that is being upgraded to a WebSocket; its clock starts now. */
-  upgraded(socket: Socket): Admission | undefined {
+  /**
+   * The admission of an HTTP connection that is being upgraded to a
+   * WebSocket; its clock starts now. `remoteAddress`: the client's address
+   * as the upgrade request gives it (X-Forwarded-For behind `trustProxy`).
+   */
+  upgraded(socket: Socket, remoteAddress: string): Admission | undefined {
     const a = this.bySocket.get(socket);
-    a?.start();
+    if (!a) return undefined;
+    a.remoteAddress = remoteAddress;
+    a.start();
     return a;
   }
 
@@ -176,7 +200,7 @@ export class AdmissionGate {
   }
 }
 
-/** An admission for a connection no gate watches (in-process tests). */
-export function ungated(): Admission {
-  return { authenticated() {}, onLimit: undefined };
+/** An admission for a connection no gate watches (an HTTP connection that was not counted, in-process tests). */
+export function ungated(remoteAddress: string): Admission {
+  return { remoteAddress, authenticated() {}, onLimit: undefined, listenerFull: undefined };
 }

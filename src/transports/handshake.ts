@@ -20,14 +20,7 @@ export function tokenFrom(headers: IncomingHttpHeaders, query: URLSearchParams):
   return query.get('__token') ?? undefined;
 }
 
-/** The client's address: the socket's, or behind a trusted proxy the first of `X-Forwarded-For`. */
-export function clientAddress(req: IncomingMessage, trustProxy: boolean): string {
-  if (trustProxy) {
-    const fwd = req.headers['x-forwarded-for'];
-    if (typeof fwd === 'string' && fwd) return fwd.split(',')[0]!.trim();
-  }
-  return req.socket.remoteAddress ?? 'unknown';
-}
+export { clientAddress } from './client-address.js';
 
 /** Shown for a client that names itself neither way: what it did not send, so an operator knows what to ask for. */
 export const UNNAMED_DEVICE = 'unnamed (no ?device= or User-Agent)';

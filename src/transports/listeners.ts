@@ -3,16 +3,27 @@
  * WebSocket paths on the HTTP port, and TCP listeners on their own ports.
  * A protocol module registers here in its `register` function; the server
  * binds everything at start and closes it at shutdown.
+ *
+ * Each listener binds its own address (`stompHost`, …; empty: `host`),
+ * holds at most its own number of connections (listener-slots.ts), and the
+ * STOMP and MQTT TCP listeners may sit behind the PROXY protocol
+ * (proxy-accept.ts). With `adminPort` set, a separate plain HTTP listener
+ * named `admin` serves the same app and WebSocket paths; which routes only
+ * it answers is http/exposure.ts's business (`servedByAdmin`).
  */
 import { PORT_OFF } from '../config.js';
 import { createServer, type Server, type Socket } from 'node:net';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
-import { WebSocket, WebSocketServer } from 'ws';
+import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../log.js';
 import { AdmissionGate, ungated, type Admission, type AdmissionLimits, type RefusalKind } from './admission.js';
+import { clientAddress } from './client-address.js';
+import { ListenerSlots } from './listener-slots.js';
+import { meteredWebSocket } from './metered-ws.js';
+import type { ProxyProtocol } from './proxy-accept.js';
 import type { TlsFiles } from './tls.js';
 import { rawSocket } from './ws-frame.js';
 import { watchMessageSize } from './ws-oversize.js';
@@ -80,16 +91,26 @@ export interface WebSocketRoute<A> {
 }
 
 interface ErasedRoute extends WebSocketPath {
-  handle(req: IncomingMessage, socket: Duplex, head: Buffer, url: URL): void;
+  handle(req: IncomingMessage, socket: Duplex, head: Buffer, url: URL, slots: ListenerSlots | undefined): void;
   close(): void;
 }
 
-export interface TcpListenerSpec {
+/** One TCP listener: its name, port, bind address (empty: `host`) and most connections at once (0 = no limit). */
+export interface TcpListenerPort {
   name: string;
   port: number;
-  /** The same protocol over TLS (on when a certificate is configured): its listener's name and port. */
-  tls?: { name: string; port: number };
-  /** `admission`: as for WebSocket routes. */
+  host?: string;
+  maxConnections?: number;
+}
+
+export interface TcpListenerSpec extends TcpListenerPort {
+  /** The same protocol over TLS (on when a certificate is configured). */
+  tls?: TcpListenerPort;
+  /**
+   * `admission`: as for WebSocket routes; its `remoteAddress` is the
+   * client's (the PROXY header's source behind a proxy), and `listenerFull`
+   * is set when the listener was full.
+   */
   onConnection(socket: Socket, admission: Admission): void;
 }
 
@@ -128,22 +149,49 @@ export function refuseUpgrade(socket: Duplex, status: number, message: string): 
   );
 }
 
+/** What the listeners are configured with (the server passes its config). */
+export interface ListenerLimits extends AdmissionLimits {
+  wsMessagesPerSecond: number;
+  trustProxy: boolean;
+  /** WebSocket sessions the HTTP and HTTPS listeners hold at once (0 = no limit). */
+  httpMaxConnections: number;
+  httpsMaxConnections: number;
+}
+
+/** The HTTP servers that route upgrades here: `http` and `https` hold at most their cap of WebSocket sessions; `admin` has none. */
+export type HttpListenerName = 'http' | 'https' | 'admin';
+
 export class NetworkListeners implements Listeners {
   private readonly routes: ErasedRoute[] = [];
   private readonly tcpSpecs: TcpListenerSpec[] = [];
   private readonly tcpServers: Server[] = [];
   private readonly tcpSockets = new Set<Socket>();
-  private readonly httpsServers: HttpsServer[] = [];
+  private readonly httpServers: HttpServer[] = [];
+  /** Connections the admin listener accepted (its requests may reach the admin routes). */
+  private readonly adminSockets = new WeakSet<object>();
+  private readonly webSocketSlots: Record<HttpListenerName, ListenerSlots | undefined>;
   private draining = false;
   private readonly gate: AdmissionGate;
 
   constructor(
     private readonly log: Logger,
-    private readonly limits: AdmissionLimits & { wsMessagesPerSecond: number; trustProxy: boolean },
+    private readonly limits: ListenerLimits,
     onRefused?: (kind: RefusalKind, reason: string) => void,
+    /** The PROXY protocol on the STOMP and MQTT TCP listeners, when `proxyProtocol` is on. */
+    private readonly proxy?: ProxyProtocol,
   ) {
     this.gate = new AdmissionGate(limits);
     this.gate.onRefused = onRefused;
+    this.webSocketSlots = {
+      http: new ListenerSlots('http', limits.httpMaxConnections),
+      https: new ListenerSlots('https', limits.httpsMaxConnections),
+      admin: undefined,
+    };
+  }
+
+  /** Whether this connection came in on the admin listener (`adminPort`). */
+  servedByAdmin(socket: object): boolean {
+    return this.adminSockets.has(socket);
   }
 
   /**
@@ -181,12 +229,16 @@ export class NetworkListeners implements Listeners {
       prefix: route.prefix ?? false,
       protocols: preferred,
       doc: route.doc,
-      handle: (req, socket, head, url) => {
+      handle: (req, socket, head, url, slots) => {
         route.accept(req, url).then(
           (accepted) => {
             if (socket.destroyed) return;
             wss.handleUpgrade(req, socket, head, (ws) => {
-              const admission = this.gate.upgraded(socket as Socket) ?? ungated();
+              const address = clientAddress(req, this.limits.trustProxy);
+              const admission = this.gate.upgraded(socket as Socket, address) ?? ungated(address);
+              // A session holds a slot of its listener from its upgrade until it closes; past the cap, its protocol refuses it.
+              if (!slots || slots.take()) ws.once('close', () => slots?.release());
+              else admission.listenerFull = slots.full;
               route.onConnection(ws, req, accepted, admission);
               const onOversize = route.onOversize?.bind(route);
               if (onOversize) watchMessageSize(rawSocket(ws), maxPayload, (bytes) => onOversize(ws, bytes, maxPayload));
@@ -218,8 +270,8 @@ export class NetworkListeners implements Listeners {
     this.tcpSpecs.push(spec);
   }
 
-  /** Routes HTTP upgrade requests on the HTTP server to the registered WebSocket paths. */
-  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  /** Routes HTTP upgrade requests on the `listener` HTTP server to the registered WebSocket paths. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, listener: HttpListenerName): void {
     socket.on('error', () => socket.destroy());
     if (this.draining) return refuseUpgrade(socket, 503, 'server is shutting down; reconnect to another node');
     let url: URL;
@@ -234,31 +286,88 @@ export class NetworkListeners implements Listeners {
       const known = this.routes.map((r) => (r.prefix ? r.path + '…' : r.path)).join(', ');
       return refuseUpgrade(socket, 404, `no WebSocket endpoint at ${path}; endpoints: ${known || 'none'}`);
     }
-    route.handle(req, socket, head, url);
+    route.handle(req, socket, head, url, this.webSocketSlots[listener]);
   }
 
-  /** Binds every TCP listener, and their TLS twins when `tls` is given; resolves with the bound addresses. */
-  async startTcp(host: string, tls?: TlsFiles): Promise<BoundAddress[]> {
+  /** Binds every TCP listener, and their TLS twins when `tls` is given, each on its host or `defaultHost`; resolves with the bound addresses. */
+  async startTcp(defaultHost: string, tls?: TlsFiles): Promise<BoundAddress[]> {
     const bound: BoundAddress[] = [];
     for (const spec of this.tcpSpecs) {
-      const accept = (socket: Socket): void => {
-        if (this.draining) return void socket.destroy();
-        const admission = this.gate.admit(socket, socket.remoteAddress ?? 'unknown', true);
-        if (!admission) return void socket.destroy();
-        this.tcpSockets.add(socket);
-        socket.once('close', () => this.tcpSockets.delete(socket));
-        spec.onConnection(socket, admission);
-      };
-      if (spec.port !== PORT_OFF) bound.push(await this.bind(createServer({ noDelay: true }, accept), spec.name, host, spec.port));
-      if (tls && spec.tls && spec.tls.port !== PORT_OFF) {
-        const server = createTlsServer(tls.options(true), (socket: TLSSocket) => (socket.setNoDelay(true), accept(socket)));
-        // A failed handshake (no or a bad client certificate, a wrong CA, an old TLS version) is the client's business.
-        server.on('tlsClientError', (err) => this.log.debug({ err: err.message, listener: spec.tls!.name }, 'TLS handshake refused'));
-        tls.track(server, true);
-        bound.push(await this.bind(server, spec.tls.name, host, spec.tls.port));
-      }
+      if (spec.port !== PORT_OFF) bound.push(await this.bindTcp(spec, spec, defaultHost, undefined));
+      if (tls && spec.tls && spec.tls.port !== PORT_OFF) bound.push(await this.bindTcp(spec, spec.tls, defaultHost, tls));
     }
     return bound;
+  }
+
+  /**
+   * One TCP listener (over TLS when `tls` is given). A connection is
+   * admitted (the per-address and pre-authentication limits, under the
+   * client's address), takes a slot of the listener or is marked full, and
+   * goes to the protocol. Behind the PROXY protocol, the header is read
+   * first, from trusted peers only; on TLS, before the handshake.
+   */
+  private async bindTcp(spec: TcpListenerSpec, listener: TcpListenerPort, defaultHost: string, tls: TlsFiles | undefined): Promise<BoundAddress> {
+    const slots = new ListenerSlots(listener.name, listener.maxConnections ?? 0);
+    const accept = (socket: Socket, address: string): void => {
+      if (this.draining) return void socket.destroy();
+      const admission = this.gate.admit(socket, address, true);
+      if (!admission) return void socket.destroy();
+      if (slots.take()) socket.once('close', () => slots.release());
+      else admission.listenerFull = slots.full;
+      this.track(socket);
+      spec.onConnection(socket, admission);
+    };
+    /** Behind the PROXY protocol on TLS: the client address of each raw connection (by its peer address and port) until its handshake ends. */
+    const proxied = new Map<string, string>();
+    const peer = (socket: Socket): string => `${socket.remoteAddress}|${socket.remotePort}`;
+    let secure: Server | undefined;
+    if (tls) {
+      const tlsServer = createTlsServer(tls.options(true), (socket: TLSSocket) => {
+        socket.setNoDelay(true);
+        const address = proxied.get(peer(socket));
+        proxied.delete(peer(socket));
+        accept(socket, address ?? socket.remoteAddress ?? 'unknown');
+      });
+      // A failed handshake (no or a bad client certificate, a wrong CA, an old TLS version) is the client's business.
+      tlsServer.on('tlsClientError', (err) => this.log.debug({ err: err.message, listener: listener.name }, 'TLS handshake refused'));
+      tls.track(tlsServer, true);
+      secure = tlsServer;
+    }
+    const proxy = this.proxy;
+    if (!proxy) return this.bind(secure ?? createServer({ noDelay: true }, (socket) => accept(socket, socket.remoteAddress ?? 'unknown')), listener.name, listener.host || defaultHost, listener.port);
+
+    const server = createServer({ noDelay: true }, (raw) => {
+      if (this.draining) return void raw.destroy();
+      if (!proxy.trusts(raw.remoteAddress)) {
+        this.gate.refused('proxy_untrusted', `${listener.name}: ${raw.remoteAddress ?? 'an unknown address'} is not in trustedProxies, and proxyProtocol is on`);
+        return void raw.destroy();
+      }
+      this.track(raw);
+      proxy.read(raw, (outcome) => {
+        if (!outcome.ok) {
+          if (!outcome.silent) this.gate.refused('proxy_header', `${listener.name}: ${outcome.reason}`);
+          return void raw.destroy();
+        }
+        if (!secure) {
+          accept(raw, outcome.address);
+          return void raw.resume();
+        }
+        // The TLS listener does the handshake on the socket, starting with the bytes after the header.
+        const key = peer(raw);
+        proxied.set(key, outcome.address);
+        raw.once('close', () => proxied.delete(key));
+        secure.emit('connection', raw);
+      });
+    });
+    // The TLS server never listens itself; closed with its listener, it leaves the certificate reloads.
+    if (secure) server.once('close', () => secure.close());
+    return this.bind(server, listener.name, listener.host || defaultHost, listener.port);
+  }
+
+  private track(socket: Socket): void {
+    if (this.tcpSockets.has(socket)) return;
+    this.tcpSockets.add(socket);
+    socket.once('close', () => this.tcpSockets.delete(socket));
   }
 
   /**
@@ -269,12 +378,30 @@ export class NetworkListeners implements Listeners {
   async startHttps(host: string, port: number, tls: TlsFiles, handler: (req: IncomingMessage, res: ServerResponse) => void, timeouts: { requestTimeout: number; headersTimeout: number }): Promise<BoundAddress> {
     const server = createHttpsServer({ ...tls.options(false), ...timeouts }, handler);
     server.on('secureConnection', (socket: TLSSocket) => this.admitHttp(socket));
-    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.handleUpgrade(req, socket, head));
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.handleUpgrade(req, socket, head, 'https'));
     server.on('clientError', (_err, socket: Duplex) => socket.destroy());
     server.on('tlsClientError', (err) => this.log.debug({ err: err.message, listener: 'https' }, 'TLS handshake refused'));
     tls.track(server, false);
-    this.httpsServers.push(server);
+    this.httpServers.push(server);
     return this.bind(server, 'https', host, port);
+  }
+
+  /**
+   * The admin listener (`adminPort`): plain HTTP, the same app (`handler`)
+   * and WebSocket paths as the HTTP port, with no cap on its sessions; its
+   * connections are known (`servedByAdmin`), so the admin routes can be
+   * answered here only.
+   */
+  async startAdmin(host: string, port: number, handler: (req: IncomingMessage, res: ServerResponse) => void, timeouts: { requestTimeout: number; headersTimeout: number }): Promise<BoundAddress> {
+    const server = createHttpServer({ ...timeouts }, handler);
+    server.on('connection', (socket: Socket) => {
+      this.adminSockets.add(socket);
+      this.admitHttp(socket);
+    });
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.handleUpgrade(req, socket, head, 'admin'));
+    server.on('clientError', (_err, socket: Duplex) => socket.destroy());
+    this.httpServers.push(server);
+    return this.bind(server, 'admin', host, port);
   }
 
   private async bind(server: Server, name: string, host: string, port: number): Promise<BoundAddress> {
@@ -301,69 +428,6 @@ export class NetworkListeners implements Listeners {
   closeAll(): void {
     for (const r of this.routes) r.close();
     for (const s of this.tcpSockets) s.destroy();
-    for (const s of this.httpsServers) s.closeAllConnections();
+    for (const s of this.httpServers) s.closeAllConnections();
   }
-}
-
-/**
- * A WebSocket whose incoming messages are capped per second: past the cap,
- * further messages (those already read from the socket) wait in order and
- * the socket is not read until the second is over. ws reads a whole socket
- * chunk at once, so pausing alone would still let one chunk (thousands of
- * tiny messages) through; holding them here makes the cap exact, and the
- * pause bounds what is held to one chunk. It bounds what a flood of tiny
- * messages can cost before any parser sees them (each message has a fixed
- * cost whatever its size). The protocol's own pause/resume (publish rate,
- * inbound backlog) is honoured alongside.
- */
-function meteredWebSocket(perSecond: number): typeof WebSocket {
-  return class MeteredWebSocket extends WebSocket {
-    private windowStart = 0;
-    private count = 0;
-    private waiting: unknown[][] | undefined;
-    private pausedByApp = false;
-    private pausedByCap = false;
-
-    override emit(event: string | symbol, ...args: unknown[]): boolean {
-      if (event !== 'message') return super.emit(event, ...args);
-      if (this.waiting) {
-        this.waiting.push(args);
-        return true;
-      }
-      const now = Date.now();
-      if (now - this.windowStart >= 1000) {
-        this.windowStart = now;
-        this.count = 0;
-      }
-      if (++this.count <= perSecond) return super.emit('message', ...args);
-      this.waiting = [args];
-      this.pausedByCap = true;
-      super.pause();
-      setTimeout(() => this.release(), 1000 - (now - this.windowStart)).unref();
-      return true;
-    }
-
-    private release(): void {
-      const held = this.waiting ?? [];
-      this.waiting = undefined;
-      this.windowStart = Date.now();
-      this.count = 0;
-      if (this.readyState !== WebSocket.OPEN) return;
-      // Over the cap again part-way: the rest joins the new wait, in order.
-      for (const args of held) this.emit('message', ...args);
-      if (this.waiting) return;
-      this.pausedByCap = false;
-      if (!this.pausedByApp) super.resume();
-    }
-
-    override pause(): void {
-      this.pausedByApp = true;
-      super.pause();
-    }
-
-    override resume(): void {
-      this.pausedByApp = false;
-      if (!this.pausedByCap) super.resume();
-    }
-  };
 }

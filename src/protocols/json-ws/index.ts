@@ -48,10 +48,18 @@ export function registerJsonWebSocket(ctx: HeraldContext, mailbox: string): void
       }
       return { principal, device: deviceOf(req, url) };
     },
-    onConnection(ws, req, accepted, admission) {
+    onConnection(ws, _req, accepted, admission) {
       // The token in the path authenticated the session at the handshake.
       admission.authenticated();
-      new JsonConnection(ctx, ws, accepted.principal, clientAddress(req, ctx.config.trustProxy), accepted.device, mailbox).start();
+      const full = admission.listenerFull;
+      if (full) {
+        // The listener was full: the session never starts. 1013 is "try again later"; a close reason holds at most 123 bytes.
+        ctx.metrics.protocolErrors.inc({ protocol: 'json-ws', reason: 'listener_full' });
+        ws.close(1013, full.reason.slice(0, 123));
+        setTimeout(() => ws.terminate(), 2000).unref();
+        return;
+      }
+      new JsonConnection(ctx, ws, accepted.principal, admission.remoteAddress, accepted.device, mailbox).start();
     },
   });
 }

@@ -33,6 +33,7 @@ interface Connecting {
 type Step = (c: MqttClientState, p: IConnectPacket, s: Connecting) => void | Promise<void>;
 
 const CONNECT_STEPS: readonly Step[] = [
+  checkListenerRoom,
   checkClientId,
   checkAuthenticationMethod,
   authenticateClient,
@@ -57,6 +58,16 @@ export async function handleConnect(c: MqttClientState, p: IConnectPacket): Prom
     await step(c, p, s);
     if (c.closed) return;
   }
+}
+
+/**
+ * The listener was full when this connection arrived: CONNACK 0x97 (quota
+ * exceeded) in 5.0, 3 (server unavailable) in 3.1.1, before anything else
+ * is looked at.
+ */
+function checkListenerRoom(c: MqttClientState): void {
+  const full = c.admission.listenerFull;
+  if (full) throw new ConnectRefused(REFUSE.quota, full.reason, 'listener_full');
 }
 
 /** An empty client id gets one of ours, but only with a clean session (or in v5). */

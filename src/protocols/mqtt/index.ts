@@ -17,7 +17,6 @@ import type { WebSocket } from 'ws';
 import type { MqttApps } from '../../apps/mqtt-apps.js';
 import type { HeraldContext } from '../../context.js';
 import { tcpTransport, webSocketTransport } from '../../transports/byte-transport.js';
-import { clientAddress } from '../../transports/handshake.js';
 import { certificateIdentity, originOf } from '../../transports/tls.js';
 import { MqttConnection } from './connection.js';
 import { RetainedMessages } from './retained.js';
@@ -52,9 +51,11 @@ export async function registerMqtt(ctx: HeraldContext, apps: MqttApps): Promise<
   ctx.listeners.addTcpListener({
     name: 'mqtt',
     port: ctx.config.mqttPort,
-    tls: { name: 'mqtt-tls', port: ctx.config.mqttTlsPort },
+    host: ctx.config.mqttHost,
+    maxConnections: ctx.config.mqttMaxConnections,
+    tls: { name: 'mqtt-tls', port: ctx.config.mqttTlsPort, host: ctx.config.mqttTlsHost, maxConnections: ctx.config.mqttTlsMaxConnections },
     onConnection(socket: Socket, admission) {
-      const conn = new MqttConnection(ctx, shared, tcpTransport(socket), 'mqtt-tcp', socket.remoteAddress ?? 'unknown', admission);
+      const conn = new MqttConnection(ctx, shared, tcpTransport(socket), 'mqtt-tcp', admission.remoteAddress, admission);
       if (ctx.config.tlsClientCertAsUser) conn.certificate = certificateIdentity(socket);
       if (ctx.auth.hook) conn.origin = originOf(socket);
       socket.on('data', (d: Buffer) => conn.receive(d));
@@ -79,7 +80,7 @@ export async function registerMqtt(ctx: HeraldContext, apps: MqttApps): Promise<
     onOversize: (ws, bytes, limit) => wsConnections.get(ws)?.tooLarge(bytes, limit),
     accept: async () => undefined,
     onConnection(ws, req, _accepted, admission) {
-      const conn = new MqttConnection(ctx, shared, webSocketTransport(ws), 'mqtt-ws', clientAddress(req, ctx.config.trustProxy), admission);
+      const conn = new MqttConnection(ctx, shared, webSocketTransport(ws), 'mqtt-ws', admission.remoteAddress, admission);
       if (ctx.auth.hook) conn.origin = originOf(req.socket, '/mqtt');
       wsConnections.set(ws, conn);
       ws.on('message', (d: Buffer) => conn.receive(d));

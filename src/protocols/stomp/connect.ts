@@ -26,6 +26,15 @@ export async function onConnect(c: StompState, frame: StompFrame): Promise<void>
   c.version = version;
   c.parser.escaping = version !== '1.0';
 
+  // The listener was full when this connection arrived: it is told so, unauthenticated, and closed.
+  const full = c.admission.listenerFull;
+  if (full) {
+    c.ctx.metrics.protocolErrors.inc({ protocol: c.protocol, reason: 'listener_full' });
+    c.sendError(`listener ${full.listener} is full`, full.reason, header(frame, 'receipt'));
+    c.shutdown(1013, 'listener full');
+    return;
+  }
+
   let principal = c.handshakePrincipal;
   if (!principal) {
     const login = header(frame, 'login');

@@ -83,7 +83,7 @@ export function registerStomp(ctx: HeraldContext): void {
       onOversize: (ws, bytes, limit) => connections.get(ws)?.tooLarge(bytes, limit),
       accept: async (req, url) => ({ principal: await handshakeToken(ctx, req, url, required, renew), device: deviceOf(req, url) }),
       onConnection(ws: WebSocket, req: IncomingMessage, accepted: { principal: Principal | undefined; device: string }, admission: Admission): void {
-        const conn = new StompConnection(ctx, webSocketTransport(ws), 'stomp-ws', clientAddress(req, ctx.config.trustProxy), accepted.device, accepted.principal, admission, renew);
+        const conn = new StompConnection(ctx, webSocketTransport(ws), 'stomp-ws', admission.remoteAddress, accepted.device, accepted.principal, admission, renew);
         if (ctx.auth.hook) conn.origin = originOf(req.socket, path);
         connections.set(ws, conn);
         ws.on('message', (data: Buffer) => conn.receive(data));
@@ -96,9 +96,11 @@ export function registerStomp(ctx: HeraldContext): void {
   listeners.addTcpListener({
     name: 'stomp',
     port: config.stompPort,
-    tls: { name: 'stomp-tls', port: config.stompTlsPort },
+    host: config.stompHost,
+    maxConnections: config.stompMaxConnections,
+    tls: { name: 'stomp-tls', port: config.stompTlsPort, host: config.stompTlsHost, maxConnections: config.stompTlsMaxConnections },
     onConnection(socket, admission) {
-      const conn = new StompConnection(ctx, tcpTransport(socket), 'stomp-tcp', socket.remoteAddress ?? 'unknown', 'tcp', undefined, admission, true);
+      const conn = new StompConnection(ctx, tcpTransport(socket), 'stomp-tcp', admission.remoteAddress, 'tcp', undefined, admission, true);
       if (ctx.config.tlsClientCertAsUser) conn.certificate = certificateIdentity(socket);
       if (ctx.auth.hook) conn.origin = originOf(socket);
       socket.on('data', (data: Buffer) => conn.receive(data));
