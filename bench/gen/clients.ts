@@ -99,6 +99,48 @@ function varintBytes(n: number): number[] {
   return out;
 }
 
+/** MQTT 3.1.1 PUBLISH, QoS 0, to `topic` with a body shaped like `body`. */
+export function mqttPublishEncoder(topic: Topic, body: Buffer): MessageEncoder {
+  const name = Buffer.from(topic.join('/'));
+  const head = Buffer.from([0x30, ...varintBytes(2 + name.length + body.length), name.length >> 8, name.length & 0xff]);
+  const template = Buffer.concat([head, name, body]);
+  const bodyOffset = head.length + name.length;
+  return {
+    bytes: template.length,
+    place: (buf, at) => {
+      template.copy(buf, at);
+      return at + bodyOffset;
+    },
+    seal: () => undefined,
+  };
+}
+
+/** STOMP SEND to `/topic/a.b` with content-length, alone (TCP) or in a masked WebSocket text frame. */
+export function stompSendEncoder(topic: Topic, body: Buffer, webSocket: boolean): MessageEncoder {
+  const stomp = Buffer.concat([Buffer.from(`SEND\ndestination:/topic/${topic.join('.')}\ncontent-length:${body.length}\n\n`), body, Buffer.from([0])]);
+  const bodyIn = stomp.length - body.length - 1;
+  if (!webSocket) {
+    return {
+      bytes: stomp.length,
+      place: (buf, at) => {
+        stomp.copy(buf, at);
+        return at + bodyIn;
+      },
+      seal: () => undefined,
+    };
+  }
+  const headBytes = frameHeaderBytes(stomp.length);
+  return {
+    bytes: headBytes + stomp.length,
+    place: (buf, at) => {
+      writeFrameHeader(buf, at, stomp.length, 0x1);
+      stomp.copy(buf, at + headBytes);
+      return at + headBytes + bodyIn;
+    },
+    seal: (buf, at) => maskPayload(buf, at + headBytes, stomp.length),
+  };
+}
+
 class MqttConn implements Conn {
   readonly protocol = 'mqtt' as const;
   onPayload: (buf: Buffer, at: number, length: number) => void = () => undefined;
@@ -177,18 +219,7 @@ class MqttConn implements Conn {
   }
 
   encoder(topic: Topic, body: Buffer): MessageEncoder {
-    const name = Buffer.from(topic.join('/'));
-    const head = Buffer.from([0x30, ...varintBytes(2 + name.length + body.length), name.length >> 8, name.length & 0xff]);
-    const template = Buffer.concat([head, name, body]);
-    const bodyOffset = head.length + name.length;
-    return {
-      bytes: template.length,
-      place: (buf, at) => {
-        template.copy(buf, at);
-        return at + bodyOffset;
-      },
-      seal: () => undefined,
-    };
+    return mqttPublishEncoder(topic, body);
   }
 
   write(bytes: Buffer): boolean {
@@ -301,28 +332,7 @@ class StompConn implements Conn {
   }
 
   encoder(topic: Topic, body: Buffer): MessageEncoder {
-    const stomp = Buffer.concat([Buffer.from(`SEND\ndestination:/topic/${topic.join('.')}\ncontent-length:${body.length}\n\n`), body, Buffer.from([0])]);
-    const bodyIn = stomp.length - body.length - 1;
-    if (!this.ws) {
-      return {
-        bytes: stomp.length,
-        place: (buf, at) => {
-          stomp.copy(buf, at);
-          return at + bodyIn;
-        },
-        seal: () => undefined,
-      };
-    }
-    const headBytes = frameHeaderBytes(stomp.length);
-    return {
-      bytes: headBytes + stomp.length,
-      place: (buf, at) => {
-        writeFrameHeader(buf, at, stomp.length, 0x1);
-        stomp.copy(buf, at + headBytes);
-        return at + headBytes + bodyIn;
-      },
-      seal: (buf, at) => maskPayload(buf, at + headBytes, stomp.length),
-    };
+    return stompSendEncoder(topic, body, this.ws !== undefined);
   }
 
   write(bytes: Buffer): boolean {
