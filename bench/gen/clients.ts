@@ -61,6 +61,8 @@ export interface Conn {
   write(bytes: Buffer): boolean;
   readonly socket: Socket;
   close(): void;
+  /** Closes with a TCP reset: no TIME_WAIT left on the generator's source port for the next run to trip on. */
+  reset(): void;
 }
 
 export async function openConn(o: ConnOptions): Promise<Conn> {
@@ -230,6 +232,11 @@ class MqttConn implements Conn {
     this.closed = true;
     this.socket.destroy();
   }
+
+  reset(): void {
+    this.closed = true;
+    if (!this.socket.destroyed) this.socket.resetAndDestroy();
+  }
 }
 
 class StompConn implements Conn {
@@ -342,5 +349,10 @@ class StompConn implements Conn {
   close(): void {
     this.closed = true;
     this.socket.destroy();
+  }
+
+  reset(): void {
+    this.closed = true;
+    if (!this.socket.destroyed) this.socket.resetAndDestroy();
   }
 }

@@ -87,7 +87,7 @@ export class Storm {
                 timeoutMs: 30_000,
               });
             } catch (err) {
-              if (!/EADDRINUSE/.test((err as Error).message) || attempt >= 100) throw err;
+              if (!/EADDRINUSE/.test((err as Error).message) || attempt >= 2000) throw err;
             }
           }
           c.onClose = (why) => {
@@ -134,7 +134,7 @@ export class Storm {
   release(): void {
     for (const c of this.conns) {
       c.onClose = () => undefined;
-      c.close();
+      c.reset();
     }
     this.conns.length = 0;
   }

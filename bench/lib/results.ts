@@ -93,7 +93,7 @@ export function spread(s: Summary, name: string): string {
 export function printMeasurement(m: Measurement, run: number, runs: number): void {
   const tag = runs > 1 ? ` [run ${run}/${runs}]` : '';
   console.log(`\n  ${m.title} — ${m.serverLabel}${tag}`);
-  for (const line of describe(m)) console.log(`    ${line}`);
+  if (Object.keys(m.figures).length) for (const line of describe(m)) console.log(`    ${line}`);
   if (m.verdict) console.log(`    CPU: ${m.verdict}`);
   for (const n of m.notes) console.log(`    note: ${n}`);
 }

@@ -79,9 +79,13 @@ function healthz(port: number, agent: Agent): Promise<number> {
 
 export async function runConnections(target: Target, protocol: Protocol, o: Options): Promise<Measurement> {
   const n = o.connections;
-  const title = `connections · ${PROTOCOL_LABEL[protocol]}: ${n.toLocaleString('en-US')} idle connections with a ${target.kind === 'herald' ? 'token' : 'user-name'} login, as fast as they are accepted`;
+  const title = `connections · ${PROTOCOL_LABEL[protocol]}: ${n.toLocaleString('en-US')} idle connections, each logged in, opened as fast as they are accepted`;
   const base = { scenario: 'connections' as const, wire: protocol, server: target.kind, serverLabel: target.label, title };
-  const notes: string[] = [];
+  const notes: string[] = [
+    target.kind === 'herald'
+      ? `login: a user's token from POST /v1/login, as the MQTT password or the STOMP CONNECT login header (${target.accounts.length} users, round-robin)`
+      : `login: ${target.label.includes('anonymous') ? 'anonymous (allow_anonymous true), a user name and no password' : 'user name and password from a password file'}`,
+  ];
 
   // Open files: the server needs one per connection, each generator process one per connection it holds.
   const serverLimit = openFileLimit(target.pid);
@@ -89,7 +93,7 @@ export async function runConnections(target: Target, protocol: Protocol, o: Opti
     const text =
       `skipped: the server's open-file limit is ${serverLimit.soft} (hard ${serverLimit.hard}), too low for ${n} connections. ` +
       `Raise it before running (as root: \`ulimit -Hn ${n + 10_000}; ulimit -Sn ${n + 10_000}\` in the shell that runs the benchmark, ` +
-      `or LimitNOFILE= in a systemd unit); the benchmark starts every server with its soft limit raised to the hard one.`;
+      `LimitNOFILE= in a systemd unit, or --ulimit nofile=… for a container, whose own limit bounds even root); the benchmark starts every server with its soft limit raised to the hard one.`;
     return { ...base, figures: {}, notes: [text] };
   }
   const genLimit = openFileLimit('self').hard;

@@ -60,7 +60,7 @@ export async function runDurable(target: Target, store: 'sqlite' | 'postgres', s
     const cpu = cpuBetween(s0, s1);
     const v = verdict(cpu, `${o.httpClients} requests in flight (each waits for its commit)`);
     const lat = Float64Array.from(finals.flatMap((f) => Array.from(f.latenciesUs))).sort();
-    const notes = [storeNote, `HTTP client: ${client}, ${o.httpClients} keep-alive connections in ${workers} generator processes`];
+    const notes = [storeNote + (store === 'postgres' ? ' (PostgreSQL\'s own CPU counts under "other processes")' : ''), `HTTP client: ${client}, ${o.httpClients} keep-alive connections in ${workers} generator processes`];
     for (const f of finals) for (const e of f.errorSamples) notes.push(`send failed: ${e}`);
     if (stored < acknowledged) notes.push(`LOST: ${acknowledged - stored} acknowledged messages are not in the store`);
     return {
