@@ -9,7 +9,7 @@
 import { header } from './lib/header.js';
 import { ensureMosquitto, mosquittoAuth, mosquittoVersion } from './lib/mosquitto.js';
 import { readOptions } from './lib/options.js';
-import { summarise, writeJson } from './lib/results.js';
+import { noiseLine, summarise, writeJson } from './lib/results.js';
 import { stopServices } from './lib/services.js';
 import { jobs, runJobs } from './lib/suite.js';
 import { comparisonTable } from './lib/table.js';
@@ -27,10 +27,13 @@ async function main(): Promise<void> {
     const summaries = summarise(measurements);
     const { markdown, rows } = comparisonTable(summaries, o.connections);
     console.log(`\nComparison (${o.runs} run(s) each)\n\n${markdown}\n`);
+    const noise = noiseLine(measurements);
+    console.log(noise + '\n');
     for (const f of failures) console.log(`FAILED: ${f}`);
     const file = writeJson('bench-compare', {
       ...head,
       mosquitto,
+      noise,
       measurements,
       failures,
       summaries: summaries.map(({ key, figures }) => ({ key, figures })),

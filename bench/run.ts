@@ -15,7 +15,7 @@
  */
 import { header } from './lib/header.js';
 import { readOptions, SCENARIOS } from './lib/options.js';
-import { summarise, writeJson } from './lib/results.js';
+import { noiseLine, summarise, writeJson } from './lib/results.js';
 import { stopServices } from './lib/services.js';
 import { jobs, runJobs } from './lib/suite.js';
 import { heraldTable } from './lib/table.js';
@@ -28,8 +28,10 @@ async function main(): Promise<void> {
     const summaries = summarise(measurements);
     const table = heraldTable(summaries);
     console.log(`\nSummary\n\n${table}\n`);
+    const noise = noiseLine(measurements);
+    console.log(noise + '\n');
     for (const f of failures) console.log(`FAILED: ${f}`);
-    const file = writeJson('bench', { ...head, measurements, failures, summaries: summaries.map(({ key, figures }) => ({ key, figures })), table });
+    const file = writeJson('bench', { ...head, noise, measurements, failures, summaries: summaries.map(({ key, figures }) => ({ key, figures })), table });
     console.log(`Every figure: ${file}`);
     if (failures.length) process.exitCode = 1;
   } finally {

@@ -135,6 +135,16 @@ function describe(m: Measurement): string[] {
   }
 }
 
+/** How busy the rest of the machine was while measuring: other processes' CPU, averaged over the measurements. */
+export function noiseLine(ms: Measurement[]): string {
+  const other = ms.filter((m) => m.cpu).map((m) => m.cpu!.otherPercent);
+  if (!other.length) return '';
+  const avg = other.reduce((a, b) => a + b, 0) / other.length;
+  const cores = ms.find((m) => m.cpu)!.cpu!.cores;
+  const quiet = avg < 10 ? 'a quiet machine' : avg < 30 ? 'some noise' : 'a busy machine: the figures are noisy, re-run on a quiet one for steady figures';
+  return `Other processes used ${avg.toFixed(0)} % of a core on average while measuring (least ${Math.min(...other).toFixed(0)} %, most ${Math.max(...other).toFixed(0)} %, of ${cores * 100} %): ${quiet}.`;
+}
+
 export function machineLine(): string {
   const cpu = cpus()[0]?.model ?? 'unknown CPU';
   return `${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
