@@ -77,6 +77,7 @@ export function fmt(x: number, digits = 1): string {
 /** "86.1k", "3,225", "11.8": compact for tables. */
 export function short(x: number): string {
   if (Number.isNaN(x)) return '–';
+  if (Number.isInteger(x) && Math.abs(x) < 10_000) return fmt(x, 0);
   if (Math.abs(x) >= 10_000) return `${(x / 1000).toFixed(Math.abs(x) >= 100_000 ? 0 : 1)}k`;
   return fmt(x);
 }
