@@ -80,8 +80,9 @@ describe('background tasks while PostgreSQL is down', { skip }, () => {
       const watched = await RawStomp.tcp(node.server.address('stomp').port);
       assert.equal((await watched.connect({ passcode: token })).command, 'CONNECTED');
 
-      await pg.stop();
+      // Counted from before the stop: a sweep may meet the dying server while pg.stop() is still waiting.
       const downFrom = lines.length;
+      await pg.stop();
       const callsBefore = await storeCalls(node.url);
       skew = 61_000;
       // Long enough for every sweep to run at least twice (the slowest runs every second), polling /readyz all along.
