@@ -11,7 +11,7 @@ import { WorkerPool } from '../gen/pool.js';
 import type { SendCounts, SendFinal } from '../gen/sender.js';
 import { quantile } from '../gen/tally.js';
 import { cpuBetween, cpuSnapshot, verdict } from '../lib/cpu.js';
-import { api } from '../lib/herald.js';
+import { api, login } from '../lib/herald.js';
 import type { Options } from '../lib/options.js';
 import type { Measurement } from '../lib/results.js';
 import type { Target } from '../lib/target.js';
@@ -36,12 +36,17 @@ export async function runDurable(target: Target, store: 'sqlite' | 'postgres', s
   const workers = Math.min(o.httpWorkers, o.httpClients);
   const receivers = target.accounts.map((a) => a.username);
   const stored0 = await storedMessages(target);
+  // A back end sends as a service user, as real ones do (an admin's sends are also written to the audit log).
+  const base = `http://127.0.0.1:${target.httpPort}`;
+  const name = `bench-service-${Date.now().toString(36)}`;
+  await api(base, 'POST', '/api/users', target.adminToken, { name, password: 'bench-service-password', role: 'service' });
+  const serviceToken = await login(base, name, 'bench-service-password');
   const pool = await WorkerPool.start(workers);
   try {
     const share = (i: number): number => Math.floor(o.httpClients / workers) + (i < o.httpClients % workers ? 1 : 0);
     await pool.all((i) => ({
       t: 'send-start',
-      spec: { port: target.httpPort!, token: target.adminToken!, receivers, clients: share(i), body: o.body, client, pub: i },
+      spec: { port: target.httpPort!, token: serviceToken, receivers, clients: share(i), body: o.body, client, pub: i },
     }));
     await sleep(o.warmupSeconds * 1000);
     const counts = (): Promise<SendCounts[]> => pool.all<SendCounts>({ t: 'send-counts' });

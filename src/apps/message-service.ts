@@ -63,6 +63,10 @@ export class UnknownReceiversError extends Error {
   }
 }
 
+/** How long a resolved receiver is remembered, and how many are (see MessageService.receiver). */
+const RECEIVER_MEMORY_MS = 5000;
+const RECEIVER_MEMORY_SIZE = 10_000;
+
 export class MessageService {
   private sweepTimer: NodeJS.Timeout | undefined;
   /** Delivery statuses the store could not take (it is down): logged once per outage. */
@@ -123,7 +127,7 @@ export class MessageService {
       receivers = await this.presence.onlineUsers();
     } else {
       for (const r of req.receivers) {
-        const user = (await this.store.getUserById(r)) ?? (await this.store.getUserByName(r));
+        const user = await this.receiver(r);
         if (user) names.set(user.id, user.name);
         else unknownReceivers.push(r);
       }
@@ -159,6 +163,25 @@ export class MessageService {
     }
     return { id: stored.id, receivers, unknownReceivers, delivered };
   }
+
+  /**
+   * A receiver as given (a user id or a name), remembered for RECEIVER_MEMORY_MS:
+   * a back end sends to the same users over and over, and two store reads per
+   * receiver per send were a fifth of a durable send's cost. Unknown names are
+   * read again every time (a user created a moment ago receives at once).
+   */
+  private async receiver(r: string): Promise<{ id: string; name: string } | undefined> {
+    const now = this.clock.now();
+    const known = this.receivers.get(r);
+    if (known && known.until > now) return known;
+    const user = (await this.store.getUserById(r)) ?? (await this.store.getUserByName(r));
+    if (!user) return undefined;
+    if (this.receivers.size >= RECEIVER_MEMORY_SIZE) this.receivers.clear();
+    const entry = { id: user.id, name: user.name, until: now + RECEIVER_MEMORY_MS };
+    this.receivers.set(r, entry);
+    return entry;
+  }
+  private readonly receivers = new Map<string, { id: string; name: string; until: number }>();
 
   /** Moves a receiver's row forward; false when there is no such row or it is already there. */
   async setStatus(messageId: string, userId: string, status: DeliveryStatus): Promise<boolean> {

@@ -3,9 +3,11 @@ import type Database from 'better-sqlite3';
 import type { MessageStore, Receipt } from '../messages.js';
 import { rowId, toMessage, toReceipt, type MessageRow, type ReceiptRow } from '../rows.js';
 import { sqliteEventWriter } from './webhooks.js';
+import { groupCommitOf } from './group-commit.js';
 
 export function sqliteMessages(db: Database.Database): MessageStore {
   const writeEvents = sqliteEventWriter(db);
+  const group = groupCommitOf(db);
   const stmt = {
     insertMessage: db.prepare<[string, string, string, string, number]>(
       'INSERT INTO messages (sender, title, content, type, created_at) VALUES (?, ?, ?, ?, ?)',
@@ -38,14 +40,15 @@ export function sqliteMessages(db: Database.Database): MessageStore {
   const receiptsOf = (id: number): Receipt[] => stmt.receiptsOf.all(id).map(toReceipt);
 
   return {
-    async insertMessage(m, events) {
-      return db.transaction(() => {
+    // Sends that arrive together share one commit (group-commit.ts): each resolves once its group is on disk.
+    insertMessage(m, events) {
+      return group.run(() => {
         const info = stmt.insertMessage.run(m.sender, m.title, m.content, m.type, m.createdAt);
         for (const r of m.receivers) stmt.insertReceipt.run(info.lastInsertRowid, r, m.createdAt);
         const id = String(info.lastInsertRowid);
         if (events) writeEvents(events(id));
         return id;
-      })();
+      });
     },
 
     async getMessage(id) {

@@ -18,6 +18,7 @@ import { sqliteQueues } from './queues.js';
 import { sqliteThreads } from './threads.js';
 import { sqliteUsers } from './users.js';
 import { sqliteWebhooks } from './webhooks.js';
+import { groupCommitOf } from './group-commit.js';
 
 export interface SqliteStoreOptions {
   /** Directory holding herald.db; ':memory:' for a throw-away database. */
@@ -48,6 +49,7 @@ export class SqliteStore extends domainsOf(sqliteUsers, sqliteMessages, sqliteTh
 
   async close(): Promise<void> {
     if (!this.db.open) return;
+    groupCommitOf(this.db).flush();
     this.db.pragma('wal_checkpoint(TRUNCATE)');
     this.db.close();
   }
