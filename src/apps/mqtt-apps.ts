@@ -47,6 +47,9 @@ export function appUserPrincipal(appId: string, username: string, token: { hash:
   };
 }
 
+/** What a user token looks like: `randomBytes(24).toString('base64url')`. */
+const USER_TOKEN_SHAPE = /^[A-Za-z0-9_-]{32}$/;
+
 export class MqttApps {
   constructor(
     private readonly store: Store,
@@ -130,6 +133,8 @@ export class MqttApps {
    * Returns undefined when the password is not a user token at all (other credentials may apply).
    */
   async checkUserToken(password: string, username: string | undefined, clientId: string): Promise<Principal | undefined> {
+    // User tokens are 24 random bytes in base64url (userToken above): anything else is not one, and costs no store read.
+    if (!USER_TOKEN_SHAPE.test(password)) return undefined;
     const hash = sha256(password);
     const t = await this.store.getAppToken(hash);
     if (!t || t.kind !== 'user') return undefined;

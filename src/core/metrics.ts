@@ -167,9 +167,16 @@ export class Metrics {
 
   /** herald_slow_consumer_disconnects_total{protocol}, bound (a connection's DeliveryWindow counts its cut with it). */
   slowConsumerCounter(protocol: Protocol): () => void {
-    const child = this.slowConsumerDisconnects.labels(protocol);
-    return () => child.inc();
+    let count = this.slowConsumerCounters.get(protocol);
+    if (!count) {
+      const child = this.slowConsumerDisconnects.labels(protocol);
+      count = () => child.inc();
+      this.slowConsumerCounters.set(protocol, count);
+    }
+    return count;
   }
+  /** One bound counter per protocol: every connection asks for one. */
+  private readonly slowConsumerCounters = new Map<Protocol, () => void>();
 
   /** One HTTP request answered: `route` is the route's pattern (`/api/users/:id`), never the URL. */
   observeHttp(method: string, route: string, status: number, seconds: number): void {

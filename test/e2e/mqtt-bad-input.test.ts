@@ -196,4 +196,37 @@ describe('MQTT bad input over raw TCP', () => {
     const c = await mqtt.connectAsync(tcpUrl(s), ADMIN);
     await c.endAsync();
   });
+  it('reads each connection by its own protocol version, and one connection\'s garbage leaves the others\' packets whole', async () => {
+    // Every connection's bytes go through one parser (whole packets, each connection's CONNECT lent for the call).
+    const v5 = await mqtt.connectAsync(tcpUrl(s), { ...ADMIN, protocolVersion: 5, clientId: 'mixed-v5' });
+    const v4 = await mqtt.connectAsync(tcpUrl(s), { ...ADMIN, protocolVersion: 4, clientId: 'mixed-v4' });
+    try {
+      await v4.subscribeAsync('mixed/+', { qos: 1 });
+      await v5.subscribeAsync('mixed/+', { qos: 1 });
+      const got4: string[] = [];
+      const got5: { payload: string; contentType?: string }[] = [];
+      v4.on('message', (_t, p) => got4.push(p.toString()));
+      v5.on('message', (_t, p, packet) => got5.push({ payload: p.toString(), ...(packet.properties?.contentType ? { contentType: packet.properties.contentType } : {}) }));
+      for (let i = 0; i < 20; i++) {
+        // Connections sending garbage in between, closed for it: a CONNECT that fails half-way
+        // (an unknown protocol level) and a packet with reserved flags.
+        if (i % 5 === 0) {
+          const bad = connect(4);
+          bad[8] = 9;
+          await exchange([bad]);
+          await exchange([connect(4), Buffer.from([0xf3, 0x00])]);
+        }
+        await v5.publishAsync('mixed/a', `five-${i}`, { qos: 1, properties: { contentType: 'text/plain', userProperties: { n: String(i) } } });
+        await v4.publishAsync('mixed/b', `four-${i}`, { qos: 1 });
+      }
+      const until = Date.now() + 5000;
+      while ((got4.length < 40 || got5.length < 40) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(got4.length, 40);
+      assert.equal(got5.length, 40);
+      assert.deepEqual(got5.filter((m) => m.payload.startsWith('five-')).map((m) => m.contentType), Array(20).fill('text/plain'), 'v5 properties read as v5');
+    } finally {
+      await v5.endAsync();
+      await v4.endAsync();
+    }
+  });
 });
