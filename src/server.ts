@@ -30,6 +30,7 @@ import { registerMqtt, type MqttShared } from './protocols/mqtt/index.js';
 import { MqttApps } from './apps/mqtt-apps.js';
 import { registerAppRoutes } from './http/apps.js';
 import { registerAdminRoutes } from './http/admin.js';
+import { registerSessionRoutes } from './http/admin-sessions.js';
 import { reloadNode, type ReloadReport } from './reload.js';
 import { registerWebRoutes } from './http/web.js';
 import { registerOpenApi, registerWebSocketPaths } from './http/openapi.js';
@@ -253,6 +254,7 @@ export class HeraldServer {
       registerAppRoutes(ctx, apps);
       registerWebRoutes(ctx);
       registerAdminRoutes(ctx, startedAt);
+      registerSessionRoutes(ctx);
       registerReloadRoute(ctx, tls);
       registerWebhookRoutes(ctx, webhooks);
       // Protocol front ends: each registers its routes and listeners, nothing else.
