@@ -124,7 +124,9 @@ export function registerNodeRoutes(ctx: RouteContext, parts: NodeParts): void {
     if (!reach.reachable) alarms.push({ level: 'critical', about: 'store', text: `the ${store.kind === 'sqlite' ? 'SQLite' : 'PostgreSQL'} store does not answer: ${reach.error ?? ''}` });
     let size: { sizeBytes: number; maxBytes: number } | undefined;
     if (store.kind === 'sqlite' && config.dataDir !== ':memory:') {
-      const sizeBytes = fileSize(join(config.dataDir, 'herald.db'));
+      // The file and its write-ahead log: what was written lives in the WAL until a checkpoint moves it.
+      const file = join(config.dataDir, 'herald.db');
+      const sizeBytes = fileSize(file) + fileSize(file + '-wal');
       const maxBytes = config.sqliteMaxSizeMb * 1_048_576;
       size = { sizeBytes, maxBytes };
       const level = share(sizeBytes, maxBytes);
