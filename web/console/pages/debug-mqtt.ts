@@ -64,6 +64,7 @@ export function mqttPanel(): HTMLElement {
   onLeave(() => client?.end());
 
   const drawSubs = (): void => {
+    if (subscribed.size === 0) return void subList.replaceChildren(h('li', { class: 'empty' }, 'None yet.'));
     subList.replaceChildren(
       ...[...subscribed].map((f) =>
         h('li', {}, h('code', {}, f), ' ', h('button', { type: 'button', class: 'secondary', onclick: () => void unsubscribe(f) }, 'Unsubscribe')),
@@ -78,6 +79,7 @@ export function mqttPanel(): HTMLElement {
     if (code >= 0x80) showError(`UNSUBSCRIBE ${filter}: ${reasonText(code)}`);
   };
 
+  drawSubs();
   const subForm = h(
     'form',
     { class: 'toolbar', 'aria-label': 'MQTT subscribe' },
@@ -107,12 +109,12 @@ export function mqttPanel(): HTMLElement {
     field('Topic', h('input', { name: 'topic', value: 'demo/hello', required: true })),
     field('QoS', qosSelect('qos')),
     h('label', { class: 'check' }, h('input', { type: 'checkbox', name: 'retain', value: '1' }), ' Retain'),
-    field('Payload', h('textarea', { name: 'payload', rows: '3' }, 'hello from the console')),
+    h('div', { class: 'span-all' }, field('Payload', h('textarea', { name: 'payload', rows: '3' }, 'hello from the console'))),
     field('Content type', h('input', { name: 'contentType', placeholder: 'text/plain' })),
     field('Response topic', h('input', { name: 'responseTopic' })),
     field('Correlation data', h('input', { name: 'correlation' })),
     field('Message expiry (seconds)', h('input', { name: 'expiry', type: 'number', min: '1', max: '4294967295' })),
-    field('User properties (name=value, one a line)', h('textarea', { name: 'userProperties', rows: '2' })),
+    h('div', { class: 'span-all' }, field('User properties (name=value, one a line)', h('textarea', { name: 'userProperties', rows: '2' }))),
     h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Publish')),
   ) as HTMLFormElement;
   pubForm.addEventListener('submit', (e) => {

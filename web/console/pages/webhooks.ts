@@ -47,7 +47,7 @@ export function renderWebhooks(): void {
     ]);
     configured.replaceChildren(
       o.webhooks.length === 0
-        ? h('p', { class: 'empty' }, 'No webhook is configured (the webhooks key; see docs/integration.md).')
+        ? h('p', { class: 'empty' }, 'No webhook is configured (the webhooks key; see docs/backend-integration.md).')
         : table(['Name', 'URL', 'Events', 'Topics'], o.webhooks.map((w) => [w.name, h('code', {}, w.url), w.events.join(', '), w.topics?.join(', ') ?? '–']), ''),
     );
     backlog.replaceChildren(
