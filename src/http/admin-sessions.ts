@@ -76,12 +76,22 @@ export function registerSessionRoutes(ctx: RouteContext): void {
   const admins = requireAuth(ctx, ['admin']);
   const questions = new ClusterQuestions(ctx.nodeId, ctx.cluster, presence);
 
-  const askSubscriptions = questions.define<Record<string, never>, SubscriptionRow[]>('console.subs?', () => {
-    const rows: SubscriptionRow[] = [];
+  /** Each node groups its own subscriptions (so an answer grows with the filters, not the sessions) and sends its `limit` most subscribed. */
+  const askSubscriptions = questions.define<SubscriptionQuery, { groups: Group[]; subscriptions: number; total: number }>('console.subs?', (query) => {
+    const needle = query.q?.trim().toLowerCase();
+    const groups = new Map<string, Group>();
+    let count = 0;
     for (const s of sessions.all()) {
-      for (const sub of s.describe().subscriptions) rows.push({ ...sub, sessionId: s.id, user: s.principal.name, protocol: s.protocol });
+      if (query.protocol !== undefined && s.protocol !== query.protocol) continue;
+      for (const sub of s.describe().subscriptions) {
+        const r: SubscriptionRow = { ...sub, sessionId: s.id, user: s.principal.name, protocol: s.protocol };
+        if (query.kind !== undefined && r.kind !== query.kind) continue;
+        if (needle && ![r.key, r.destination, r.user].some((x) => x.toLowerCase().includes(needle))) continue;
+        count++;
+        addTo(groups, r, ctx.nodeId);
+      }
     }
-    return rows;
+    return { groups: mostSubscribed(groups).slice(0, query.limit), subscriptions: count, total: groups.size };
   });
   const askSession = questions.define<{ id: string }, SessionDetail>('console.session?', (b) => sessions.get(b.id)?.describe());
 
@@ -104,34 +114,36 @@ export function registerSessionRoutes(ctx: RouteContext): void {
             limit: { type: 'integer', minimum: 1, maximum: 1000, description: 'groups (default 200)' },
           },
         },
-        response: { 200: okEnvelope(closed({ groups: arrayOf(GROUP), total: { type: 'integer', description: 'groups matching, before the limit' }, subscriptions: { type: 'integer' }, missing: MISSING }), 'the subscriptions') },
+        response: { 200: okEnvelope(closed({ groups: arrayOf(GROUP), total: { type: 'integer', description: 'groups matching before the limit (at least: each node sends its limit most subscribed)' }, subscriptions: { type: 'integer' }, missing: MISSING }), 'the subscriptions') },
       },
     },
     async (req) => {
       const { q, protocol, kind, limit = 200 } = req.query;
-      const needle = q?.trim().toLowerCase();
-      const { answers, missing } = await askSubscriptions({});
-      const groups = new Map<string, ReturnType<typeof newGroup>>();
+      const query: SubscriptionQuery = { limit, ...(q !== undefined ? { q } : {}), ...(protocol !== undefined ? { protocol } : {}), ...(kind !== undefined ? { kind } : {}) };
+      const { answers, missing } = await askSubscriptions(query);
+      const merged = new Map<string, Group>();
       let count = 0;
-      for (const [node, rows] of answers) {
-        for (const r of rows) {
-          if (protocol !== undefined && r.protocol !== protocol) continue;
-          if (kind !== undefined && r.kind !== kind) continue;
-          if (needle && ![r.key, r.destination, r.user].some((x) => x.toLowerCase().includes(needle))) continue;
-          count++;
-          const id = `${r.kind}\u0000${r.group ?? ''}\u0000${r.key}`;
-          let g = groups.get(id);
-          if (!g) groups.set(id, (g = newGroup(r)));
-          g.subscribers++;
-          g.protocols[r.protocol] = (g.protocols[r.protocol] ?? 0) + 1;
-          if (r.qos !== undefined && !g.qos.includes(r.qos)) g.qos.push(r.qos);
-          if (r.ack !== undefined && !g.ack.includes(r.ack)) g.ack.push(r.ack);
-          if (!g.nodes.includes(node)) g.nodes.push(node);
-          if (g.sessions.length < MAX_GROUP_SESSIONS) g.sessions.push({ ...r, node });
+      let total = 0;
+      for (const answer of answers.values()) {
+        count += answer.subscriptions;
+        total = Math.max(total, answer.total);
+        for (const g of answer.groups) {
+          const id = groupId(g);
+          const m = merged.get(id);
+          if (!m) {
+            merged.set(id, g);
+            continue;
+          }
+          m.subscribers += g.subscribers;
+          for (const [p, n] of Object.entries(g.protocols)) m.protocols[p] = (m.protocols[p] ?? 0) + n;
+          for (const x of g.qos) if (!m.qos.includes(x)) m.qos.push(x);
+          for (const x of g.ack) if (!m.ack.includes(x)) m.ack.push(x);
+          for (const x of g.nodes) if (!m.nodes.includes(x)) m.nodes.push(x);
+          m.sessions.push(...g.sessions.slice(0, MAX_GROUP_SESSIONS - m.sessions.length));
         }
       }
-      const sorted = [...groups.values()].sort((a, b) => b.subscribers - a.subscribers || a.key.localeCompare(b.key));
-      return ok({ groups: sorted.slice(0, limit), total: sorted.length, subscriptions: count, missing });
+      const sorted = mostSubscribed(merged);
+      return ok({ groups: sorted.slice(0, limit), total: Math.max(total, sorted.length), subscriptions: count, missing });
     },
   );
 
@@ -197,17 +209,54 @@ export function registerSessionRoutes(ctx: RouteContext): void {
   });
 }
 
-function newGroup(r: SubscriptionRow) {
-  return {
-    kind: r.kind,
-    key: r.key,
-    ...(r.group !== undefined ? { group: r.group } : {}),
-    ...(r.kind === 'topic' || r.kind === 'shared' ? { stomp: '/topic/' + topicToDotted(r.key) } : {}),
-    subscribers: 0,
-    protocols: {} as Record<string, number>,
-    qos: [] as number[],
-    ack: [] as string[],
-    nodes: [] as string[],
-    sessions: [] as (SubscriptionRow & { node: string })[],
-  };
+interface SubscriptionQuery {
+  q?: string;
+  protocol?: string;
+  kind?: string;
+  limit: number;
+}
+
+/** Subscriptions to one thing, on one node or (merged) on all. */
+interface Group {
+  kind: SubscriptionInfo['kind'];
+  key: string;
+  group?: string;
+  stomp?: string;
+  subscribers: number;
+  protocols: Record<string, number>;
+  qos: number[];
+  ack: string[];
+  nodes: string[];
+  sessions: (SubscriptionRow & { node: string })[];
+}
+
+const groupId = (g: { kind: string; group?: string; key: string }): string => `${g.kind}\u0000${g.group ?? ''}\u0000${g.key}`;
+
+function addTo(groups: Map<string, Group>, r: SubscriptionRow, node: string): void {
+  const id = groupId(r);
+  let g = groups.get(id);
+  if (!g) {
+    g = {
+      kind: r.kind,
+      key: r.key,
+      ...(r.group !== undefined ? { group: r.group } : {}),
+      ...(r.kind === 'topic' || r.kind === 'shared' ? { stomp: '/topic/' + topicToDotted(r.key) } : {}),
+      subscribers: 0,
+      protocols: {},
+      qos: [],
+      ack: [],
+      nodes: [node],
+      sessions: [],
+    };
+    groups.set(id, g);
+  }
+  g.subscribers++;
+  g.protocols[r.protocol] = (g.protocols[r.protocol] ?? 0) + 1;
+  if (r.qos !== undefined && !g.qos.includes(r.qos)) g.qos.push(r.qos);
+  if (r.ack !== undefined && !g.ack.includes(r.ack)) g.ack.push(r.ack);
+  if (g.sessions.length < MAX_GROUP_SESSIONS) g.sessions.push({ ...r, node });
+}
+
+function mostSubscribed(groups: Map<string, Group>): Group[] {
+  return [...groups.values()].sort((a, b) => b.subscribers - a.subscribers || a.key.localeCompare(b.key));
 }
