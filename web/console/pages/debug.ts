@@ -50,7 +50,11 @@ function stompPanel(): HTMLElement {
   });
   onLeave(() => void client.deactivate());
   client.activate();
-  const show = (m: IMessage): void => note('MESSAGE', `${m.headers['destination'] ?? ''}  ${m.body}`);
+  /** A MESSAGE with its body, and its headers below (all but the destination, shown first). */
+  const show = (m: IMessage): void => {
+    const headers = Object.entries(m.headers).filter(([k]) => k !== 'destination');
+    note('MESSAGE', `${m.headers['destination'] ?? ''}  ${m.body}`, h('span', { class: 'sub' }, headers.map(([k, v]) => `${k}: ${v}`).join('; ')));
+  };
 
   const subForm = h('form', { class: 'toolbar', 'aria-label': 'Subscribe' }, field('Destination', h('input', { name: 'destination', value: '/topic/demo.#', required: true })), h('button', { type: 'submit' }, 'Subscribe')) as HTMLFormElement;
   subForm.addEventListener('submit', (e) => {
