@@ -44,6 +44,12 @@ describe('live debug over MQTT, and traces, in Chromium', { skip: browserMissing
     const { page } = w;
     await consoleLogin(page, s.url);
     await openSection(page, 'Live debug');
+    // The console's own STOMP session listens too: it shows the message with its headers.
+    await page.locator('#debug-state', { hasText: /^Connected/ }).waitFor();
+    const stompSub = page.getByRole('form', { name: 'Subscribe', exact: true });
+    await stompSub.getByLabel('Destination').fill('/topic/debug.news');
+    await stompSub.getByRole('button', { name: 'Subscribe' }).click();
+    await page.locator('#frames li', { hasText: 'SUBSCRIBE /topic/debug.news' }).waitFor();
     await page.getByRole('group', { name: 'Live debug tool' }).getByRole('button', { name: 'MQTT 5' }).click();
     await page.locator('#mqtt-state', { hasText: /^Connected \(MQTT 5 over WebSocket/ }).waitFor();
     const form = page.getByRole('form', { name: 'MQTT publish' });
@@ -69,6 +75,13 @@ describe('live debug over MQTT, and traces, in Chromium', { skip: browserMissing
     await form.getByRole('button', { name: 'Publish' }).click();
     await page.locator('#mqtt-frames li.frame-ERROR', { hasText: /\$SYS\/mine: refused: .*reserved for the server/ }).waitFor();
     await shot(page, 'console-debug-mqtt-desktop');
+    await page.getByRole('group', { name: 'Live debug tool' }).getByRole('button', { name: 'STOMP' }).click();
+    const seen = page.locator('#frames li.frame-MESSAGE', { hasText: '/topic/debug.news  from the console' });
+    await seen.waitFor();
+    assert.match(await seen.innerText(), /content-type: text\/plain/);
+    assert.match(await seen.innerText(), /origin: console/);
+    assert.match(await seen.innerText(), /ticket: 42/);
+    assert.match(await seen.innerText(), /reply-to: debug\/replies/);
     noErrors(w);
   });
 
