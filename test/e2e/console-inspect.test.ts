@@ -2,7 +2,8 @@
  * The console's inspection API with real clients on one node: live
  * subscriptions grouped by filter (STOMP, MQTT and JSON WebSocket), one
  * session in detail (subscriptions, in flight and held, bytes, TLS,
- * credential), and ending every session of a user.
+ * credential), and ending every session of a user; over TLS, a session
+ * says so and node health marks the TLS listeners.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -11,6 +12,7 @@ import { api, login, startServer, type TestServer } from '../helpers/server.js';
 import { RawStomp } from '../helpers/stomp.js';
 import { JsonClient, jsonUrl } from '../helpers/json-ws.js';
 import { tcpUrl } from '../helpers/mqtt.js';
+import { makePki, opensslMissing, type TestPki } from '../helpers/tls-certs.js';
 
 interface Group {
   kind: string;
@@ -152,5 +154,35 @@ describe('console inspection API: subscriptions, session detail, kicking a user'
     const audit = await api<{ records: { action: string; target: string; detail: { sessions: number } }[] }>(s.url, 'GET', '/api/admin/audit?action=session', { token: admin });
     const entry = audit.body.data.records.find((e) => e.action === 'session.disconnect-user');
     assert.deepEqual([entry?.target, entry?.detail.sessions], ['every session of watcher', 3]);
+  });
+});
+
+describe('console inspection API over TLS', { skip: opensslMissing() }, () => {
+  let s: TestServer;
+  let pki: TestPki;
+
+  before(async () => {
+    pki = makePki();
+    s = await startServer({ httpsPort: 0, stompTlsPort: 0, mqttTlsPort: 0, tlsCertFile: pki.serverCert, tlsKeyFile: pki.serverKey });
+  });
+  after(async () => {
+    await s?.stop();
+    pki?.destroy();
+  });
+
+  it('says a session is TLS and counts its decrypted bytes; node health marks the TLS listeners', async () => {
+    const admin = await login(s.url);
+    const c = await mqtt.connectAsync(`mqtts://127.0.0.1:${s.server.address('mqtt-tls').port}`, { username: 'admin', password: 'admin-secret-pw', ca: pki.read(pki.ca), reconnectPeriod: 0, clientId: 'over-tls' });
+    await c.subscribeAsync('secure/#');
+    const list = await api<{ sessionId: string; protocol: string }[]>(s.url, 'GET', '/api/message/getWebSocketClients', { token: admin });
+    const id = list.body.data.find((x) => x.protocol === 'mqtt-tcp')!.sessionId;
+    const d = await api<Detail>(s.url, 'GET', `/api/admin/sessions/${id}`, { token: admin });
+    assert.deepEqual([d.body.data.tls, d.body.data.clientId], [true, 'over-tls']);
+    // CONNECT and SUBSCRIBE as sent, not the TLS records around them (a few hundred bytes more).
+    assert.ok(d.body.data.bytesIn > 20 && d.body.data.bytesIn < 200, `bytes in: ${d.body.data.bytesIn}`);
+    const nodes = await api<{ nodes: { listeners: { name: string; tls: boolean }[] }[] }>(s.url, 'GET', '/api/admin/nodes', { token: admin });
+    const tls = Object.fromEntries(nodes.body.data.nodes[0]!.listeners.map((l) => [l.name, l.tls]));
+    assert.deepEqual(tls, { http: false, https: true, stomp: false, 'stomp-tls': true, mqtt: false, 'mqtt-tls': true });
+    await c.endAsync();
   });
 });
