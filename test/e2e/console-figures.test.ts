@@ -2,10 +2,12 @@
  * The console's figures API with real clients on one node: retained MQTT
  * messages (browse, view, delete), queues and mailboxes (depth, consumers,
  * oldest, held and unacknowledged messages), node health (listeners with
- * their caps, memory, store, alarms), and traces of a topic filter
- * (publisher, receivers, the rate cap, closing).
+ * their caps, memory, store, alarms: a listener and a user near their
+ * caps, the SQLite file near its limit, the store not answering), and
+ * traces of a topic filter (publisher, receivers, the rate cap, closing).
  */
 import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import mqtt from 'mqtt';
 import { api, login, startServer, type TestServer } from '../helpers/server.js';
@@ -220,5 +222,36 @@ describe('console figures API: retained, queues and mailboxes, node health, trac
     assert.equal((s.server.ctx.broker as unknown as { tap: unknown }).tap, undefined);
     await pub.endAsync();
     listener.close();
+  });
+});
+
+describe('node health alarms of the store', () => {
+  it('warns when the SQLite file nears sqliteMaxSizeMb, and says the store does not answer once it is closed', async () => {
+    const s = await startServer({ sqliteMaxSizeMb: 1 });
+    try {
+      const admin = await login(s.url);
+      type Health = { nodes: { store: { reachable: boolean; sizeBytes: number; maxBytes: number }; alarms: { level: string; about: string; text: string }[] }[] };
+      const health = async () => (await api<Health>(s.url, 'GET', '/api/admin/nodes', { token: admin })).body.data.nodes[0]!;
+      assert.deepEqual((await health()).alarms.filter((a) => a.about === 'disk'), [], 'nothing to say while the file is small');
+      // Queue messages of 60 KB until the file and its WAL pass 80 % of 1 MiB (or the store refuses more).
+      for (let i = 0; i < 20 && (await health()).store.sizeBytes < 0.8 * 1_048_576; i++) {
+        const r = await api(s.url, 'POST', '/api/publish', { token: admin, body: { destination: '/queue/fill', body: 'x'.repeat(60_000) } });
+        if (r.status !== 200) break;
+      }
+      const full = await health();
+      assert.equal(full.store.maxBytes, 1_048_576);
+      const disk = full.alarms.find((a) => a.about === 'disk');
+      assert.ok(disk, `an alarm at ${full.store.sizeBytes} bytes: ${JSON.stringify(full.alarms)}`);
+      assert.match(disk.text, /^the SQLite file is [\d.]+ MiB of its 1 MiB limit \(sqliteMaxSizeMb\); at the limit writes are refused$/);
+      // The store closed under the node: its health says so, critical.
+      await s.server.ctx.store.close();
+      const down = await health();
+      assert.equal(down.store.reachable, false);
+      assert.ok(down.alarms.some((a) => a.about === 'store' && a.level === 'critical' && /^the SQLite store does not answer: /.test(a.text)), JSON.stringify(down.alarms));
+    } finally {
+      // Stopping fails on the closed store; the data directory goes anyway.
+      await s.stop().catch(() => undefined);
+      rmSync(s.dataDir, { recursive: true, force: true });
+    }
   });
 });
