@@ -30,6 +30,11 @@ import { registerMqtt, type MqttShared } from './protocols/mqtt/index.js';
 import { MqttApps } from './apps/mqtt-apps.js';
 import { registerAppRoutes } from './http/apps.js';
 import { registerAdminRoutes } from './http/admin.js';
+import { registerSessionRoutes } from './http/admin-sessions.js';
+import { registerRetainedRoutes } from './http/admin-retained.js';
+import { registerQueueRoutes } from './http/admin-queues.js';
+import { registerNodeRoutes } from './http/admin-node.js';
+import { registerTraceRoutes } from './http/admin-trace.js';
 import { reloadNode, type ReloadReport } from './reload.js';
 import { registerWebRoutes } from './http/web.js';
 import { registerOpenApi, registerWebSocketPaths } from './http/openapi.js';
@@ -253,12 +258,17 @@ export class HeraldServer {
       registerAppRoutes(ctx, apps);
       registerWebRoutes(ctx);
       registerAdminRoutes(ctx, startedAt);
+      registerSessionRoutes(ctx);
+      registerQueueRoutes(ctx);
+      registerTraceRoutes(ctx);
+      registerNodeRoutes(ctx, { addresses, occupancy: () => network.occupancy(), startedAt, redis: cluster && (() => ({ connected: cluster!.connected, dropped: cluster!.bus.dropped })) });
       registerReloadRoute(ctx, tls);
       registerWebhookRoutes(ctx, webhooks);
       // Protocol front ends: each registers its routes and listeners, nothing else.
       registerStomp(ctx);
       registerJsonWebSocket(ctx, MAILBOX);
       mqtt = await registerMqtt(ctx, apps);
+      registerRetainedRoutes(ctx, mqtt.retained);
       if (cluster) joinClusterMqtt(cluster, ctx, mqtt);
       registerWebSocketPaths(http, network.webSocketPaths());
 

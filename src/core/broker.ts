@@ -25,6 +25,7 @@ import type { ClusterLink } from './cluster-link.js';
 import type { Consumer } from './consumer.js';
 import type { CoreMessage, HeaderList } from './message.js';
 import { Queues, type QueueLimits } from './queues.js';
+import type { BrokerTap } from './trace.js';
 import { Topics, type TopicAuthority } from './topics.js';
 import { UserMailboxes, type DurableMailbox, type MailboxLimits } from './user-mailboxes.js';
 
@@ -96,6 +97,8 @@ export class Broker {
   /** The watcher's publish parts, kept apart so the publish paths check one field. */
   private topicWatch: ((msg: CoreMessage) => void) | undefined;
   private userWatch: ((msg: CoreMessage, localDeliveries: number) => void) | undefined;
+  /** The console's traces (core/trace.ts): set only while one is open, so publishes check one field otherwise. */
+  private tap: BrokerTap | undefined;
 
   constructor(
     store: Store,
@@ -114,6 +117,21 @@ export class Broker {
     this.watcher = watcher;
     this.topicWatch = watcher.publishedTopic?.bind(watcher);
     this.userWatch = watcher.publishedUser?.bind(watcher);
+  }
+
+  /** Sets (a trace opened) or unsets (the last one closed) the tap that sees traced topic messages pass. */
+  setTap(tap: BrokerTap | undefined): void {
+    this.tap = tap;
+  }
+
+  /** Delivers a topic message here, telling the tap who got it when its topic is traced. */
+  private deliverTopic(msg: CoreMessage, origin: 'published' | 'received'): number {
+    const tap = this.tap;
+    if (tap === undefined || !tap.wants((msg.target as { topic: string }).topic)) return this.topics.deliver(msg);
+    const receivers: Consumer[] = [];
+    const n = this.topics.deliver(msg, receivers);
+    tap.passed(msg, receivers, origin);
+    return n;
   }
 
   // ---- cluster -----------------------------------------------------------------
@@ -163,7 +181,7 @@ export class Broker {
 
   /** A topic or user message published on another node. */
   receiveRemote(msg: CoreMessage): void {
-    if (msg.target.kind === 'topic') this.topics.deliver(msg);
+    if (msg.target.kind === 'topic') this.deliverTopic(msg, 'received');
     else if (msg.target.kind === 'user') this.mailboxes.deliver(msg);
   }
 
@@ -249,7 +267,7 @@ export class Broker {
       }
       if (this.topicWatch) this.topicWatch(msg);
     }
-    return this.topics.deliver(msg);
+    return this.deliverTopic(msg, 'published');
   }
 
   /**
@@ -330,6 +348,11 @@ export class Broker {
   /** Hands back every claimed, undelivered message (shutdown) and waits for the store. */
   releaseAll(): Promise<void> {
     return this.queues.releaseAll();
+  }
+
+  /** Queues and user mailboxes as this node holds them now (the console's Queues page). */
+  liveFigures(): { queues: ReturnType<Queues['figures']>; mailboxes: ReturnType<UserMailboxes['figures']> } {
+    return { queues: this.queues.figures(), mailboxes: this.mailboxes.figures() };
   }
 
   /** Queue depth in memory and in flight (for tests and the console). */

@@ -94,6 +94,15 @@ export class SampleRing {
   value(series: number, slot: number): number {
     return this.columns[series]![slot]!;
   }
+
+  /** The slot of the newest sample, or undefined when there is none. */
+  get newest(): number | undefined {
+    return this.count === 0 ? undefined : (this.next - 1 + this.capacity) % this.capacity;
+  }
+
+  time(slot: number): number {
+    return this.times[slot]!;
+  }
 }
 
 export interface HistoryAnswer {
@@ -215,6 +224,13 @@ export class MetricHistory {
     this.loop.reset();
     for (const p of PROTOCOLS) byKey['conn.' + p] = connections.get(p) ?? 0;
     this.ring.push(now.at, this.series.map((s) => byKey[s.key] ?? NaN));
+  }
+
+  /** The newest sample (the console's node health: the event-loop delay over the last interval), or undefined before the first. */
+  latest(): { at: number; values: Record<string, number | null> } | undefined {
+    const slot = this.ring.newest;
+    if (slot === undefined) return undefined;
+    return { at: this.ring.time(slot), values: Object.fromEntries(this.series.map((s, i) => [s.key, round(this.ring.value(i, slot))])) };
   }
 
   /**

@@ -194,6 +194,11 @@ export class Queues {
     return q && { ready: q.ready.length, inflight: q.inflight, consumers: q.consumers.length };
   }
 
+  /** Every queue with consumers or messages out on this node: held in memory, in flight, consumers. */
+  figures(): { name: string; ready: number; inflight: number; consumers: number }[] {
+    return [...this.queues.values()].map((q) => ({ name: q.name, ready: q.ready.length, inflight: q.inflight, consumers: q.consumers.length }));
+  }
+
   private queue(name: string): QueueState {
     let q = this.queues.get(name);
     if (!q) {

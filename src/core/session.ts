@@ -4,6 +4,7 @@
  * credential dies or the server shuts down.
  */
 import type { Auth, Principal } from './auth.js';
+import type { Credential } from './principal.js';
 import type { Metrics } from './metrics.js';
 import type { Protocol } from './protocol-names.js';
 
@@ -32,9 +33,50 @@ export interface SessionInfo {
   readonly connectedAt: number;
 }
 
+/** One subscription of a session, as the console shows it. */
+export interface SubscriptionInfo {
+  /** As the client wrote it: `/topic/a.*`, `a/+/c`, `$share/g/a/#`, `/user/queue/x`, `/queue/jobs`. */
+  destination: string;
+  kind: 'topic' | 'shared' | 'queue' | 'user';
+  /** What it is to, whatever the protocol: the topic filter in MQTT form, the queue's or the mailbox's name. */
+  key: string;
+  /** A shared subscription's group. */
+  group?: string;
+  /** MQTT: the QoS granted. */
+  qos?: 0 | 1 | 2;
+  /** How deliveries are acknowledged: STOMP's ack mode, `client` for the JSON WebSocket's mailbox, `auto` when nothing is awaited. */
+  ack?: string;
+  /** Messages of this subscription sent and not yet acknowledged, and waiting for the client's window. */
+  unacked?: number;
+  held?: number;
+}
+
+/** The bytes a connection moved, read from its socket (headers and framing included), and whether it is TLS. */
+export interface WireFigures {
+  bytesIn: number;
+  bytesOut: number;
+  tls: boolean;
+}
+
+/** A session in detail (the console's client page). */
+export interface SessionDetail {
+  subscriptions: SubscriptionInfo[];
+  /** Sent and not yet acknowledged: messages, and the bytes they pin (DeliveryBudget). */
+  inflight: { messages: number; bytes: number };
+  /** Waiting for the client's window to open. */
+  held: { messages: number; bytes: number };
+  wire: WireFigures;
+  credential: Credential['kind'];
+  /** The protocol's version as negotiated (`1.2`, `5`); MQTT's client id. */
+  version?: string;
+  clientId?: string;
+}
+
 export interface Session extends SessionInfo {
   /** Subscriptions held and messages sent but not yet acknowledged, now (the console's Clients). */
   stats(): { subscriptions: number; unacked: number };
+  /** The session in detail, now (the console's client page); cheap: it reads what the session holds. */
+  describe(): SessionDetail;
   /** Tells the client why in its protocol's words, then closes the connection. */
   close(reason: CloseReason): void;
 }

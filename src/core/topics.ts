@@ -179,8 +179,11 @@ export class Topics {
     }
   }
 
-  /** Hands `msg` (a topic message) to this node's matching subscribers; returns how many got it. */
-  deliver(msg: CoreMessage): number {
+  /**
+   * Hands `msg` (a topic message) to this node's matching subscribers; returns how many got it.
+   * `receivers` (a trace's): each consumer that got it is added (a shared group as itself).
+   */
+  deliver(msg: CoreMessage, receivers?: Consumer[]): number {
     let n = 0;
     const audience = msg.audience;
     const topic = (msg.target as { topic: string }).topic;
@@ -188,6 +191,7 @@ export class Topics {
     this.index.match(topic, (c) => {
       if (audience !== undefined && !inAudience(audience, c.principal)) return;
       n++;
+      receivers?.push(c);
       const waiting = replaying?.get(c);
       if (waiting) waiting.push(msg);
       else deliverSafely(this.log, c, msg, NO_SETTLE);
@@ -196,6 +200,7 @@ export class Topics {
       this.sharedIndex.match(topic, (g) => {
         if (this.link && !this.link.sharedPick(g.group, g.filter, msg)) return;
         n++;
+        receivers?.push(g);
         deliverSafely(this.log, g, msg, NO_SETTLE);
       });
     }

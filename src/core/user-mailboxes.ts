@@ -171,6 +171,30 @@ export class UserMailboxes {
     }
   }
 
+  /**
+   * Mailboxes with subscribers or parked messages on this node (the
+   * console): subscribed sessions, and messages parked while none was, with
+   * the time of the oldest.
+   */
+  figures(): { userId: string; name: string; subscribers: number; parked: number; oldestParkedAt: number | null }[] {
+    const out = new Map<string, { userId: string; name: string; subscribers: number; parked: number; oldestParkedAt: number | null }>();
+    const at = (userId: string, name: string) => {
+      const key = `${userId}\u0000${name}`;
+      let f = out.get(key);
+      if (!f) out.set(key, (f = { userId, name, subscribers: 0, parked: 0, oldestParkedAt: null }));
+      return f;
+    };
+    for (const [userId, byName] of this.users) for (const [name, set] of byName) at(userId, name).subscribers = set.size;
+    for (const [userId, list] of this.parked) {
+      for (const p of list) {
+        const f = at(userId, p.name);
+        f.parked++;
+        f.oldestParkedAt = Math.min(f.oldestParkedAt ?? Infinity, p.msg.timestamp);
+      }
+    }
+    return [...out.values()];
+  }
+
   /** One session's copy; `attempt` counts the deliveries of this message so far, this one included. */
   private deliverCopy(userId: string, name: string, consumer: Consumer, msg: CoreMessage, attempt: number, redelivered: boolean): void {
     if (msg.recordId !== undefined && this.durable.has(name)) this.remember(consumer, msg.recordId);

@@ -71,7 +71,7 @@ export function registerWebRoutes(ctx: RouteContext): void {
    * Neither the console nor the demos may be framed (clickjacking an admin's
    * clicks) or leak their URL as a referrer. The console, all built assets,
    * also runs under a strict CSP: only its own scripts and styles, and network
-   * access to this origin only (its API and its STOMP WebSocket). The demo
+   * access to this origin only (its API and its STOMP and MQTT WebSockets). The demo
    * pages keep their scripts inline, to be read and copied, so get no CSP.
    */
   const CONSOLE_CSP =

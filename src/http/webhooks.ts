@@ -154,6 +154,7 @@ export function registerWebhookRoutes(ctx: RouteContext, webhooks: Webhooks | un
       if ((ids === undefined) === (all === undefined)) throw badRequest('give either "ids" (the dead list\'s ids to replay) or "all": true');
       const replayed = await store.replayWebhookEvents(all ? 'all' : ids!, ctx.clock.now());
       webhooks?.poke();
+      if (replayed > 0) await ctx.audit.record(req, 'webhook.replay', all ? 'every dead event' : `dead events ${ids!.slice(0, 20).join(', ')}${ids!.length > 20 ? ', …' : ''}`, { replayed });
       return ok({ replayed });
     },
   );
@@ -174,6 +175,7 @@ export function registerWebhookRoutes(ctx: RouteContext, webhooks: Webhooks | un
       const replayed = await store.replayWebhookEvents([req.params.id], ctx.clock.now());
       if (replayed === 0) throw notFound(`no event ${req.params.id} on the dead list`);
       webhooks?.poke();
+      await ctx.audit.record(req, 'webhook.replay', `dead event ${req.params.id}`, { replayed });
       return ok({ replayed });
     },
   );

@@ -19,6 +19,7 @@
  *   webhooks.ts  WebhookStore                the webhook outbox (events are also written by
  *                                            the other domains, with the changes they describe)
  *   audit.ts     AuditStore                  what administrators did, pruned
+ *   inspect.ts   InspectStore                what the console reads of the stored queues
  *   errors.ts    DuplicateError, StoreUnavailableError, storeUnavailable
  *   rows.ts      table rows and their mappers, shared by both engines
  *   migration.ts the Migration type both engines' schemas are written in
@@ -45,6 +46,7 @@
  * each one by name.
  */
 import type { AuditStore } from './audit.js';
+import type { InspectStore } from './inspect.js';
 import type { LeaseStore } from './leases.js';
 import type { MessageStore } from './messages.js';
 import type { MqttStore } from './mqtt.js';
@@ -55,6 +57,7 @@ import type { WebhookStore } from './webhooks.js';
 
 export * from './audit.js';
 export * from './errors.js';
+export * from './inspect.js';
 export * from './leases.js';
 export * from './messages.js';
 export * from './mqtt.js';
@@ -64,7 +67,7 @@ export * from './users.js';
 export * from './webhooks.js';
 export { rowId } from './rows.js';
 
-export interface Store extends UserStore, TokenStore, MessageStore, ThreadStore, MqttStore, QueueStore, LeaseStore, WebhookStore, AuditStore {
+export interface Store extends UserStore, TokenStore, MessageStore, ThreadStore, MqttStore, QueueStore, LeaseStore, WebhookStore, AuditStore, InspectStore {
   /** Which engine this is, for /readyz, the console and the start-up log. */
   readonly kind: 'sqlite' | 'postgres';
   /** Cheap round trip, for /readyz. */

@@ -5,7 +5,9 @@
  * A protocol's connection is written once against this and runs on both.
  */
 import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import type { WebSocket } from 'ws';
+import type { WireFigures } from '../core/session.js';
 import { rawSocket, wsFrame, writeFrame } from './ws-frame.js';
 import { writeBatched } from './write-batch.js';
 
@@ -26,6 +28,13 @@ export interface ByteTransport {
   /** Stops reading from the client until `resume`. */
   pause(): void;
   resume(): void;
+  /** Bytes read and written on the socket so far (its own counters: nothing is counted per message), and whether it is TLS. */
+  wire(): WireFigures;
+}
+
+/** A socket's own byte counters (a TLS socket counts what it decrypted and encrypted). */
+export function wireOf(socket: Socket | undefined): WireFigures {
+  return { bytesIn: socket?.bytesRead ?? 0, bytesOut: socket?.bytesWritten ?? 0, tls: socket instanceof TLSSocket };
 }
 
 export function webSocketTransport(ws: WebSocket): ByteTransport {
@@ -42,6 +51,7 @@ export function webSocketTransport(ws: WebSocket): ByteTransport {
     },
     pause: () => ws.pause(),
     resume: () => ws.resume(),
+    wire: () => wireOf(socket),
   };
 }
 
@@ -57,5 +67,6 @@ export function tcpTransport(socket: Socket): ByteTransport {
     },
     pause: () => socket.pause(),
     resume: () => socket.resume(),
+    wire: () => wireOf(socket),
   };
 }

@@ -170,6 +170,8 @@ export class NetworkListeners implements Listeners {
   /** Connections the admin listener accepted (its requests may reach the admin routes). */
   private readonly adminSockets = new WeakSet<object>();
   private readonly webSocketSlots: Record<HttpListenerName, ListenerSlots | undefined>;
+  /** Every capped listener's slots, by listener name (the console's node health). */
+  private readonly slotsByName = new Map<string, ListenerSlots>();
   private draining = false;
   private readonly gate: AdmissionGate;
 
@@ -187,6 +189,12 @@ export class NetworkListeners implements Listeners {
       https: new ListenerSlots('https', limits.httpsMaxConnections),
       admin: undefined,
     };
+    for (const slots of [this.webSocketSlots.http!, this.webSocketSlots.https!]) this.slotsByName.set(slots.listener, slots);
+  }
+
+  /** Connections each listener holds now (HTTP, HTTPS: WebSocket sessions) and its cap (0: none). */
+  occupancy(): Map<string, { connections: number; max: number }> {
+    return new Map([...this.slotsByName].map(([name, s]) => [name, { connections: s.count, max: s.max }]));
   }
 
   /** Whether this connection came in on the admin listener (`adminPort`). */
@@ -308,6 +316,7 @@ export class NetworkListeners implements Listeners {
    */
   private async bindTcp(spec: TcpListenerSpec, listener: TcpListenerPort, defaultHost: string, tls: TlsFiles | undefined): Promise<BoundAddress> {
     const slots = new ListenerSlots(listener.name, listener.maxConnections ?? 0);
+    this.slotsByName.set(listener.name, slots);
     const accept = (socket: Socket, address: string): void => {
       if (this.draining) return void socket.destroy();
       const admission = this.gate.admit(socket, address, true);

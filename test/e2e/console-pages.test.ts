@@ -7,19 +7,25 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Page } from 'playwright-core';
 import { answerDialog, browserMissing, consoleLogin, DESKTOP, openSection, PHONE, shot, TestBrowser, type WatchedPage } from '../helpers/browser.js';
-import { api, login, startServer, type TestServer } from '../helpers/server.js';
+import mqtt from 'mqtt';
+import { ADMIN_PASSWORD, api, login, startServer, type TestServer } from '../helpers/server.js';
 import { RawStomp } from '../helpers/stomp.js';
 
 /** Each section: its menu link, its heading, and what shows once its data has loaded. */
 const SECTIONS: { link: string; heading: string; loaded: (p: Page) => Promise<unknown> }[] = [
   { link: 'Overview', heading: 'Overview', loaded: (p) => p.locator('#chart-connections .legend').waitFor() },
+  { link: 'Node health', heading: 'Node health', loaded: (p) => p.locator('#nodes .node td', { hasText: 'stomp' }).first().waitFor() },
   { link: 'Clients', heading: 'Clients', loaded: (p) => p.locator('#clients tr', { hasText: 'pages-watcher' }).first().waitFor() },
+  { link: 'Subscriptions', heading: 'Subscriptions', loaded: (p) => p.locator('#subscriptions tr', { hasText: 'pages/news' }).waitFor() },
   { link: 'Messages', heading: 'Messages', loaded: (p) => p.locator('#messages .pager').waitFor() },
   { link: 'Threads', heading: 'Threads', loaded: (p) => p.locator('#threads tr', { hasText: 'org9/visitor/v9' }).waitFor() },
+  { link: 'Retained', heading: 'Retained messages', loaded: (p) => p.locator('#retained tr', { hasText: 'pages/state' }).waitFor() },
+  { link: 'Queues', heading: 'Queues and mailboxes', loaded: (p) => p.locator('#queues tr', { hasText: '/queue/pages-jobs' }).waitFor() },
   { link: 'Live debug', heading: 'Live debug', loaded: (p) => p.locator('#debug-state', { hasText: /^Connected/ }).waitFor() },
   { link: 'Users', heading: 'Users', loaded: (p) => p.locator('#users tr', { hasText: 'pages-watcher' }).waitFor() },
   { link: 'MQTT apps', heading: 'MQTT apps', loaded: (p) => p.locator('#apps tr', { hasText: 'pages-app' }).waitFor() },
   { link: 'Rules', heading: 'Rules', loaded: (p) => p.locator('#rules-summary', { hasText: /aclFile/ }).waitFor() },
+  { link: 'Webhooks', heading: 'Webhooks', loaded: (p) => p.locator('#webhook-dead', { hasText: 'The dead list is empty.' }).waitFor() },
   { link: 'Audit log', heading: 'Audit log', loaded: (p) => p.locator('#audit tr', { hasText: 'user.create' }).first().waitFor() },
 ];
 
@@ -39,6 +45,12 @@ describe('console pages in Chromium', { skip: browserMissing() }, () => {
     await api(s.url, 'POST', '/api/message/sendMessage', { token: admin, body: { receiver: ['pages-watcher'], title: 'welcome', content: 'hello' } });
     await api(s.url, 'POST', '/api/v1/thread', { token: admin, body: { thread: 'org9/visitor/v9', members: [{ user: 'pages-watcher', role: 'visitor' }] } });
     await api(s.url, 'POST', '/api/apps', { token: admin, body: { name: 'pages-app' } });
+    stomp.send('SUBSCRIBE\nid:1\ndestination:/topic/pages.news\nreceipt:r1\n\n\0');
+    await stomp.next('RECEIPT');
+    await api(s.url, 'POST', '/api/publish', { token: admin, body: { destination: '/queue/pages-jobs', body: 'job' } });
+    const m = await mqtt.connectAsync(`mqtt://127.0.0.1:${s.server.address('mqtt').port}`, { username: 'admin', password: ADMIN_PASSWORD, reconnectPeriod: 0 });
+    await m.publishAsync('pages/state', 'on', { qos: 1, retain: true });
+    await m.endAsync();
   });
   after(async () => {
     stomp?.close();

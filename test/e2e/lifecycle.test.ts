@@ -129,6 +129,7 @@ describe('graceful shutdown in process', () => {
       device: 'test',
       connectedAt: Date.now(),
       stats: () => ({ subscriptions: 0, unacked: 0 }),
+      describe: () => ({ subscriptions: [], inflight: { messages: 0, bytes: 0 }, held: { messages: 0, bytes: 0 }, wire: { bytesIn: 0, bytesOut: 0, tls: false }, credential: 'password' }),
       close(reason) {
         told.push(reason);
         s.server.ctx.sessions.remove(session);

@@ -405,6 +405,36 @@ describe('OpenAPI description (/api/openapi.json)', () => {
     assert.equal((await call('accessRules', 'GET', '/api/admin/acl', { token: admin })).status, 200);
     assert.ok([200, 503].includes((await call('favicon', 'GET', '/favicon.ico')).status));
 
+    // ---- the console's inspection pages: subscriptions, sessions, retained, queues, nodes, traces ---------
+    const bobSocket = (await handshake('webSocketWebsocket', `/websocket/${bob.token}`)).ws!;
+    const bobSession = (await api<{ sessionId: string; loginName: string }[]>(s.url, 'GET', '/api/message/getWebSocketClients', { token: admin })).body.data.find((c) => c.loginName === 'bob')!;
+    assert.equal((await call('subscriptions', 'GET', '/api/admin/subscriptions?protocol=json-ws', { token: svc.token })).status, 200);
+    assert.equal((await call('subscriptions', 'GET', '/api/admin/subscriptions?limit=0', { token: admin })).status, 400);
+    assert.equal((await call('sessionDetail', 'GET', `/api/admin/sessions/${bobSession.sessionId}`, { token: admin })).status, 200);
+    assert.equal((await call('sessionDetail', 'GET', '/api/admin/sessions/none-such', { token: admin })).status, 404);
+    const bobClosed = new Promise((r) => bobSocket.once('close', r));
+    assert.equal((await call('disconnectUser', 'POST', `/api/admin/users/${bob.id}/disconnect`, { token: admin })).status, 200);
+    await bobClosed;
+    assert.equal((await call('disconnectUser', 'POST', `/api/admin/users/${bob.id}/disconnect`, { token: admin })).status, 404);
+    assert.equal((await call('disconnectUser', 'POST', `/api/admin/users/${bob.id}/disconnect`, { token: svc.token })).status, 403);
+    await api(s.url, 'POST', '/api/publish', { token: admin, body: { destination: '/queue/jobs', body: 'y' } });
+    assert.equal((await call('retainedMessages', 'GET', '/api/admin/retained?filter=%23', { token: admin })).status, 200);
+    assert.equal((await call('retainedMessages', 'GET', '/api/admin/retained?filter=a%2F%23%2Fb', { token: admin })).status, 400);
+    assert.equal((await call('retainedMessage', 'GET', '/api/admin/retained/message?topic=no%2Fsuch', { token: admin })).status, 404);
+    assert.equal((await call('deleteRetainedMessage', 'DELETE', '/api/admin/retained/message?topic=no%2Fsuch', { token: admin })).status, 404);
+    assert.equal((await call('queues', 'GET', '/api/admin/queues', { token: svc.token })).status, 200);
+    assert.equal((await call('queueMessages', 'GET', '/api/admin/queues/jobs/messages?limit=5', { token: admin })).status, 200);
+    assert.equal((await call('mqttSessionMessages', 'GET', '/api/admin/mqtt-sessions/nobody/messages', { token: admin })).status, 200);
+    assert.equal((await call('mailboxMessages', 'GET', `/api/admin/mailboxes/${alice.id}/messages`, { token: admin })).status, 200);
+    assert.equal((await call('nodeHealth', 'GET', '/api/admin/nodes', { token: admin })).status, 200);
+    const trace = await call<{ data: { id: string } }>('openTrace', 'POST', '/api/admin/traces', { token: admin, body: { filter: 'news/#' } });
+    assert.equal(trace.status, 200);
+    assert.equal((await call('openTrace', 'POST', '/api/admin/traces', { token: admin, body: { filter: 'a/#/b' } })).status, 400);
+    assert.equal((await call('readTrace', 'GET', `/api/admin/traces/${trace.body.data.id}?after=0`, { token: admin })).status, 200);
+    assert.equal((await call('closeTrace', 'DELETE', `/api/admin/traces/${trace.body.data.id}`, { token: admin })).status, 200);
+    assert.equal((await call('readTrace', 'GET', `/api/admin/traces/${trace.body.data.id}`, { token: admin })).status, 404);
+    assert.equal((await call('closeTrace', 'DELETE', `/api/admin/traces/${trace.body.data.id}`, { token: admin })).status, 404);
+
     // ---- the console and demo files ---------------------------------------------------------------
     for (const base of ['console', 'demo']) {
       const redirect = await call(`${base}Redirect`, 'GET', `/${base}`);

@@ -125,7 +125,7 @@ describe('console and demo pages in Chromium', { skip: browserMissing() }, () =>
     assert.equal(await row.locator('td[data-label="Subscriptions"]').innerText(), '2');
     assert.equal(await row.locator('td[data-label="Unacked"]').innerText(), '1');
     await shot(page, 'console-clients');
-    await row.getByRole('button', { name: 'Disconnect' }).click();
+    await row.getByRole('button', { name: 'Disconnect', exact: true }).click();
     await answerDialog(page, "Disconnect watcher's stomp-tcp session?", 'Disconnect');
     const err = await stomp.next('ERROR');
     assert.match(err.headers.find(([k]) => k === 'message')?.[1] ?? '', /disconnected by admin/);

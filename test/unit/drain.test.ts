@@ -23,6 +23,7 @@ class FakeSessions {
         device: 'test',
         connectedAt: Date.now(),
         stats: () => ({ subscriptions: 0, unacked: 0 }),
+        describe: () => ({ subscriptions: [], inflight: { messages: 0, bytes: 0 }, held: { messages: 0, bytes: 0 }, wire: { bytesIn: 0, bytesOut: 0, tls: false }, credential: 'password' }),
         close: (reason) => {
           this.told.push({ id, at: Date.now(), reason });
           this.byId.delete(id);

@@ -131,3 +131,48 @@ export function pager(page: number, pages: number, total: number, noun: string |
 }
 
 export const time = (iso: string | number): string => new Date(iso).toLocaleString();
+
+/** A size in words: `512 B`, `3.2 KiB`, `1.5 MiB`. */
+export function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1_048_576) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 1_073_741_824) return `${(n / 1_048_576).toFixed(1)} MiB`;
+  return `${(n / 1_073_741_824).toFixed(2)} GiB`;
+}
+
+/** How long ago, in words: `12 s`, `4 min`, `3 h 5 min`, `2 d 1 h`. */
+export function ago(at: string | number | null | undefined): string {
+  if (at === null || at === undefined) return '–';
+  return duration(Math.max(0, Date.now() - new Date(at).getTime()) / 1000);
+}
+
+export function duration(seconds: number): string {
+  const s = Math.round(seconds);
+  if (s < 60) return `${s} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min`;
+  const h = Math.floor(m / 60);
+  if (h < 24) return `${h} h ${m % 60} min`;
+  return `${Math.floor(h / 24)} d ${h % 24} h`;
+}
+
+/** A definition list of facts (label, value); values that are nodes stay as they are. */
+export function facts(rows: [string, Node | string][], id?: string): HTMLElement {
+  const dl = h('dl', { class: 'facts', ...(id ? { id } : {}) });
+  for (const [k, v] of rows) dl.append(h('dt', {}, k), h('dd', {}, v));
+  return dl;
+}
+
+/** Segmented buttons (one pressed): calls `choose` with the value picked. */
+export function segmented(label: string, options: [string, string][], current: string, choose: (value: string) => void): HTMLElement {
+  const group = h('div', { class: 'ranges', role: 'group', 'aria-label': label });
+  for (const [value, text] of options) {
+    const b = h('button', { type: 'button', 'aria-pressed': String(value === current) }, text);
+    b.addEventListener('click', () => {
+      for (const x of group.querySelectorAll('button')) x.setAttribute('aria-pressed', String(x === b));
+      choose(value);
+    });
+    group.append(b);
+  }
+  return group;
+}

@@ -15,31 +15,43 @@ import { clearBanner, h, nav } from './dom.js';
 import { stopLive } from './live.js';
 import { renderApps } from './pages/apps.js';
 import { renderAudit } from './pages/audit.js';
+import { renderClient } from './pages/client.js';
 import { renderClients } from './pages/clients.js';
 import { renderDebug } from './pages/debug.js';
 import { renderLogin } from './pages/login.js';
 import { renderMessages } from './pages/messages.js';
+import { renderNodes } from './pages/nodes.js';
 import { renderOverview } from './pages/overview.js';
+import { renderQueues } from './pages/queues.js';
+import { renderRetained } from './pages/retained.js';
 import { renderRules } from './pages/rules.js';
+import { renderSubscriptions } from './pages/subscriptions.js';
 import { renderThreads } from './pages/threads.js';
 import { renderUsers } from './pages/users.js';
+import { renderWebhooks } from './pages/webhooks.js';
 
 interface Section {
   id: string;
   label: string;
   group: 'Monitor' | 'Messaging' | 'Access';
-  render: () => void;
+  /** `arg`: what follows the section in the address (`#clients/{sessionId}`), if anything. */
+  render: (arg?: string) => void;
 }
 
 const SECTIONS: Section[] = [
   { id: 'overview', label: 'Overview', group: 'Monitor', render: renderOverview },
-  { id: 'clients', label: 'Clients', group: 'Monitor', render: renderClients },
+  { id: 'nodes', label: 'Node health', group: 'Monitor', render: renderNodes },
+  { id: 'clients', label: 'Clients', group: 'Monitor', render: (id) => (id ? renderClient(id) : renderClients()) },
+  { id: 'subscriptions', label: 'Subscriptions', group: 'Monitor', render: renderSubscriptions },
   { id: 'messages', label: 'Messages', group: 'Messaging', render: renderMessages },
   { id: 'threads', label: 'Threads', group: 'Messaging', render: renderThreads },
+  { id: 'retained', label: 'Retained', group: 'Messaging', render: renderRetained },
+  { id: 'queues', label: 'Queues', group: 'Messaging', render: renderQueues },
   { id: 'debug', label: 'Live debug', group: 'Messaging', render: renderDebug },
   { id: 'users', label: 'Users', group: 'Access', render: renderUsers },
   { id: 'apps', label: 'MQTT apps', group: 'Access', render: renderApps },
   { id: 'rules', label: 'Rules', group: 'Access', render: renderRules },
+  { id: 'webhooks', label: 'Webhooks', group: 'Access', render: renderWebhooks },
   { id: 'audit', label: 'Audit log', group: 'Access', render: renderAudit },
 ];
 
@@ -71,11 +83,17 @@ function route(): void {
     return renderLogin(route);
   }
   showMenu(true);
-  const name = location.hash.slice(1) || 'overview';
-  const section = SECTIONS.find((s) => s.id === name) ?? SECTIONS[0]!;
+  const [name = '', ...rest] = location.hash.slice(1).split('/');
+  const section = SECTIONS.find((s) => s.id === (name || 'overview')) ?? SECTIONS[0]!;
   for (const a of nav.querySelectorAll('a')) a.toggleAttribute('aria-current', a.getAttribute('href') === '#' + section.id);
   document.title = `${section.label} · Herald console`;
-  section.render();
+  let arg: string | undefined;
+  try {
+    arg = rest.length > 0 ? decodeURIComponent(rest.join('/')) : undefined;
+  } catch {
+    arg = undefined;
+  }
+  section.render(arg);
 }
 
 function logOut(): void {

@@ -20,7 +20,7 @@ import type { Consumer, Delivery } from '../../core/broker.js';
 import { filterProblem, topicFromDotted, topicProblem, topicToDotted } from '../../core/destination.js';
 import { createMessage, type CoreMessage } from '../../core/message.js';
 import { TokenBucket } from '../../core/rate-limit.js';
-import { newSessionId, wsCloseCode, type CloseReason, type Session } from '../../core/session.js';
+import { newSessionId, wsCloseCode, type CloseReason, type Session, type SessionDetail } from '../../core/session.js';
 import { webSocketTransport, type ByteTransport } from '../../transports/byte-transport.js';
 import { wsFrame } from '../../transports/ws-frame.js';
 import { storeUnavailable } from '../../store/store.js';
@@ -85,6 +85,13 @@ export class JsonConnection implements Session {
   stats(): { subscriptions: number; unacked: number } {
     // The message mailbox is always subscribed.
     return { subscriptions: this.topics.size + 1, unacked: this.unacked.size };
+  }
+  describe(): SessionDetail {
+    const mailbox = { destination: `(the message service's mailbox)`, kind: 'user' as const, key: this.mailboxName, ack: 'client', unacked: this.unacked.size, held: this.held.length };
+    const topics = [...this.topics.keys()].map((t) => ({ destination: topicToDotted(t), kind: 'topic' as const, key: t, ack: 'auto' }));
+    const { inflightBytes, heldBytes } = this.window.budget;
+    const detail = { inflight: { messages: this.unacked.size, bytes: inflightBytes }, held: { messages: this.held.length, bytes: heldBytes } };
+    return { subscriptions: [mailbox, ...topics], ...detail, wire: this.transport.wire(), credential: this.principal.credential.kind };
   }
   /** Messages written and not yet acknowledged, by message id, with the bytes each pins. */
   private readonly unacked = new Map<string, { delivery: Delivery; bytes: number }>();

@@ -12,7 +12,19 @@ import { mqttHeaders, payloadFormatOf } from './properties.js';
 interface Retained {
   msg: CoreMessage;
   qos: QoS;
+  /** Kept in memory only ($SYS statistics). */
+  volatile?: boolean;
 }
+
+/** A retained message as the console sees it. */
+export interface RetainedEntry {
+  topic: string;
+  msg: CoreMessage;
+  qos: number;
+  volatile: boolean;
+}
+
+const entry = (r: Retained): RetainedEntry => ({ topic: (r.msg.target as { topic: string }).topic, msg: r.msg, qos: r.qos, volatile: r.volatile === true });
 
 /** One level of the retained-topic tree. */
 interface Level {
@@ -46,7 +58,7 @@ export class RetainedMessages {
       const props = JSON.parse(r.properties) as IPublishPacket['properties'];
       this.put(r.topic, {
         qos: r.qos as QoS,
-        msg: createMessage({ target: { kind: 'topic', topic: r.topic }, body: r.body, contentType: props?.contentType, ...payloadFormatOf(props), headers: mqttHeaders(props) }),
+        msg: createMessage({ target: { kind: 'topic', topic: r.topic }, body: r.body, contentType: props?.contentType, ...payloadFormatOf(props), headers: mqttHeaders(props), timestamp: r.updatedAt }),
       });
     }
   }
@@ -74,7 +86,23 @@ export class RetainedMessages {
 
   /** Kept in memory only (server statistics that are rebuilt after a restart anyway). */
   setVolatile(topic: string, msg: CoreMessage): void {
-    this.put(topic, { msg, qos: 0 });
+    this.put(topic, { msg, qos: 0, volatile: true });
+  }
+
+  /** The console's view: the retained messages `filter` matches, with their topics. */
+  *browse(filter: string): Iterable<RetainedEntry> {
+    for (const r of this.matching(filter)) yield entry(r);
+  }
+
+  /** The retained message of one topic, if any. */
+  get(topic: string): RetainedEntry | undefined {
+    const r = this.find(topic);
+    return r && entry(r);
+  }
+
+  /** Clears a topic's retained message, in the store and (through onSet) on every node, as an empty retained publish does. */
+  clear(topic: string): Promise<void> {
+    return this.set(topic, createMessage({ target: { kind: 'topic', topic }, body: Buffer.alloc(0), qos: 0 }), 0, undefined);
   }
 
   /** Retained messages whose topic `filter` matches (`$` topics only for filters that name them). */

@@ -15,7 +15,7 @@ import { PublishPermissions, type AclSubject } from '../../core/acl.js';
 import { DeliveryWindow, type HeldQueue } from '../../core/delivery-window.js';
 import type { CoreMessage } from '../../core/message.js';
 import { TokenBucket } from '../../core/rate-limit.js';
-import { newSessionId, type CloseReason, type Protocol, type Session } from '../../core/session.js';
+import { newSessionId, type CloseReason, type Protocol, type Session, type SessionDetail } from '../../core/session.js';
 import { TopicIndex } from '../../core/router.js';
 import type { MqttQueuedRecord } from '../../store/store.js';
 import type { Admission } from '../../transports/admission.js';
@@ -221,6 +221,26 @@ export abstract class MqttClientState implements Session, MqttClient {
 
   stats(): { subscriptions: number; unacked: number } {
     return { subscriptions: this.subscriptions.size, unacked: this.inflight.size };
+  }
+
+  describe(): SessionDetail {
+    const subscriptions = [...this.subscriptions.values()].map((s) => ({
+      destination: s.key,
+      kind: s.share !== undefined ? ('shared' as const) : s.mailbox !== undefined ? ('user' as const) : ('topic' as const),
+      key: s.mailbox ?? s.filter,
+      ...(s.share !== undefined ? { group: s.share } : {}),
+      qos: s.qos,
+    }));
+    const budget = this.window.budget;
+    return {
+      subscriptions,
+      inflight: { messages: this.inflight.size, bytes: budget.inflightBytes },
+      held: { messages: this.held.length + (this.waitingLive?.length ?? 0), bytes: budget.heldBytes },
+      wire: this.transport.wire(),
+      credential: this.principal.credential.kind,
+      version: this.version === 5 ? '5' : this.version === 4 ? '3.1.1' : '3.1',
+      clientId: this.clientId,
+    };
   }
 
   aclSubject(): AclSubject {

@@ -13,7 +13,7 @@ import { PublishPermissions, sessionSubject, type AclSubject } from '../../core/
 import { DeliveryWindow } from '../../core/delivery-window.js';
 import type { CoreMessage, HeaderList } from '../../core/message.js';
 import { TokenBucket } from '../../core/rate-limit.js';
-import { newSessionId, wsCloseCode, type CloseReason, type Protocol, type Session } from '../../core/session.js';
+import { newSessionId, wsCloseCode, type CloseReason, type Protocol, type Session, type SessionDetail } from '../../core/session.js';
 import { systemClock } from '../../clock.js';
 import type { Admission } from '../../transports/admission.js';
 import type { ByteTransport } from '../../transports/byte-transport.js';
@@ -124,6 +124,27 @@ export abstract class StompState implements Session {
     let unacked = 0;
     for (const s of this.subscriptions.values()) unacked += s.unacked.size;
     return { subscriptions: this.subscriptions.size, unacked };
+  }
+
+  describe(): SessionDetail {
+    let unacked = 0;
+    let held = 0;
+    const subscriptions = [...this.subscriptions.values()].map((s) => {
+      unacked += s.unacked.size;
+      held += s.held.length;
+      const t = s.target;
+      const key = t.kind === 'topic' ? t.topic : t.name;
+      return { destination: s.destination, kind: t.kind, key, ack: s.ackMode, unacked: s.unacked.size, held: s.held.length };
+    });
+    const budget = this.window.budget;
+    return {
+      subscriptions,
+      inflight: { messages: unacked, bytes: budget.inflightBytes },
+      held: { messages: held, bytes: budget.heldBytes },
+      wire: this.transport.wire(),
+      credential: this.principal.credential.kind,
+      version: this.version,
+    };
   }
 
   aclSubject(): AclSubject {

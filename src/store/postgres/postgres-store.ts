@@ -15,6 +15,7 @@
 import type pg from 'pg';
 import { postgresAudit } from './audit.js';
 import { domainsOf } from '../compose.js';
+import { postgresInspect } from './inspect.js';
 import { pendingMigrations } from '../migration.js';
 import type { Store } from '../store.js';
 import { postgresMessages } from './messages.js';
@@ -32,7 +33,7 @@ export type PostgresStoreOptions = PoolOptions;
 /** Held while migrating, so that nodes starting together migrate one at a time. */
 const MIGRATION_LOCK = 7347021;
 
-export class PostgresStore extends domainsOf(postgresUsers, postgresMessages, postgresThreads, postgresMqtt, postgresQueues, postgresLeases, postgresWebhooks, postgresAudit) implements Store {
+export class PostgresStore extends domainsOf(postgresUsers, postgresMessages, postgresThreads, postgresMqtt, postgresQueues, postgresLeases, postgresWebhooks, postgresAudit, postgresInspect) implements Store {
   readonly kind = 'postgres' as const;
   private readonly pool: pg.Pool;
   private readonly handle: PgHandle;

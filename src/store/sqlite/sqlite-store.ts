@@ -8,6 +8,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { sqliteAudit } from './audit.js';
 import { domainsOf } from '../compose.js';
+import { sqliteInspect } from './inspect.js';
 import { pendingMigrations } from '../migration.js';
 import type { Store } from '../store.js';
 import { sqliteMessages } from './messages.js';
@@ -33,7 +34,7 @@ export interface SqliteStoreOptions {
  * connection, WAL), so each promise resolves after the commit, which with
  * synchronous=FULL is also after the fsync.
  */
-export class SqliteStore extends domainsOf(sqliteUsers, sqliteMessages, sqliteThreads, sqliteMqtt, sqliteQueues, sqliteLeases, sqliteWebhooks, sqliteAudit) implements Store {
+export class SqliteStore extends domainsOf(sqliteUsers, sqliteMessages, sqliteThreads, sqliteMqtt, sqliteQueues, sqliteLeases, sqliteWebhooks, sqliteAudit, sqliteInspect) implements Store {
   readonly kind = 'sqlite' as const;
   private readonly db: Database.Database;
 

@@ -7,6 +7,7 @@
 import { describe } from 'node:test';
 import { auditStoreSuite } from './audit.js';
 import { durabilitySuite } from './durability.js';
+import { inspectStoreSuite } from './inspect.js';
 import type { StoreFactory } from './harness.js';
 import { leaseStoreSuite } from './leases.js';
 import { messageStoreSuite } from './messages.js';
@@ -28,6 +29,7 @@ export function storeSuite(name: string, factory: StoreFactory, skip: string | f
     leaseStoreSuite(factory);
     webhookStoreSuite(factory);
     auditStoreSuite(factory);
+    inspectStoreSuite(factory);
     const reopen = factory.reopen;
     if (reopen) durabilitySuite({ ...factory, reopen });
   });

@@ -21,6 +21,9 @@ const AREAS: [string, string][] = [
   ['message', 'messages'],
   ['thread', 'threads'],
   ['acl', 'rules'],
+  ['retained', 'retained messages'],
+  ['trace', 'traces'],
+  ['webhook', 'webhooks'],
 ];
 
 /** The detail object in words: `role: admin, password: reset`. */

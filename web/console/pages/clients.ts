@@ -1,7 +1,17 @@
-/** Clients: the sessions online on every protocol, refreshed live, with disconnect and revoke. */
+/** Clients: the sessions online on every protocol, refreshed live, with details, disconnect (one, or every one of a user) and revoke. */
 import { api, attempt } from '../api.js';
 import { confirmed, field, h, showInfo, table, time, view } from '../dom.js';
 import { onLeave } from '../live.js';
+
+/** Ends every session of a user on every node, after asking (Clients and a client's page). */
+export async function disconnectUser(userId: string, name: string, after: () => Promise<void>): Promise<void> {
+  if (!(await confirmed(`Disconnect every session of ${name}?`, { action: 'Disconnect all', danger: true, detail: 'Every session of this user ends, on every protocol and node; each client is told why. Their credentials stay valid, so they may connect again (revoke their tokens to stop that).' }))) return;
+  await attempt(async () => {
+    const r = await api<{ sessions: number }>('POST', `/api/admin/users/${encodeURIComponent(userId)}/disconnect`);
+    showInfo(`Disconnected ${r.sessions} session${r.sessions === 1 ? '' : 's'} of ${name}.`);
+    await after();
+  });
+}
 
 interface ClientRow {
   sessionId: string;
@@ -39,6 +49,7 @@ export function renderClients(): void {
           h(
             'span',
             { class: 'actions' },
+            h('a', { class: 'button secondary', href: `#clients/${encodeURIComponent(r.sessionId)}` }, 'Details'),
             h(
               'button',
               {
@@ -52,6 +63,7 @@ export function renderClients(): void {
               },
               'Disconnect',
             ),
+            h('button', { type: 'button', class: 'secondary', onclick: () => void disconnectUser(r.userId, r.loginName, load) }, 'Disconnect user'),
             // An app's users have no Herald account whose tokens could be revoked (deleting the app ends them).
             r.userId.startsWith('app:')
               ? null
