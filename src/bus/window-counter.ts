@@ -16,5 +16,9 @@ export function redisWindowCounter(redis: Redis, prefix: string, limit: number, 
     reset: async (k) => {
       await redis.del(key(k));
     },
+    // Only a window that still exists (a DECR of an expired key would start one at -1, with no end).
+    unhit: async (k) => {
+      await redis.eval("if redis.call('EXISTS', KEYS[1]) == 1 and tonumber(redis.call('GET', KEYS[1])) > 0 then redis.call('DECR', KEYS[1]) end return 0", 1, key(k));
+    },
   };
 }

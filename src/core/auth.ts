@@ -149,7 +149,13 @@ export class Auth {
     await this.limits.admitPasswordAttempt(name, address);
     const slow = await this.loginSlowdownMs(name, address);
     if (slow > 0) await this.pause(slow);
-    const user = await this.store.getUserByName(name);
+    let user: UserRecord | null;
+    try {
+      user = await this.store.getUserByName(name);
+    } catch (err) {
+      await this.limits.passwordUnchecked(name, address);
+      throw err;
+    }
     // A user of the connect hook has no password here: not a failure of anyone's (see EXTERNAL_PASSWORD_HASH).
     if (user?.passwordHash === EXTERNAL_PASSWORD_HASH) throw new AuthError('bad_credentials', `user "${name}" logs in through the application, not with a password here`);
     // Hash even for unknown users so timing does not reveal which names exist.

@@ -112,4 +112,6 @@ export interface WindowCounter {
   blockedFor(key: string): Promise<number>;
   hit(key: string): Promise<void>;
   reset(key: string): Promise<void>;
+  /** Takes back one hit of the current window, if it still runs. */
+  unhit(key: string): Promise<void>;
 }

@@ -38,6 +38,8 @@ export interface SharedFailureCounter {
   blockedFor(key: string): Promise<number>;
   hit(key: string): Promise<void>;
   reset(key: string): Promise<void>;
+  /** Takes back one hit (an attempt that could not be judged). */
+  unhit(key: string): Promise<void>;
 }
 
 /** The key of a (name, address) pair: an address holds no "/", so the pair is unambiguous. */
@@ -133,6 +135,17 @@ export class LoginLimits {
     const nameKey = name.toLowerCase();
     this.failuresByName.hit(nameKey, address);
     await this.shared?.byName.hit(nameKey).catch(() => undefined);
+  }
+
+  /**
+   * An attempt counted by admitPasswordAttempt that could not be judged (the
+   * store did not answer): taken back, so that clients retrying through an
+   * outage do not lock their own user out for the window after it.
+   */
+  async passwordUnchecked(name: string, address: string): Promise<void> {
+    const pair = pairKey(name.toLowerCase(), address);
+    this.failuresByPair.unhit(pair);
+    await this.shared?.byPair.unhit(pair).catch(() => undefined);
   }
 
   /** A right password: the pair's count resets, and the address is remembered as good for the name. */

@@ -62,6 +62,12 @@ export class WindowCounter {
     this.windows.delete(key);
   }
 
+  /** Takes back one hit of the key's current window (an attempt that could not be judged). */
+  unhit(key: string): void {
+    const w = this.live(key);
+    if (w && w.count > 0) w.count--;
+  }
+
   prune(): void {
     const now = this.clock.now();
     for (const [k, w] of this.windows) if (now >= w.resetAt) this.windows.delete(k);

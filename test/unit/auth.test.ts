@@ -31,6 +31,20 @@ describe('auth: passwords and login tokens', () => {
     await t.store.close();
   });
 
+  it('does not count attempts the store could not judge: clients retrying through an outage are not locked out after it', async () => {
+    const getUserByName = t.store.getUserByName.bind(t.store);
+    t.store.getUserByName = async () => {
+      throw new Error('connection refused');
+    };
+    for (let i = 0; i < 30; i++) await assert.rejects(t.auth.login('alice', 'correct horse', '127.0.0.1'), /connection refused/);
+    t.store.getUserByName = getUserByName;
+    const { user } = await t.auth.login('alice', 'correct horse', '127.0.0.1');
+    assert.equal(user.name, 'alice');
+    // Wrong passwords still count, and lock the pair as before.
+    for (let i = 0; i < 10; i++) await assert.rejects(t.auth.login('alice', 'wrong', '127.0.0.1'), code('bad_credentials'));
+    await assert.rejects(t.auth.login('alice', 'correct horse', '127.0.0.1'), code('rate_limited'));
+  });
+
   it('logs in with the right password and refuses a wrong one or an unknown user', async () => {
     const { token, user } = await t.auth.login('alice', 'correct horse', '127.0.0.1');
     assert.match(token, /^[A-Za-z0-9_-]{22}$/, '128-bit base64url token');
