@@ -62,7 +62,7 @@ export class Metrics {
   });
   readonly aclDenials = new Counter({
     name: 'herald_acl_denials_total',
-    help: 'Publishes and subscriptions the access rules (aclFile) refused, by protocol and action',
+    help: 'Publishes and subscriptions refused by the access rules (aclFile), the connect hook\'s grants or the ACL hook, by protocol and action',
     labelNames: ['protocol', 'action'] as const,
     registers: [this.registry],
   });
