@@ -64,7 +64,7 @@ export function nextMessageId(): string {
   return `${BOOT}-${(++counter).toString(36)}`;
 }
 
-export function createMessage(init: {
+export interface MessageInit {
   target: Target;
   body: Buffer;
   contentType?: string | undefined;
@@ -80,24 +80,67 @@ export function createMessage(init: {
   audience?: ReadonlySet<string> | undefined;
   id?: string;
   timestamp?: number;
-}): CoreMessage {
-  return {
-    id: init.id ?? nextMessageId(),
-    target: init.target,
-    body: init.body,
-    textBody: isUtf8(init.body),
-    contentType: init.contentType,
-    headers: init.headers ?? [],
-    recordId: init.recordId,
-    qos: init.qos ?? 1,
-    expiresAt: init.expiresAt,
-    replyTo: init.replyTo,
-    correlation: init.correlation,
-    retain: init.retain ?? false,
-    payloadFormat: init.payloadFormat,
-    audience: init.audience,
-    publisherSession: init.publisherSession,
-    timestamp: init.timestamp ?? Date.now(),
-    encoded: new Map(),
-  };
+}
+
+const NO_HEADERS: HeaderList = [];
+
+/**
+ * The one shape every message has (a class, so the publish path builds it
+ * with one monomorphic allocation). What not every delivery needs is made on
+ * first use: the UTF-8 scan of the body (MQTT never asks) and the map of
+ * encodings.
+ */
+class Message implements CoreMessage {
+  readonly id: string;
+  readonly target: Target;
+  readonly body: Buffer;
+  readonly contentType: string | undefined;
+  readonly headers: HeaderList;
+  readonly qos: 0 | 1 | 2;
+  readonly expiresAt: number | undefined;
+  readonly replyTo: string | undefined;
+  readonly correlation: Buffer | undefined;
+  readonly retain: boolean;
+  readonly payloadFormat: 0 | 1 | undefined;
+  readonly recordId: string | undefined;
+  readonly audience: ReadonlySet<string> | undefined;
+  readonly publisherSession: string | undefined;
+  readonly timestamp: number;
+  private text: boolean | undefined = undefined;
+  private encodings: Map<string, Buffer> | undefined = undefined;
+
+  constructor(init: MessageInit, id: string) {
+    this.id = id;
+    this.target = init.target;
+    this.body = init.body;
+    this.contentType = init.contentType;
+    this.headers = init.headers ?? NO_HEADERS;
+    this.qos = init.qos ?? 1;
+    this.expiresAt = init.expiresAt;
+    this.replyTo = init.replyTo;
+    this.correlation = init.correlation;
+    this.retain = init.retain ?? false;
+    this.payloadFormat = init.payloadFormat;
+    this.recordId = init.recordId;
+    this.audience = init.audience;
+    this.publisherSession = init.publisherSession;
+    this.timestamp = init.timestamp ?? Date.now();
+  }
+
+  get textBody(): boolean {
+    return (this.text ??= isUtf8(this.body));
+  }
+
+  get encoded(): Map<string, Buffer> {
+    return (this.encodings ??= new Map());
+  }
+}
+
+export function createMessage(init: MessageInit): CoreMessage {
+  return new Message(init, init.id ?? nextMessageId());
+}
+
+/** The same message under another id, with no encodings cached (they may carry the old id). */
+export function withMessageId(msg: CoreMessage, id: string): CoreMessage {
+  return new Message(msg, id);
 }

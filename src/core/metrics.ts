@@ -36,23 +36,35 @@ export class Metrics {
     labelNames: ['version', 'node_version', 'store', 'mode'] as const,
     registers: [this.registry],
   });
+  /**
+   * Counted per message or per connect: plain numbers, read into their
+   * metrics when those are collected (a scrape, the console's history), so
+   * the hot paths never hash a label set.
+   */
+  readonly connectionsOf: Readonly<Record<Protocol, Tally>> = tallies(PROTOCOLS);
+  readonly messagesInOf: Readonly<Record<ProtocolLabel, Tally>> = tallies([...PROTOCOLS, 'http'] as const);
+  readonly messagesOutOf: Readonly<Record<Protocol, Tally>> = tallies(PROTOCOLS);
+
   readonly connections = new Gauge({
     name: 'herald_connections',
     help: 'Open client connections by protocol',
     labelNames: ['protocol'] as const,
     registers: [this.registry],
+    collect: gaugeFrom(this.connectionsOf),
   });
   readonly messagesIn = new Counter({
     name: 'herald_messages_in_total',
     help: 'Messages received from clients and the HTTP API, by protocol',
     labelNames: ['protocol'] as const,
     registers: [this.registry],
+    collect: counterFrom(this.messagesInOf),
   });
   readonly messagesOut = new Counter({
     name: 'herald_messages_out_total',
     help: 'Messages delivered to clients, by protocol',
     labelNames: ['protocol'] as const,
     registers: [this.registry],
+    collect: counterFrom(this.messagesOutOf),
   });
   readonly authFailures = new Counter({
     name: 'herald_auth_failures_total',
@@ -117,8 +129,6 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  /** herald_connections{protocol}, bound once per protocol. */
-  readonly connectionsOf: Readonly<Record<Protocol, { inc(): void; dec(): void }>>;
   private readonly authFailuresOf = new Map<string, CounterChild>();
   private readonly aclDenialsOf = new Map<string, CounterChild>();
   /** HTTP histogram children by method, route and status: a bounded set (route patterns, never URLs). */
@@ -126,14 +136,11 @@ export class Metrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
-    const connectionsOf = {} as Record<Protocol, { inc(): void; dec(): void }>;
     for (const protocol of PROTOCOLS) {
       this.connections.set({ protocol }, 0);
-      connectionsOf[protocol] = this.connections.labels(protocol);
       this.messagesOut.inc({ protocol }, 0);
       this.slowConsumerDisconnects.inc({ protocol }, 0);
     }
-    this.connectionsOf = connectionsOf;
     for (const protocol of [...PROTOCOLS, 'http'] as const) {
       this.messagesIn.inc({ protocol }, 0);
       for (const reason of AUTH_FAILURE_REASONS) this.authFailuresOf.set(`${protocol} ${reason}`, this.zeroed(this.authFailures, { protocol, reason }));
@@ -185,6 +192,45 @@ export class Metrics {
     if (!child) this.httpOf.set(key, (child = this.httpRequestSeconds.labels(method, route, String(status))));
     child.observe(seconds);
   }
+}
+
+/** A count kept by whoever counts, as a plain number (see Metrics.messagesInOf). */
+export class Tally {
+  n = 0;
+  inc(): void {
+    this.n++;
+  }
+  dec(): void {
+    this.n--;
+  }
+}
+
+function tallies<L extends string>(labels: readonly L[]): Record<L, Tally> {
+  const out = {} as Record<L, Tally>;
+  for (const l of labels) out[l] = new Tally();
+  return out;
+}
+
+/** A counter's collect: adds what each protocol's tally counted since the last collect. */
+function counterFrom<L extends string>(of: Readonly<Record<L, Tally>>): (this: Counter<'protocol'>) => void {
+  const reported = new Map<L, number>();
+  return function collect(this: Counter<'protocol'>): void {
+    for (const protocol of Object.keys(of) as L[]) {
+      const n = of[protocol].n;
+      const d = n - (reported.get(protocol) ?? 0);
+      if (d > 0) {
+        this.inc({ protocol }, d);
+        reported.set(protocol, n);
+      }
+    }
+  };
+}
+
+/** A gauge's collect: each protocol's tally as it is now. */
+function gaugeFrom<L extends string>(of: Readonly<Record<L, Tally>>): (this: Gauge<'protocol'>) => void {
+  return function collect(this: Gauge<'protocol'>): void {
+    for (const protocol of Object.keys(of) as L[]) this.set({ protocol }, of[protocol].n);
+  };
 }
 
 /** Wraps a Store so every call is timed into herald_store_seconds{op}. */

@@ -30,7 +30,7 @@ import type { Store } from '../store/store.js';
 import type { ClusterLink } from './cluster-link.js';
 import { OutageLog } from './background.js';
 import { deliverSafely, type Consumer } from './consumer.js';
-import { createMessage, type CoreMessage } from './message.js';
+import { createMessage, withMessageId, type CoreMessage } from './message.js';
 
 /** The store operations the queue engine uses: write, claim, hand back and remove queue messages. */
 export type QueueClaims = Pick<Store, 'enqueue' | 'claimQueue' | 'releaseQueued' | 'dequeue'>;
@@ -322,5 +322,5 @@ export class Queues {
 
 /** The published message under its queue id (`q` + store id), with no encodings cached under the old one. */
 function withId(msg: CoreMessage, id: string): CoreMessage {
-  return { ...msg, id, encoded: new Map<string, Buffer>() };
+  return withMessageId(msg, id);
 }

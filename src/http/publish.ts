@@ -72,7 +72,7 @@ export function registerPublishRoute(ctx: RouteContext): void {
       const parsed = parseDestination(destination);
       if (typeof parsed === 'string') throw badRequest(parsed);
       const base = { body, contentType, headers };
-      ctx.metrics.messagesIn.inc({ protocol: 'http' });
+      ctx.metrics.messagesInOf.http.inc();
       let msg: CoreMessage;
       let deliveries: number;
       switch (parsed.kind) {

@@ -31,11 +31,12 @@ describe('MetricHistory', () => {
     const { metrics, history, advance } = setup();
     await history.sample(); // the baseline: no point yet
     assert.deepEqual(history.query('15m').t, []);
-    metrics.messagesIn.inc({ protocol: 'mqtt-tcp' }, 50);
-    metrics.messagesIn.inc({ protocol: 'stomp-ws' }, 50);
-    metrics.messagesOut.inc({ protocol: 'json-ws' }, 30);
-    metrics.connections.inc({ protocol: 'stomp-tcp' }, 2);
-    metrics.connections.inc({ protocol: 'mqtt-ws' });
+    // What the connections count, as they count it (plain tallies read when the metrics are collected).
+    metrics.messagesInOf['mqtt-tcp'].n += 50;
+    metrics.messagesInOf['stomp-ws'].n += 50;
+    metrics.messagesOutOf['json-ws'].n += 30;
+    metrics.connectionsOf['stomp-tcp'].n += 2;
+    metrics.connectionsOf['mqtt-ws'].inc();
     metrics.protocolErrors.inc({ protocol: 'stomp', reason: 'slow_consumer' }, 2);
     metrics.protocolErrors.inc({ protocol: 'mqtt', reason: 'auth' });
     metrics.storeSeconds.observe({ op: 'insertMessage' }, 0.002);

@@ -128,7 +128,7 @@ export class JsonConnection implements Session {
     this.held = this.window.queue(ctx.config.maxUnackedPerSubscription * 10);
     this.transport = webSocketTransport(ws);
     this.bucket = new TokenBucket(ctx.config.publishRatePerSecond, systemClock);
-    this.delivered = ctx.metrics.messagesOut.labels('json-ws');
+    this.delivered = ctx.metrics.messagesOutOf['json-ws'];
     this.publishAcl = new PublishPermissions(ctx.acl, () => this.aclSubject());
   }
 
@@ -396,7 +396,7 @@ export class JsonConnection implements Session {
       while ((wait = this.bucket.take()) > 0);
       this.transport.resume();
     }
-    this.ctx.metrics.messagesIn.inc({ protocol: 'json-ws' });
+    this.ctx.metrics.messagesInOf['json-ws'].inc();
     this.ctx.broker.publishTopic(
       createMessage({
         target: { kind: 'topic', topic },

@@ -45,7 +45,7 @@ export async function handlePublish(c: MqttClientState, p: IPublishPacket): Prom
     headers: mqttHeaders(props),
     publisherSession: c.id,
   };
-  c.ctx.metrics.messagesIn.inc({ protocol: c.protocol });
+  c.ctx.metrics.messagesInOf[c.protocol].inc();
   if (topic.startsWith('$user/') && topic.length > 6) {
     const name = topic.slice(6);
     c.ctx.broker.publishUser(createMessage({ ...base, target: { kind: 'user', userId: c.principal.userId, name } }));

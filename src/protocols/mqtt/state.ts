@@ -198,7 +198,7 @@ export abstract class MqttClientState implements Session, MqttClient {
     readonly admission: Admission,
   ) {
     this.connectedAt = ctx.clock.now();
-    this.delivered = ctx.metrics.messagesOut.labels(protocol);
+    this.delivered = ctx.metrics.messagesOutOf[protocol];
     this.publishAcl = new PublishPermissions(shared.acl, () => this.aclSubject());
     this.window = new DeliveryWindow({
       maxHeldBytes: ctx.config.maxHeldBytesPerConnection,

@@ -28,7 +28,7 @@ export async function onSend(c: StompState, frame: StompFrame): Promise<void> {
   if (typeof parsed === 'string') throw new StompError('invalid destination', parsed);
   // Sending is use: a chat visitor on /stomp is not logged out while chatting (heart-beats do not count).
   if (c.renewOnUse) c.ctx.auth.renewPrincipal(c.principal);
-  c.ctx.metrics.messagesIn.inc({ protocol: c.protocol });
+  c.ctx.metrics.messagesInOf[c.protocol].inc();
   const contentType = header(frame, 'content-type');
   const headers = customHeaders(frame);
   const base = { body: frame.body, contentType, headers, publisherSession: c.id };

@@ -109,7 +109,7 @@ export abstract class StompState implements Session {
     };
     this.window = new DeliveryWindow({ maxHeldBytes: c.maxHeldBytesPerConnection, maxBufferedBytes: c.slowConsumerBytes, onCut: ctx.metrics.slowConsumerCounter(protocol) });
     this.bucket = new TokenBucket(this.limits.publishRate, systemClock);
-    this.delivered = ctx.metrics.messagesOut.labels(protocol);
+    this.delivered = ctx.metrics.messagesOutOf[protocol];
     this.publishAcl = new PublishPermissions(ctx.acl, () => this.aclSubject());
     this.parser = new StompParser({
       maxHeaderBytes: c.stompMaxHeaderBytes,
