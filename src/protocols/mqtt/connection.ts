@@ -16,7 +16,7 @@
  * turns what it threw into a DISCONNECT or a refusing CONNACK
  * (reason-codes.ts). The state the handlers share is state.ts.
  */
-import mqttPacket, { type Packet } from 'mqtt-packet';
+import mqttPacket, { type IPublishPacket, type Packet } from 'mqtt-packet';
 import type { HeraldContext } from '../../context.js';
 import { logRejection } from '../../core/background.js';
 import type { Delivery } from '../../core/broker.js';
@@ -25,6 +25,7 @@ import type { Protocol } from '../../core/session.js';
 import type { Admission } from '../../transports/admission.js';
 import { handleConnect } from './connect.js';
 import { MqttFrameError, MqttFramer } from './framer.js';
+import { decodePublish, isPublish, PublishDecodeError } from './publish-codec.js';
 import { handlePublish, handlePubrel } from './publish-in.js';
 import { deliver, handlePubrec, hasCapacity, settleOut, unsentOnClose } from './publish-out.js';
 import { failureFor, MqttError, RC, REFUSE } from './reason-codes.js';
@@ -80,6 +81,8 @@ export class MqttConnection extends MqttClientState {
   /** The stream broke (malformed or oversized packet): nothing more is read. */
   private faulted = false;
   private chain: Promise<void> = Promise.resolve();
+  /** Packets in the chain, not yet handled: while there are any, a new packet waits behind them. */
+  private waiting = 0;
 
   constructor(ctx: HeraldContext, shared: MqttShared, transport: MqttTransport, protocol: Protocol, remoteAddress: string, admission: Admission) {
     super(ctx, shared, transport, protocol, remoteAddress, admission);
@@ -111,19 +114,57 @@ export class MqttConnection extends MqttClientState {
     }
   }
 
-  /** mqtt-packet gets whole packets only, so it never rescans a partial one (and keeps nothing of them). */
+  /**
+   * A run of whole packets from the framer. PUBLISH of a connected client is
+   * decoded here (publish-codec.ts); the other packets, and a v5 PUBLISH
+   * with properties, go to mqtt-packet, which gets whole packets only, so it
+   * never rescans a partial one (and keeps nothing of them).
+   */
   private readonly parseWhole = (packets: Buffer): void => {
-    if (this.closed) return;
+    let at = 0;
+    const end = packets.length;
+    while (at < end && !this.closed) {
+      // The framer has checked every header of the run: each packet is whole.
+      let off = at + 1;
+      let remaining = 0;
+      let weight = 1;
+      let b: number;
+      do {
+        b = packets[off++]!;
+        remaining += (b & 0x7f) * weight;
+        weight *= 128;
+      } while (b & 0x80);
+      const next = off + remaining;
+      if (this.connected && isPublish(packets, at)) {
+        let p: IPublishPacket | undefined;
+        try {
+          p = decodePublish(packets, at, next, this.version);
+        } catch (err) {
+          if (!(err instanceof PublishDecodeError)) throw err;
+          return this.protocolError(err.message);
+        }
+        if (p) {
+          this.enqueue(p);
+          at = next;
+          continue;
+        }
+      }
+      this.parseWithLibrary(packets.subarray(at, next));
+      at = next;
+    }
+  };
+
+  private parseWithLibrary(packet: Buffer): void {
     parser.settings = this.parserSettings;
     reading = this;
     try {
-      parser.parse(packets);
+      parser.parse(packet);
     } finally {
       this.parserSettings = parser.settings;
       reading = undefined;
       if (parser.error) parser = newParser();
     }
-  };
+  }
 
   /** A packet the shared parser read from this connection's bytes. */
   parsed(p: Packet): void {
@@ -135,16 +176,38 @@ export class MqttConnection extends MqttClientState {
     this.protocolError(err.message);
   }
 
-  /** Packets are handled one at a time, in order; reading stops while too many wait. */
+  /**
+   * Packets are handled one at a time, in order; reading stops while too
+   * many wait. When none waits, a packet is handled at once, and only one
+   * whose handling waits for something (the store, the ACL hook, a rate
+   * limit) starts the chain the packets after it wait on.
+   */
   private enqueue(p: Packet): void {
+    if (this.waiting === 0) {
+      let pending: void | Promise<void>;
+      try {
+        pending = this.handle(p);
+      } catch (err) {
+        return this.failed(err, p.cmd);
+      }
+      if (pending === undefined) return;
+      this.wait(p, pending);
+      return;
+    }
+    this.wait(p, undefined);
+  }
+
+  /** Counts `p` among the packets waiting, and handles it after those before it (or waits for `started`, its handling begun). */
+  private wait(p: Packet, started: Promise<void> | undefined): void {
     const bytes = (p.length ?? 0) + 2;
+    this.waiting++;
     this.inboundBytes += bytes;
     this.inboundPackets++;
     if (this.inboundBytes > INBOUND_HIGH_BYTES || this.inboundPackets > INBOUND_HIGH_PACKETS) this.pauseReading('inbound');
-    this.chain = this.chain
-      .then(() => this.handle(p))
+    this.chain = (started ?? this.chain.then(() => this.handle(p)))
       .catch((err: unknown) => this.failed(err, p.cmd))
       .then(() => {
+        this.waiting--;
         this.inboundBytes -= bytes;
         this.inboundPackets--;
         if (this.inboundBytes <= INBOUND_LOW_BYTES && this.inboundPackets <= INBOUND_LOW_PACKETS) this.resumeReading('inbound');
@@ -187,7 +250,8 @@ export class MqttConnection extends MqttClientState {
     this.disconnect(RC.malformedPacket, message);
   }
 
-  private async handle(p: Packet): Promise<void> {
+  /** Handles one packet: at once, or with a Promise when it must wait for something (thrown errors end the connection). */
+  private handle(p: Packet): void | Promise<void> {
     if (this.closed) return;
     if ((p.length ?? 0) > this.ctx.config.mqttMaxPacketBytes) {
       throw new MqttError(RC.packetTooLarge, `packet larger than ${this.ctx.config.mqttMaxPacketBytes} bytes`, 'too_large');
@@ -201,10 +265,7 @@ export class MqttConnection extends MqttClientState {
         throw new MqttError(RC.protocolError, 'a second CONNECT is a protocol error');
       case 'publish': {
         const wait = this.bucket.take();
-        if (wait > 0) {
-          await this.throttle(wait);
-          if (this.closed) return;
-        }
+        if (wait > 0) return this.throttle(wait).then(() => (this.closed ? undefined : handlePublish(this, p)));
         return handlePublish(this, p);
       }
       case 'puback':

@@ -7,15 +7,19 @@
 import type { IPublishPacket, IPubrelPacket } from 'mqtt-packet';
 import { logRejection } from '../../core/background.js';
 import { levelsProblem } from '../../core/destination.js';
-import { createMessage } from '../../core/message.js';
+import { createMessage, plainMessage, type CoreMessage, type Target } from '../../core/message.js';
 import { mqttHeaders, payloadFormatOf } from './properties.js';
 import { isFailure, MqttError, RC } from './reason-codes.js';
 import { INBOUND_ALIASES, type MqttClientState } from './state.js';
 
-export async function handlePublish(c: MqttClientState, p: IPublishPacket): Promise<void> {
+/**
+ * A PUBLISH from the client. Handled at once when nothing needs waiting for
+ * (QoS 0, no ACL hook question, no retained write): a Promise only then.
+ */
+export function handlePublish(c: MqttClientState, p: IPublishPacket): void | Promise<void> {
   const topic = resolveTopic(c, p);
-  // mqtt-packet decodes invalid UTF-8 to U+FFFD; such a topic is malformed [MQTT-1.5.3-1].
-  if (!topic || /[+#\u0000\uFFFD]/.test(topic)) {
+  // mqtt-packet and publish-codec decode invalid UTF-8 to U+FFFD; such a topic is malformed [MQTT-1.5.3-1].
+  if (!topic || INVALID_TOPIC.test(topic)) {
     throw new MqttError(RC.topicNameInvalid, `topic name "${topic.slice(0, 100)}" is not valid for PUBLISH`);
   }
   const deep = levelsProblem(topic);
@@ -29,58 +33,70 @@ export async function handlePublish(c: MqttClientState, p: IPublishPacket): Prom
     // [MQTT-3.3.4-9]: more unreleased QoS 2 messages than the Receive Maximum we announced.
     throw new MqttError(RC.receiveMaximumExceeded, `receive maximum exceeded: ${c.qos2In.size} QoS 2 messages await PUBREL (the limit is ${max})`);
   }
-  const ack = (reasonCode?: number, reasonString?: string): void => acknowledge(c, p, reasonCode, reasonString);
-  const payload = typeof p.payload === 'string' ? Buffer.from(p.payload) : p.payload;
-  const props = p.properties;
-  const expiry = props?.messageExpiryInterval;
-  const base = {
-    body: payload,
-    qos: p.qos,
-    retain: p.retain,
-    ...(expiry !== undefined ? { expiresAt: c.ctx.clock.now() + expiry * 1000 } : {}),
-    ...(props?.responseTopic !== undefined ? { replyTo: props.responseTopic } : {}),
-    ...(props?.correlationData !== undefined ? { correlation: props.correlationData } : {}),
-    contentType: props?.contentType,
-    ...payloadFormatOf(props),
-    headers: mqttHeaders(props),
-    publisherSession: c.id,
-  };
   c.ctx.metrics.messagesInOf[c.protocol].inc();
   if (topic.startsWith('$user/') && topic.length > 6) {
-    const name = topic.slice(6);
-    c.ctx.broker.publishUser(createMessage({ ...base, target: { kind: 'user', userId: c.principal.userId, name } }));
-    return ack(RC.success);
+    c.ctx.broker.publishUser(messageOf(c, p, { kind: 'user', userId: c.principal.userId, name: topic.slice(6) }));
+    return acknowledge(c, p, RC.success);
   }
   // Topics no client may write: $ topics [MQTT-4.7.2-1] and chat threads (the server writes them for their members).
   // A v3 client is not told (the message is simply not delivered, nor retained); a v5 client gets 0x87.
   const asked = c.ctx.broker.publishRefusal(topic);
-  const refusal = asked === undefined || typeof asked === 'string' ? asked : await asked;
+  if (asked instanceof Promise) return asked.then((refusal) => (c.closed ? undefined : unlessRefused(c, p, topic, refusal)));
+  return unlessRefused(c, p, topic, asked);
+}
+
+const INVALID_TOPIC = /[+#\u0000\uFFFD]/;
+
+/** The message a PUBLISH carries (the fast shape when it has no v5 properties). */
+function messageOf(c: MqttClientState, p: IPublishPacket, target: Target): CoreMessage {
+  const payload = typeof p.payload === 'string' ? Buffer.from(p.payload) : p.payload;
+  const props = p.properties;
+  if (props === undefined) return plainMessage(target, payload, p.qos, p.retain, c.id);
+  const expiry = props.messageExpiryInterval;
+  return createMessage({
+    target,
+    body: payload,
+    qos: p.qos,
+    retain: p.retain,
+    expiresAt: expiry !== undefined ? c.ctx.clock.now() + expiry * 1000 : undefined,
+    replyTo: props.responseTopic,
+    correlation: props.correlationData,
+    contentType: props.contentType,
+    ...payloadFormatOf(props),
+    headers: mqttHeaders(props),
+    publisherSession: c.id,
+  });
+}
+
+function unlessRefused(c: MqttClientState, p: IPublishPacket, topic: string, refusal: string | undefined): void | Promise<void> {
   if (refusal !== undefined) {
-    if (c.closed) return;
-    return ack(RC.notAuthorized, topic.startsWith('$') ? `${topic.slice(0, 100)} is reserved for the server` : refusal);
+    return acknowledge(c, p, RC.notAuthorized, topic.startsWith('$') ? `${topic.slice(0, 100)} is reserved for the server` : refusal);
   }
-  if (c.closed) return;
-  let may = c.mayPublish(topic);
-  if (may instanceof Promise) {
-    may = await may;
-    if (c.closed) return;
-  }
-  if (!may) {
-    return ack(RC.notAuthorized, `not allowed to publish to ${topic}`);
-  }
-  const msg = createMessage({ ...base, target: { kind: 'topic', topic } });
-  const full = p.retain ? c.shared.retained.refusal(topic, msg) : undefined;
+  const may = c.mayPublish(topic);
+  if (may instanceof Promise) return may.then((allowed) => (c.closed ? undefined : publishIfAllowed(c, p, topic, allowed)));
+  return publishIfAllowed(c, p, topic, may);
+}
+
+function publishIfAllowed(c: MqttClientState, p: IPublishPacket, topic: string, may: boolean): void | Promise<void> {
+  if (!may) return acknowledge(c, p, RC.notAuthorized, `not allowed to publish to ${topic}`);
+  const msg = messageOf(c, p, { kind: 'topic', topic });
+  if (!p.retain) return route(c, p, msg);
+  const full = c.shared.retained.refusal(topic, msg);
   // Past the retained total a v5 publisher is told and nothing happens; a 3.1.1 one cannot be told: delivered, not retained.
-  if (full !== undefined && c.version === 5) return ack(RC.quotaExceeded, full);
-  if (p.retain && full === undefined) await c.shared.retained.set(topic, msg, p.qos, props);
+  if (full !== undefined && c.version === 5) return acknowledge(c, p, RC.quotaExceeded, full);
+  if (full !== undefined) return route(c, p, msg);
+  return c.shared.retained.set(topic, msg, p.qos, p.properties).then(() => route(c, p, msg));
+}
+
+function route(c: MqttClientState, p: IPublishPacket, msg: CoreMessage): void | Promise<void> {
   const failures = c.shared.sessions.failures;
   const n = c.ctx.broker.publishTopic(msg);
+  if (p.qos === 0) return;
   // QoS 1/2: what persistent sessions must get is on disk before the acknowledgement; if it cannot be, there is none.
-  if (p.qos > 0) {
-    await c.shared.sessions.flushSince(failures);
-    await c.ctx.broker.committed(msg);
-  }
-  ack(n === 0 ? RC.noMatchingSubscribers : RC.success);
+  return c.shared.sessions
+    .flushSince(failures)
+    .then(() => c.ctx.broker.committed(msg))
+    .then(() => acknowledge(c, p, n === 0 ? RC.noMatchingSubscribers : RC.success));
 }
 
 /** The topic of a PUBLISH, through its v5 topic alias if it has one (setting or using it). */

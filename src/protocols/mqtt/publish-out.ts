@@ -13,8 +13,14 @@ import type { Delivery } from '../../core/broker.js';
 import { pinnedSize } from '../../core/delivery-budget.js';
 import type { CoreMessage } from '../../core/message.js';
 import { mqttTopicOf, publishProperties, type SubscriptionIds } from './properties.js';
+import { encodePublish } from './publish-codec.js';
 import { RC } from './reason-codes.js';
 import type { Held, MqttClientState, MqttSubscription, QoS } from './state.js';
+
+/** A 3.1/3.1.1 PUBLISH has no properties (one shared empty object, never written to: no alias is set for them). */
+const NO_PROPERTIES: NonNullable<IPublishPacket['properties']> = Object.freeze({});
+/** The keys of a message's shared QoS 0 frame, by protocol version and retain flag. */
+const CACHE_KEYS: Record<number, readonly [string, string]> = { 3: ['mqtt3', 'mqtt3r'], 4: ['mqtt4', 'mqtt4r'], 5: ['mqtt5', 'mqtt5r'] };
 
 /** Room for one more message now: the window (count and bytes) and the socket's buffer. */
 export function hasCapacity(c: MqttClientState): boolean {
@@ -106,7 +112,7 @@ export function overBudget(c: MqttClientState, reason: string): void {
  */
 export function send(c: MqttClientState, msg: CoreMessage, qos: QoS, retain: boolean, subscriptionIds: SubscriptionIds, delivery: Delivery, row?: Promise<string>, resendId?: number): number | undefined {
   let topic = mqttTopicOf(msg);
-  const properties = c.version === 5 ? (publishProperties(msg, subscriptionIds, c.ctx.clock.now()) as IPublishPacket['properties'] & object) : {};
+  const properties = c.version === 5 ? (publishProperties(msg, subscriptionIds, c.ctx.clock.now()) as IPublishPacket['properties'] & object) : NO_PROPERTIES;
   // Topic aliases towards a v5 client that accepts them: the topic once, then only its alias.
   let aliased = false;
   if (c.clientAliasMax > 0) {
@@ -122,21 +128,25 @@ export function send(c: MqttClientState, msg: CoreMessage, qos: QoS, retain: boo
       aliased = true;
     }
   }
-  const hasProps = Object.keys(properties).length > 0;
+  const hasProps = properties !== NO_PROPERTIES && Object.keys(properties).length > 0;
   let frame: Buffer;
   let messageId: number | undefined;
   if (qos === 0 && subscriptionIds === undefined && msg.expiresAt === undefined && !aliased) {
-    const key = `mqtt${c.version}${retain ? 'r' : ''}`;
+    const key = CACHE_KEYS[c.version]![retain ? 1 : 0]!;
     let cached = msg.encoded.get(key);
     if (!cached) {
-      cached = c.gen({ cmd: 'publish', topic, payload: msg.body, qos: 0, retain, dup: false, ...(hasProps ? { properties } : {}) });
+      cached = hasProps
+        ? c.gen({ cmd: 'publish', topic, payload: msg.body, qos: 0, retain, dup: false, properties })
+        : encodePublish(topic, msg.body, 0, retain, false, undefined, c.version);
       msg.encoded.set(key, cached);
     }
     frame = cached;
   } else {
     messageId = resendId ?? allocateId(c);
     const dup = resendId !== undefined || delivery.redelivered;
-    frame = c.gen({ cmd: 'publish', topic, payload: msg.body, qos, retain, dup, messageId, ...(hasProps ? { properties } : {}) });
+    frame = hasProps
+      ? c.gen({ cmd: 'publish', topic, payload: msg.body, qos, retain, dup, messageId, properties })
+      : encodePublish(topic, msg.body, qos, retain, dup, messageId, c.version);
     if (qos > 0) {
       if (!row && c.sessionKept) {
         // Its row is this connection's from the start: a later read of the queue (a wake-up) does not send it again.
