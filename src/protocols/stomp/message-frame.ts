@@ -6,7 +6,7 @@
 import { isUtf8 } from 'node:buffer';
 import { topicToDotted } from '../../core/destination.js';
 import type { CoreMessage, HeaderList } from '../../core/message.js';
-import { encodeFrame, type StompFrame } from './codec.js';
+import { frameBytes, headerLine, type StompFrame } from './codec.js';
 
 export type Version = '1.0' | '1.1' | '1.2';
 export type AckMode = 'auto' | 'client' | 'client-individual';
@@ -52,10 +52,15 @@ const RESERVED = new Set([
  */
 export function customHeaders(frame: StompFrame): HeaderList {
   const out: HeaderList = [];
-  const seen = new Set<string>();
-  for (const [k, v] of frame.headers) {
+  let seen: Set<string> | undefined;
+  for (const h of frame.headers) {
+    const k = h[0];
+    const v = h[1];
     const name = k.trim();
-    if (RESERVED.has(name) || seen.has(name) || k.includes('\0') || v.includes('\0')) continue;
+    if (RESERVED.has(name) || k.includes('\0') || v.includes('\0')) continue;
+    // Most SENDs carry none of these: the set of names seen is made for the first one.
+    if (seen === undefined) seen = new Set();
+    else if (seen.has(name)) continue;
     seen.add(name);
     out.push([k, v]);
   }
@@ -75,27 +80,60 @@ function bodyFor(msg: CoreMessage, version: Version, framing: string): { body: B
   return { body: Buffer.from(msg.body.toString('base64')), base64: true };
 }
 
+/** A topic's destination in MESSAGE frames (`/topic/a.b`), kept for topics seen lately: no splitting per message. */
+const topicDestinations = new Map<string, string>();
+const MAX_TOPIC_DESTINATIONS = 10_000;
+
+function topicDestination(topic: string): string {
+  let d = topicDestinations.get(topic);
+  if (d === undefined) {
+    d = '/topic/' + topicToDotted(topic);
+    if (topic.length <= 256) {
+      if (topicDestinations.size >= MAX_TOPIC_DESTINATIONS) topicDestinations.clear();
+      topicDestinations.set(topic, d);
+    }
+  }
+  return d;
+}
+
+/** The MESSAGE frame a subscription gets for a message (its bare STOMP bytes). */
 export function encodeMessageFrame(sub: MessageFrameSubscription, msg: CoreMessage, redelivered: boolean, version: Version, framing: string): Buffer {
+  return messageFrame(sub, msg, redelivered, version, framing, undefined);
+}
+
+/**
+ * The MESSAGE frame, ready to write: over WebSocket already inside its
+ * WebSocket frame (text when the body is UTF-8), built in one buffer.
+ */
+export function preparedMessageFrame(sub: MessageFrameSubscription, msg: CoreMessage, redelivered: boolean, version: Version, framing: string): Buffer {
+  return messageFrame(sub, msg, redelivered, version, framing, framing === 'ws' ? msg.textBody : undefined);
+}
+
+/**
+ * The headers, in this order: subscription, message-id, destination, ack
+ * (1.2, client acks), redelivered, content-type, content-transfer-encoding,
+ * reply-to, correlation-id, then the message's own headers. Written as
+ * encodeFrame writes a header list (escaped, unwritable ones dropped), without
+ * building the list.
+ */
+function messageFrame(sub: MessageFrameSubscription, msg: CoreMessage, redelivered: boolean, version: Version, framing: string, wsText: boolean | undefined): Buffer {
   const t = msg.target;
-  const destination = t.kind === 'topic' ? '/topic/' + topicToDotted(t.topic) : t.kind === 'queue' ? '/queue/' + t.name : sub.destination;
-  const headers: HeaderList = [
-    ['subscription', sub.id],
-    ['message-id', msg.id],
-    ['destination', destination],
-  ];
-  if (version === '1.2' && sub.ackMode !== 'auto') headers.push(['ack', `${msg.id}:${sub.id}`]);
-  if (redelivered) headers.push(['redelivered', 'true']);
-  if (msg.contentType) headers.push(['content-type', msg.contentType]);
+  const destination = t.kind === 'topic' ? topicDestination(t.topic) : t.kind === 'queue' ? '/queue/' + t.name : sub.destination;
+  const escape = version !== '1.0';
+  let head = 'MESSAGE\n' + headerLine('subscription', sub.id, escape) + headerLine('message-id', msg.id, escape) + headerLine('destination', destination, escape);
+  if (version === '1.2' && sub.ackMode !== 'auto') head += headerLine('ack', `${msg.id}:${sub.id}`, escape);
+  if (redelivered) head += 'redelivered:true\n';
+  if (msg.contentType) head += headerLine('content-type', msg.contentType, escape);
   const { body, base64 } = bodyFor(msg, version, framing);
-  if (base64) headers.push(['content-transfer-encoding', 'base64']);
-  if (msg.replyTo) headers.push(['reply-to', msg.replyTo]);
-  if (msg.correlation) headers.push(['correlation-id', msg.correlation.toString(isUtf8(msg.correlation) ? 'utf8' : 'base64')]);
+  if (base64) head += 'content-transfer-encoding:base64\n';
+  if (msg.replyTo) head += headerLine('reply-to', msg.replyTo, escape);
+  if (msg.correlation) head += headerLine('correlation-id', msg.correlation.toString(isUtf8(msg.correlation) ? 'utf8' : 'base64'), escape);
   // The message's own headers come from whoever published it (MQTT 5 user properties, HTTP publish):
   // none may take the place of a header this frame owns or already has, whatever its spacing.
-  const own = new Set<string>(headers.map(([k]) => k));
   for (const h of msg.headers) {
     const name = h[0].trim();
-    if (!RESERVED.has(name) && !own.has(name)) headers.push(h);
+    if (RESERVED.has(name) || (name === 'reply-to' && msg.replyTo) || (name === 'correlation-id' && msg.correlation)) continue;
+    head += headerLine(h[0], h[1], escape);
   }
-  return encodeFrame('MESSAGE', headers, body, version !== '1.0');
+  return frameBytes(head, body, wsText);
 }

@@ -19,7 +19,7 @@ import type { Admission } from '../../transports/admission.js';
 import type { ByteTransport } from '../../transports/byte-transport.js';
 import type { CertificateIdentity, ConnectionOrigin } from '../../transports/tls.js';
 import { encodeFrame, header, StompParser, type StompFrame } from './codec.js';
-import { encodeMessageFrame, type Version } from './message-frame.js';
+import { preparedMessageFrame, type Version } from './message-frame.js';
 import type { StompSubscription } from './subscription.js';
 
 export interface StompLimits {
@@ -41,6 +41,10 @@ export function frameSize(f: StompFrame): number {
   for (const [k, v] of f.headers) n += 32 + k.length + v.length;
   return n;
 }
+
+/** Bounds of a connection's sentTopics: entries, and the longest destination kept. */
+const MAX_REMEMBERED_TOPICS = 64;
+const MAX_REMEMBERED_DESTINATION = 256;
 
 export abstract class StompState implements Session {
   readonly id: string;
@@ -75,6 +79,12 @@ export abstract class StompState implements Session {
   readonly publishAcl: PublishPermissions;
   /** The delivery policy: bytes this connection pins (unacknowledged or waiting), shared by its subscriptions; its socket backlog. */
   readonly window: DeliveryWindow;
+  /**
+   * Destinations this connection sent to that are valid topics, with their
+   * canonical names: a SEND to one of them is not parsed again. Made on the
+   * first SEND to a topic (an idle connection has none); bounded.
+   */
+  sentTopics: Map<string, string> | undefined;
 
   constructor(
     readonly ctx: HeraldContext,
@@ -147,6 +157,14 @@ export abstract class StompState implements Session {
     };
   }
 
+  /** Remembers that `dest` names the valid topic `topic` (see sentTopics). Long names are parsed afresh each time. */
+  rememberTopic(dest: string, topic: string): void {
+    if (dest.length > MAX_REMEMBERED_DESTINATION) return;
+    const known = (this.sentTopics ??= new Map());
+    if (known.size >= MAX_REMEMBERED_TOPICS) known.clear();
+    known.set(dest, topic);
+  }
+
   aclSubject(): AclSubject {
     return sessionSubject(this.principal, this.device, this.protocol);
   }
@@ -180,14 +198,15 @@ export abstract class StompState implements Session {
     if (this.closed) return 0;
     this.delivered.inc();
     if (redelivered) {
-      this.sendRaw(encodeMessageFrame(sub, msg, true, this.version, this.transport.framing), msg.textBody);
+      this.writePrepared(preparedMessageFrame(sub, msg, true, this.version, this.transport.framing));
       return 0;
     }
-    let prepared = msg.encoded.get(sub.cacheKey);
+    const encoded = msg.encoded;
+    let prepared = encoded.get(sub.cacheKey);
     let added = 0;
     if (!prepared) {
-      prepared = this.transport.prepare(encodeMessageFrame(sub, msg, false, this.version, this.transport.framing), msg.textBody);
-      msg.encoded.set(sub.cacheKey, prepared);
+      prepared = preparedMessageFrame(sub, msg, false, this.version, this.transport.framing);
+      encoded.set(sub.cacheKey, prepared);
       added = prepared.length;
     }
     this.writePrepared(prepared);
