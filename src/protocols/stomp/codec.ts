@@ -288,7 +288,8 @@ export class StompParser {
     if (!ascii && !isUtf8(block)) throw new StompSyntaxError('frame command or headers are not valid UTF-8');
     const text = ascii ? block.toString('latin1') : undefined;
     const command = text !== undefined ? text.slice(lines[0]!, lines[1]!) : block.toString('utf8', lines[0]!, lines[1]!);
-    const escaping = this.escaping && command !== 'CONNECT' && command !== 'CONNECTED';
+    // An ASCII block without a backslash holds no escapes: nothing to decode per header.
+    const escaping = this.escaping && command !== 'CONNECT' && command !== 'CONNECTED' && (text === undefined || text.includes('\\'));
     const headers: HeaderList = [];
     let contentLength: number | undefined;
     let receipt: string | undefined;

@@ -10,6 +10,7 @@
  * (most SENDs to topics) is handled as soon as it is parsed, with no
  * promise.
  */
+import { turnNow } from '../../clock.js';
 import { storeUnavailable, type StoreUnavailableError } from '../../store/store.js';
 import { header, StompSyntaxError, type ParseEvent, type StompFrame } from './codec.js';
 import { onConnect } from './connect.js';
@@ -32,7 +33,7 @@ export class StompConnection extends StompState {
   /** Bytes from the transport (a WebSocket message or a TCP chunk). */
   receive(data: Buffer): void {
     if (this.closed || this.state === 'closing') return;
-    this.lastRead = Date.now();
+    this.lastRead = turnNow();
     try {
       this.parser.feed(data, this.onParse);
     } catch (err) {

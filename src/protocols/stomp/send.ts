@@ -11,6 +11,7 @@
  * turn. Anything that must wait makes it return a Promise, and the
  * connection holds the frames behind it until that settles.
  */
+import { turnNow } from '../../clock.js';
 import { AppForbidden, AppRefusal } from '../../core/broker.js';
 import { parseDestination, topicProblem, type ParsedDestination } from '../../core/destination.js';
 import { isSelf, resolveUserId } from '../../core/mailbox.js';
@@ -83,6 +84,7 @@ function publish(c: StompState, frame: StompFrame, dest: string, topic: string, 
     contentType: header(frame, 'content-type'),
     headers: customHeaders(frame),
     publisherSession: c.id,
+    timestamp: turnNow(),
   });
   c.broker.publishTopic(msg);
   // Cluster mode: stored for every persistent MQTT session it matches before the RECEIPT (a store failure is an ERROR, no RECEIPT).
