@@ -371,6 +371,16 @@ export function headerLine(name: string, value: string, escape: boolean): string
 }
 
 /**
+ * The line of a header whose name is known to be writable (`prefix` is the
+ * name and its colon, as written), as headerLine writes it: '' when the
+ * value holds a NUL.
+ */
+export function valueLine(prefix: string, value: string, escape: boolean): string {
+  if (value.includes('\0')) return '';
+  return prefix + (escape ? escapeHeader(value) : stripBreaks(value)) + '\n';
+}
+
+/**
  * The frame's bytes: `head` (command and header lines), the content-length
  * line when the body is not empty, the empty line, the body and its NUL.
  * With `wsText` set, they come inside one WebSocket frame (text or binary),
@@ -384,7 +394,8 @@ export function frameBytes(head: string, body: Buffer, wsText?: boolean): Buffer
   const room = wsText === undefined ? 0 : wsHeadLength(length);
   const out = Buffer.allocUnsafe(room + length);
   if (wsText !== undefined) writeWsHead(out, length, wsText);
-  out.write(head, room, 'utf8');
+  // As many bytes as characters: ASCII, which latin1 writes the same, faster.
+  out.write(head, room, headLen === head.length ? 'latin1' : 'utf8');
   body.copy(out, room + headLen);
   out[out.length - 1] = NUL;
   return out;

@@ -6,7 +6,7 @@
 import { isUtf8 } from 'node:buffer';
 import { topicToDotted } from '../../core/destination.js';
 import type { CoreMessage, HeaderList } from '../../core/message.js';
-import { frameBytes, headerLine, type StompFrame } from './codec.js';
+import { frameBytes, headerLine, valueLine, type StompFrame } from './codec.js';
 
 export type Version = '1.0' | '1.1' | '1.2';
 export type AckMode = 'auto' | 'client' | 'client-individual';
@@ -80,20 +80,38 @@ function bodyFor(msg: CoreMessage, version: Version, framing: string): { body: B
   return { body: Buffer.from(msg.body.toString('base64')), base64: true };
 }
 
-/** A topic's destination in MESSAGE frames (`/topic/a.b`), kept for topics seen lately: no splitting per message. */
-const topicDestinations = new Map<string, string>();
+/**
+ * A topic's destination line in MESSAGE frames with escapes (STOMP 1.1 and
+ * 1.2: `destination:/topic/a.b`), kept for topics seen lately: no splitting
+ * and escaping per message.
+ */
+const topicDestinationLines = new Map<string, string>();
 const MAX_TOPIC_DESTINATIONS = 10_000;
 
-function topicDestination(topic: string): string {
-  let d = topicDestinations.get(topic);
-  if (d === undefined) {
-    d = '/topic/' + topicToDotted(topic);
+function topicDestinationLine(topic: string, escape: boolean): string {
+  if (!escape) return valueLine('destination:', '/topic/' + topicToDotted(topic), false);
+  let line = topicDestinationLines.get(topic);
+  if (line === undefined) {
+    line = valueLine('destination:', '/topic/' + topicToDotted(topic), true);
     if (topic.length <= 256) {
-      if (topicDestinations.size >= MAX_TOPIC_DESTINATIONS) topicDestinations.clear();
-      topicDestinations.set(topic, d);
+      if (topicDestinationLines.size >= MAX_TOPIC_DESTINATIONS) topicDestinationLines.clear();
+      topicDestinationLines.set(topic, line);
     }
   }
-  return d;
+  return line;
+}
+
+/** The subscription line written last: the subscribers of a message mostly share their id (`sub-0`). */
+const lastSubscriptionLine = { id: '', escape: true, line: valueLine('subscription:', '', true) };
+
+function subscriptionLine(id: string, escape: boolean): string {
+  const last = lastSubscriptionLine;
+  if (last.id !== id || last.escape !== escape) {
+    last.id = id;
+    last.escape = escape;
+    last.line = valueLine('subscription:', id, escape);
+  }
+  return last.line;
 }
 
 /** The MESSAGE frame a subscription gets for a message (its bare STOMP bytes). */
@@ -118,16 +136,16 @@ export function preparedMessageFrame(sub: MessageFrameSubscription, msg: CoreMes
  */
 function messageFrame(sub: MessageFrameSubscription, msg: CoreMessage, redelivered: boolean, version: Version, framing: string, wsText: boolean | undefined): Buffer {
   const t = msg.target;
-  const destination = t.kind === 'topic' ? topicDestination(t.topic) : t.kind === 'queue' ? '/queue/' + t.name : sub.destination;
   const escape = version !== '1.0';
-  let head = 'MESSAGE\n' + headerLine('subscription', sub.id, escape) + headerLine('message-id', msg.id, escape) + headerLine('destination', destination, escape);
-  if (version === '1.2' && sub.ackMode !== 'auto') head += headerLine('ack', `${msg.id}:${sub.id}`, escape);
+  const destination = t.kind === 'topic' ? topicDestinationLine(t.topic, escape) : valueLine('destination:', t.kind === 'queue' ? '/queue/' + t.name : sub.destination, escape);
+  let head = 'MESSAGE\n' + subscriptionLine(sub.id, escape) + valueLine('message-id:', msg.id, escape) + destination;
+  if (version === '1.2' && sub.ackMode !== 'auto') head += valueLine('ack:', `${msg.id}:${sub.id}`, escape);
   if (redelivered) head += 'redelivered:true\n';
-  if (msg.contentType) head += headerLine('content-type', msg.contentType, escape);
+  if (msg.contentType) head += valueLine('content-type:', msg.contentType, escape);
   const { body, base64 } = bodyFor(msg, version, framing);
   if (base64) head += 'content-transfer-encoding:base64\n';
-  if (msg.replyTo) head += headerLine('reply-to', msg.replyTo, escape);
-  if (msg.correlation) head += headerLine('correlation-id', msg.correlation.toString(isUtf8(msg.correlation) ? 'utf8' : 'base64'), escape);
+  if (msg.replyTo) head += valueLine('reply-to:', msg.replyTo, escape);
+  if (msg.correlation) head += valueLine('correlation-id:', msg.correlation.toString(isUtf8(msg.correlation) ? 'utf8' : 'base64'), escape);
   // The message's own headers come from whoever published it (MQTT 5 user properties, HTTP publish):
   // none may take the place of a header this frame owns or already has, whatever its spacing.
   for (const h of msg.headers) {
