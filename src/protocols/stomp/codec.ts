@@ -50,6 +50,13 @@ const CR = 0x0d;
 const NUL = 0x00;
 const EMPTY = Buffer.alloc(0);
 
+/** A copy of `buf[start, end)` (small ones come from Node's shared pool, as Buffer.from's do). */
+function copyOf(buf: Buffer, start: number, end: number): Buffer {
+  const out = Buffer.allocUnsafe(end - start);
+  buf.copy(out, 0, start, end);
+  return out;
+}
+
 /**
  * Where `byte` first is in `buf[from, to)`, as an offset from `from`, or -1.
  * Header lines are short: a loop finds their end faster than a native search
@@ -194,7 +201,7 @@ export class StompParser {
       const bodyLength = stop - h.bodyStart;
       this.workDone += bodyLength;
       // A copy: the frame must not keep the chunk (or the store) it was read from alive.
-      const body = bodyLength > 0 ? Buffer.from(buf.subarray(pos + h.bodyStart, pos + stop)) : EMPTY;
+      const body = bodyLength > 0 ? copyOf(buf, pos + h.bodyStart, pos + stop) : EMPTY;
       this.head = undefined;
       this.scanned = 0;
       this.lineStart = 0;
