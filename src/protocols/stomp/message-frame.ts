@@ -86,7 +86,7 @@ function bodyFor(msg: CoreMessage, version: Version, framing: string): { body: B
  * and escaping per message.
  */
 const topicDestinationLines = new Map<string, string>();
-const MAX_TOPIC_DESTINATIONS = 10_000;
+const MAX_TOPIC_DESTINATIONS = 4096;
 
 function topicDestinationLine(topic: string, escape: boolean): string {
   if (!escape) return valueLine('destination:', '/topic/' + topicToDotted(topic), false);
