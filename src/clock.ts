@@ -15,3 +15,30 @@ export class ManualClock implements Clock {
     this.t += ms;
   }
 }
+
+let turnTime = 0;
+let turnTimeRead = false;
+const turnTimeExpires = (): void => {
+  turnTimeRead = false;
+};
+
+/**
+ * Date.now(), read once per stretch of synchronous work: the first call
+ * reads the clock, and later calls get the same value until the current
+ * callback and its microtasks are over. Reading the clock costs 0.1–0.3 µs
+ * on a virtual machine without a fast time source, and the publish path
+ * wants a time several times per message (last read, last write, the
+ * message's timestamp), where being behind by the length of one callback
+ * does no harm.
+ */
+export function turnNow(): number {
+  if (!turnTimeRead) {
+    turnTime = Date.now();
+    turnTimeRead = true;
+    queueMicrotask(turnTimeExpires);
+  }
+  return turnTime;
+}
+
+/** A Clock on turnNow. */
+export const turnClock: Clock = { now: turnNow };

@@ -27,6 +27,7 @@ import type { ProxyProtocol } from './proxy-accept.js';
 import type { TlsFiles } from './tls.js';
 import { rawSocket } from './ws-frame.js';
 import { watchMessageSize } from './ws-oversize.js';
+import { holdWrites } from './write-batch.js';
 
 export type { Admission } from './admission.js';
 
@@ -249,7 +250,7 @@ export class NetworkListeners implements Listeners {
               else admission.listenerFull = slots.full;
               route.onConnection(ws, req, accepted, admission);
               const onOversize = route.onOversize?.bind(route);
-              if (onOversize) watchMessageSize(rawSocket(ws), maxPayload, (bytes) => onOversize(ws, bytes, maxPayload));
+              if (onOversize) watchMessageSize(rawSocket(ws), maxPayload, (bytes) => onOversize(ws, bytes, maxPayload), holdWrites);
             });
           },
           (err: unknown) => {

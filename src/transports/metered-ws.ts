@@ -1,5 +1,6 @@
 /** WebSocket messages per second (`wsMessagesPerSecond`), capped for every WebSocket path. */
 import { WebSocket } from 'ws';
+import { turnNow } from '../clock.js';
 
 /**
  * A WebSocket whose incoming messages are capped per second: past the cap,
@@ -26,7 +27,7 @@ export function meteredWebSocket(perSecond: number): typeof WebSocket {
         this.waiting.push(args);
         return true;
       }
-      const now = Date.now();
+      const now = turnNow();
       if (now - this.windowStart >= 1000) {
         this.windowStart = now;
         this.count = 0;

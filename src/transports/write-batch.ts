@@ -14,16 +14,36 @@ import type { Socket } from 'node:net';
 const writtenThisTurn = new Set<Socket>();
 const corked: Socket[] = [];
 let flushScheduled = false;
+/** While set, even a socket's first write of the turn waits for the flush (see holdWrites). */
+let holding = false;
+
+/**
+ * An incoming chunk holds several messages (a client's burst): until the
+ * code handling it returns (and its microtasks ran), a socket's first write
+ * of the turn is held for the flush too, so that a subscriber getting
+ * several of them costs one system call, not a write and then a writev.
+ * The flush comes at the end of the same event-loop turn.
+ */
+export function holdWrites(): void {
+  if (holding) return;
+  holding = true;
+  queueMicrotask(release);
+}
+
+function release(): void {
+  holding = false;
+}
 
 function flush(): void {
   flushScheduled = false;
+  holding = false;
   writtenThisTurn.clear();
   for (const s of corked) if (!s.destroyed) s.uncork();
   corked.length = 0;
 }
 
 export function writeBatched(socket: Socket, data: Buffer): void {
-  if (writtenThisTurn.has(socket)) {
+  if (holding || writtenThisTurn.has(socket)) {
     if (socket.writableCorked === 0) {
       socket.cork();
       corked.push(socket);

@@ -11,8 +11,20 @@ import { writeBatched } from './write-batch.js';
 /** One final frame (FIN set) with opcode 1 (text) or 2 (binary). */
 export function wsFrame(payload: Buffer, text: boolean): Buffer {
   const len = payload.length;
-  const headLen = len < 126 ? 2 : len < 65536 ? 4 : 10;
+  const headLen = wsHeadLength(len);
   const out = Buffer.allocUnsafe(headLen + len);
+  writeWsHead(out, len, text);
+  payload.copy(out, headLen);
+  return out;
+}
+
+/** Bytes of the header of a server frame whose payload has `len` bytes. */
+export function wsHeadLength(len: number): number {
+  return len < 126 ? 2 : len < 65536 ? 4 : 10;
+}
+
+/** Writes, at the start of `out`, the header of one final unmasked frame with a payload of `len` bytes. */
+export function writeWsHead(out: Buffer, len: number, text: boolean): void {
   out[0] = 0x80 | (text ? 0x1 : 0x2);
   if (len < 126) {
     out[1] = len;
@@ -24,8 +36,6 @@ export function wsFrame(payload: Buffer, text: boolean): Buffer {
     out.writeUInt32BE(Math.floor(len / 2 ** 32), 2);
     out.writeUInt32BE(len >>> 0, 6);
   }
-  payload.copy(out, headLen);
-  return out;
 }
 
 /**

@@ -12,8 +12,11 @@ import type { Socket } from 'node:net';
  * an ERROR frame) must be written first, from here (this listener runs before ws's).
  * Only frame headers are read (2 to 14 bytes a frame); payloads are skipped
  * by count, so the cost is linear and nothing is buffered.
+ *
+ * `onBurst` is called, before `ws` reads the chunk, for a chunk that holds
+ * two or more whole data frames (a client's burst of messages).
  */
-export function watchMessageSize(socket: Socket, limit: number, onOversize: (bytes: number) => void): void {
+export function watchMessageSize(socket: Socket, limit: number, onOversize: (bytes: number) => void, onBurst?: () => void): void {
   const head = Buffer.alloc(14);
   let have = 0;
   let need = 2;
@@ -22,6 +25,8 @@ export function watchMessageSize(socket: Socket, limit: number, onOversize: (byt
   let total = 0;
   const onData = (chunk: Buffer): void => {
     let i = 0;
+    /** Messages whose last frame is wholly in this chunk: two make it a burst (see onBurst). */
+    let whole = 0;
     while (i < chunk.length) {
       if (skip > 0) {
         const n = Math.min(skip, chunk.length - i);
@@ -48,7 +53,10 @@ export function watchMessageSize(socket: Socket, limit: number, onOversize: (byt
         onOversize(total);
         return;
       }
-      if (head[0]! & 0x80) total = 0; // FIN: the message is complete
+      if (head[0]! & 0x80) {
+        total = 0; // FIN: the message is complete
+        if (onBurst && skip <= chunk.length - i && ++whole === 2) onBurst();
+      }
     }
   };
   socket.prependListener('data', onData);

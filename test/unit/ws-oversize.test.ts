@@ -70,4 +70,22 @@ describe('watchMessageSize', () => {
     assert.deepEqual(seen, []);
     assert.equal(socket.listenerCount('data'), 0);
   });
+
+  it('calls onBurst once for a chunk holding two or more whole messages, before anything else reads it, and never for one', () => {
+    const bursts = (bytes: Buffer, chunk = bytes.length): number => {
+      const socket = new EventEmitter() as unknown as Socket;
+      let n = 0;
+      watchMessageSize(socket, 100_000, () => assert.fail('no message is over the limit'), () => n++);
+      for (let i = 0; i < bytes.length; i += chunk) socket.emit('data', bytes.subarray(i, i + chunk));
+      return n;
+    };
+    const one = clientFrame(1, 50);
+    assert.equal(bursts(one), 0);
+    assert.equal(bursts(Buffer.concat([one, one])), 1);
+    assert.equal(bursts(Buffer.concat([one, one, one, one])), 1, 'once per chunk');
+    assert.equal(bursts(Buffer.concat([one, one, one, one]), one.length * 2), 2, 'once for each chunk that holds two');
+    assert.equal(bursts(Buffer.concat([one, one.subarray(0, 10)])), 0, 'a message not yet whole does not count');
+    assert.equal(bursts(Buffer.concat([clientFrame(1, 50, false), clientFrame(0, 50, true)])), 0, 'two fragments are one message');
+    assert.equal(bursts(Buffer.concat([one, clientFrame(9, 5)])), 0, 'a ping is not a message');
+  });
 });

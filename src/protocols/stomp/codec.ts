@@ -7,7 +7,8 @@
  * body, NUL. EOL is LF or CR LF. With `content-length` the body is exactly
  * that many octets (NULs allowed) and must be followed by NUL.
  */
-import { isUtf8 } from 'node:buffer';
+import { isAscii, isUtf8 } from 'node:buffer';
+import { wsHeadLength, writeWsHead } from '../../transports/ws-frame.js';
 
 export type HeaderList = [name: string, value: string][];
 
@@ -48,6 +49,26 @@ const LF = 0x0a;
 const CR = 0x0d;
 const NUL = 0x00;
 const EMPTY = Buffer.alloc(0);
+
+/** A copy of `buf[start, end)` (small ones come from Node's shared pool, as Buffer.from's do). */
+function copyOf(buf: Buffer, start: number, end: number): Buffer {
+  const out = Buffer.allocUnsafe(end - start);
+  buf.copy(out, 0, start, end);
+  return out;
+}
+
+/**
+ * Where `byte` first is in `buf[from, to)`, as an offset from `from`, or -1.
+ * Header lines are short: a loop finds their end faster than a native search
+ * on a sub-buffer made for it; a long line goes to the native one.
+ */
+function indexWithin(buf: Buffer, byte: number, from: number, to: number): number {
+  const near = Math.min(to, from + 128);
+  for (let i = from; i < near; i++) if (buf[i] === byte) return i - from;
+  if (near === to) return -1;
+  const found = buf.subarray(near, to).indexOf(byte);
+  return found < 0 ? -1 : found + near - from;
+}
 
 /** Decodes STOMP 1.1/1.2 header escapes; an undefined escape is a fatal error (spec). */
 export function unescapeHeader(s: string): string {
@@ -112,9 +133,9 @@ export class StompParser {
   private head: HeadState | undefined;
   /** Offset (from the frame's start) of the first byte the current scan has not examined yet. */
   private scanned = 0;
-  /** Header scan: where the current line starts, and the lines found so far (offsets from the frame's start). */
+  /** Header scan: where the current line starts, and the lines found so far (start and end offsets from the frame's start, in pairs). */
   private lineStart = 0;
-  private lines: [number, number][] = [];
+  private readonly lines: number[] = [];
   private workDone = 0;
   /** Escapes apply to every frame but CONNECT/CONNECTED, and not at all in STOMP 1.0. */
   escaping = true;
@@ -180,11 +201,11 @@ export class StompParser {
       const bodyLength = stop - h.bodyStart;
       this.workDone += bodyLength;
       // A copy: the frame must not keep the chunk (or the store) it was read from alive.
-      const body = bodyLength > 0 ? Buffer.from(buf.subarray(pos + h.bodyStart, pos + stop)) : EMPTY;
+      const body = bodyLength > 0 ? copyOf(buf, pos + h.bodyStart, pos + stop) : EMPTY;
       this.head = undefined;
       this.scanned = 0;
       this.lineStart = 0;
-      this.lines = [];
+      this.lines.length = 0;
       pos += stop + 1;
       emit({ type: 'frame', frame: { command: h.command, headers: h.headers, body } });
       // A frame may change `escaping` (CONNECT negotiates the version); later frames see it.
@@ -246,7 +267,7 @@ export class StompParser {
     const searchEnd = Math.min(end, pos + maxHeaderBytes + 1);
     for (;;) {
       const searchFrom = pos + this.scanned;
-      const found = searchFrom < searchEnd ? buf.subarray(searchFrom, searchEnd).indexOf(LF) : -1;
+      const found = searchFrom < searchEnd ? indexWithin(buf, LF, searchFrom, searchEnd) : -1;
       if (found < 0) {
         this.workDone += Math.max(0, searchEnd - searchFrom);
         this.scanned = searchEnd - pos;
@@ -258,27 +279,31 @@ export class StompParser {
       this.scanned = nl + 1;
       const lineEnd = nl > this.lineStart && buf[pos + nl - 1] === CR ? nl - 1 : nl;
       if (lineEnd === this.lineStart && this.lines.length > 0) return this.decodeHead(buf, pos, this.lines, nl + 1);
-      this.lines.push([this.lineStart, lineEnd]);
-      if (this.lines.length > maxHeaders + 1) {
+      this.lines.push(this.lineStart, lineEnd);
+      if (this.lines.length > 2 * (maxHeaders + 1)) {
         throw new StompSyntaxError(`frame has more than ${maxHeaders} headers`);
       }
       this.lineStart = nl + 1;
     }
   }
 
-  private decodeHead(buf: Buffer, pos: number, lines: [number, number][], bodyStart: number): HeadState {
+  private decodeHead(buf: Buffer, pos: number, lines: number[], bodyStart: number): HeadState {
     this.workDone += bodyStart;
     const block = buf.subarray(pos, pos + bodyStart);
-    if (!isUtf8(block)) throw new StompSyntaxError('frame command or headers are not valid UTF-8');
-    const [cs, ce] = lines[0]!;
-    const command = block.toString('utf8', cs, ce);
-    const escaping = this.escaping && command !== 'CONNECT' && command !== 'CONNECTED';
+    // Mostly ASCII: then byte offsets are character offsets, and the block is read as one string.
+    const ascii = isAscii(block);
+    if (!ascii && !isUtf8(block)) throw new StompSyntaxError('frame command or headers are not valid UTF-8');
+    const text = ascii ? block.toString('latin1') : undefined;
+    const command = text !== undefined ? text.slice(lines[0]!, lines[1]!) : block.toString('utf8', lines[0]!, lines[1]!);
+    // An ASCII block without a backslash holds no escapes: nothing to decode per header.
+    const escaping = this.escaping && command !== 'CONNECT' && command !== 'CONNECTED' && (text === undefined || text.includes('\\'));
     const headers: HeaderList = [];
     let contentLength: number | undefined;
     let receipt: string | undefined;
-    for (let i = 1; i < lines.length; i++) {
-      const [ls, le] = lines[i]!;
-      const line = block.toString('utf8', ls, le);
+    for (let i = 2; i < lines.length; i += 2) {
+      const ls = lines[i]!;
+      const le = lines[i + 1]!;
+      const line = text !== undefined ? text.slice(ls, le) : block.toString('utf8', ls, le);
       const colon = line.indexOf(':');
       if (colon <= 0) {
         throw new StompSyntaxError(
@@ -342,16 +367,43 @@ export class StompParser {
 export function encodeFrame(command: string, headers: HeaderList, body: Buffer | string = EMPTY, escape = true): Buffer {
   const bodyBuf = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
   let head = command + '\n';
-  for (const [k, v] of headers) {
-    if (!writableHeader(k, v, escape)) continue;
-    head += escape ? `${escapeHeader(k)}:${escapeHeader(v)}\n` : `${k}:${stripBreaks(v)}\n`;
-  }
-  if (bodyBuf.length > 0) head += `content-length:${bodyBuf.length}\n`;
+  for (const [k, v] of headers) head += headerLine(k, v, escape);
+  return frameBytes(head, bodyBuf);
+}
+
+/** One header line as encodeFrame writes it (escaped, or with line breaks made spaces), or '' when it cannot be written safely. */
+export function headerLine(name: string, value: string, escape: boolean): string {
+  if (!writableHeader(name, value, escape)) return '';
+  return escape ? `${escapeHeader(name)}:${escapeHeader(value)}\n` : `${name}:${stripBreaks(value)}\n`;
+}
+
+/**
+ * The line of a header whose name is known to be writable (`prefix` is the
+ * name and its colon, as written), as headerLine writes it: '' when the
+ * value holds a NUL.
+ */
+export function valueLine(prefix: string, value: string, escape: boolean): string {
+  if (value.includes('\0')) return '';
+  return prefix + (escape ? escapeHeader(value) : stripBreaks(value)) + '\n';
+}
+
+/**
+ * The frame's bytes: `head` (command and header lines), the content-length
+ * line when the body is not empty, the empty line, the body and its NUL.
+ * With `wsText` set, they come inside one WebSocket frame (text or binary),
+ * built in the same buffer.
+ */
+export function frameBytes(head: string, body: Buffer, wsText?: boolean): Buffer {
+  if (body.length > 0) head += `content-length:${body.length}\n`;
   head += '\n';
   const headLen = Buffer.byteLength(head);
-  const out = Buffer.allocUnsafe(headLen + bodyBuf.length + 1);
-  out.write(head, 0, 'utf8');
-  bodyBuf.copy(out, headLen);
+  const length = headLen + body.length + 1;
+  const room = wsText === undefined ? 0 : wsHeadLength(length);
+  const out = Buffer.allocUnsafe(room + length);
+  if (wsText !== undefined) writeWsHead(out, length, wsText);
+  // As many bytes as characters: ASCII, which latin1 writes the same, faster.
+  out.write(head, room, headLen === head.length ? 'latin1' : 'utf8');
+  body.copy(out, room + headLen);
   out[out.length - 1] = NUL;
   return out;
 }

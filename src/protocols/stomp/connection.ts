@@ -6,8 +6,11 @@
  *
  * Frames are handled strictly in arrival order; a frame whose handling waits
  * (CONNECT's authentication, a queue SEND's disk write) holds back the
- * frames behind it.
+ * frames behind it. A frame with nothing before it and nothing to wait for
+ * (most SENDs to topics) is handled as soon as it is parsed, with no
+ * promise.
  */
+import { turnNow } from '../../clock.js';
 import { storeUnavailable, type StoreUnavailableError } from '../../store/store.js';
 import { header, StompSyntaxError, type ParseEvent, type StompFrame } from './codec.js';
 import { onConnect } from './connect.js';
@@ -30,7 +33,7 @@ export class StompConnection extends StompState {
   /** Bytes from the transport (a WebSocket message or a TCP chunk). */
   receive(data: Buffer): void {
     if (this.closed || this.state === 'closing') return;
-    this.lastRead = Date.now();
+    this.lastRead = turnNow();
     try {
       this.parser.feed(data, this.onParse);
     } catch (err) {
@@ -46,23 +49,49 @@ export class StompConnection extends StompState {
 
   private readonly onParse = (ev: ParseEvent): void => {
     if (ev.type === 'heartbeat') return;
-    this.inbox.push(ev.frame);
-    this.inboxBytes += frameSize(ev.frame);
+    const frame = ev.frame;
+    if (!this.busy && this.inbox.length === 0) {
+      // Nothing waits before it: handled now, in this turn. Only a frame that must wait queues the ones behind it.
+      if (this.closed || this.state === 'closing') return;
+      let pending: void | Promise<void>;
+      try {
+        pending = this.handle(frame);
+      } catch (err) {
+        this.frameFailed(frame, err);
+        return;
+      }
+      if (pending) this.startDrain(frame, pending);
+      return;
+    }
+    this.inbox.push(frame);
+    this.inboxBytes += frameSize(frame);
     if ((this.inbox.length > 1000 || this.inboxBytes > this.limits.maxInboxBytes) && !this.paused) {
       this.paused = true;
       this.transport.pause();
     }
-    if (!this.busy) {
-      void this.drainInbox().catch((err: unknown) => {
-        this.busy = false;
-        this.ctx.log.error({ err, session: this.id }, 'STOMP inbox failed');
-      });
-    }
+    if (!this.busy) this.startDrain();
   };
 
-  private async drainInbox(): Promise<void> {
+  /** Handles the inbox in order, after the frame whose handling is `pending`, if any. */
+  private startDrain(frame?: StompFrame, pending?: Promise<void>): void {
     this.busy = true;
-    while (this.inbox.length > 0 && !this.closed && this.state !== 'closing') {
+    void this.drainInbox(frame, pending).catch((err: unknown) => {
+      this.busy = false;
+      this.ctx.log.error({ err, session: this.id }, 'STOMP inbox failed');
+    });
+  }
+
+  private async drainInbox(first?: StompFrame, pending?: Promise<void>): Promise<void> {
+    let failed = false;
+    if (first && pending) {
+      try {
+        await pending;
+      } catch (err) {
+        this.frameFailed(first, err);
+        failed = true;
+      }
+    }
+    while (!failed && this.inbox.length > 0 && !this.closed && this.state !== 'closing') {
       const frame = this.inbox.shift()!;
       this.inboxBytes -= frameSize(frame);
       // The CONNECT frame negotiates the version, which decides header escaping for what follows.
@@ -70,22 +99,7 @@ export class StompConnection extends StompState {
         const r = this.handle(frame);
         if (r) await r;
       } catch (err) {
-        let down: StoreUnavailableError | undefined;
-        if (err instanceof StompError) {
-          if (err.metric) this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: err.metric });
-          this.sendError(err.message, err.detail, header(frame, 'receipt'));
-          this.shutdown(1002, 'protocol error');
-        } else if ((down = storeUnavailable(err))) {
-          // No RECEIPT for what could not be stored: the client knows to send it again.
-          this.ctx.log.warn({ err: down.message, command: frame.command, session: this.id }, 'store unavailable; frame refused');
-          this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'store_unavailable' });
-          this.sendError('service unavailable', `the message store is unavailable, so this ${frame.command} was not carried out; connect again and repeat it later`, header(frame, 'receipt'));
-          this.shutdown(1013, 'store unavailable');
-        } else {
-          this.ctx.log.error({ err, command: frame.command, session: this.id }, 'STOMP frame handling failed');
-          this.sendError('internal error', 'the server could not handle this frame; the server log has the details', header(frame, 'receipt'));
-          this.shutdown(1011, 'internal error');
-        }
+        this.frameFailed(frame, err);
         break;
       }
     }
@@ -93,6 +107,26 @@ export class StompConnection extends StompState {
     if (this.paused && this.inbox.length < 100 && this.inboxBytes <= this.limits.maxInboxBytes / 4 && !this.closed) {
       this.paused = false;
       this.transport.resume();
+    }
+  }
+
+  /** A frame could not be carried out: the client is told why (ERROR) and the connection ends. */
+  private frameFailed(frame: StompFrame, err: unknown): void {
+    let down: StoreUnavailableError | undefined;
+    if (err instanceof StompError) {
+      if (err.metric) this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: err.metric });
+      this.sendError(err.message, err.detail, header(frame, 'receipt'));
+      this.shutdown(1002, 'protocol error');
+    } else if ((down = storeUnavailable(err))) {
+      // No RECEIPT for what could not be stored: the client knows to send it again.
+      this.ctx.log.warn({ err: down.message, command: frame.command, session: this.id }, 'store unavailable; frame refused');
+      this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'store_unavailable' });
+      this.sendError('service unavailable', `the message store is unavailable, so this ${frame.command} was not carried out; connect again and repeat it later`, header(frame, 'receipt'));
+      this.shutdown(1013, 'store unavailable');
+    } else {
+      this.ctx.log.error({ err, command: frame.command, session: this.id }, 'STOMP frame handling failed');
+      this.sendError('internal error', 'the server could not handle this frame; the server log has the details', header(frame, 'receipt'));
+      this.shutdown(1011, 'internal error');
     }
   }
 

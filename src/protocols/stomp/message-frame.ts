@@ -6,7 +6,7 @@
 import { isUtf8 } from 'node:buffer';
 import { topicToDotted } from '../../core/destination.js';
 import type { CoreMessage, HeaderList } from '../../core/message.js';
-import { encodeFrame, type StompFrame } from './codec.js';
+import { frameBytes, headerLine, valueLine, type StompFrame } from './codec.js';
 
 export type Version = '1.0' | '1.1' | '1.2';
 export type AckMode = 'auto' | 'client' | 'client-individual';
@@ -52,10 +52,15 @@ const RESERVED = new Set([
  */
 export function customHeaders(frame: StompFrame): HeaderList {
   const out: HeaderList = [];
-  const seen = new Set<string>();
-  for (const [k, v] of frame.headers) {
+  let seen: Set<string> | undefined;
+  for (const h of frame.headers) {
+    const k = h[0];
+    const v = h[1];
     const name = k.trim();
-    if (RESERVED.has(name) || seen.has(name) || k.includes('\0') || v.includes('\0')) continue;
+    if (RESERVED.has(name) || k.includes('\0') || v.includes('\0')) continue;
+    // Most SENDs carry none of these: the set of names seen is made for the first one.
+    if (seen === undefined) seen = new Set();
+    else if (seen.has(name)) continue;
     seen.add(name);
     out.push([k, v]);
   }
@@ -75,27 +80,78 @@ function bodyFor(msg: CoreMessage, version: Version, framing: string): { body: B
   return { body: Buffer.from(msg.body.toString('base64')), base64: true };
 }
 
+/**
+ * A topic's destination line in MESSAGE frames with escapes (STOMP 1.1 and
+ * 1.2: `destination:/topic/a.b`), kept for topics seen lately: no splitting
+ * and escaping per message.
+ */
+const topicDestinationLines = new Map<string, string>();
+const MAX_TOPIC_DESTINATIONS = 4096;
+
+function topicDestinationLine(topic: string, escape: boolean): string {
+  if (!escape) return valueLine('destination:', '/topic/' + topicToDotted(topic), false);
+  let line = topicDestinationLines.get(topic);
+  if (line === undefined) {
+    line = valueLine('destination:', '/topic/' + topicToDotted(topic), true);
+    if (topic.length <= 256) {
+      if (topicDestinationLines.size >= MAX_TOPIC_DESTINATIONS) topicDestinationLines.clear();
+      topicDestinationLines.set(topic, line);
+    }
+  }
+  return line;
+}
+
+/** The subscription line written last: the subscribers of a message mostly share their id (`sub-0`). */
+const lastSubscriptionLine = { id: '', escape: true, line: valueLine('subscription:', '', true) };
+
+function subscriptionLine(id: string, escape: boolean): string {
+  const last = lastSubscriptionLine;
+  if (last.id !== id || last.escape !== escape) {
+    last.id = id;
+    last.escape = escape;
+    last.line = valueLine('subscription:', id, escape);
+  }
+  return last.line;
+}
+
+/** The MESSAGE frame a subscription gets for a message (its bare STOMP bytes). */
 export function encodeMessageFrame(sub: MessageFrameSubscription, msg: CoreMessage, redelivered: boolean, version: Version, framing: string): Buffer {
+  return messageFrame(sub, msg, redelivered, version, framing, undefined);
+}
+
+/**
+ * The MESSAGE frame, ready to write: over WebSocket already inside its
+ * WebSocket frame (text when the body is UTF-8), built in one buffer.
+ */
+export function preparedMessageFrame(sub: MessageFrameSubscription, msg: CoreMessage, redelivered: boolean, version: Version, framing: string): Buffer {
+  return messageFrame(sub, msg, redelivered, version, framing, framing === 'ws' ? msg.textBody : undefined);
+}
+
+/**
+ * The headers, in this order: subscription, message-id, destination, ack
+ * (1.2, client acks), redelivered, content-type, content-transfer-encoding,
+ * reply-to, correlation-id, then the message's own headers. Written as
+ * encodeFrame writes a header list (escaped, unwritable ones dropped), without
+ * building the list.
+ */
+function messageFrame(sub: MessageFrameSubscription, msg: CoreMessage, redelivered: boolean, version: Version, framing: string, wsText: boolean | undefined): Buffer {
   const t = msg.target;
-  const destination = t.kind === 'topic' ? '/topic/' + topicToDotted(t.topic) : t.kind === 'queue' ? '/queue/' + t.name : sub.destination;
-  const headers: HeaderList = [
-    ['subscription', sub.id],
-    ['message-id', msg.id],
-    ['destination', destination],
-  ];
-  if (version === '1.2' && sub.ackMode !== 'auto') headers.push(['ack', `${msg.id}:${sub.id}`]);
-  if (redelivered) headers.push(['redelivered', 'true']);
-  if (msg.contentType) headers.push(['content-type', msg.contentType]);
+  const escape = version !== '1.0';
+  const destination = t.kind === 'topic' ? topicDestinationLine(t.topic, escape) : valueLine('destination:', t.kind === 'queue' ? '/queue/' + t.name : sub.destination, escape);
+  let head = 'MESSAGE\n' + subscriptionLine(sub.id, escape) + valueLine('message-id:', msg.id, escape) + destination;
+  if (version === '1.2' && sub.ackMode !== 'auto') head += valueLine('ack:', `${msg.id}:${sub.id}`, escape);
+  if (redelivered) head += 'redelivered:true\n';
+  if (msg.contentType) head += valueLine('content-type:', msg.contentType, escape);
   const { body, base64 } = bodyFor(msg, version, framing);
-  if (base64) headers.push(['content-transfer-encoding', 'base64']);
-  if (msg.replyTo) headers.push(['reply-to', msg.replyTo]);
-  if (msg.correlation) headers.push(['correlation-id', msg.correlation.toString(isUtf8(msg.correlation) ? 'utf8' : 'base64')]);
+  if (base64) head += 'content-transfer-encoding:base64\n';
+  if (msg.replyTo) head += valueLine('reply-to:', msg.replyTo, escape);
+  if (msg.correlation) head += valueLine('correlation-id:', msg.correlation.toString(isUtf8(msg.correlation) ? 'utf8' : 'base64'), escape);
   // The message's own headers come from whoever published it (MQTT 5 user properties, HTTP publish):
   // none may take the place of a header this frame owns or already has, whatever its spacing.
-  const own = new Set<string>(headers.map(([k]) => k));
   for (const h of msg.headers) {
     const name = h[0].trim();
-    if (!RESERVED.has(name) && !own.has(name)) headers.push(h);
+    if (RESERVED.has(name) || (name === 'reply-to' && msg.replyTo) || (name === 'correlation-id' && msg.correlation)) continue;
+    head += headerLine(h[0], h[1], escape);
   }
-  return encodeFrame('MESSAGE', headers, body, version !== '1.0');
+  return frameBytes(head, body, wsText);
 }

@@ -3,9 +3,17 @@
  * queue (stored before the RECEIPT), a user's mailbox, or a server-side
  * destination (`/app/…`), whose business refusals go to the sender's
  * `/user/queue/errors`.
+ *
+ * A SEND to a topic is carried out synchronously whenever nothing has to be
+ * waited for (the publish rate allows it, the server-topic refusal and the
+ * access rules answer at once, no RECEIPT waits for a store): it returns
+ * undefined, and the connection goes on with the next frame in the same
+ * turn. Anything that must wait makes it return a Promise, and the
+ * connection holds the frames behind it until that settles.
  */
+import { turnNow } from '../../clock.js';
 import { AppForbidden, AppRefusal } from '../../core/broker.js';
-import { parseDestination, topicProblem } from '../../core/destination.js';
+import { parseDestination, topicProblem, type ParsedDestination } from '../../core/destination.js';
 import { isSelf, resolveUserId } from '../../core/mailbox.js';
 import { createMessage } from '../../core/message.js';
 import { header, type StompFrame } from './codec.js';
@@ -13,46 +21,88 @@ import { StompError } from './errors.js';
 import { customHeaders } from './message-frame.js';
 import type { StompState } from './state.js';
 
-export async function onSend(c: StompState, frame: StompFrame): Promise<void> {
-  let wait = c.bucket.take();
-  if (wait > 0) {
-    // Too fast: stop reading from this client until it may publish again.
-    c.transport.pause();
-    do await new Promise((r) => setTimeout(r, wait));
-    while ((wait = c.bucket.take()) > 0);
-    if (!c.paused) c.transport.resume();
-  }
+export function onSend(c: StompState, frame: StompFrame): void | Promise<void> {
+  const wait = c.bucket.take();
+  return wait > 0 ? sendLater(c, frame, wait) : sendNow(c, frame);
+}
+
+/** Too fast: stop reading from this client until it may publish again. */
+async function sendLater(c: StompState, frame: StompFrame, wait: number): Promise<void> {
+  c.transport.pause();
+  do await new Promise((r) => setTimeout(r, wait));
+  while ((wait = c.bucket.take()) > 0);
+  if (!c.paused) c.transport.resume();
+  const r = sendNow(c, frame);
+  if (r) await r;
+}
+
+function sendNow(c: StompState, frame: StompFrame): void | Promise<void> {
   const dest = header(frame, 'destination');
   if (!dest) throw new StompError('SEND needs a destination header', 'add destination:/topic/…, /queue/…, /user/…/queue/… or /app/…');
+  // A destination this connection sent to before is known to be a valid topic: no parsing again.
+  const known = c.sentTopics?.get(dest);
+  if (known !== undefined) {
+    counted(c);
+    return toTopic(c, frame, dest, known);
+  }
   const parsed = parseDestination(dest);
   if (typeof parsed === 'string') throw new StompError('invalid destination', parsed);
+  counted(c);
+  if (parsed.kind !== 'topic') return toOther(c, frame, dest, parsed);
+  const problem = topicProblem(parsed.topic);
+  if (problem) throw new StompError('invalid destination', `${dest}: ${problem}`);
+  c.rememberTopic(dest, parsed.topic);
+  return toTopic(c, frame, dest, parsed.topic);
+}
+
+/** The SEND is valid so far: it renews the token and counts as a message in. */
+function counted(c: StompState): void {
   // Sending is use: a chat visitor on /stomp is not logged out while chatting (heart-beats do not count).
   if (c.renewOnUse) c.ctx.auth.renewPrincipal(c.principal);
   c.ctx.metrics.messagesInOf[c.protocol].inc();
+}
+
+function toTopic(c: StompState, frame: StompFrame, dest: string, topic: string): void | Promise<void> {
+  // Topics the server writes itself ($SYS, chat threads) are refused to every client, before the access rules.
+  const refusal = c.broker.publishRefusal(topic);
+  if (refusal instanceof Promise) return refusal.then((r) => mayPublish(c, frame, dest, topic, r));
+  return mayPublish(c, frame, dest, topic, refusal);
+}
+
+function mayPublish(c: StompState, frame: StompFrame, dest: string, topic: string, refusal: string | undefined): void | Promise<void> {
+  if (refusal !== undefined) throw new StompError('not allowed', refusal, 'server_topic');
+  const may = c.publishAcl.check(topic);
+  if (may instanceof Promise) return may.then((m) => publish(c, frame, dest, topic, m));
+  return publish(c, frame, dest, topic, may);
+}
+
+function publish(c: StompState, frame: StompFrame, dest: string, topic: string, may: boolean): void | Promise<void> {
+  if (!may) throw new StompError('not allowed', `the access rules do not let "${c.principal.name}" publish to ${dest}`, null);
+  const msg = createMessage({
+    target: { kind: 'topic', topic },
+    body: frame.body,
+    contentType: header(frame, 'content-type'),
+    headers: customHeaders(frame),
+    publisherSession: c.id,
+    timestamp: turnNow(),
+  });
+  c.broker.publishTopic(msg);
+  // Cluster mode: stored for every persistent MQTT session it matches before the RECEIPT (a store failure is an ERROR, no RECEIPT).
+  if (header(frame, 'receipt') !== undefined) return c.broker.committed(msg).then(() => c.receipt(frame));
+}
+
+/**
+ * Queues, mailboxes and server-side destinations. Messages are made from
+ * plain literals: createMessage reads an object built by spread much
+ * times slower.
+ */
+async function toOther(c: StompState, frame: StompFrame, dest: string, parsed: Exclude<ParsedDestination, { kind: 'topic' }>): Promise<void> {
   const contentType = header(frame, 'content-type');
   const headers = customHeaders(frame);
   const base = { body: frame.body, contentType, headers, publisherSession: c.id };
   switch (parsed.kind) {
-    case 'topic': {
-      const problem = topicProblem(parsed.topic);
-      if (problem) throw new StompError('invalid destination', `${dest}: ${problem}`);
-      // Topics the server writes itself ($SYS, chat threads) are refused to every client, before the access rules.
-      let refusal = c.broker.publishRefusal(parsed.topic);
-      if (refusal instanceof Promise) refusal = await refusal;
-      if (refusal !== undefined) throw new StompError('not allowed', refusal, 'server_topic');
-      let may = c.publishAcl.check(parsed.topic);
-      if (may instanceof Promise) may = await may;
-      if (!may) {
-        throw new StompError('not allowed', `the access rules do not let "${c.principal.name}" publish to ${dest}`, null);
-      }
-      const msg = createMessage({ ...base, target: { kind: 'topic', topic: parsed.topic } });
-      c.broker.publishTopic(msg);
-      // Cluster mode: stored for every persistent MQTT session it matches before the RECEIPT (a store failure is an ERROR, no RECEIPT).
-      if (header(frame, 'receipt') !== undefined) await c.broker.committed(msg);
-      break;
-    }
     case 'queue':
-      await c.broker.publishQueue(createMessage({ ...base, target: { kind: 'queue', name: parsed.name } }));
+      await c.broker.publishQueue(createMessage({ target: { kind: 'queue', name: parsed.name }, body: base.body, contentType, headers, publisherSession: c.id }));
       break;
     case 'user': {
       let userId = c.principal.userId;
@@ -63,7 +113,7 @@ export async function onSend(c: StompState, frame: StompFrame): Promise<void> {
         }
         userId = await resolveUserId(c.ctx.store, c.ctx.auth, parsed.who);
       }
-      c.broker.publishUser(createMessage({ ...base, target: { kind: 'user', userId, name: parsed.name } }));
+      c.broker.publishUser(createMessage({ target: { kind: 'user', userId, name: parsed.name }, body: base.body, contentType, headers, publisherSession: c.id }));
       break;
     }
     case 'server': {

@@ -14,12 +14,12 @@ import { DeliveryWindow } from '../../core/delivery-window.js';
 import type { CoreMessage, HeaderList } from '../../core/message.js';
 import { TokenBucket } from '../../core/rate-limit.js';
 import { newSessionId, wsCloseCode, type CloseReason, type Protocol, type Session, type SessionDetail } from '../../core/session.js';
-import { systemClock } from '../../clock.js';
+import { turnClock, turnNow } from '../../clock.js';
 import type { Admission } from '../../transports/admission.js';
 import type { ByteTransport } from '../../transports/byte-transport.js';
 import type { CertificateIdentity, ConnectionOrigin } from '../../transports/tls.js';
 import { encodeFrame, header, StompParser, type StompFrame } from './codec.js';
-import { encodeMessageFrame, type Version } from './message-frame.js';
+import { preparedMessageFrame, type Version } from './message-frame.js';
 import type { StompSubscription } from './subscription.js';
 
 export interface StompLimits {
@@ -41,6 +41,13 @@ export function frameSize(f: StompFrame): number {
   for (const [k, v] of f.headers) n += 32 + k.length + v.length;
   return n;
 }
+
+/** The MESSAGE frame encoded last, for the message and the kind of subscription it was for (see sendMessage). */
+const lastEncoded: { msg: CoreMessage | undefined; key: string; frame: Buffer } = { msg: undefined, key: '', frame: Buffer.alloc(0) };
+
+/** Bounds of a connection's sentTopics: entries, and the longest destination kept. */
+const MAX_REMEMBERED_TOPICS = 64;
+const MAX_REMEMBERED_DESTINATION = 256;
 
 export abstract class StompState implements Session {
   readonly id: string;
@@ -75,6 +82,12 @@ export abstract class StompState implements Session {
   readonly publishAcl: PublishPermissions;
   /** The delivery policy: bytes this connection pins (unacknowledged or waiting), shared by its subscriptions; its socket backlog. */
   readonly window: DeliveryWindow;
+  /**
+   * Destinations this connection sent to that are valid topics, with their
+   * canonical names: a SEND to one of them is not parsed again. Made on the
+   * first SEND to a topic (an idle connection has none); bounded.
+   */
+  sentTopics: Map<string, string> | undefined;
 
   constructor(
     readonly ctx: HeraldContext,
@@ -108,7 +121,7 @@ export abstract class StompState implements Session {
       maxTransactionBytes: c.maxHeldBytesPerConnection,
     };
     this.window = new DeliveryWindow({ maxHeldBytes: c.maxHeldBytesPerConnection, maxBufferedBytes: c.slowConsumerBytes, onCut: ctx.metrics.slowConsumerCounter(protocol) });
-    this.bucket = new TokenBucket(this.limits.publishRate, systemClock);
+    this.bucket = new TokenBucket(this.limits.publishRate, turnClock);
     this.delivered = ctx.metrics.messagesOutOf[protocol];
     this.publishAcl = new PublishPermissions(ctx.acl, () => this.aclSubject());
     this.parser = new StompParser({
@@ -147,6 +160,14 @@ export abstract class StompState implements Session {
     };
   }
 
+  /** Remembers that `dest` names the valid topic `topic` (see sentTopics). Long names are parsed afresh each time. */
+  rememberTopic(dest: string, topic: string): void {
+    if (dest.length > MAX_REMEMBERED_DESTINATION) return;
+    const known = (this.sentTopics ??= new Map());
+    if (known.size >= MAX_REMEMBERED_TOPICS) known.clear();
+    known.set(dest, topic);
+  }
+
   aclSubject(): AclSubject {
     return sessionSubject(this.principal, this.device, this.protocol);
   }
@@ -164,7 +185,7 @@ export abstract class StompState implements Session {
   }
 
   writePrepared(prepared: Buffer): void {
-    this.lastWrite = Date.now();
+    this.lastWrite = turnNow();
     this.transport.write(prepared);
     if (this.state !== 'closing' && this.window.backedUp(this.transport.buffered())) {
       this.fail('slow consumer', this.window.describeBacklog());
@@ -175,20 +196,47 @@ export abstract class StompState implements Session {
    * Writes one MESSAGE frame, encoded once per message for all subscriptions
    * that look alike. Returns the bytes it added to the message's cache of
    * encoded frames (memory that lives as long as the message does).
+   *
+   * For `auto` subscriptions the frame last encoded is kept aside
+   * (`lastEncoded`): the subscribers of a message are served one after the
+   * other, so a message with one subscriber (p2p, fan-in), or whose
+   * subscribers all look alike, needs no cache on the message at all. Only a
+   * second kind of frame for the same message goes into the message's
+   * cache. A frame for a client-ack subscription lives as long as the
+   * message waits for its ACK, and is counted as such (the return value).
    */
   sendMessage(sub: StompSubscription, msg: CoreMessage, redelivered: boolean): number {
     if (this.closed) return 0;
     this.delivered.inc();
     if (redelivered) {
-      this.sendRaw(encodeMessageFrame(sub, msg, true, this.version, this.transport.framing), msg.textBody);
+      this.writePrepared(preparedMessageFrame(sub, msg, true, this.version, this.transport.framing));
       return 0;
     }
-    let prepared = msg.encoded.get(sub.cacheKey);
+    const key = sub.cacheKey;
+    if (sub.ackMode === 'auto') {
+      // Written and forgotten: nothing stays pinned, so the frame needs no place in the message's cache.
+      if (lastEncoded.msg === msg && lastEncoded.key === key) {
+        this.writePrepared(lastEncoded.frame);
+        return 0;
+      }
+      const cached = lastEncoded.msg === msg ? msg.encoded.get(key) : undefined;
+      if (cached) {
+        this.writePrepared(cached);
+        return 0;
+      }
+    }
     let added = 0;
+    let prepared = sub.ackMode === 'auto' ? undefined : msg.encoded.get(key);
     if (!prepared) {
-      prepared = this.transport.prepare(encodeMessageFrame(sub, msg, false, this.version, this.transport.framing), msg.textBody);
-      msg.encoded.set(sub.cacheKey, prepared);
-      added = prepared.length;
+      prepared = preparedMessageFrame(sub, msg, false, this.version, this.transport.framing);
+      if (sub.ackMode === 'auto' && lastEncoded.msg !== msg) {
+        lastEncoded.msg = msg;
+        lastEncoded.key = key;
+        lastEncoded.frame = prepared;
+      } else {
+        msg.encoded.set(key, prepared);
+        added = prepared.length;
+      }
     }
     this.writePrepared(prepared);
     return added;
