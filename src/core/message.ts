@@ -6,6 +6,7 @@
  */
 import { isUtf8 } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
+import { turnNow } from '../clock.js';
 import type { Principal } from './auth.js';
 
 /** Name/value pairs in order; repeats allowed. */
@@ -127,7 +128,7 @@ class Message implements CoreMessage {
       this.payloadFormat = undefined;
       this.recordId = undefined;
       this.audience = undefined;
-      this.timestamp = Date.now();
+      this.timestamp = turnNow();
     } else {
       this.contentType = more.contentType;
       this.headers = more.headers ?? NO_HEADERS;
@@ -137,7 +138,7 @@ class Message implements CoreMessage {
       this.payloadFormat = more.payloadFormat;
       this.recordId = more.recordId;
       this.audience = more.audience;
-      this.timestamp = more.timestamp ?? Date.now();
+      this.timestamp = more.timestamp ?? turnNow();
     }
     this.text = undefined;
     this.encodings = undefined;

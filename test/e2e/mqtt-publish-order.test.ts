@@ -84,7 +84,7 @@ describe('MQTT publish order across the fast path and packets that wait', () => 
       const sends = ['slow/q 1', 'fast/q 2', 'denied/q 3', 'fast/q 4'].map((m, i) => {
         const [topic, body] = m.split(' ') as [string, string];
         return pub.publishAsync(topic, body, { qos: 1 }).then(
-          (packet) => void (acks[i] = packet?.reasonCode ?? 0),
+          (packet) => void (acks[i] = (packet as { reasonCode?: number } | undefined)?.reasonCode ?? 0),
           (err: Error & { code?: number }) => void (acks[i] = err.code),
         );
       });
