@@ -321,9 +321,14 @@ export class NetworkListeners implements Listeners {
       if (this.draining) return void socket.destroy();
       const admission = this.gate.admit(socket, address, true);
       if (!admission) return void socket.destroy();
-      if (slots.take()) socket.once('close', () => slots.release());
-      else admission.listenerFull = slots.full;
-      this.track(socket);
+      const slotTaken = slots.take();
+      if (!slotTaken) admission.listenerFull = slots.full;
+      // One listener for both (a socket closes once: `once` would add a wrapper and a bound function per socket).
+      this.tcpSockets.add(socket);
+      socket.on('close', () => {
+        if (slotTaken) slots.release();
+        this.tcpSockets.delete(socket);
+      });
       spec.onConnection(socket, admission);
     };
     /** Behind the PROXY protocol on TLS: the client address of each raw connection (by its peer address and port) until its handshake ends. */
