@@ -18,6 +18,8 @@ export class IdleSweep<T> {
   constructor(
     /** Answers whether `item` is still to be watched (false: it is closed, or was closed just now). */
     private readonly check: (item: T, now: number) => boolean,
+    /** A check that threw: the item is no longer watched, and the others are still checked. */
+    private readonly onError: (err: unknown, item: T) => void,
     readonly everyMs = 1000,
   ) {}
 
@@ -44,9 +46,10 @@ export class IdleSweep<T> {
       let alive = false;
       try {
         alive = this.check(item, now);
-      } finally {
-        if (!alive) this.items.delete(item);
+      } catch (err) {
+        this.onError(err, item);
       }
+      if (!alive) this.items.delete(item);
     }
     if (this.items.size === 0) this.stop();
   }

@@ -56,7 +56,9 @@ export async function handleConnect(c: MqttClientState, p: IConnectPacket): Prom
   clearTimeout(c.keepAliveTimer);
   const s: Connecting = { clientId: p.clientId, assigned: false, principal: undefined, askedKeepAlive: 0, keepAlive: 0, expiry: 0, existing: undefined };
   for (const step of CONNECT_STEPS) {
-    await step(c, p, s);
+    // Most steps are synchronous: only a promise is awaited (an await costs a microtask turn each).
+    const pending = step(c, p, s);
+    if (pending) await pending;
     if (c.closed) return;
   }
 }
@@ -227,4 +229,4 @@ export function checkKeepAlive(c: MqttClientState, now: number): boolean {
   return false;
 }
 
-export const keepAliveSweep = new IdleSweep<MqttClientState>(checkKeepAlive);
+export const keepAliveSweep = new IdleSweep<MqttClientState>(checkKeepAlive, (err, c) => c.ctx.log.error({ err, session: c.id }, 'MQTT keep-alive check failed'));
