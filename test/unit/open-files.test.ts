@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { pino } from 'pino';
+import type { Logger } from '../../src/log.js';
 import { Writable } from 'node:stream';
 import { checkOpenFiles, judgeOpenFiles, listenerCaps, parseOpenFileLimit, raiseOpenFileLimit, RESERVED_DESCRIPTORS } from '../../src/transports/open-files.js';
 
@@ -11,7 +12,7 @@ Max open files            1024                 20000                files
 Max locked memory         8388608              8388608              bytes
 `;
 
-function capture(): { log: ReturnType<typeof pino>; lines: { level: number; msg: string }[] } {
+function capture(): { log: Logger; lines: { level: number; msg: string }[] } {
   const lines: { level: number; msg: string }[] = [];
   const stream = new Writable({
     write(chunk: Buffer, _enc, done) {
@@ -19,7 +20,8 @@ function capture(): { log: ReturnType<typeof pino>; lines: { level: number; msg:
       done();
     },
   });
-  return { log: pino({ level: 'info' }, stream), lines };
+  const log: Logger = pino({ level: 'info' }, stream);
+  return { log, lines };
 }
 
 describe('open files', () => {
