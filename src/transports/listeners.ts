@@ -265,10 +265,8 @@ export class NetworkListeners implements Listeners {
     const address = clientAddress(req, this.limits.trustProxy);
     const admission = this.gate.upgraded(socket, address) ?? ungated(address);
     // A session holds a slot of its listener from its upgrade until it closes; past the cap, its protocol refuses it.
-    if (slots) {
-      if (slots.take()) ws.on('close', () => slots.release());
-      else admission.listenerFull = slots.full;
-    }
+    if (slots?.take()) ws.on('close', () => slots.release());
+    else if (slots) admission.listenerFull = slots.full;
     route.onConnection(ws, req, accepted, admission);
     if (route.onOversize) watchMessageSize(rawSocket(ws), maxPayload, (bytes) => route.onOversize?.(ws, bytes, maxPayload));
   }
