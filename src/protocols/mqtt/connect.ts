@@ -55,11 +55,17 @@ export async function handleConnect(c: MqttClientState, p: IConnectPacket): Prom
   c.version = (p.protocolVersion ?? 4) as Version;
   clearTimeout(c.keepAliveTimer);
   const s: Connecting = { clientId: p.clientId, assigned: false, principal: undefined, askedKeepAlive: 0, keepAlive: 0, expiry: 0, existing: undefined };
-  for (const step of CONNECT_STEPS) {
-    // Most steps are synchronous: only a promise is awaited (an await costs a microtask turn each).
-    const pending = step(c, p, s);
-    if (pending) await pending;
-    if (c.closed) return;
+  try {
+    for (const step of CONNECT_STEPS) {
+      // Most steps are synchronous: only a promise is awaited (an await costs a microtask turn each).
+      const pending = step(c, p, s);
+      if (pending) await pending;
+      if (c.closed) return;
+    }
+  } finally {
+    // The parser keeps this packet as the connection's settings (for its protocol version): the password
+    // (a view of the bytes read, which it keeps alive) is not kept with it for the connection's life.
+    (p as { password?: Buffer | undefined }).password = undefined;
   }
 }
 
