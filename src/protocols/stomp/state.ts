@@ -99,6 +99,9 @@ export abstract class StompState implements Session {
   lastWrite = Date.now();
   sendTimer: NodeJS.Timeout | undefined;
   readTimer: NodeJS.Timeout | undefined;
+  /** Heart-beats the shared sweep sends (every this many ms; 0: none, or a timer of its own) and expects (connect.ts). */
+  sweptSendEvery = 0;
+  expectEvery = 0;
   /** publishRatePerSecond for SENDs (a bucket starts full, so making it at the first SEND changes nothing). */
   get bucket(): TokenBucket {
     return (this._bucket ??= new TokenBucket(this.limits.publishRate, systemClock));

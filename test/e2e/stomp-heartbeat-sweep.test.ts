@@ -1,0 +1,61 @@
+/**
+ * STOMP heart-beats of 2 s and more are sent and checked by one shared
+ * sweep rather than two timers per connection (issue 16): the server's
+ * beats still come at most the negotiated interval apart, and a silent
+ * client is still cut after the interval plus its grace, while another
+ * client that beats stays.
+ */
+import assert from 'node:assert/strict';
+import { describe, it, before, after } from 'node:test';
+import { connect } from 'node:net';
+import { ADMIN_PASSWORD, startServer, type TestServer } from '../helpers/server.js';
+import { RawStomp, frameHeader } from '../helpers/stomp.js';
+
+const ADMIN = { login: 'admin', passcode: ADMIN_PASSWORD };
+
+describe('STOMP heart-beats from the shared sweep', () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startServer({ stompHeartbeatMs: 2000 });
+  });
+  after(() => s.stop());
+
+  it('beats at most the interval apart, cuts the silent client after interval plus grace, and keeps the beating one', async () => {
+    const port = s.server.address('stomp').port;
+    // The beating client: a raw socket that records when each server beat (a lone EOL) arrives, and beats back.
+    const beats: number[] = [];
+    const beating = connect(port, '127.0.0.1');
+    await new Promise((r) => beating.once('connect', r));
+    let connectedAt = 0;
+    let beatingClosed = false;
+    beating.on('close', () => (beatingClosed = true));
+    beating.on('data', (d: Buffer) => {
+      const text = d.toString();
+      if (text.startsWith('CONNECTED')) connectedAt = Date.now();
+      else if (/^\n+$/.test(text) && connectedAt) beats.push(Date.now());
+    });
+    beating.write(`CONNECT\naccept-version:1.2\nhost:x\nlogin:admin\npasscode:${ADMIN_PASSWORD}\nheart-beat:2000,2000\n\n\0`);
+    const ticker = setInterval(() => beating.write('\n'), 1000);
+
+    const silent = await RawStomp.tcp(port);
+    const f = await silent.connect({ ...ADMIN, 'heart-beat': '2000,2000' });
+    assert.equal(frameHeader(f, 'heart-beat'), '2000,2000');
+    const started = Date.now();
+    try {
+      const err = await silent.next('ERROR', 8000);
+      const cut = Date.now() - started;
+      assert.equal(frameHeader(err, 'message'), 'heart-beat timeout');
+      assert.ok(cut >= 3900, `cut after ${cut} ms, before 2 s + 2 s of grace`);
+      assert.ok(silent.heartbeats >= 2, `the silent client was sent ${silent.heartbeats} beats meanwhile`);
+      await silent.closedPromise;
+      assert.ok(connectedAt > 0, 'the beating client connected');
+      assert.ok(beats.length >= 2, `the beating client got ${beats.length} beats`);
+      const gaps = [beats[0]! - connectedAt, ...beats.slice(1).map((t, i) => t - beats[i]!)];
+      for (const g of gaps) assert.ok(g <= 2000 + 250, `a gap of ${g} ms between server beats, over the 2000 ms negotiated: ${gaps.join(', ')}`);
+      assert.equal(beatingClosed, false, 'a client that beats is never cut');
+    } finally {
+      clearInterval(ticker);
+      beating.destroy();
+    }
+  });
+});
