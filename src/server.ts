@@ -56,6 +56,7 @@ import { NetworkListeners, type BoundAddress } from './transports/listeners.js';
 import { ProxyProtocol } from './transports/proxy-accept.js';
 import { separateAdminRoutes } from './http/exposure.js';
 import { Drainer } from './drain.js';
+import { checkOpenFiles, listenerCaps } from './transports/open-files.js';
 import { Webhooks } from './webhooks/index.js';
 import { registerWebhookRoutes } from './http/webhooks.js';
 
@@ -309,6 +310,7 @@ export class HeraldServer {
     }
     history.start((err) => log.warn({ err }, 'sampling the overview history failed'));
     audit.start();
+    checkOpenFiles(log, listenerCaps(config, addresses));
     for (const a of addresses) announce(`listening ${a.name} ${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`);
     log.info({ addresses, store: store.kind, node: nodeId, cluster: cluster ? config.clusterName : undefined }, 'herald started');
     server = new HeraldServer(ctx, network, threads, mqtt, addresses, tls, webhooks);

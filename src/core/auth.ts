@@ -43,6 +43,11 @@ interface CachedToken {
   user: UserRecord;
   /** Last use we wrote to the store; writes are batched to one per touchPersistMs. */
   persistedLastUsedAt: number;
+  /**
+   * The principal of this token, made once and shared by every session that presents it (a user
+   * change drops the cached token, so the next presentation makes a new one from the store).
+   */
+  principal?: Principal;
 }
 
 const TOKEN_BYTES = 16;
@@ -258,7 +263,7 @@ export class Auth {
     if (this.deadAt(cached.record, now)) throw new AuthError('token_expired', 'token expired; log in again');
     if (cached.user.disabled) throw new AuthError('user_disabled', `user "${cached.user.name}" is disabled`);
     if (renew) this.renew(cached, now);
-    return { userId: cached.user.id, name: cached.user.name, role: cached.user.role, credential: { kind: 'token', hash } };
+    return (cached.principal ??= { userId: cached.user.id, name: cached.user.name, role: cached.user.role, credential: { kind: 'token', hash } });
   }
 
   /** A login token this node holds, alive, of a user not disabled: accepted without a store read. */

@@ -127,11 +127,24 @@ export interface SessionObserver {
   removed(session: Session, reason: string): void;
 }
 
+/** The sessions logged in with one login token, watched as one (see SessionRegistry.add). */
+interface TokenGroup {
+  readonly sessions: Set<Session>;
+  unwatch: () => void;
+}
+
 export class SessionRegistry {
   private readonly byId = new Map<string, Session>();
   private readonly observers: SessionObserver[] = [];
   private readonly byUser = new Map<string, Set<Session>>();
+  /** How to stop watching the credential of a session not logged in with a login token. */
   private readonly unwatch = new Map<string, () => void>();
+  /**
+   * Sessions by the hash of the login token they presented: many connections
+   * share a token (a user's devices, a reconnect storm), and the token is
+   * watched once for all of them rather than with a callback per session.
+   */
+  private readonly byToken = new Map<string, TokenGroup>();
 
   constructor(
     private readonly auth: Auth,
@@ -149,10 +162,26 @@ export class SessionRegistry {
     if (!set) this.byUser.set(session.principal.userId, (set = new Set()));
     set.add(session);
     this.metrics.connectionsOf[session.protocol].inc();
+    const credential = session.principal.credential;
+    if (credential.kind === 'token') return this.watchToken(credential.hash, session);
     this.unwatch.set(
       session.id,
       this.auth.watch(session.principal, (reason) => session.close(deathReason(session.principal, reason))),
     );
+  }
+
+  private watchToken(hash: string, session: Session): void {
+    let group = this.byToken.get(hash);
+    if (!group) {
+      const g: TokenGroup = { sessions: new Set(), unwatch: () => undefined };
+      g.unwatch = this.auth.watch(session.principal, (reason) => {
+        // The token died: a session that logs in with it from now on is another group (and refused, or watched again).
+        if (this.byToken.get(hash) === g) this.byToken.delete(hash);
+        for (const s of [...g.sessions]) s.close(deathReason(s.principal, reason));
+      });
+      this.byToken.set(hash, (group = g));
+    }
+    group.sessions.add(session);
   }
 
   /** The session ended; `reason` says why in words (the protocol knows: a DISCONNECT, an error, a dead token). */
@@ -164,6 +193,15 @@ export class SessionRegistry {
     set?.delete(session);
     if (set?.size === 0) this.byUser.delete(session.principal.userId);
     this.metrics.connectionsOf[session.protocol].dec();
+    const credential = session.principal.credential;
+    if (credential.kind === 'token') {
+      const group = this.byToken.get(credential.hash);
+      if (group?.sessions.delete(session) && group.sessions.size === 0) {
+        this.byToken.delete(credential.hash);
+        group.unwatch();
+      }
+      return;
+    }
     this.unwatch.get(session.id)?.();
     this.unwatch.delete(session.id);
   }

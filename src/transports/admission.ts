@@ -62,7 +62,7 @@ class SocketAdmission implements Admission {
     readonly socket: Socket,
     public remoteAddress: string,
   ) {
-    socket.once('close', () => this.release());
+    socket.on('close', () => this.release()); // a socket closes once; `on` spares `once`'s wrapper
   }
 
   /** Starts the authentication clock and byte count (at accept for TCP, at the upgrade for a WebSocket). */

@@ -37,36 +37,77 @@ export function wireOf(socket: Socket | undefined): WireFigures {
   return { bytesIn: socket?.bytesRead ?? 0, bytesOut: socket?.bytesWritten ?? 0, tls: socket instanceof TLSSocket };
 }
 
+/**
+ * The transports are classes (methods on the prototype) rather than objects
+ * of closures: a connection holds one small object, not eight closures and
+ * their context.
+ */
+class WebSocketTransport implements ByteTransport {
+  readonly framing = 'ws';
+  private readonly socket: Socket;
+
+  constructor(private readonly ws: WebSocket) {
+    this.socket = rawSocket(ws);
+  }
+  prepare(payload: Buffer, text: boolean): Buffer {
+    return wsFrame(payload, text);
+  }
+  write(frame: Buffer): void {
+    writeFrame(this.ws, frame);
+  }
+  buffered(): number {
+    return this.socket.writableLength;
+  }
+  close(code: number, reason: string): void {
+    const ws = this.ws;
+    // A close reason may hold at most 123 bytes.
+    ws.close(code, reason.slice(0, 120));
+    setTimeout(() => ws.terminate(), CLOSE_GRACE_MS).unref();
+  }
+  pause(): void {
+    this.ws.pause();
+  }
+  resume(): void {
+    this.ws.resume();
+  }
+  wire(): WireFigures {
+    return wireOf(this.socket);
+  }
+}
+
+class TcpTransport implements ByteTransport {
+  readonly framing = 'tcp';
+
+  constructor(private readonly socket: Socket) {}
+  prepare(frame: Buffer): Buffer {
+    return frame;
+  }
+  write(frame: Buffer): void {
+    writeBatched(this.socket, frame);
+  }
+  buffered(): number {
+    return this.socket.writableLength;
+  }
+  close(): void {
+    const socket = this.socket;
+    socket.end();
+    setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref();
+  }
+  pause(): void {
+    this.socket.pause();
+  }
+  resume(): void {
+    this.socket.resume();
+  }
+  wire(): WireFigures {
+    return wireOf(this.socket);
+  }
+}
+
 export function webSocketTransport(ws: WebSocket): ByteTransport {
-  const socket = rawSocket(ws);
-  return {
-    framing: 'ws',
-    prepare: wsFrame,
-    write: (frame) => writeFrame(ws, frame),
-    buffered: () => socket.writableLength,
-    close(code, reason) {
-      // A close reason may hold at most 123 bytes.
-      ws.close(code, reason.slice(0, 120));
-      setTimeout(() => ws.terminate(), CLOSE_GRACE_MS).unref();
-    },
-    pause: () => ws.pause(),
-    resume: () => ws.resume(),
-    wire: () => wireOf(socket),
-  };
+  return new WebSocketTransport(ws);
 }
 
 export function tcpTransport(socket: Socket): ByteTransport {
-  return {
-    framing: 'tcp',
-    prepare: (frame) => frame,
-    write: (frame) => writeBatched(socket, frame),
-    buffered: () => socket.writableLength,
-    close() {
-      socket.end();
-      setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref();
-    },
-    pause: () => socket.pause(),
-    resume: () => socket.resume(),
-    wire: () => wireOf(socket),
-  };
+  return new TcpTransport(socket);
 }

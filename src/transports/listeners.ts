@@ -242,16 +242,7 @@ export class NetworkListeners implements Listeners {
         route.accept(req, url).then(
           (accepted) => {
             if (socket.destroyed) return;
-            wss.handleUpgrade(req, socket, head, (ws) => {
-              const address = clientAddress(req, this.limits.trustProxy);
-              const admission = this.gate.upgraded(socket as Socket, address) ?? ungated(address);
-              // A session holds a slot of its listener from its upgrade until it closes; past the cap, its protocol refuses it.
-              if (!slots || slots.take()) ws.once('close', () => slots?.release());
-              else admission.listenerFull = slots.full;
-              route.onConnection(ws, req, accepted, admission);
-              const onOversize = route.onOversize?.bind(route);
-              if (onOversize) watchMessageSize(rawSocket(ws), maxPayload, (bytes) => onOversize(ws, bytes, maxPayload), holdWrites);
-            });
+            wss.handleUpgrade(req, socket, head, (ws) => this.opened(route, ws, req, socket as Socket, accepted, slots, maxPayload));
           },
           (err: unknown) => {
             if (err instanceof UpgradeRefusal) {
@@ -268,6 +259,17 @@ export class NetworkListeners implements Listeners {
         wss.close();
       },
     });
+  }
+
+  /** A WebSocket session opened; apart, so the closures it leaves hold only what they use, not the upgrade request. */
+  private opened<A>(route: WebSocketRoute<A>, ws: WebSocket, req: IncomingMessage, socket: Socket, accepted: A, slots: ListenerSlots | undefined, maxPayload: number): void {
+    const address = clientAddress(req, this.limits.trustProxy);
+    const admission = this.gate.upgraded(socket, address) ?? ungated(address);
+    // A session holds a slot of its listener from its upgrade until it closes; past the cap, its protocol refuses it.
+    if (slots?.take()) ws.on('close', () => slots.release());
+    else if (slots) admission.listenerFull = slots.full;
+    route.onConnection(ws, req, accepted, admission);
+    if (route.onOversize) watchMessageSize(rawSocket(ws), maxPayload, (bytes) => route.onOversize?.(ws, bytes, maxPayload), holdWrites);
   }
 
   /** The WebSocket paths registered so far. */
@@ -322,9 +324,13 @@ export class NetworkListeners implements Listeners {
       if (this.draining) return void socket.destroy();
       const admission = this.gate.admit(socket, address, true);
       if (!admission) return void socket.destroy();
-      if (slots.take()) socket.once('close', () => slots.release());
-      else admission.listenerFull = slots.full;
-      this.track(socket);
+      const slotTaken = slots.take();
+      if (!slotTaken) admission.listenerFull = slots.full;
+      this.tcpSockets.add(socket); // one close listener for both (`once` adds a wrapper per socket)
+      socket.on('close', () => {
+        if (slotTaken) slots.release();
+        this.tcpSockets.delete(socket);
+      });
       spec.onConnection(socket, admission);
     };
     /** Behind the PROXY protocol on TLS: the client address of each raw connection (by its peer address and port) until its handshake ends. */

@@ -17,7 +17,11 @@ import type { Socket } from 'node:net';
  * two or more whole data frames (a client's burst of messages).
  */
 export function watchMessageSize(socket: Socket, limit: number, onOversize: (bytes: number) => void, onBurst?: () => void): void {
-  const head = Buffer.alloc(14);
+  // The frame header is read into numbers (no buffer per connection): its first two bytes, and the
+  // extended payload length (2 or 8 bytes, big-endian) as it arrives; a mask key is skipped.
+  let b0 = 0;
+  let b1 = 0;
+  let extended = 0;
   let have = 0;
   let need = 2;
   let skip = 0;
@@ -34,15 +38,19 @@ export function watchMessageSize(socket: Socket, limit: number, onOversize: (byt
         i += n;
         continue;
       }
-      head[have++] = chunk[i++]!;
-      if (have === 2) {
-        const len7 = head[1]! & 0x7f;
-        need = 2 + (len7 === 126 ? 2 : len7 === 127 ? 8 : 0) + (head[1]! & 0x80 ? 4 : 0);
-      }
-      if (have < 2 || have < need) continue;
-      const len7 = head[1]! & 0x7f;
-      const length = len7 === 126 ? head.readUInt16BE(2) : len7 === 127 ? head.readUInt32BE(2) * 2 ** 32 + head.readUInt32BE(6) : len7;
-      const opcode = head[0]! & 0x0f;
+      const byte = chunk[i++]!;
+      if (have === 0) b0 = byte;
+      else if (have === 1) {
+        b1 = byte;
+        const len7 = b1 & 0x7f;
+        need = 2 + (len7 === 126 ? 2 : len7 === 127 ? 8 : 0) + (b1 & 0x80 ? 4 : 0);
+        extended = 0;
+      } else if (have < 2 + ((b1 & 0x7f) === 126 ? 2 : (b1 & 0x7f) === 127 ? 8 : 0)) extended = extended * 256 + byte;
+      have++;
+      if (have < need) continue;
+      const len7 = b1 & 0x7f;
+      const length = len7 >= 126 ? extended : len7;
+      const opcode = b0 & 0x0f;
       have = 0;
       need = 2;
       skip = length;
@@ -53,12 +61,12 @@ export function watchMessageSize(socket: Socket, limit: number, onOversize: (byt
         onOversize(total);
         return;
       }
-      if (head[0]! & 0x80) {
+      if (b0 & 0x80) {
         total = 0; // FIN: the message is complete
         if (onBurst && skip <= chunk.length - i && ++whole === 2) onBurst();
       }
     }
   };
   socket.prependListener('data', onData);
-  socket.once('close', () => socket.off('data', onData));
+  socket.on('close', () => socket.off('data', onData)); // a socket closes once: no need for `once`'s wrapper
 }

@@ -13,6 +13,7 @@ import { startReplay } from './replay.js';
 import { ConnectRefused, REFUSE, RC } from './reason-codes.js';
 import { INBOUND_ALIASES, type MqttClientState, type Version } from './state.js';
 import { restoreSubscriptions } from './subscribe.js';
+import { IdleSweep } from '../../transports/idle-sweep.js';
 import { checkWill, holdWill } from './will.js';
 
 /** What the steps learn along the way. */
@@ -54,9 +55,17 @@ export async function handleConnect(c: MqttClientState, p: IConnectPacket): Prom
   c.version = (p.protocolVersion ?? 4) as Version;
   clearTimeout(c.keepAliveTimer);
   const s: Connecting = { clientId: p.clientId, assigned: false, principal: undefined, askedKeepAlive: 0, keepAlive: 0, expiry: 0, existing: undefined };
-  for (const step of CONNECT_STEPS) {
-    await step(c, p, s);
-    if (c.closed) return;
+  try {
+    for (const step of CONNECT_STEPS) {
+      // Most steps are synchronous: only a promise is awaited (an await costs a microtask turn each).
+      const pending = step(c, p, s);
+      if (pending) await pending;
+      if (c.closed) return;
+    }
+  } finally {
+    // The parser keeps this packet as the connection's settings (for its protocol version): the password
+    // (a view of the bytes read, which it keeps alive) is not kept with it for the connection's life.
+    (p as { password?: Buffer | undefined }).password = undefined;
   }
 }
 
@@ -204,17 +213,26 @@ async function resumeSession(c: MqttClientState, _p: IConnectPacket, s: Connecti
   await startReplay(c);
 }
 
+/**
+ * Keep alive [MQTT-3.1.2-24]: a client silent for 1.5 times its keep alive is
+ * disconnected. One sweep watches every connection (see IdleSweep) rather
+ * than a timer each.
+ */
 function startKeepAlive(c: MqttClientState, _p: IConnectPacket, s: Connecting): void {
-  const { keepAlive } = s;
-  c.keepAliveTimer = setInterval(() => {
-    // Not silent while Herald itself is not reading (publish rate, inbound backlog): its packets wait here.
-    if (c.pausedFor.size > 0 || c.inboundPackets > 0) c.lastRead = Date.now();
-    const silent = Date.now() - c.lastRead;
-    if (silent > keepAlive * 1500) {
-      c.ctx.metrics.protocolErrors.inc({ protocol: c.protocol, reason: 'keepalive' });
-      c.disconnect(RC.keepAliveTimeout, `keep alive timeout: nothing received for ${silent} ms`);
-    }
-  }, Math.max(1000, (keepAlive * 1500) / 3));
-  c.keepAliveTimer.unref();
+  c.keepAliveLimitMs = s.keepAlive * 1500;
+  keepAliveSweep.watch(c);
 }
 
+/** Whether `c` is still watched: false once it is closed, or cut now for its silence. */
+export function checkKeepAlive(c: MqttClientState, now: number): boolean {
+  if (c.closed) return false;
+  // Not silent while Herald itself is not reading (publish rate, inbound backlog): its packets wait here.
+  if (c.readingPaused || c.inboundPackets > 0) c.lastRead = now;
+  const silent = now - c.lastRead;
+  if (silent <= c.keepAliveLimitMs) return true;
+  c.ctx.metrics.protocolErrors.inc({ protocol: c.protocol, reason: 'keepalive' });
+  c.disconnect(RC.keepAliveTimeout, `keep alive timeout: nothing received for ${silent} ms`);
+  return false;
+}
+
+export const keepAliveSweep = new IdleSweep<MqttClientState>(checkKeepAlive, (err, c) => c.ctx.log.error({ err, session: c.id }, 'MQTT keep-alive check failed'));

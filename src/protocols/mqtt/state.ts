@@ -36,6 +36,10 @@ export const INBOUND_ALIASES = 64;
 
 const ACK_COMMANDS: ReadonlySet<string> = new Set(['puback', 'pubrec', 'pubrel', 'pubcomp']);
 
+/** The defaults of every connection, shared (the listener replaces them, never changes them). */
+const NO_CERTIFICATE: CertificateIdentity = Object.freeze({ kind: 'none' });
+const TCP_ORIGIN: ConnectionOrigin = Object.freeze({ transport: 'tcp' });
+
 /** One subscription of a connection: the broker's consumer, delivering through the connection. */
 export class MqttSubscription implements Consumer {
   constructor(
@@ -118,9 +122,9 @@ export abstract class MqttClientState implements Session, MqttClient {
   version: Version = 4;
   anonymous = false;
   /** tlsClientCertAsUser: the user its verified client certificate names, if any (set by the listener). */
-  certificate: CertificateIdentity = { kind: 'none' };
+  certificate: CertificateIdentity = NO_CERTIFICATE;
   /** How it reached us (for the connect hook; set by the listener). */
-  origin: ConnectionOrigin = { transport: 'tcp' };
+  origin: ConnectionOrigin = TCP_ORIGIN;
   /** The session outlives the connection (kept in the store). */
   sessionKept = false;
 
@@ -131,29 +135,49 @@ export abstract class MqttClientState implements Session, MqttClient {
   problemInfo = true;
   /** v5 topic aliases towards the client: its maximum, and the aliases given so far. */
   clientAliasMax = 0;
-  readonly aliasesOut = new Map<string, number>();
+  get aliasesOut(): Map<string, number> {
+    return (this._aliasesOut ??= new Map());
+  }
 
   // ---- subscriptions ----
-  readonly subscriptions = new Map<string, MqttSubscription>();
+  get subscriptions(): Map<string, MqttSubscription> {
+    return (this._subscriptions ??= new Map());
+  }
   /** Plain topic subscriptions (no mailbox, no share), and how many of them have wildcards: overlaps need both. */
   plainSubscriptions = 0;
   wildcardSubscriptions = 0;
   /** The plain topic subscriptions by filter, to find those a message matches without a scan of all of them. */
-  readonly plainIndex = new TopicIndex<MqttSubscription>();
+  get plainIndex(): TopicIndex<MqttSubscription> {
+    return (this._plainIndex ??= new TopicIndex());
+  }
   /** Messages already sent once to this connection for all its overlapping subscriptions, this tick. */
-  readonly mergedNow = new Set<string>();
+  get mergedNow(): Set<string> {
+    return (this._mergedNow ??= new Set());
+  }
 
   // ---- outbound: in flight, held, the stored queue ----
-  readonly inflight = new Map<number, Inflight>();
+  get inflight(): Map<number, Inflight> {
+    return (this._inflight ??= new Map());
+  }
   /**
    * The delivery policy shared with the other protocols: bytes this connection pins, in flight and
    * held (maxHeldBytesPerConnection, `window.budget`), and the socket's backlog (slowConsumerBytes).
    */
-  readonly window: DeliveryWindow;
+  get window(): DeliveryWindow {
+    return (this._window ??= new DeliveryWindow({
+      maxHeldBytes: this.ctx.config.maxHeldBytesPerConnection,
+      maxBufferedBytes: this.ctx.config.slowConsumerBytes,
+      onCut: this.ctx.metrics.slowConsumerCounter(this.protocol),
+    }));
+  }
   /** QoS 1/2 messages waiting for the window to open, oldest first. */
-  readonly held: HeldQueue<Held>;
+  get held(): HeldQueue<Held> {
+    return (this._held ??= this.window.queue<Held>(this.ctx.config.maxUnackedPerSubscription * 10));
+  }
   /** Packet ids held by a resumed session's waiting messages while they are sent again. */
-  readonly reserved = new Set<number>();
+  get reserved(): Set<number> {
+    return (this._reserved ??= new Set());
+  }
   nextId = 1;
   replay: Replay | undefined;
   /** Cluster mode and a persistent session: QoS 1/2 topic messages come from the stored queue, not live (durable.ts). */
@@ -161,32 +185,68 @@ export abstract class MqttClientState implements Session, MqttClient {
     return this.sessionKept && this.ctx.cluster !== undefined;
   }
   /** Rows this connection is writing for messages it sends live (their ids join storeRows when written). */
-  readonly keeping = new Set<Promise<string>>();
+  get keeping(): Set<Promise<string>> {
+    return (this._keeping ??= new Set());
+  }
   /** Rows of the stored queue this connection has sent and not seen deleted yet (never sent twice by it). */
-  readonly storeRows = new Set<string>();
+  get storeRows(): Set<string> {
+    return (this._storeRows ??= new Set());
+  }
   /** While the stored queue is replayed on reconnect, live messages wait here (counted as held bytes). */
   waitingLive: [MqttSubscription, CoreMessage, Delivery, number][] | undefined;
   readonly delivered: { inc(): void };
 
   // ---- inbound ----
   /** QoS 2 packet ids received and not yet released (PUBREL). */
-  readonly qos2In = new Set<number>();
-  readonly aliasesIn = new Map<number, string>();
-  /** publishRatePerSecond for this client's PUBLISH packets. */
-  readonly bucket: TokenBucket;
+  get qos2In(): Set<number> {
+    return (this._qos2In ??= new Set());
+  }
+  get aliasesIn(): Map<number, string> {
+    return (this._aliasesIn ??= new Map());
+  }
+  /** publishRatePerSecond for this client's PUBLISH packets (a bucket starts full, so making it at the first PUBLISH changes nothing). */
+  get bucket(): TokenBucket {
+    return (this._bucket ??= new TokenBucket(this.ctx.config.publishRatePerSecond, systemClock));
+  }
   /** Why reading from the client is paused now; it resumes when nothing is left. */
-  readonly pausedFor = new Set<'inbound' | 'rate'>();
+  get pausedFor(): Set<'inbound' | 'rate'> {
+    return (this._pausedFor ??= new Set());
+  }
   /** Parsed packets waiting to be handled, in bytes and in number. */
   inboundBytes = 0;
   inboundPackets = 0;
   lastRead = Date.now();
+  /** Kept for the dispatcher, which clears it; keep-alive is checked by the shared sweep (connect.ts). */
   keepAliveTimer: NodeJS.Timeout | undefined;
-  readonly publishAcl: PublishPermissions;
+  /** Silence after which the client is cut: 1.5 times the keep alive granted (0 until CONNACK). */
+  keepAliveLimitMs = 0;
+  get publishAcl(): PublishPermissions {
+    return (this._publishAcl ??= new PublishPermissions(this.shared.acl, () => this.aclSubject()));
+  }
 
   // ---- will ----
   will: IConnectPacket['will'] | undefined;
   /** Cluster mode: the will as the other nodes keep it (published by them if this node dies). */
   heldWill: object | undefined;
+
+  // The maps, sets, window, bucket and ACL cache above are made on first use: most connections
+  // (an idle device, a subscriber that never publishes) never need most of them, and empty Maps and
+  // Sets are most of an idle connection's memory.
+  private _aliasesOut: Map<string, number> | undefined;
+  private _subscriptions: Map<string, MqttSubscription> | undefined;
+  private _plainIndex: TopicIndex<MqttSubscription> | undefined;
+  private _mergedNow: Set<string> | undefined;
+  private _inflight: Map<number, Inflight> | undefined;
+  private _window: DeliveryWindow | undefined;
+  private _held: HeldQueue<Held> | undefined;
+  private _reserved: Set<number> | undefined;
+  private _keeping: Set<Promise<string>> | undefined;
+  private _storeRows: Set<string> | undefined;
+  private _qos2In: Set<number> | undefined;
+  private _aliasesIn: Map<number, string> | undefined;
+  private _bucket: TokenBucket | undefined;
+  private _pausedFor: Set<'inbound' | 'rate'> | undefined;
+  private _publishAcl: PublishPermissions | undefined;
 
   constructor(
     readonly ctx: HeraldContext,
@@ -199,14 +259,6 @@ export abstract class MqttClientState implements Session, MqttClient {
   ) {
     this.connectedAt = ctx.clock.now();
     this.delivered = ctx.metrics.messagesOutOf[protocol];
-    this.publishAcl = new PublishPermissions(shared.acl, () => this.aclSubject());
-    this.window = new DeliveryWindow({
-      maxHeldBytes: ctx.config.maxHeldBytesPerConnection,
-      maxBufferedBytes: ctx.config.slowConsumerBytes,
-      onCut: ctx.metrics.slowConsumerCounter(protocol),
-    });
-    this.held = this.window.queue<Held>(ctx.config.maxUnackedPerSubscription * 10);
-    this.bucket = new TokenBucket(ctx.config.publishRatePerSecond, systemClock);
   }
 
   /** Whether another message may be handed to this client now (its window, the byte budget, the socket). */
@@ -220,7 +272,7 @@ export abstract class MqttClientState implements Session, MqttClient {
   abstract onTransportClosed(): void;
 
   stats(): { subscriptions: number; unacked: number } {
-    return { subscriptions: this.subscriptions.size, unacked: this.inflight.size };
+    return { subscriptions: this._subscriptions?.size ?? 0, unacked: this._inflight?.size ?? 0 };
   }
 
   describe(): SessionDetail {
@@ -254,6 +306,11 @@ export abstract class MqttClientState implements Session, MqttClient {
 
   // ---- reading ----
 
+  /** Whether reading from the client is paused now (without making the set of reasons). */
+  get readingPaused(): boolean {
+    return this._pausedFor !== undefined && this._pausedFor.size > 0;
+  }
+
   pauseReading(why: 'inbound' | 'rate'): void {
     if (this.closed || this.pausedFor.has(why)) return;
     if (this.pausedFor.size === 0) this.transport.pause();
@@ -261,7 +318,7 @@ export abstract class MqttClientState implements Session, MqttClient {
   }
 
   resumeReading(why: 'inbound' | 'rate'): void {
-    if (!this.pausedFor.delete(why)) return;
+    if (!this._pausedFor?.delete(why)) return;
     if (this.pausedFor.size === 0 && !this.closed) this.transport.resume();
   }
 
@@ -280,7 +337,9 @@ export abstract class MqttClientState implements Session, MqttClient {
   write(data: Buffer): void {
     if (this.closed) return;
     this.transport.write(this.transport.prepare(data, false));
-    if (this.window.backedUp(this.transport.buffered())) {
+    // The window is only made once the backlog is over its bound (a CONNACK alone never makes it).
+    const buffered = this.transport.buffered();
+    if (buffered > this.ctx.config.slowConsumerBytes && this.window.backedUp(buffered)) {
       this.will = undefined;
       this.end();
     }
@@ -339,7 +398,7 @@ export abstract class MqttClientState implements Session, MqttClient {
   end(wsCode = 1000): void {
     if (this.closed) return;
     // Read again (and discard) so that the client's close is seen and the socket is released.
-    if (this.pausedFor.size > 0) this.transport.resume();
+    if (this.readingPaused) this.transport.resume();
     this.transport.close(wsCode, '');
     this.onTransportClosed();
   }

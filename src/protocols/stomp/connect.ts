@@ -10,6 +10,7 @@ import type { HeaderList } from '../../core/message.js';
 import { encodeFrame, header, HEARTBEAT, type StompFrame } from './codec.js';
 import type { Version } from './message-frame.js';
 import type { StompState } from './state.js';
+import { IdleSweep } from '../../transports/idle-sweep.js';
 
 const VERSIONS: readonly Version[] = ['1.2', '1.1', '1.0'];
 
@@ -106,22 +107,43 @@ async function ownLogin(c: StompState, login: string | undefined, passcode: stri
   throw new AuthError('invalid_token', 'no credentials: pass a token as __token in the URL, or login/passcode in CONNECT');
 }
 
+/**
+ * Heart-beats. The silence check, and the beats sent at intervals of two
+ * sweep periods or more (stompjs's 10 s), are one shared sweep over every
+ * connection (see IdleSweep) rather than two timers each; shorter send
+ * intervals keep a timer of their own, for their precision. A beat goes out
+ * once the connection has written nothing for the interval less one sweep
+ * period, so the gap between beats never exceeds the interval.
+ */
 function startHeartbeats(c: StompState, sendEvery: number, expectEvery: number): void {
-  if (sendEvery > 0) {
+  if (sendEvery > 0 && sendEvery < 2 * HEARTBEAT_SWEEP_MS) {
     c.sendTimer = setInterval(() => {
       if (Date.now() - c.lastWrite >= sendEvery * 0.9) c.sendRaw(HEARTBEAT);
     }, sendEvery);
     c.sendTimer.unref();
+  } else {
+    c.sweptSendEvery = sendEvery;
   }
-  if (expectEvery > 0) {
-    const grace = Math.max(2000, expectEvery / 2);
-    c.readTimer = setInterval(() => {
-      const silent = Date.now() - c.lastRead;
-      if (silent > expectEvery + grace) {
-        c.ctx.metrics.protocolErrors.inc({ protocol: c.protocol, reason: 'heartbeat' });
-        c.fail('heart-beat timeout', `nothing received for ${silent} ms; the negotiated heart-beat was ${expectEvery} ms`);
-      }
-    }, Math.min(expectEvery, 5000));
-    c.readTimer.unref();
-  }
+  c.expectEvery = expectEvery;
+  if (c.sweptSendEvery > 0 || expectEvery > 0) heartbeatSweep.watch(c);
 }
+
+const HEARTBEAT_SWEEP_MS = 1000;
+
+/** Whether `c` is still watched: false once it is closed or closing, or cut now for its silence. */
+export function checkHeartbeats(c: StompState, now: number): boolean {
+  if (c.closed || c.state === 'closing') return false;
+  if (c.expectEvery > 0) {
+    const grace = Math.max(2000, c.expectEvery / 2);
+    const silent = now - c.lastRead;
+    if (silent > c.expectEvery + grace) {
+      c.ctx.metrics.protocolErrors.inc({ protocol: c.protocol, reason: 'heartbeat' });
+      c.fail('heart-beat timeout', `nothing received for ${silent} ms; the negotiated heart-beat was ${c.expectEvery} ms`);
+      return false;
+    }
+  }
+  if (c.sweptSendEvery > 0 && now - c.lastWrite >= c.sweptSendEvery - HEARTBEAT_SWEEP_MS) c.sendRaw(HEARTBEAT);
+  return true;
+}
+
+export const heartbeatSweep = new IdleSweep<StompState>(checkHeartbeats, (err, c) => c.ctx.log.error({ err, session: c.id }, 'STOMP heart-beat check failed'), HEARTBEAT_SWEEP_MS);

@@ -18,7 +18,7 @@ import { turnClock, turnNow } from '../../clock.js';
 import type { Admission } from '../../transports/admission.js';
 import type { ByteTransport } from '../../transports/byte-transport.js';
 import type { CertificateIdentity, ConnectionOrigin } from '../../transports/tls.js';
-import { encodeFrame, header, StompParser, type StompFrame } from './codec.js';
+import { encodeFrame, header, StompParser, type ParserLimits, type StompFrame } from './codec.js';
 import { preparedMessageFrame, type Version } from './message-frame.js';
 import type { StompSubscription } from './subscription.js';
 
@@ -49,6 +49,36 @@ const lastEncoded: { msg: CoreMessage | undefined; key: string; frame: Buffer } 
 const MAX_REMEMBERED_TOPICS = 64;
 const MAX_REMEMBERED_DESTINATION = 256;
 
+type Config = HeraldContext['config'];
+
+/**
+ * The limits every connection of one configuration shares (the configuration
+ * is not reloaded): made once, not per connection.
+ */
+const sharedLimits = new WeakMap<Config, { stomp: StompLimits; parser: ParserLimits }>();
+function limitsOf(c: Config): { stomp: StompLimits; parser: ParserLimits } {
+  let l = sharedLimits.get(c);
+  if (!l) {
+    const stomp: StompLimits = {
+      maxUnacked: c.maxUnackedPerSubscription,
+      maxHeld: Math.max(1000, c.maxUnackedPerSubscription * 10),
+      maxSubscriptions: c.maxSubscriptionsPerConnection,
+      maxConnectionsPerUser: c.maxConnectionsPerUser,
+      heartbeatMs: c.stompHeartbeatMs,
+      publishRate: c.publishRatePerSecond,
+      maxInboxBytes: 4 * c.maxBodyBytes,
+      maxTransactionBytes: c.maxHeldBytesPerConnection,
+    };
+    const parser: ParserLimits = { maxHeaderBytes: c.stompMaxHeaderBytes, maxHeaders: c.stompMaxHeaders, maxBodyBytes: c.maxBodyBytes };
+    sharedLimits.set(c, (l = { stomp: Object.freeze(stomp), parser: Object.freeze(parser) }));
+  }
+  return l;
+}
+
+/** The defaults of every connection, shared (the listener replaces them, never changes them). */
+const NO_CERTIFICATE: CertificateIdentity = Object.freeze({ kind: 'none' });
+const TCP_ORIGIN: ConnectionOrigin = Object.freeze({ transport: 'tcp' });
+
 export abstract class StompState implements Session {
   readonly id: string;
   principal!: Principal;
@@ -62,32 +92,54 @@ export abstract class StompState implements Session {
 
   state: 'awaiting-connect' | 'connected' | 'closing' = 'awaiting-connect';
   readonly parser: StompParser;
-  readonly subscriptions = new Map<string, StompSubscription>();
-  readonly transactions = new Map<string, StompFrame[]>();
+  // Subscriptions, transactions, the delivery window, the rate bucket and the ACL cache are made
+  // on first use: an idle connection never needs them, and empty Maps are most of its memory.
+  get subscriptions(): Map<string, StompSubscription> {
+    return (this._subscriptions ??= new Map());
+  }
+  get transactions(): Map<string, StompFrame[]> {
+    return (this._transactions ??= new Map());
+  }
   /** Bytes of the frames held in open transactions (with an allowance per transaction). */
   transactionBytes = 0;
   lastRead = Date.now();
   lastWrite = Date.now();
   sendTimer: NodeJS.Timeout | undefined;
   readTimer: NodeJS.Timeout | undefined;
-  readonly bucket: TokenBucket;
+  /** Heart-beats the shared sweep sends (every this many ms; 0: none, or a timer of its own) and expects (connect.ts). */
+  sweptSendEvery = 0;
+  expectEvery = 0;
+  /** publishRatePerSecond for SENDs (a bucket starts full, so making it at the first SEND changes nothing). */
+  get bucket(): TokenBucket {
+    return (this._bucket ??= new TokenBucket(this.limits.publishRate, turnClock));
+  }
   registered = false;
   /** tlsClientCertAsUser: the user its verified client certificate names, if any (set by the listener). */
-  certificate: CertificateIdentity = { kind: 'none' };
+  certificate: CertificateIdentity = NO_CERTIFICATE;
   /** How it reached us (for the connect hook; set by the listener). */
-  origin: ConnectionOrigin = { transport: 'tcp' };
+  origin: ConnectionOrigin = TCP_ORIGIN;
   /** Reading paused for the inbound backlog (the publish rate's pause must not resume it). */
   paused = false;
   readonly delivered: { inc(): void };
-  readonly publishAcl: PublishPermissions;
+  get publishAcl(): PublishPermissions {
+    return (this._publishAcl ??= new PublishPermissions(this.ctx.acl, () => this.aclSubject()));
+  }
   /** The delivery policy: bytes this connection pins (unacknowledged or waiting), shared by its subscriptions; its socket backlog. */
-  readonly window: DeliveryWindow;
   /**
    * Destinations this connection sent to that are valid topics, with their
    * canonical names: a SEND to one of them is not parsed again. Made on the
    * first SEND to a topic (an idle connection has none); bounded.
    */
   sentTopics: Map<string, string> | undefined;
+  get window(): DeliveryWindow {
+    const c = this.ctx.config;
+    return (this._window ??= new DeliveryWindow({ maxHeldBytes: c.maxHeldBytesPerConnection, maxBufferedBytes: c.slowConsumerBytes, onCut: this.ctx.metrics.slowConsumerCounter(this.protocol) }));
+  }
+  private _subscriptions: Map<string, StompSubscription> | undefined;
+  private _transactions: Map<string, StompFrame[]> | undefined;
+  private _bucket: TokenBucket | undefined;
+  private _publishAcl: PublishPermissions | undefined;
+  private _window: DeliveryWindow | undefined;
 
   constructor(
     readonly ctx: HeraldContext,
@@ -109,34 +161,18 @@ export abstract class StompState implements Session {
     this.id = newSessionId('stomp');
     this.connectedAt = ctx.clock.now();
     this.broker = ctx.broker;
-    const c = ctx.config;
-    this.limits = {
-      maxUnacked: c.maxUnackedPerSubscription,
-      maxHeld: Math.max(1000, c.maxUnackedPerSubscription * 10),
-      maxSubscriptions: c.maxSubscriptionsPerConnection,
-      maxConnectionsPerUser: c.maxConnectionsPerUser,
-      heartbeatMs: c.stompHeartbeatMs,
-      publishRate: c.publishRatePerSecond,
-      maxInboxBytes: 4 * c.maxBodyBytes,
-      maxTransactionBytes: c.maxHeldBytesPerConnection,
-    };
-    this.window = new DeliveryWindow({ maxHeldBytes: c.maxHeldBytesPerConnection, maxBufferedBytes: c.slowConsumerBytes, onCut: ctx.metrics.slowConsumerCounter(protocol) });
-    this.bucket = new TokenBucket(this.limits.publishRate, turnClock);
+    const limits = limitsOf(ctx.config);
+    this.limits = limits.stomp;
     this.delivered = ctx.metrics.messagesOutOf[protocol];
-    this.publishAcl = new PublishPermissions(ctx.acl, () => this.aclSubject());
-    this.parser = new StompParser({
-      maxHeaderBytes: c.stompMaxHeaderBytes,
-      maxHeaders: c.stompMaxHeaders,
-      maxBodyBytes: c.maxBodyBytes,
-    });
+    this.parser = new StompParser(limits.parser);
     // A client that never completes CONNECT in time, or sends too much before it, is told and dropped.
     admission.onLimit = (reason) => this.fail('not connected', reason);
   }
 
   stats(): { subscriptions: number; unacked: number } {
     let unacked = 0;
-    for (const s of this.subscriptions.values()) unacked += s.unacked.size;
-    return { subscriptions: this.subscriptions.size, unacked };
+    for (const s of this._subscriptions?.values() ?? []) unacked += s.unacked.size;
+    return { subscriptions: this._subscriptions?.size ?? 0, unacked };
   }
 
   describe(): SessionDetail {
@@ -187,7 +223,9 @@ export abstract class StompState implements Session {
   writePrepared(prepared: Buffer): void {
     this.lastWrite = turnNow();
     this.transport.write(prepared);
-    if (this.state !== 'closing' && this.window.backedUp(this.transport.buffered())) {
+    // The window is only made once the backlog is over its bound (a CONNECTED frame alone never makes it).
+    const buffered = this.transport.buffered();
+    if (this.state !== 'closing' && buffered > this.ctx.config.slowConsumerBytes && this.window.backedUp(buffered)) {
       this.fail('slow consumer', this.window.describeBacklog());
     }
   }
