@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { rmSync, unlinkSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { GroupCommit } from '../../src/store/sqlite/group-commit.js';
@@ -96,67 +96,6 @@ describe('SQLite group commit', () => {
     assert.ok(results.every((r) => r.status === 'rejected'), JSON.stringify(results.map((r) => r.status)));
     assert.match(String((results[1] as PromiseRejectedResult).reason), /full/i);
     assert.deepEqual(db.prepare('SELECT v FROM t').all().map((r) => (r as { v: string }).v), ['seed'], 'not even the small write that came first');
-    db.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-
-  it('syncs the WAL off the event loop: a group settles after the sync, and writes asked for meanwhile wait and form the next group', async () => {
-    const { db, dir } = open();
-    db.pragma('synchronous = FULL'); // the store's default (sqliteSynchronous)
-    const g = new GroupCommit(db);
-    const insert = db.prepare('INSERT INTO t (v) VALUES (?)');
-    let firstSettled = false;
-    const first = g.run(() => insert.run('first')).then(() => (firstSettled = true));
-    await new Promise((r) => setImmediate(r)); // the first group is committed, its sync under way
-    assert.equal(g.commits, 1);
-    assert.equal(db.pragma('synchronous', { simple: true }), 2, 'other writes still commit with FULL');
-    const later = Array.from({ length: 20 }, (_, i) => g.run(() => insert.run(`later${i}`)));
-    if (!firstSettled) {
-      await new Promise((r) => setImmediate(r));
-      if (!firstSettled) assert.equal(g.commits, 1, 'writes asked for while the WAL is synced are not committed yet');
-    }
-    await Promise.all([first, ...later]);
-    assert.equal(g.commits, 2, 'the writes that waited went in one group');
-    assert.equal(g.syncs, 2, 'each group was synced before it settled');
-    assert.equal((db.prepare('SELECT COUNT(*) AS n FROM t').get() as { n: number }).n, 21);
-    db.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-
-  it('with synchronous=NORMAL, a group settles at its COMMIT (no sync of its own)', async () => {
-    const { db, dir } = open();
-    db.pragma('synchronous = NORMAL');
-    const g = new GroupCommit(db);
-    await Promise.all([g.run(() => db.prepare('INSERT INTO t (v) VALUES (?)').run('n'))]);
-    assert.equal(g.commits, 1);
-    assert.equal(g.syncs, 0);
-    assert.equal(db.pragma('synchronous', { simple: true }), 1);
-    db.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-
-  it('a WAL that cannot be synced fails every write of its group: none is acknowledged', async () => {
-    const { db, dir } = open();
-    db.pragma('synchronous = FULL');
-    const g = new GroupCommit(db);
-    const insert = db.prepare('INSERT INTO t (v) VALUES (?)');
-    await g.run(() => insert.run('before'));
-    unlinkSync(join(dir, 'g.db-wal')); // SQLite keeps writing to its open file; the sync cannot open it by name
-    const results = await Promise.allSettled([g.run(() => insert.run('a')), g.run(() => insert.run('b'))]);
-    assert.deepEqual(results.map((r) => r.status), ['rejected', 'rejected']);
-    assert.match(String((results[0] as PromiseRejectedResult).reason), /could not be synced to disk.*ENOENT/);
-    db.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-
-  it('a failed group leaves synchronous at FULL for the other writes', async () => {
-    const { db, dir } = open();
-    db.pragma('synchronous = FULL');
-    db.prepare('INSERT INTO t (v) VALUES (?)').run('seed');
-    db.pragma(`max_page_count = ${db.pragma('page_count', { simple: true }) as number}`);
-    const g = new GroupCommit(db);
-    await assert.rejects(g.run(() => db.prepare('INSERT INTO t (v) VALUES (?)').run('x'.repeat(9000))), /full/i);
-    assert.equal(db.pragma('synchronous', { simple: true }), 2);
     db.close();
     rmSync(dir, { recursive: true, force: true });
   });

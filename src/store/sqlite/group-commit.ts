@@ -2,33 +2,21 @@
  * Group commit for SQLite: writes asked for in the same event-loop turn
  * share one transaction, so one fsync (synchronous=FULL) covers them all.
  *
- * Each write queued in that turn runs inside one transaction, and every
- * promise resolves only once that transaction is committed and on disk, so a
+ * better-sqlite3 is synchronous: while a commit waits for the disk, the
+ * event loop waits too, and the requests that arrive meanwhile are read
+ * together in the next turn. Each write queued in that turn runs in its own
+ * savepoint inside one transaction (a write that fails rolls back alone and
+ * rejects alone), and every promise resolves only after the COMMIT, so a
  * caller that acknowledges after awaiting still acknowledges only what is
  * on disk. A COMMIT that fails (disk full, I/O error) rejects every write of
  * the group: none of them is stored.
  *
- * Most groups have no failing write, so a group first runs without
- * savepoints; if any write of it throws, that transaction is rolled back
- * whole and the group runs again, each write in its own savepoint (a write
- * that fails is undone and rejects alone). A write may therefore run twice:
- * it must only run statements and compute from them (what a rollback undoes).
- *
- * The fsync, off the event loop. With synchronous=FULL in WAL mode, SQLite's
- * COMMIT appends the transaction to the WAL file and then fsyncs it, and
- * better-sqlite3 waits for that on the event loop (milliseconds when the
- * disk is busy). Here a group's COMMIT runs with synchronous=NORMAL (the same
- * frames appended, no fsync; the setting is back to FULL at once, for every
- * other write), then the WAL file is fdatasync'ed on libuv's thread pool and
- * the group's promises settle after that: the same bytes on disk before any
- * write is acknowledged, as with FULL. While that sync runs, the event loop
- * serves requests, and the writes they ask for wait and form the next group.
- * Until the sync is done the rows are visible to reads on this connection
- * (a few milliseconds); nothing is acknowledged before it. With
- * synchronous=NORMAL (sqliteSynchronous), no WAL or a database in memory, a
- * group settles right after its COMMIT, as before.
+ * Most groups have no failing write, so a group first runs without the
+ * savepoints (two statements fewer per write); if any write of it throws,
+ * that transaction is rolled back whole and the group runs again, each write
+ * in its own savepoint as above. A write may therefore run twice: it must
+ * only run statements and compute from them (what a rollback undoes).
  */
-import { close as closeFile, closeSync, fdatasync, fdatasyncSync, open as openFile, openSync } from 'node:fs';
 import type Database from 'better-sqlite3';
 
 interface Pending {
@@ -40,50 +28,34 @@ interface Pending {
 /** Most writes in one transaction (a long group delays its first writer's answer). */
 const MAX_GROUP = 512;
 
-/** A committed group, its outcomes waiting for the WAL's fsync. */
-interface Committed {
-  group: Pending[];
-  values: unknown[] | undefined;
-  outcomes: Outcome[] | undefined;
-}
-
 export class GroupCommit {
   private queue: Pending[] = [];
   private scheduled = false;
-  /** Groups committed whose WAL sync has not started, and those of the sync under way. */
-  private unsynced: Committed[] = [];
-  private syncing: Committed[] | undefined;
-  /** The WAL file to sync (undefined: not looked up yet; null: none, groups settle at COMMIT). */
-  private walPath: string | null | undefined;
-  /** Transactions committed, and writes in them; fsyncs of the WAL made off the event loop (tests and the benchmark read them). */
+  /** Transactions committed, and writes in them (tests and the benchmark read them). */
   commits = 0;
   writes = 0;
-  syncs = 0;
 
   constructor(private readonly db: Database.Database) {}
 
-  /** Runs `work` (synchronous statements) in the next group's transaction; resolves after that transaction is committed and on disk. */
+  /** Runs `work` (synchronous statements) in the next group's transaction; resolves after that transaction commits. */
   run<T>(work: () => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ work, resolve: resolve as (value: unknown) => void, reject });
-      // While the WAL is being synced, writes wait for it and then go in one group.
-      if (!this.scheduled && !this.syncing) {
+      if (!this.scheduled) {
         this.scheduled = true;
-        setImmediate(() => this.flush(false));
+        setImmediate(() => this.flush());
       }
     });
   }
 
-  /** Commits what is queued now; `wait` (before the database closes): syncs the WAL here and settles everything. */
-  flush(wait = true): void {
+  /** Commits what is queued now (before the database closes). */
+  flush(): void {
     this.scheduled = false;
     while (this.queue.length > 0) {
       const group = this.queue.length <= MAX_GROUP ? this.queue : this.queue.slice(0, MAX_GROUP);
       this.queue = this.queue.length <= MAX_GROUP ? [] : this.queue.slice(MAX_GROUP);
       this.commit(group);
     }
-    if (wait) this.syncNow();
-    else this.startSync();
   }
 
   private commit(group: Pending[]): void {
@@ -94,72 +66,24 @@ export class GroupCommit {
     }
     let values: unknown[] | undefined;
     let outcomes: Outcome[] | undefined;
-    const deferred = this.deferSync();
     try {
-      if (deferred) this.db.exec('PRAGMA synchronous = NORMAL');
-      try {
-        values = this.db.inTransaction ? undefined : this.optimistic(group);
-        if (values === undefined) outcomes = this.careful(group);
-      } finally {
-        if (deferred) this.db.exec('PRAGMA synchronous = FULL');
-      }
+      values = this.db.inTransaction ? undefined : this.optimistic(group);
+      if (values === undefined) outcomes = this.careful(group);
     } catch (err) {
       for (const p of group) p.reject(err);
       return;
     }
     this.commits++;
     this.writes += group.length;
-    if (deferred) this.unsynced.push({ group, values, outcomes });
-    else settle({ group, values, outcomes });
-  }
-
-  /** Whether this group's COMMIT may leave the fsync to the thread pool: synchronous=FULL, a WAL file, no outer transaction. */
-  private deferSync(): boolean {
-    if (this.walPath === undefined) {
-      const wal = !this.db.memory && String(this.db.pragma('journal_mode', { simple: true })).toLowerCase() === 'wal';
-      const file = (this.db.pragma('database_list') as { name: string; file: string }[]).find((d) => d.name === 'main')?.file;
-      this.walPath = wal && file ? `${file}-wal` : null;
+    if (values !== undefined) {
+      for (let i = 0; i < group.length; i++) group[i]!.resolve(values[i]);
+      return;
     }
-    // Read each time (a pragma is not a statement to keep prepared: some run when prepared, not when run).
-    return this.walPath !== null && !this.db.inTransaction && this.db.pragma('synchronous', { simple: true }) === SYNCHRONOUS_FULL;
-  }
-
-  /** Syncs the WAL on the thread pool for the groups committed so far; settles them after. One sync at a time. */
-  private startSync(): void {
-    if (this.syncing || this.unsynced.length === 0) return;
-    const batch = this.unsynced;
-    this.unsynced = [];
-    this.syncing = batch;
-    const done = (err: NodeJS.ErrnoException | null): void => {
-      this.syncing = undefined;
-      this.syncs++;
-      for (const c of batch) settle(c, err ?? undefined);
-      // The writes that arrived meanwhile: the next group.
-      if (this.queue.length > 0 && !this.scheduled) this.flush(false);
-    };
-    openFile(this.walPath!, 'r', (err, fd) => {
-      if (err) return done(err);
-      fdatasync(fd, (syncErr) => closeFile(fd, () => done(syncErr)));
+    group.forEach((p, i) => {
+      const o = outcomes![i]!;
+      if (o.ok) p.resolve(o.value);
+      else p.reject(o.err);
     });
-  }
-
-  /** Syncs the WAL here, for every group committed (also those of a sync under way), and settles them. */
-  private syncNow(): void {
-    const batch = [...(this.syncing ?? []), ...this.unsynced];
-    this.unsynced = [];
-    if (batch.length === 0) return;
-    let failure: unknown;
-    try {
-      const fd = openSync(this.walPath!, 'r');
-      try {
-        fdatasyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-    } catch (err) {
-      failure = err;
-    }
-    for (const c of batch) settle(c, failure);
   }
 
   /**
@@ -226,27 +150,6 @@ export class GroupCommit {
 }
 
 type Outcome = { ok: true; value: unknown } | { ok: false; err: unknown };
-
-/** PRAGMA synchronous: 2 is FULL. */
-const SYNCHRONOUS_FULL = 2;
-
-/** Resolves or rejects each write of a committed group; all of them reject when the WAL could not be synced. */
-function settle({ group, values, outcomes }: Committed, syncFailure?: unknown): void {
-  if (syncFailure !== undefined) {
-    const err = new Error(`the commit could not be synced to disk: ${(syncFailure as Error).message}`, { cause: syncFailure });
-    for (const p of group) p.reject(err);
-    return;
-  }
-  if (values !== undefined) {
-    for (let i = 0; i < group.length; i++) group[i]!.resolve(values[i]);
-    return;
-  }
-  group.forEach((p, i) => {
-    const o = outcomes![i]!;
-    if (o.ok) p.resolve(o.value);
-    else p.reject(o.err);
-  });
-}
 
 interface Statements {
   begin: Database.Statement;
