@@ -1,7 +1,7 @@
 /**
  * Group commit of the message service's sends on PostgreSQL: the sends that
- * arrive while a group is being written (or in the same event-loop turn)
- * are written together by one statement, each message with its delivery
+ * arrive while groups are being written (two at most), or in the same
+ * event-loop turn, are written together by one statement, each message with its delivery
  * rows, in one transaction, and every send resolves only after that
  * transaction has committed (so an acknowledged send is stored).
  *
@@ -27,6 +27,8 @@ interface Pending {
 /** Most sends in one group, and most delivery rows (a send to 10,000 receivers comes alone, or nearly). */
 const MAX_SENDS = 512;
 const MAX_RECEIVERS = 20_000;
+/** Groups written at once: while one waits for PostgreSQL's commit (its WAL flush), the next is sent. */
+const MAX_WRITERS = 2;
 
 /**
  * One statement for a whole group: ids drawn from the sequence first (so
@@ -51,7 +53,7 @@ const INSERT_GROUP = `
 export class PgMessageGroups {
   private queue: Pending[] = [];
   private scheduled = false;
-  private writing = false;
+  private writers = 0;
   /** Groups written and sends in them (tests read them). */
   groups = 0;
   sends = 0;
@@ -65,8 +67,8 @@ export class PgMessageGroups {
   insert(message: NewMessage, events: EventsOf<string> | undefined): Promise<string> {
     return new Promise<string>((resolve, reject) => {
       this.queue.push({ message, events, resolve, reject });
-      // While a group is being written, the sends that arrive wait for it and go in the next.
-      if (!this.writing && !this.scheduled) {
+      // While MAX_WRITERS groups are being written, the sends that arrive wait and go in the next.
+      if (this.writers < MAX_WRITERS && !this.scheduled) {
         this.scheduled = true;
         setImmediate(() => {
           this.scheduled = false;
@@ -76,14 +78,14 @@ export class PgMessageGroups {
     });
   }
 
-  /** Writes the groups waiting, one at a time, until none waits. */
+  /** A writer: writes the groups waiting, one at a time, until none waits. */
   private async next(): Promise<void> {
-    if (this.writing) return;
-    this.writing = true;
+    if (this.writers >= MAX_WRITERS) return;
+    this.writers++;
     try {
       while (this.queue.length > 0) await this.write(this.take());
     } finally {
-      this.writing = false;
+      this.writers--;
     }
   }
 
