@@ -66,12 +66,16 @@ describe('PostgreSQL group commit of message sends', { skip: servicesMissing('pg
     await fresh();
     let now = 0;
     let most = 0;
-    const counted: PgHandle = {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const held: PgHandle = {
       ...handle,
       direct: {
+        // Every group statement waits at the gate until all the sends are made.
         query: async (text, params) => {
           most = Math.max(most, ++now);
           try {
+            await gate;
             return await handle.direct.query(text, params);
           } finally {
             now--;
@@ -79,15 +83,17 @@ describe('PostgreSQL group commit of message sends', { skip: servicesMissing('pg
         },
       },
     };
-    groups = new PgMessageGroups(counted, (m, events) => insertMessageAlone(handle, m, events));
+    groups = new PgMessageGroups(held, (m, events) => insertMessageAlone(handle, m, events));
     const sends: Promise<string>[] = [];
     for (let i = 0; i < 8; i++) {
       sends.push(groups.insert(message(`m${i}`), undefined));
       await new Promise((r) => setImmediate(r)); // each in a turn of its own
     }
+    assert.equal(most, 2, 'two groups under way, the other sends waiting');
+    release();
     await Promise.all(sends);
-    assert.ok(most <= 2, `${most} groups were written at once`);
-    assert.ok(groups.groups < 8, `${groups.groups} groups: the sends that waited were written together`);
+    assert.equal(most, 2);
+    assert.equal(groups.groups, 3, 'm0 and m1 alone, then the six that waited together');
     assert.deepEqual((await titles()).sort(), Array.from({ length: 8 }, (_, i) => `m${i}`));
   });
 

@@ -1,8 +1,8 @@
 /**
  * Group commit of the message service's sends on PostgreSQL: the sends that
- * arrive while groups are being written (two at most), or in the same
- * event-loop turn, are written together by one statement, each message with its delivery
- * rows, in one transaction, and every send resolves only after that
+ * arrive in the same event-loop turn, or while groups are being written (two
+ * at most), are written together by one statement, each message with its
+ * delivery rows, in one transaction, and every send resolves only after that
  * transaction has committed (so an acknowledged send is stored).
  *
  * When the group's statement fails for a reason of its own rows (a value
@@ -49,6 +49,13 @@ const INSERT_GROUP = `
     ON CONFLICT DO NOTHING
   )
   SELECT id, n FROM src ORDER BY n`;
+
+/** The group's statement gave not one id per send (it may have committed): its sends fail, none is written again. */
+class UnexpectedIds extends Error {
+  constructor(sends: number, ids: number) {
+    super(`a group of ${sends} messages gave ${ids} ids; none of them is acknowledged`);
+  }
+}
 
 export class PgMessageGroups {
   private queue: Pending[] = [];
@@ -105,7 +112,7 @@ export class PgMessageGroups {
     try {
       ids = await this.commit(group);
     } catch (err) {
-      if (err instanceof StoreUnavailableError || group.length === 1) {
+      if (err instanceof StoreUnavailableError || err instanceof UnexpectedIds || group.length === 1) {
         for (const p of group) p.reject(err);
         return;
       }
@@ -141,7 +148,7 @@ export class PgMessageGroups {
     const params = [sender, title, content, type, createdAt, receiverOf, receiver];
     const run = async (c: Queryable): Promise<string[]> => {
       const rows = (await c.query<{ id: number; n: number }>(INSERT_GROUP, params)).rows;
-      if (rows.length !== group.length) throw new Error(`a group of ${group.length} messages gave ${rows.length} ids`);
+      if (rows.length !== group.length) throw new UnexpectedIds(group.length, rows.length);
       return rows.map((r) => String(r.id));
     };
     if (!group.some((p) => p.events)) return run(this.pg.direct);
