@@ -126,8 +126,11 @@ export class MessageService {
     if (req.receivers === undefined) {
       receivers = await this.presence.onlineUsers();
     } else {
+      const now = this.clock.now();
       for (const r of req.receivers) {
-        const user = await this.receiver(r);
+        // A receiver remembered lately is taken without an await (one microtask per receiver per send).
+        const known = this.receivers.get(r);
+        const user = known && known.until > now ? known : await this.receiver(r);
         if (user) names.set(user.id, user.name);
         else unknownReceivers.push(r);
       }

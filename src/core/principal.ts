@@ -3,7 +3,7 @@
  * core, the credential it presented, and the errors and death reasons that
  * credential can meet. Login tokens are kept only as SHA-256 hashes.
  */
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 import { ROLES, type Role } from '../store/store.js';
 
 export type Credential =
@@ -52,8 +52,16 @@ export type CredentialChange = { kind: 'tokens'; hashes: string[]; userId?: stri
 
 /** How a login token is stored and looked up: never the token itself. */
 export function hashToken(token: string): string {
-  return createHash('sha256').update(token).digest('hex');
+  return sha256Hex(token);
 }
+
+/**
+ * crypto.hash, one call, takes a third of createHash().update().digest()'s
+ * time (on every authenticated request); it came in Node 20.12, and the
+ * engines field admits 20.10.
+ */
+const sha256Hex: (text: string) => string =
+  typeof crypto.hash === 'function' ? (text) => crypto.hash('sha256', text, 'hex') : (text) => crypto.createHash('sha256').update(text).digest('hex');
 
 export function isRole(value: unknown): value is Role {
   return typeof value === 'string' && (ROLES as readonly string[]).includes(value);

@@ -147,7 +147,8 @@ export function createHttpApp(ctx: Omit<HeraldContext, 'listeners'>): FastifyIns
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean);
-  app.addHook('onRequest', async (req, reply) => {
+  // Hooks with a callback, not async: a promise and its microtask per request each is measurable (docs/performance.md).
+  app.addHook('onRequest', (req, reply, done) => {
     // API answers are per caller and often secret: no cache keeps them, and no browser guesses their type.
     // (The console and demo files set their own caching when they are served.)
     void reply.header('x-content-type-options', 'nosniff').header('cache-control', 'no-store');
@@ -165,17 +166,18 @@ export function createHttpApp(ctx: Omit<HeraldContext, 'listeners'>): FastifyIns
             .header('access-control-max-age', '600')
             .code(204)
             .send();
-          return reply;
+          return;
         }
       }
     }
-    return undefined;
+    done();
   });
 
   // herald_http_request_duration_seconds: by the route's pattern (`/api/users/:id`), never the URL, so the
   // series stay as few as the routes; a request no route took (404, a CORS preflight) is "unmatched".
-  app.addHook('onResponse', async (req, reply) => {
+  app.addHook('onResponse', (req, reply, done) => {
     metrics.observeHttp(req.method, req.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
+    done();
   });
 
   app.setNotFoundHandler((req, reply) => {
@@ -247,8 +249,7 @@ export function createHttpApp(ctx: Omit<HeraldContext, 'listeners'>): FastifyIns
  */
 export function requireAuth(ctx: Pick<HeraldContext, 'auth' | 'metrics'>, roles?: readonly Role[]) {
   const guard = async (req: FastifyRequest, _reply: FastifyReply): Promise<void> => {
-    const url = new URL(req.url, 'http://x');
-    const token = tokenFrom(req.headers, url.searchParams);
+    const token = tokenFrom(req.headers, queryOf(req.url));
     if (!token) {
       ctx.metrics.authFailed('http', 'no_credentials');
       throw new HttpError(401, 'authentication required: pass the token as X-Auth-Token, Authorization: Bearer, or __token');
@@ -262,6 +263,15 @@ export function requireAuth(ctx: Pick<HeraldContext, 'auth' | 'metrics'>, roles?
   };
   AUTH_GUARDS.set(guard, roles ?? []);
   return guard;
+}
+
+const NO_QUERY = new URLSearchParams();
+
+/** The query of a request target, as `new URL(target, base).searchParams` reads it, without parsing the rest of the URL. */
+function queryOf(target: string): URLSearchParams {
+  const q = target.indexOf('?');
+  if (q < 0) return NO_QUERY;
+  return new URL(target.slice(q), 'http://x/').searchParams;
 }
 
 /**

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { describe, it, beforeEach, afterEach } from 'node:test';
 import { SignJWT, generateKeyPair, exportSPKI } from 'jose';
 import { pino } from 'pino';
@@ -19,6 +20,13 @@ async function setup(overrides: ConfigInput = {}) {
 }
 
 const code = (c: string) => (e: unknown) => e instanceof AuthError && e.code === c;
+
+describe('auth: token hashes', () => {
+  it('stores a token as the hex SHA-256 of its text, as tokens already stored were hashed', () => {
+    assert.equal(hashToken('abc'), 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
+    assert.equal(hashToken('токен ✓'), createHash('sha256').update('токен ✓').digest('hex'), 'UTF-8 text');
+  });
+});
 
 describe('auth: passwords and login tokens', () => {
   let t: Awaited<ReturnType<typeof setup>>;

@@ -56,6 +56,34 @@ describe('SQLite group commit', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  it('a write failing late in a large group is undone alone; the group is written again with a savepoint per write', async () => {
+    const { db, dir } = open();
+    const g = new GroupCommit(db);
+    const insert = db.prepare('INSERT INTO t (v) VALUES (?)');
+    const runs = new Array<number>(200).fill(0);
+    const results = await Promise.allSettled(
+      runs.map((_, i) =>
+        g.run(() => {
+          runs[i]!++;
+          insert.run(`v${i}`);
+          if (i === 198) insert.run('v0'); // after its own row: UNIQUE violation
+          return i;
+        }),
+      ),
+    );
+    assert.deepEqual(
+      results.map((r) => r.status),
+      runs.map((_, i) => (i === 198 ? 'rejected' : 'fulfilled')),
+    );
+    const stored = db.prepare('SELECT v FROM t ORDER BY id').all().map((r) => (r as { v: string }).v);
+    assert.equal(stored.length, 199);
+    assert.ok(!stored.includes('v198'), 'the failing write is undone whole, its first row too');
+    assert.equal(g.commits, 1, 'still one commit');
+    assert.ok(runs.every((n, i) => n === (i <= 198 ? 2 : 1)), `writes up to the failing one run twice, the rest once: ${runs.join('')}`);
+    db.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
   it('a full database fails every write of the group, and none is stored', async () => {
     const { db, dir } = open();
     db.prepare('INSERT INTO t (v) VALUES (?)').run('seed');

@@ -1,8 +1,10 @@
 /** MessageStore on PostgreSQL (contract: ../messages.ts). */
-import type { MessageStore, Receipt } from '../messages.js';
+import type { MessageStore, NewMessage, Receipt } from '../messages.js';
+import type { EventsOf } from '../webhooks.js';
 import { rowId, toMessage, toReceipt, type MessageRow, type ReceiptRow } from '../rows.js';
 import type { Param, PgHandle, Queryable } from './pool.js';
 import { writeEvents } from './webhooks.js';
+import { PgMessageGroups } from './message-groups.js';
 
 /** Where a delivery status stands on its way forward: PENDING 0, DELIVERED 1, READ 2. */
 const rank = (status: string): string => `(CASE ${status} WHEN 'PENDING' THEN 0 WHEN 'DELIVERED' THEN 1 ELSE 2 END)`;
@@ -18,28 +20,12 @@ export function postgresMessages(pg: PgHandle): MessageStore {
     return out;
   };
 
+  const groups = new PgMessageGroups(pg, (m, events) => insertMessageAlone(pg, m, events));
+
   return {
-    async insertMessage(m, events) {
-      return pg.tx(async (c) => {
-        const id = (
-          await c.query<{ id: number }>('INSERT INTO messages (sender, title, content, type, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id', [
-            m.sender,
-            m.title,
-            m.content,
-            m.type,
-            m.createdAt,
-          ])
-        ).rows[0]!.id;
-        if (m.receivers.length > 0) {
-          await c.query(
-            `INSERT INTO message_receivers (message_id, receiver, status, updated_at)
-             SELECT $1, r, 'PENDING', $2 FROM unnest($3::text[]) AS r ON CONFLICT DO NOTHING`,
-            [id, m.createdAt, m.receivers],
-          );
-        }
-        if (events) await writeEvents(c, events(String(id)));
-        return String(id);
-      });
+    // Sends that arrive together share one statement and one commit; each resolves once its group is committed.
+    insertMessage(m, events) {
+      return groups.insert(m, events);
     },
 
     async getMessage(id) {
@@ -133,4 +119,28 @@ export function postgresMessages(pg: PgHandle): MessageStore {
       });
     },
   };
+}
+
+/** One send in its own transaction: a group's fallback (message-groups.ts). */
+export function insertMessageAlone(pg: PgHandle, m: NewMessage, events: EventsOf<string> | undefined): Promise<string> {
+  return pg.tx(async (c) => {
+    const id = (
+      await c.query<{ id: number }>('INSERT INTO messages (sender, title, content, type, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id', [
+        m.sender,
+        m.title,
+        m.content,
+        m.type,
+        m.createdAt,
+      ])
+    ).rows[0]!.id;
+    if (m.receivers.length > 0) {
+      await c.query(
+        `INSERT INTO message_receivers (message_id, receiver, status, updated_at)
+         SELECT $1, r, 'PENDING', $2 FROM unnest($3::text[]) AS r ON CONFLICT DO NOTHING`,
+        [id, m.createdAt, m.receivers],
+      );
+    }
+    if (events) await writeEvents(c, events(String(id)));
+    return String(id);
+  });
 }

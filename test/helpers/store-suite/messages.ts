@@ -1,12 +1,12 @@
 /** The MessageStore contract (src/store/messages.ts). */
 import assert from 'node:assert/strict';
 import { describe, it, beforeEach, afterEach } from 'node:test';
-import type { MessageStore } from '../../../src/store/store.js';
+import type { MessageStore, NewWebhookEvent, WebhookStore } from '../../../src/store/store.js';
 import type { Opened, StoreFactory } from './harness.js';
 
-export function messageStoreSuite(factory: StoreFactory<MessageStore>): void {
+export function messageStoreSuite(factory: StoreFactory<MessageStore & WebhookStore>): void {
   describe('messages', () => {
-    let store: Opened<MessageStore>;
+    let store: Opened<MessageStore & WebhookStore>;
     beforeEach(async () => {
       store = await factory.open();
     });
@@ -118,6 +118,35 @@ export function messageStoreSuite(factory: StoreFactory<MessageStore>): void {
       assert.equal(m?.content, content);
       assert.equal(m?.sender, '用户');
       assert.equal((await store.pendingFor('接收者', 1))[0]?.title, '标题');
+    });
+
+    // Sends that arrive together are written together (group commit): each still gets its own id, rows and events.
+    it('stores sends made at once each with its own id, delivery rows and events', async () => {
+      const event = (id: string, i: number): NewWebhookEvent[] =>
+        i % 3 === 0 ? [{ eventId: `e${i}`, webhook: 'w', type: 'message.undelivered', orderKey: `user:r${i}`, body: JSON.stringify({ id, i }), createdAt: i }] : [];
+      const ids = await Promise.all(
+        Array.from({ length: 40 }, (_, i) =>
+          store.insertMessage(
+            { sender: 's', title: `t${i}`, content: `c${i}`, type: String(i), createdAt: 1000 + i, receivers: i % 2 ? [`r${i}`, 'all'] : [`r${i}`] },
+            (id) => event(id, i),
+          ),
+        ),
+      );
+      assert.equal(new Set(ids).size, 40, 'distinct ids');
+      for (const [i, id] of ids.entries()) {
+        const m = await store.getMessage(id);
+        assert.equal(m?.title, `t${i}`);
+        assert.equal(m?.content, `c${i}`);
+        assert.equal(m?.createdAt, 1000 + i);
+        assert.deepEqual(m?.receivers.map((r) => r.receiver).sort(), (i % 2 ? [`r${i}`, 'all'] : [`r${i}`]).sort());
+      }
+      assert.deepEqual((await store.pendingFor('all', 100)).map((m) => m.title), ids.flatMap((_, i) => (i % 2 ? [`t${i}`] : [])), 'oldest first, in the order sent');
+      const events = await store.claimWebhookEvents('n', ['w'], 1_000_000, 100);
+      assert.deepEqual(
+        events.map((e) => JSON.parse(e.body) as { id: string; i: number }).sort((a, b) => a.i - b.i),
+        ids.flatMap((id, i) => (i % 3 === 0 ? [{ id, i }] : [])),
+        "each event names its own message's id",
+      );
     });
 
     it('prunes messages by age and by count per receiver, in bounded steps', async () => {
