@@ -235,19 +235,25 @@ function gaugeFrom<L extends string>(of: Readonly<Record<L, Tally>>): (this: Gau
 
 /** Wraps a Store so every call is timed into herald_store_seconds{op}. */
 export function timedStore(store: Store, metrics: Metrics): Store {
+  // One timed wrapper per method, made on its first use (not on every access: a send reads several).
+  const wrapped = new Map<string, { of: unknown; timed: (...args: unknown[]) => unknown }>();
   return new Proxy(store, {
     get(target, prop, receiver) {
       const value: unknown = Reflect.get(target, prop, receiver);
       if (typeof value !== 'function' || typeof prop !== 'string') return value;
+      const known = wrapped.get(prop);
+      if (known?.of === value) return known.timed;
       const fn = value as (...args: unknown[]) => unknown;
       const histogram = metrics.storeSeconds.labels(prop);
-      return (...args: unknown[]) => {
+      const timed = (...args: unknown[]): unknown => {
         const end = histogram.startTimer();
         const result = fn.apply(target, args);
         if (result instanceof Promise) return result.finally(end);
         end();
         return result;
       };
+      wrapped.set(prop, { of: value, timed });
+      return timed;
     },
   });
 }
