@@ -160,7 +160,9 @@ export class MqttConnection extends MqttClientState {
     try {
       parser.parse(packet);
     } finally {
-      this.parserSettings = parser.settings;
+      // After a CONNECT the parser's settings are that packet (with its password): keep only what it reads later packets with.
+      const settings = parser.settings as { cmd?: string; protocolVersion?: number; bridgeMode?: boolean };
+      this.parserSettings = settings.cmd === 'connect' ? { protocolVersion: settings.protocolVersion, bridgeMode: settings.bridgeMode } : settings;
       reading = undefined;
       if (parser.error) parser = newParser();
     }

@@ -257,6 +257,11 @@ export function deleteRow(c: MqttClientState, id: string): void {
  */
 export function unsentOnClose(c: MqttClientState): { msg: CoreMessage; qos: number; subscriptionId: SubscriptionIds }[] {
   const unacknowledged: { msg: CoreMessage; qos: number; subscriptionId: SubscriptionIds }[] = [];
+  if (!c.deliveryStateMade) {
+    // Nothing was ever in flight or held: nothing to settle (and nothing to make just to discard).
+    c.replay = undefined;
+    return unacknowledged;
+  }
   for (const f of c.inflight.values()) f.delivery.settle?.(f.row ? 'ack' : 'requeue');
   c.inflight.clear();
   const waiting: Held[] = c.window.takeAll(c.held);

@@ -174,6 +174,10 @@ export abstract class MqttClientState implements Session, MqttClient {
   get held(): HeldQueue<Held> {
     return (this._held ??= this.window.queue<Held>(this.ctx.config.maxUnackedPerSubscription * 10));
   }
+  /** Whether anything this connection sent or held may need settling at close (its delivery state was made). */
+  get deliveryStateMade(): boolean {
+    return this._inflight !== undefined || this._window !== undefined || this.waitingLive !== undefined;
+  }
   /** Packet ids held by a resumed session's waiting messages while they are sent again. */
   get reserved(): Set<number> {
     return (this._reserved ??= new Set());
