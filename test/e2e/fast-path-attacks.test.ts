@@ -12,7 +12,7 @@ import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import mqtt from 'mqtt';
 import mqttPacket from 'mqtt-packet';
-import { ADMIN_PASSWORD, startServer, type TestServer } from '../helpers/server.js';
+import { ADMIN_PASSWORD, api, login, startServer, type TestServer } from '../helpers/server.js';
 import { ADMIN, RawMqtt, tcpUrl } from '../helpers/mqtt.js';
 import { frameHeader, RawStomp, wsUrl } from '../helpers/stomp.js';
 
@@ -320,5 +320,35 @@ describe('STOMP publish fast path under attack', () => {
     for (let i = 0; i < 10; i++) assert.equal((await sub.next('MESSAGE')).body.toString(), String(i));
     assert.equal((await metric(s, 'herald_messages_in_total', 'stomp-ws')) - in0, 10);
     assert.equal((await metric(s, 'herald_messages_out_total', 'stomp-ws')) - out0, 10);
+  });
+});
+
+describe('STOMP SENDs held back by the publish rate', () => {
+  let s: TestServer;
+  const open: RawStomp[] = [];
+  before(async () => {
+    s = await startServer({ publishRatePerSecond: 1 });
+  });
+  after(async () => {
+    for (const c of open) c.close();
+    await s?.stop();
+  });
+
+  it('are not carried out once their session was ended (kicked) while they waited', async () => {
+    const sub = await RawStomp.ws(wsUrl(s.url, '/stomp'));
+    const pub = await RawStomp.ws(wsUrl(s.url, '/stomp'));
+    open.push(sub, pub);
+    assert.equal((await sub.connect({ login: 'admin', passcode: ADMIN_PASSWORD })).command, 'CONNECTED');
+    sub.send('SUBSCRIBE\nid:s\ndestination:/topic/atk.rate\nreceipt:r\n\n\0');
+    await sub.next('RECEIPT');
+    const connected = await pub.connect({ login: 'admin', passcode: ADMIN_PASSWORD });
+    const session = frameHeader(connected, 'session')!;
+    pub.send('SEND\ndestination:/topic/atk.rate\n\nfirst\0SEND\ndestination:/topic/atk.rate\n\nheld\0');
+    assert.equal((await sub.next('MESSAGE')).body.toString(), 'first');
+    const token = await login(s.url);
+    assert.equal((await api(s.url, 'POST', `/api/admin/sessions/${session}/disconnect`, { token })).status, 200);
+    await pub.closedPromise;
+    // The held SEND would have gone out about a second after the first.
+    await assert.rejects(sub.next('MESSAGE', 2000), /timed out/);
   });
 });
