@@ -352,3 +352,33 @@ describe('STOMP SENDs held back by the publish rate', () => {
     await assert.rejects(sub.next('MESSAGE', 2000), /timed out/);
   });
 });
+
+describe('MQTT payload memory', () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startServer();
+  });
+  after(async () => {
+    await s?.stop();
+  });
+
+  for (const version of [4, 5] as const) {
+    it(`MQTT ${version === 4 ? '3.1.1' : '5'}: a retained message does not hold on to the whole chunk its PUBLISH came in (it is counted by its own size)`, async () => {
+      const c = await rawSocket(s);
+      c.sock.write(connectPacket(`mem-${version}`, ADMIN_PASSWORD, version));
+      await until(() => c.got().length >= 4, 'CONNACK');
+      const tiny = gen({ cmd: 'publish', topic: `atk/ret/${version}`, payload: Buffer.from('tiny'), qos: 0, retain: true, dup: false }, version);
+      const withProps = gen({ cmd: 'publish', topic: `atk/ret/${version}p`, payload: Buffer.from('tiny'), qos: 0, retain: true, dup: false, properties: { contentType: 'text/plain' } }, version);
+      const pad = publishPacket('atk/pad', 'p'.repeat(60_000), 0, undefined, version);
+      c.sock.write(Buffer.concat(version === 5 ? [tiny, withProps, pad] : [tiny, pad]));
+      const retained = (s.server as unknown as { mqtt: { retained: { get(t: string): { msg: { body: Buffer } } | undefined } } }).mqtt.retained;
+      for (const topic of version === 5 ? [`atk/ret/${version}`, `atk/ret/${version}p`] : [`atk/ret/${version}`]) {
+        await until(() => retained.get(topic) !== undefined, `${topic} retained`);
+        const body = retained.get(topic)!.msg.body;
+        assert.equal(body.toString(), 'tiny');
+        assert.ok(body.buffer.byteLength <= 8192, `${topic}: 4 bytes of payload hold ${body.buffer.byteLength} bytes`);
+      }
+      c.sock.destroy();
+    });
+  }
+});

@@ -25,7 +25,7 @@ import type { Protocol } from '../../core/session.js';
 import type { Admission } from '../../transports/admission.js';
 import { handleConnect } from './connect.js';
 import { MqttFrameError, MqttFramer } from './framer.js';
-import { decodePublish, isPublish, PublishDecodeError } from './publish-codec.js';
+import { decodePublish, isPublish, ownPayload, PublishDecodeError } from './publish-codec.js';
 import { handlePublish, handlePubrel } from './publish-in.js';
 import { deliver, handlePubrec, hasCapacity, settleOut, unsentOnClose } from './publish-out.js';
 import { failureFor, MqttError, RC, REFUSE } from './reason-codes.js';
@@ -176,8 +176,9 @@ export class MqttConnection extends MqttClientState {
     }
   }
 
-  /** A packet the shared parser read from this connection's bytes. */
+  /** A packet the shared parser read from this connection's bytes (a PUBLISH's payload may be a view of them: copied, see ownPayload). */
   parsed(p: Packet): void {
+    if (p.cmd === 'publish' && Buffer.isBuffer(p.payload)) p.payload = ownPayload(p.payload);
     this.enqueue(p);
   }
 
