@@ -381,4 +381,20 @@ describe('MQTT payload memory', () => {
       c.sock.destroy();
     });
   }
+
+  it('a retained will does not hold on to the chunk its CONNECT came in', async () => {
+    const c = await rawSocket(s);
+    const withWill = gen({
+      cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'mem-will', clean: true, keepalive: 60, username: 'admin', password: Buffer.from(ADMIN_PASSWORD),
+      will: { topic: 'atk/will', payload: Buffer.from('gone'), qos: 0, retain: true },
+    });
+    c.sock.write(Buffer.concat([withWill, publishPacket('atk/pad', 'p'.repeat(60_000))]));
+    await until(() => c.got().length >= 4, 'CONNACK');
+    c.sock.destroy(); // no DISCONNECT: the will is published, and retained
+    const retained = (s.server as unknown as { mqtt: { retained: { get(t: string): { msg: { body: Buffer } } | undefined } } }).mqtt.retained;
+    await until(() => retained.get('atk/will') !== undefined, 'the will is retained');
+    const body = retained.get('atk/will')!.msg.body;
+    assert.equal(body.toString(), 'gone');
+    assert.ok(body.buffer.byteLength <= 8192, `4 bytes of will hold ${body.buffer.byteLength} bytes`);
+  });
 });

@@ -176,9 +176,10 @@ export class MqttConnection extends MqttClientState {
     }
   }
 
-  /** A packet the shared parser read from this connection's bytes (a PUBLISH's payload may be a view of them: copied, see ownPayload). */
+  /** A packet the shared parser read from this connection's bytes (a PUBLISH's or will's payload may be a view of them: copied, see ownPayload). */
   parsed(p: Packet): void {
     if (p.cmd === 'publish' && Buffer.isBuffer(p.payload)) p.payload = ownPayload(p.payload);
+    else if (p.cmd === 'connect' && p.will && Buffer.isBuffer(p.will.payload)) p.will.payload = ownPayload(p.will.payload);
     this.enqueue(p);
   }
 
