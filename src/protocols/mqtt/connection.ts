@@ -25,7 +25,7 @@ import type { Protocol } from '../../core/session.js';
 import type { Admission } from '../../transports/admission.js';
 import { handleConnect } from './connect.js';
 import { MqttFrameError, MqttFramer } from './framer.js';
-import { decodePublish, isPublish, PublishDecodeError } from './publish-codec.js';
+import { decodePublish, isPublish, ownPayload, PublishDecodeError } from './publish-codec.js';
 import { handlePublish, handlePubrel } from './publish-in.js';
 import { deliver, handlePubrec, hasCapacity, settleOut, unsentOnClose } from './publish-out.js';
 import { failureFor, MqttError, RC, REFUSE } from './reason-codes.js';
@@ -104,14 +104,24 @@ export class MqttConnection extends MqttClientState {
       this.framer.feed(data, this.parseWhole);
     } catch (err) {
       if (!(err instanceof MqttFrameError)) throw err;
-      // Nothing more is read; the packets before the fault are handled first, so a client learns
-      // of its CONNACK (and of what it published) before the DISCONNECT.
-      this.faulted = true;
-      this.chain = this.chain.then(() => {
+      this.fault(() => {
         if (err.kind === 'malformed') return this.protocolError(err.message);
         this.failed(new MqttError(RC.packetTooLarge, `packet larger than ${this.ctx.config.mqttMaxPacketBytes} bytes (${err.message})`, 'too_large'), 'frame');
       });
     }
+  }
+
+  /**
+   * The stream broke (a frame, or a packet that cannot be read): nothing
+   * more is read, and the packets before the fault are handled first, so a
+   * client learns of its CONNACK (and of what it published) before the
+   * DISCONNECT.
+   */
+  private fault(then: () => void): void {
+    if (this.faulted) return;
+    this.faulted = true;
+    if (this.waiting === 0) return then();
+    this.chain = this.chain.then(then);
   }
 
   /**
@@ -123,7 +133,7 @@ export class MqttConnection extends MqttClientState {
   private readonly parseWhole = (packets: Buffer): void => {
     let at = 0;
     const end = packets.length;
-    while (at < end && !this.closed) {
+    while (at < end && !this.closed && !this.faulted) {
       // The framer has checked every header of the run: each packet is whole.
       let off = at + 1;
       let remaining = 0;
@@ -141,7 +151,7 @@ export class MqttConnection extends MqttClientState {
           p = decodePublish(packets, at, next, this.version);
         } catch (err) {
           if (!(err instanceof PublishDecodeError)) throw err;
-          return this.protocolError(err.message);
+          return this.unparsable(err);
         }
         if (p) {
           this.enqueue(p);
@@ -168,14 +178,16 @@ export class MqttConnection extends MqttClientState {
     }
   }
 
-  /** A packet the shared parser read from this connection's bytes. */
+  /** A packet the shared parser read from this connection's bytes (a PUBLISH's or will's payload may be a view of them: copied, see ownPayload). */
   parsed(p: Packet): void {
+    if (p.cmd === 'publish' && Buffer.isBuffer(p.payload)) p.payload = ownPayload(p.payload);
+    else if (p.cmd === 'connect' && p.will && Buffer.isBuffer(p.will.payload)) p.will.payload = ownPayload(p.will.payload);
     this.enqueue(p);
   }
 
-  /** The shared parser could not read this connection's bytes (it starts afresh for the next connection). */
+  /** This connection's bytes cannot be read as a packet (the shared parser starts afresh for the next connection). */
   unparsable(err: Error): void {
-    this.protocolError(err.message);
+    this.fault(() => this.protocolError(err.message));
   }
 
   /**

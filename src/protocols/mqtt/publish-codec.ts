@@ -23,7 +23,7 @@ export function isPublish(packet: Buffer, at: number): boolean {
 /**
  * Decodes the whole PUBLISH in `buf[start, end)`. Returns undefined for a
  * v5 PUBLISH with properties (mqtt-packet reads those); throws
- * PublishDecodeError when it is malformed. `payload` is a view of `buf`.
+ * PublishDecodeError when it is malformed. `payload` is a copy (ownPayload).
  */
 export function decodePublish(buf: Buffer, start: number, end: number, version: number): IPublishPacket | undefined {
   const first = buf[start]!;
@@ -57,9 +57,25 @@ export function decodePublish(buf: Buffer, start: number, end: number, version: 
     dup: (first & 8) === 8,
     length,
     topic,
-    payload: buf.subarray(off, end),
+    payload: ownPayload(buf, off, end),
     messageId,
   };
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * A copy of a payload read from `buf[start, end)`. A view would keep the
+ * whole chunk it came in alive (64 KiB from a socket, or a WebSocket
+ * message) for as long as the message lives (retained, held for a slow
+ * subscriber, in a session's queue), while every limit counts only the
+ * payload's own bytes. Small copies come from Node's shared pool.
+ */
+export function ownPayload(buf: Buffer, start = 0, end = buf.length): Buffer {
+  if (end <= start) return EMPTY;
+  const out = Buffer.allocUnsafe(end - start);
+  buf.copy(out, 0, start, end);
+  return out;
 }
 
 /**

@@ -17,6 +17,8 @@ import { INBOUND_ALIASES, type MqttClientState } from './state.js';
  * (QoS 0, no ACL hook question, no retained write): a Promise only then.
  */
 export function handlePublish(c: MqttClientState, p: IPublishPacket): void | Promise<void> {
+  // mqtt-packet reads a packet id cut short as -1 (and its PUBACK would then lack the id); 0 is not an id [MQTT-2.2.1-3].
+  if (p.qos > 0 && !(p.messageId! >= 1)) throw new MqttError(RC.malformedPacket, `a QoS ${p.qos} PUBLISH needs a packet identifier from 1 to 65535`, 'malformed');
   const topic = resolveTopic(c, p);
   // mqtt-packet and publish-codec decode invalid UTF-8 to U+FFFD; such a topic is malformed [MQTT-1.5.3-1].
   if (!topic || INVALID_TOPIC.test(topic)) {

@@ -115,6 +115,8 @@ export function send(c: MqttClientState, msg: CoreMessage, qos: QoS, retain: boo
   const properties = c.version === 5 ? (publishProperties(msg, subscriptionIds, c.ctx.clock.now()) as IPublishPacket['properties'] & object) : NO_PROPERTIES;
   // Topic aliases towards a v5 client that accepts them: the topic once, then only its alias.
   let aliased = false;
+  /** The topic whose alias this packet sets (it names the topic once): undone if the packet is not sent. */
+  let announced: string | undefined;
   if (c.clientAliasMax > 0) {
     const known = c.aliasesOut.get(topic);
     if (known !== undefined) {
@@ -126,6 +128,7 @@ export function send(c: MqttClientState, msg: CoreMessage, qos: QoS, retain: boo
       c.aliasesOut.set(topic, alias);
       properties.topicAlias = alias;
       aliased = true;
+      announced = topic;
     }
   }
   const hasProps = properties !== NO_PROPERTIES && Object.keys(properties).length > 0;
@@ -165,6 +168,8 @@ export function send(c: MqttClientState, msg: CoreMessage, qos: QoS, retain: boo
   }
   if (frame.length > c.clientMaxPacket) {
     // [MQTT-3.1.2-25]: never send a packet larger than the client's maximum; it is dropped as if delivered.
+    // The alias it would have set was never told to the client: the next packet on the topic names it again.
+    if (announced !== undefined) c.aliasesOut.delete(announced);
     if (messageId !== undefined) settleOut(c, messageId);
     else delivery.settle?.('ack');
     return messageId;

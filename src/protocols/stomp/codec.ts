@@ -49,6 +49,8 @@ const LF = 0x0a;
 const CR = 0x0d;
 const NUL = 0x00;
 const EMPTY = Buffer.alloc(0);
+/** Largest header block read as one string (see decodeHead). */
+const ONE_STRING_BLOCK = 512;
 
 /** A copy of `buf[start, end)` (small ones come from Node's shared pool, as Buffer.from's do). */
 function copyOf(buf: Buffer, start: number, end: number): Buffer {
@@ -290,10 +292,12 @@ export class StompParser {
   private decodeHead(buf: Buffer, pos: number, lines: number[], bodyStart: number): HeadState {
     this.workDone += bodyStart;
     const block = buf.subarray(pos, pos + bodyStart);
-    // Mostly ASCII: then byte offsets are character offsets, and the block is read as one string.
+    // Mostly ASCII: then byte offsets are character offsets, and a short block is read as one string.
+    // A long one is read line by line: a header kept with a message is a V8 slice of the string it was
+    // cut from and keeps all of it alive, while the message is counted by the header's own length.
     const ascii = isAscii(block);
     if (!ascii && !isUtf8(block)) throw new StompSyntaxError('frame command or headers are not valid UTF-8');
-    const text = ascii ? block.toString('latin1') : undefined;
+    const text = ascii && bodyStart <= ONE_STRING_BLOCK ? block.toString('latin1') : undefined;
     const command = text !== undefined ? text.slice(lines[0]!, lines[1]!) : block.toString('utf8', lines[0]!, lines[1]!);
     // An ASCII block without a backslash holds no escapes: nothing to decode per header.
     const escaping = this.escaping && command !== 'CONNECT' && command !== 'CONNECTED' && (text === undefined || text.includes('\\'));

@@ -30,7 +30,9 @@ export function onSend(c: StompState, frame: StompFrame): void | Promise<void> {
 async function sendLater(c: StompState, frame: StompFrame, wait: number): Promise<void> {
   c.transport.pause();
   do await new Promise((r) => setTimeout(r, wait));
-  while ((wait = c.bucket.take()) > 0);
+  while (!c.closed && (wait = c.bucket.take()) > 0);
+  // Ended meanwhile (kicked, token expired, left): nothing it sent is carried out any more, as after any close.
+  if (c.closed) return;
   if (!c.paused) c.transport.resume();
   const r = sendNow(c, frame);
   if (r) await r;
@@ -65,14 +67,14 @@ function counted(c: StompState): void {
 function toTopic(c: StompState, frame: StompFrame, dest: string, topic: string): void | Promise<void> {
   // Topics the server writes itself ($SYS, chat threads) are refused to every client, before the access rules.
   const refusal = c.broker.publishRefusal(topic);
-  if (refusal instanceof Promise) return refusal.then((r) => mayPublish(c, frame, dest, topic, r));
+  if (refusal instanceof Promise) return refusal.then((r) => (c.closed ? undefined : mayPublish(c, frame, dest, topic, r)));
   return mayPublish(c, frame, dest, topic, refusal);
 }
 
 function mayPublish(c: StompState, frame: StompFrame, dest: string, topic: string, refusal: string | undefined): void | Promise<void> {
   if (refusal !== undefined) throw new StompError('not allowed', refusal, 'server_topic');
   const may = c.publishAcl.check(topic);
-  if (may instanceof Promise) return may.then((m) => publish(c, frame, dest, topic, m));
+  if (may instanceof Promise) return may.then((m) => (c.closed ? undefined : publish(c, frame, dest, topic, m)));
   return publish(c, frame, dest, topic, may);
 }
 
