@@ -183,7 +183,7 @@ function sendConnack(c: MqttClientState, p: IConnectPacket, s: Connecting): void
   c.ctx.sessions.add(c);
   c.admission.authenticated();
   const sessionPresent = s.existing !== undefined;
-  const connack: Packet =
+  const connack: Packet | undefined =
     c.version === 5
       ? {
           cmd: 'connack',
@@ -202,9 +202,14 @@ function sendConnack(c: MqttClientState, p: IConnectPacket, s: Connecting): void
             retainAvailable: true,
           },
         }
-      : { cmd: 'connack', returnCode: 0, sessionPresent };
-  c.write(c.gen(connack));
+      : undefined;
+  // 3.1/3.1.1: one of two fixed packets, shared (never written to).
+  c.write(connack ? c.gen(connack) : sessionPresent ? CONNACK_RESUMED : CONNACK_ACCEPTED);
 }
+
+/** CONNACK 0x00 (accepted) without and with Session Present, as 3.1 and 3.1.1 write it. */
+const CONNACK_ACCEPTED = Buffer.from([0x20, 0x02, 0x00, 0x00]);
+const CONNACK_RESUMED = Buffer.from([0x20, 0x02, 0x01, 0x00]);
 
 /** A kept session: its subscriptions again, then its stored queue before live traffic. */
 async function resumeSession(c: MqttClientState, _p: IConnectPacket, s: Connecting): Promise<void> {
