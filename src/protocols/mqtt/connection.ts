@@ -17,6 +17,7 @@
  * (reason-codes.ts). The state the handlers share is state.ts.
  */
 import mqttPacket, { type IPublishPacket, type Packet } from 'mqtt-packet';
+import { turnNow } from '../../clock.js';
 import type { HeraldContext } from '../../context.js';
 import { logRejection } from '../../core/background.js';
 import type { Delivery } from '../../core/broker.js';
@@ -99,7 +100,7 @@ export class MqttConnection extends MqttClientState {
 
   receive(data: Buffer): void {
     if (this.closed || this.faulted) return;
-    this.lastRead = Date.now();
+    this.lastRead = turnNow();
     try {
       this.framer.feed(data, this.parseWhole);
     } catch (err) {
