@@ -143,15 +143,37 @@ export function stompSendEncoder(topic: Topic, body: Buffer, webSocket: boolean)
   };
 }
 
-class MqttConn implements Conn {
-  readonly protocol = 'mqtt' as const;
+/** What both protocols' connections do the same way: the socket, its writes and its closing. */
+abstract class SocketConn {
   onPayload: (buf: Buffer, at: number, length: number) => void = () => undefined;
   onClose: (why: string) => void = () => undefined;
   closed = false;
+
+  constructor(readonly socket: Socket) {}
+
+  write(bytes: Buffer): boolean {
+    return this.socket.write(bytes);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.socket.destroy();
+  }
+
+  reset(): void {
+    this.closed = true;
+    if (!this.socket.destroyed) this.socket.resetAndDestroy();
+  }
+}
+
+class MqttConn extends SocketConn implements Conn {
+  readonly protocol = 'mqtt' as const;
   private waiting: { cmd: string; resolve: (p: mqttPacket.Packet) => void; reject: (e: Error) => void } | undefined;
   private nextId = 1;
 
-  private constructor(readonly socket: Socket) {}
+  private constructor(socket: Socket) {
+    super(socket);
+  }
 
   static async open(o: ConnOptions, account: Account): Promise<MqttConn> {
     const socket = connect({ port: o.endpoint.mqttPort, host: '127.0.0.1', localAddress: o.localAddress, localPort: o.localPort });
@@ -224,34 +246,20 @@ class MqttConn implements Conn {
     return mqttPublishEncoder(topic, body);
   }
 
-  write(bytes: Buffer): boolean {
-    return this.socket.write(bytes);
-  }
-
-  close(): void {
-    this.closed = true;
-    this.socket.destroy();
-  }
-
-  reset(): void {
-    this.closed = true;
-    if (!this.socket.destroyed) this.socket.resetAndDestroy();
-  }
 }
 
-class StompConn implements Conn {
+class StompConn extends SocketConn implements Conn {
   readonly protocol = 'stomp' as const;
-  onPayload: (buf: Buffer, at: number, length: number) => void = () => undefined;
-  onClose: (why: string) => void = () => undefined;
-  closed = false;
   private readonly parser = new FrameParser();
   private waiting: { command: string; resolve: (f: Frame) => void; reject: (e: Error) => void } | undefined;
   private nextSub = 0;
 
   private constructor(
-    readonly socket: Socket,
+    socket: Socket,
     private readonly ws: WsClient | undefined,
-  ) {}
+  ) {
+    super(socket);
+  }
 
   static async open(o: ConnOptions, account: Account): Promise<StompConn> {
     let c: StompConn;
@@ -342,17 +350,4 @@ class StompConn implements Conn {
     return stompSendEncoder(topic, body, this.ws !== undefined);
   }
 
-  write(bytes: Buffer): boolean {
-    return this.socket.write(bytes);
-  }
-
-  close(): void {
-    this.closed = true;
-    this.socket.destroy();
-  }
-
-  reset(): void {
-    this.closed = true;
-    if (!this.socket.destroyed) this.socket.resetAndDestroy();
-  }
 }

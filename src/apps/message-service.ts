@@ -130,7 +130,7 @@ export class MessageService {
       for (const r of req.receivers) {
         // A receiver remembered lately is taken without an await (one microtask per receiver per send).
         const known = this.receivers.get(r);
-        const user = known && known.until > now ? known : await this.receiver(r);
+        const user = known && known.until > now ? known : await this.readReceiver(r, now);
         if (user) names.set(user.id, user.name);
         else unknownReceivers.push(r);
       }
@@ -168,15 +168,13 @@ export class MessageService {
   }
 
   /**
-   * A receiver as given (a user id or a name), remembered for RECEIVER_MEMORY_MS:
-   * a back end sends to the same users over and over, and two store reads per
-   * receiver per send were a fifth of a durable send's cost. Unknown names are
-   * read again every time (a user created a moment ago receives at once).
+   * Reads a receiver as given (a user id or a name) and remembers it for
+   * RECEIVER_MEMORY_MS (send takes a remembered one without an await): a
+   * back end sends to the same users over and over, and two store reads per
+   * receiver per send were a fifth of a durable send's cost. Unknown names
+   * are read again every time (a user created a moment ago receives at once).
    */
-  private async receiver(r: string): Promise<{ id: string; name: string } | undefined> {
-    const now = this.clock.now();
-    const known = this.receivers.get(r);
-    if (known && known.until > now) return known;
+  private async readReceiver(r: string, now: number): Promise<{ id: string; name: string } | undefined> {
     const user = (await this.store.getUserById(r)) ?? (await this.store.getUserByName(r));
     if (!user) return undefined;
     if (this.receivers.size >= RECEIVER_MEMORY_SIZE) this.receivers.clear();

@@ -51,9 +51,9 @@ const INBOUND_LOW_PACKETS = 100;
 /**
  * One mqtt-packet parser for every connection. It is given whole packets
  * only (the framer's runs), so nothing of one connection stays in it
- * between calls but its `settings` (the CONNECT, which sets the protocol
- * version later packets are read with): each connection keeps its own and
- * lends it for the call. A parser per connection cost a stream object and
+ * between calls but its `settings` (the protocol version later packets are
+ * read with, from the CONNECT): each connection keeps its own and lends it
+ * for the call. A parser per connection cost a stream object and
  * its buffers on every connect, a fifth of the memory of an idle one.
  */
 interface SharedParser {
