@@ -42,3 +42,25 @@ export function turnNow(): number {
 
 /** A Clock on turnNow. */
 export const turnClock: Clock = { now: turnNow };
+
+let loopIteration = 0;
+let loopIterationCounted = false;
+const nextLoopIteration = (): void => {
+  loopIteration++;
+  loopIterationCounted = false;
+};
+
+/**
+ * A number that stays the same for one event-loop iteration (everything
+ * the poll phase reads, up to the check phase) and changes after it: a
+ * connection compares it to tell how much it has read in this iteration.
+ * Costs one setImmediate per iteration in which it is called, for all
+ * callers together.
+ */
+export function loopTurn(): number {
+  if (!loopIterationCounted) {
+    loopIterationCounted = true;
+    setImmediate(nextLoopIteration);
+  }
+  return loopIteration;
+}

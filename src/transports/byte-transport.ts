@@ -8,6 +8,7 @@ import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import type { WebSocket } from 'ws';
 import type { WireFigures } from '../core/session.js';
+import { FairReader } from './read-budget.js';
 import { rawSocket, wsFrame, writeFrame } from './ws-frame.js';
 import { writeBatched } from './write-batch.js';
 
@@ -75,10 +76,21 @@ class WebSocketTransport implements ByteTransport {
   }
 }
 
-class TcpTransport implements ByteTransport {
-  readonly framing = 'tcp';
+/** A TCP (or TLS) connection's transport; its protocol reads through `read`, fairly (see read-budget.ts). */
+export interface TcpByteTransport extends ByteTransport {
+  read(onData: (chunk: Buffer) => void): void;
+}
 
-  constructor(private readonly socket: Socket) {}
+class TcpTransport implements TcpByteTransport {
+  readonly framing = 'tcp';
+  private readonly reader: FairReader;
+
+  constructor(private readonly socket: Socket) {
+    this.reader = new FairReader(socket);
+  }
+  read(onData: (chunk: Buffer) => void): void {
+    this.reader.read(onData);
+  }
   prepare(frame: Buffer): Buffer {
     return frame;
   }
@@ -94,10 +106,10 @@ class TcpTransport implements ByteTransport {
     setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref();
   }
   pause(): void {
-    this.socket.pause();
+    this.reader.pause();
   }
   resume(): void {
-    this.socket.resume();
+    this.reader.resume();
   }
   wire(): WireFigures {
     return wireOf(this.socket);
@@ -108,6 +120,6 @@ export function webSocketTransport(ws: WebSocket): ByteTransport {
   return new WebSocketTransport(ws);
 }
 
-export function tcpTransport(socket: Socket): ByteTransport {
+export function tcpTransport(socket: Socket): TcpByteTransport {
   return new TcpTransport(socket);
 }

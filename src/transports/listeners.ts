@@ -226,7 +226,7 @@ export class NetworkListeners implements Listeners {
     const maxPayload = route.maxPayload ?? 1024 * 1024;
     const wss = new WebSocketServer({
       noServer: true,
-      ...(rate > 0 ? { WebSocket: meteredWebSocket(rate) } : {}),
+      WebSocket: meteredWebSocket(rate),
       maxPayload,
       perMessageDeflate: false,
       handleProtocols: (offered) => preferred.find((p) => offered.has(p)) ?? false,

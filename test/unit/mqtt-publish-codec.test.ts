@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import mqttPacket, { type IPublishPacket, type Packet } from 'mqtt-packet';
-import { decodePublish, encodePublish, isPublish, PublishDecodeError } from '../../src/protocols/mqtt/publish-codec.js';
+import { decodePublish, encodePublish, isPublish, ownPayload, PublishDecodeError } from '../../src/protocols/mqtt/publish-codec.js';
 
 function libraryParse(buf: Buffer, version: number): { packet?: Packet; error?: Error } {
   const parser = mqttPacket.parser({ protocolVersion: version });
@@ -110,5 +110,23 @@ describe('the PUBLISH codec', () => {
     const bytes = Buffer.from([0x30, 0x05, 0x00, 0x02, 0xc3, 0x28, 0x78]);
     assert.equal(decodePublish(bytes, 0, bytes.length, 4)!.topic, '\uFFFD(');
     assert.equal((libraryParse(bytes, 4).packet as IPublishPacket).topic, '\uFFFD(');
+  });
+
+  it('keeps a payload as a view only when it is at least half of the memory under it; copies a smaller one', () => {
+    const read = Buffer.alloc(64 * 1024, 7); // a socket read: its own 64 KiB
+    const small = ownPayload(read, 100, 110);
+    assert.notEqual(small.buffer, read.buffer, 'a 10-byte payload does not keep 64 KiB alive');
+    assert.deepEqual([...small], Array(10).fill(7));
+    const large = ownPayload(read, 10, 40_000);
+    assert.equal(large.buffer, read.buffer, 'a payload that is most of the read is not copied');
+    assert.equal(large.byteOffset, read.byteOffset + 10);
+    assert.equal(large.length, 39_990);
+    const half = ownPayload(read, 0, 32 * 1024);
+    assert.equal(half.buffer, read.buffer);
+    const pooled = Buffer.allocUnsafe(2048).fill(1); // from Node's 8 KiB pool
+    const fromPool = ownPayload(pooled, 0, 2048);
+    pooled.fill(9);
+    assert.equal(fromPool[0], 1, '2 KiB of an 8 KiB pool slab is copied, not a view of it');
+    assert.equal(ownPayload(read, 5, 5).length, 0);
   });
 });

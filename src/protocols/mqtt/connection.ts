@@ -17,13 +17,14 @@
  * (reason-codes.ts). The state the handlers share is state.ts.
  */
 import mqttPacket, { type IPublishPacket, type Packet } from 'mqtt-packet';
-import { turnNow } from '../../clock.js';
+import { loopTurn, turnNow } from '../../clock.js';
 import type { HeraldContext } from '../../context.js';
 import { logRejection } from '../../core/background.js';
 import type { Delivery } from '../../core/broker.js';
 import type { CoreMessage } from '../../core/message.js';
 import type { Protocol } from '../../core/session.js';
 import type { Admission } from '../../transports/admission.js';
+import { TURN_MESSAGES } from '../../transports/read-budget.js';
 import { handleConnect } from './connect.js';
 import { MqttFrameError, MqttFramer } from './framer.js';
 import { decodePublish, isPublish, ownPayload, PublishDecodeError } from './publish-codec.js';
@@ -74,6 +75,10 @@ let parser = newParser();
 /** The connection whose bytes the parser is reading now (parse is synchronous). */
 let reading: MqttConnection | undefined;
 
+/** PINGREQ is read and PINGRESP written without mqtt-packet (the same two bytes in every version). */
+const PINGREQ: Packet = { cmd: 'pingreq' };
+const PINGRESP = Buffer.from([0xd0, 0x00]);
+
 export class MqttConnection extends MqttClientState {
   /** The parser's state for this connection: its CONNECT once read (see SharedParser). */
   private parserSettings: object = {};
@@ -84,6 +89,11 @@ export class MqttConnection extends MqttClientState {
   private chain: Promise<void> = Promise.resolve();
   /** Packets in the chain, not yet handled: while there are any, a new packet waits behind them. */
   private waiting = 0;
+  /** The event-loop iteration packets were last counted in, and how many (see parseRun). */
+  private turn = -1;
+  private turnPackets = 0;
+  /** Runs of packets past this iteration's share, for the next one. */
+  private deferred: Buffer[] | undefined;
 
   constructor(ctx: HeraldContext, shared: MqttShared, transport: MqttTransport, protocol: Protocol, remoteAddress: string, admission: Admission) {
     super(ctx, shared, transport, protocol, remoteAddress, admission);
@@ -132,9 +142,32 @@ export class MqttConnection extends MqttClientState {
    * never rescans a partial one (and keeps nothing of them).
    */
   private readonly parseWhole = (packets: Buffer): void => {
+    if (this.deferred) this.deferred.push(packets);
+    else this.parseRun(packets);
+  };
+
+  /**
+   * Handles a run of whole packets, at most TURN_MESSAGES of this
+   * connection's per event-loop iteration (a run of tiny packets, PINGREQs
+   * say, would otherwise hold every other client for as long as its read
+   * takes): the rest of the run waits, reading paused, for the next
+   * iteration.
+   */
+  private parseRun(packets: Buffer): void {
     let at = 0;
     const end = packets.length;
+    const turn = loopTurn();
+    if (turn !== this.turn) {
+      this.turn = turn;
+      this.turnPackets = 0;
+    }
     while (at < end && !this.closed && !this.faulted) {
+      if (++this.turnPackets > TURN_MESSAGES) {
+        this.deferred = [packets.subarray(at)];
+        this.pauseReading('turn');
+        setImmediate(this.parseDeferred);
+        return;
+      }
       // The framer has checked every header of the run: each packet is whole.
       let off = at + 1;
       let remaining = 0;
@@ -160,9 +193,25 @@ export class MqttConnection extends MqttClientState {
           continue;
         }
       }
-      this.parseWithLibrary(packets.subarray(at, next));
+      if (remaining === 0 && packets[at] === 0xc0 && this.connected) this.enqueue(PINGREQ);
+      else this.parseWithLibrary(packets.subarray(at, next));
       at = next;
     }
+  }
+
+  private readonly parseDeferred = (): void => {
+    const runs = this.deferred ?? [];
+    this.deferred = undefined;
+    for (let i = 0; i < runs.length; i++) {
+      this.parseRun(runs[i]!);
+      const left = this.deferred as Buffer[] | undefined; // parseRun may have deferred again
+      if (left) {
+        // Used up again: the runs after it wait, in order, behind what is left of it.
+        for (let j = i + 1; j < runs.length; j++) left.push(runs[j]!);
+        return;
+      }
+    }
+    this.resumeReading('turn');
   };
 
   private parseWithLibrary(packet: Buffer): void {
@@ -295,7 +344,7 @@ export class MqttConnection extends MqttClientState {
       case 'unsubscribe':
         return handleUnsubscribe(this, p);
       case 'pingreq':
-        return this.write(this.gen({ cmd: 'pingresp' }));
+        return this.write(PINGRESP);
       case 'disconnect':
         // A normal DISCONNECT discards the will (v5 reason 0x04 asks to send it).
         if (!(this.version === 5 && p.reasonCode === RC.disconnectWithWill)) this.will = undefined;

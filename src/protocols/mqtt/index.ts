@@ -55,10 +55,11 @@ export async function registerMqtt(ctx: HeraldContext, apps: MqttApps): Promise<
     maxConnections: ctx.config.mqttMaxConnections,
     tls: { name: 'mqtt-tls', port: ctx.config.mqttTlsPort, host: ctx.config.mqttTlsHost, maxConnections: ctx.config.mqttTlsMaxConnections },
     onConnection(socket: Socket, admission) {
-      const conn = new MqttConnection(ctx, shared, tcpTransport(socket), 'mqtt-tcp', admission.remoteAddress, admission);
+      const transport = tcpTransport(socket);
+      const conn = new MqttConnection(ctx, shared, transport, 'mqtt-tcp', admission.remoteAddress, admission);
       if (ctx.config.tlsClientCertAsUser) conn.certificate = certificateIdentity(socket);
       if (ctx.auth.hook) conn.origin = originOf(socket);
-      socket.on('data', (d: Buffer) => conn.receive(d));
+      transport.read((d) => conn.receive(d));
       socket.on('close', () => conn.onTransportClosed());
       socket.on('error', () => conn.onTransportClosed());
     },

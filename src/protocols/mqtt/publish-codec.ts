@@ -65,14 +65,19 @@ export function decodePublish(buf: Buffer, start: number, end: number, version: 
 const EMPTY = Buffer.alloc(0);
 
 /**
- * A copy of a payload read from `buf[start, end)`. A view would keep the
+ * The payload read from `buf[start, end)`, as a buffer that keeps no more
+ * than twice its own bytes alive. A view of a small payload would keep the
  * whole chunk it came in alive (64 KiB from a socket, or a WebSocket
  * message) for as long as the message lives (retained, held for a slow
  * subscriber, in a session's queue), while every limit counts only the
- * payload's own bytes. Small copies come from Node's shared pool.
+ * payload's own bytes: it is copied (small copies come from Node's shared
+ * pool). A payload that is most of its memory (a large packet the framer
+ * put together, or one that filled its read) is kept as a view: copying it
+ * would only double what a flood of large messages allocates.
  */
 export function ownPayload(buf: Buffer, start = 0, end = buf.length): Buffer {
   if (end <= start) return EMPTY;
+  if ((end - start) * 2 >= buf.buffer.byteLength) return buf.subarray(start, end);
   const out = Buffer.allocUnsafe(end - start);
   buf.copy(out, 0, start, end);
   return out;

@@ -27,6 +27,8 @@ import type { MqttClient, MqttShared } from './shared.js';
 
 export type Version = 3 | 4 | 5;
 export type QoS = 0 | 1 | 2;
+/** Why reading from the client stops: packets waiting (inbound), the publish rate, or this event-loop iteration's share used up (turn). */
+export type ReadPause = 'inbound' | 'rate' | 'turn';
 
 /** The connection's byte stream (TCP or WebSocket binary frames); `pause` stops reading for the publish rate and inbound backlog. */
 export type MqttTransport = ByteTransport;
@@ -213,7 +215,7 @@ export abstract class MqttClientState implements Session, MqttClient {
     return (this._bucket ??= new TokenBucket(this.ctx.config.publishRatePerSecond, systemClock));
   }
   /** Why reading from the client is paused now; it resumes when nothing is left. */
-  get pausedFor(): Set<'inbound' | 'rate'> {
+  get pausedFor(): Set<ReadPause> {
     return (this._pausedFor ??= new Set());
   }
   /** Parsed packets waiting to be handled, in bytes and in number. */
@@ -249,7 +251,7 @@ export abstract class MqttClientState implements Session, MqttClient {
   private _qos2In: Set<number> | undefined;
   private _aliasesIn: Map<number, string> | undefined;
   private _bucket: TokenBucket | undefined;
-  private _pausedFor: Set<'inbound' | 'rate'> | undefined;
+  private _pausedFor: Set<ReadPause> | undefined;
   private _publishAcl: PublishPermissions | undefined;
 
   constructor(
@@ -310,18 +312,19 @@ export abstract class MqttClientState implements Session, MqttClient {
 
   // ---- reading ----
 
+
   /** Whether reading from the client is paused now (without making the set of reasons). */
   get readingPaused(): boolean {
     return this._pausedFor !== undefined && this._pausedFor.size > 0;
   }
 
-  pauseReading(why: 'inbound' | 'rate'): void {
+  pauseReading(why: ReadPause): void {
     if (this.closed || this.pausedFor.has(why)) return;
     if (this.pausedFor.size === 0) this.transport.pause();
     this.pausedFor.add(why);
   }
 
-  resumeReading(why: 'inbound' | 'rate'): void {
+  resumeReading(why: ReadPause): void {
     if (!this._pausedFor?.delete(why)) return;
     if (this.pausedFor.size === 0 && !this.closed) this.transport.resume();
   }

@@ -10,8 +10,9 @@
  * (most SENDs to topics) is handled as soon as it is parsed, with no
  * promise.
  */
-import { turnNow } from '../../clock.js';
+import { loopTurn, turnNow } from '../../clock.js';
 import { storeUnavailable, type StoreUnavailableError } from '../../store/store.js';
+import { TURN_MESSAGES } from '../../transports/read-budget.js';
 import { header, StompSyntaxError, type ParseEvent, type StompFrame } from './codec.js';
 import { onConnect } from './connect.js';
 import { StompError } from './errors.js';
@@ -22,11 +23,16 @@ import { inTransaction, onAbort, onBegin, onCommit } from './transactions.js';
 
 export type { StompLimits } from './state.js';
 
+const nextIteration = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 export class StompConnection extends StompState {
   private readonly inbox: StompFrame[] = [];
   /** Bytes of the frames in `inbox`: reading pauses past maxInboxBytes, whatever their count. */
   private inboxBytes = 0;
   private busy = false;
+  /** The event-loop iteration frames were last counted in, and how many (see spend). */
+  private turn = -1;
+  private turnFrames = 0;
 
   // ---- input -----------------------------------------------------------------
 
@@ -50,7 +56,7 @@ export class StompConnection extends StompState {
   private readonly onParse = (ev: ParseEvent): void => {
     if (ev.type === 'heartbeat') return;
     const frame = ev.frame;
-    if (!this.busy && this.inbox.length === 0) {
+    if (!this.busy && this.inbox.length === 0 && this.spend()) {
       // Nothing waits before it: handled now, in this turn. Only a frame that must wait queues the ones behind it.
       if (this.closed || this.state === 'closing') return;
       let pending: void | Promise<void>;
@@ -92,6 +98,10 @@ export class StompConnection extends StompState {
       }
     }
     while (!failed && this.inbox.length > 0 && !this.closed && this.state !== 'closing') {
+      if (!this.spend()) {
+        await nextIteration();
+        continue;
+      }
       const frame = this.inbox.shift()!;
       this.inboxBytes -= frameSize(frame);
       // The CONNECT frame negotiates the version, which decides header escaping for what follows.
@@ -108,6 +118,21 @@ export class StompConnection extends StompState {
       this.paused = false;
       this.transport.resume();
     }
+  }
+
+  /**
+   * Counts a frame against this connection's share of the event-loop
+   * iteration (TURN_MESSAGES): past it, frames wait in the inbox for the
+   * next iteration, so a client flooding tiny frames does not hold every
+   * other client for as long as its read takes.
+   */
+  private spend(): boolean {
+    const turn = loopTurn();
+    if (turn !== this.turn) {
+      this.turn = turn;
+      this.turnFrames = 0;
+    }
+    return ++this.turnFrames <= TURN_MESSAGES;
   }
 
   /** A frame could not be carried out: the client is told why (ERROR) and the connection ends. */

@@ -100,10 +100,11 @@ export function registerStomp(ctx: HeraldContext): void {
     maxConnections: config.stompMaxConnections,
     tls: { name: 'stomp-tls', port: config.stompTlsPort, host: config.stompTlsHost, maxConnections: config.stompTlsMaxConnections },
     onConnection(socket, admission) {
-      const conn = new StompConnection(ctx, tcpTransport(socket), 'stomp-tcp', admission.remoteAddress, 'tcp', undefined, admission, true);
+      const transport = tcpTransport(socket);
+      const conn = new StompConnection(ctx, transport, 'stomp-tcp', admission.remoteAddress, 'tcp', undefined, admission, true);
       if (ctx.config.tlsClientCertAsUser) conn.certificate = certificateIdentity(socket);
       if (ctx.auth.hook) conn.origin = originOf(socket);
-      socket.on('data', (data: Buffer) => conn.receive(data));
+      transport.read((data) => conn.receive(data));
       socket.on('close', () => conn.onTransportClosed());
       socket.on('error', () => conn.onTransportClosed());
     },
