@@ -28,12 +28,12 @@ export function onSend(c: StompState, frame: StompFrame): void | Promise<void> {
 
 /** Too fast: stop reading from this client until it may publish again. */
 async function sendLater(c: StompState, frame: StompFrame, wait: number): Promise<void> {
-  c.transport.pause();
+  c.pauseReading('rate');
   do await new Promise((r) => setTimeout(r, wait));
   while (!c.closed && (wait = c.bucket.take()) > 0);
   // Ended meanwhile (kicked, token expired, left): nothing it sent is carried out any more, as after any close.
   if (c.closed) return;
-  if (!c.paused) c.transport.resume();
+  c.resumeReading('rate');
   const r = sendNow(c, frame);
   if (r) await r;
 }

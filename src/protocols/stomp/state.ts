@@ -75,6 +75,10 @@ function limitsOf(c: Config): { stomp: StompLimits; parser: ParserLimits } {
   return l;
 }
 
+/** Why reading from the client stops: the inbound backlog (inbox), the publish rate, or this event-loop iteration's share used up (turn). */
+export type ReadPause = 'inbox' | 'rate' | 'turn';
+const READ_PAUSE: Record<ReadPause, number> = { inbox: 1, rate: 2, turn: 4 };
+
 /** The defaults of every connection, shared (the listener replaces them, never changes them). */
 const NO_CERTIFICATE: CertificateIdentity = Object.freeze({ kind: 'none' });
 const TCP_ORIGIN: ConnectionOrigin = Object.freeze({ transport: 'tcp' });
@@ -118,8 +122,20 @@ export abstract class StompState implements Session {
   certificate: CertificateIdentity = NO_CERTIFICATE;
   /** How it reached us (for the connect hook; set by the listener). */
   origin: ConnectionOrigin = TCP_ORIGIN;
-  /** Reading paused for the inbound backlog (the publish rate's pause must not resume it). */
-  paused = false;
+  /** Why reading is paused (READ_PAUSE bits): each reason lifts only its own, and reading resumes when none holds. */
+  private pausedFor = 0;
+  pauseReading(why: ReadPause): void {
+    if (this.pausedFor === 0) this.transport.pause();
+    this.pausedFor |= READ_PAUSE[why];
+  }
+  resumeReading(why: ReadPause): void {
+    if ((this.pausedFor & READ_PAUSE[why]) === 0) return;
+    this.pausedFor &= ~READ_PAUSE[why];
+    if (this.pausedFor === 0 && !this.closed) this.transport.resume();
+  }
+  readingPausedFor(why: ReadPause): boolean {
+    return (this.pausedFor & READ_PAUSE[why]) !== 0;
+  }
   readonly delivered: { inc(): void };
   get publishAcl(): PublishPermissions {
     return (this._publishAcl ??= new PublishPermissions(this.ctx.acl, () => this.aclSubject()));
