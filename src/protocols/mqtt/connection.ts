@@ -94,6 +94,8 @@ export class MqttConnection extends MqttClientState {
   private turnPackets = 0;
   /** Runs of packets past this iteration's share, for the next one. */
   private deferred: Buffer[] | undefined;
+  /** The stream broke while packets before the break were deferred: the fault, for after them. */
+  private faultAfterDeferred: (() => void) | undefined;
 
   constructor(ctx: HeraldContext, shared: MqttShared, transport: MqttTransport, protocol: Protocol, remoteAddress: string, admission: Admission) {
     super(ctx, shared, transport, protocol, remoteAddress, admission);
@@ -109,16 +111,19 @@ export class MqttConnection extends MqttClientState {
   // ---- input -----------------------------------------------------------------------
 
   receive(data: Buffer): void {
-    if (this.closed || this.faulted) return;
+    if (this.closed || this.faulted || this.faultAfterDeferred) return;
     this.lastRead = turnNow();
     try {
       this.framer.feed(data, this.parseWhole);
     } catch (err) {
       if (!(err instanceof MqttFrameError)) throw err;
-      this.fault(() => {
+      const then = (): void => {
         if (err.kind === 'malformed') return this.protocolError(err.message);
         this.failed(new MqttError(RC.packetTooLarge, `packet larger than ${this.ctx.config.mqttMaxPacketBytes} bytes (${err.message})`, 'too_large'), 'frame');
-      });
+      };
+      // The whole packets before the bad bytes are handled first, those deferred to the next iteration too.
+      if (this.deferred) this.faultAfterDeferred = then;
+      else this.fault(then);
     }
   }
 
@@ -211,7 +216,10 @@ export class MqttConnection extends MqttClientState {
         return;
       }
     }
-    this.resumeReading('turn');
+    const fault = this.faultAfterDeferred;
+    this.faultAfterDeferred = undefined;
+    if (fault) this.fault(fault);
+    else this.resumeReading('turn');
   };
 
   private parseWithLibrary(packet: Buffer): void {
@@ -228,7 +236,7 @@ export class MqttConnection extends MqttClientState {
     }
   }
 
-  /** A packet the shared parser read from this connection's bytes (a PUBLISH's or will's payload may be a view of them: copied, see ownPayload). */
+  /** A packet the shared parser read from this connection's bytes (a PUBLISH's or will's payload is a view of them: see ownPayload). */
   parsed(p: Packet): void {
     if (p.cmd === 'publish' && Buffer.isBuffer(p.payload)) p.payload = ownPayload(p.payload);
     else if (p.cmd === 'connect' && p.will && Buffer.isBuffer(p.will.payload)) p.will.payload = ownPayload(p.will.payload);

@@ -23,7 +23,7 @@ export function isPublish(packet: Buffer, at: number): boolean {
 /**
  * Decodes the whole PUBLISH in `buf[start, end)`. Returns undefined for a
  * v5 PUBLISH with properties (mqtt-packet reads those); throws
- * PublishDecodeError when it is malformed. `payload` is a copy (ownPayload).
+ * PublishDecodeError when it is malformed. `payload` keeps at most twice its bytes alive (ownPayload).
  */
 export function decodePublish(buf: Buffer, start: number, end: number, version: number): IPublishPacket | undefined {
   const first = buf[start]!;

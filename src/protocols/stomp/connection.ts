@@ -36,6 +36,8 @@ export class StompConnection extends StompState {
   /** The event-loop iteration frames were last counted in, and how many (see spend). */
   private turn = -1;
   private turnFrames = 0;
+  /** The stream broke (a syntax error) while frames before the break waited in the inbox: the ERROR, for after them. */
+  private afterInbox: (() => void) | undefined;
   /** Bytes read past this iteration's share, parsed in the next (see parse). */
   private deferredInput: Buffer[] | undefined;
 
@@ -43,7 +45,7 @@ export class StompConnection extends StompState {
 
   /** Bytes from the transport (a WebSocket message or a TCP chunk). */
   receive(data: Buffer): void {
-    if (this.closed || this.state === 'closing') return;
+    if (this.closed || this.state === 'closing' || this.afterInbox) return;
     this.lastRead = turnNow();
     if (this.deferredInput) this.deferredInput.push(data);
     else this.parse(data);
@@ -68,13 +70,18 @@ export class StompConnection extends StompState {
       try {
         this.parser.feed(slice, this.onParse);
       } catch (err) {
-        if (err instanceof StompSyntaxError) {
+        if (!(err instanceof StompSyntaxError)) throw err;
+        const fail = (): void => {
           this.ctx.metrics.protocolErrors.inc({ protocol: this.protocol, reason: 'syntax' });
           this.sendError(err.message, undefined, err.receipt);
           this.shutdown(1002, 'protocol error');
-          return;
-        }
-        throw err;
+        };
+        // The frames before the bad bytes are handled first, those waiting in the inbox too.
+        if (this.busy || this.inbox.length > 0) {
+          this.afterInbox = fail;
+          if (!this.busy) this.startDrain();
+        } else fail();
+        return;
       }
       if (this.closed || this.state === 'closing') return;
     }
@@ -84,7 +91,7 @@ export class StompConnection extends StompState {
     const runs = this.deferredInput ?? [];
     this.deferredInput = undefined;
     for (let i = 0; i < runs.length; i++) {
-      if (this.closed || this.state === 'closing') return;
+      if (this.closed || this.state === 'closing' || this.afterInbox) return;
       this.parse(runs[i]!);
       const left = this.deferredInput as Buffer[] | undefined; // parse may have deferred again
       if (left) {
@@ -153,6 +160,12 @@ export class StompConnection extends StompState {
       }
     }
     this.busy = false;
+    const after = this.afterInbox;
+    if (after && this.inbox.length === 0) {
+      this.afterInbox = undefined;
+      if (!failed && !this.closed && this.state !== 'closing') after();
+      return;
+    }
     if (this.readingPausedFor('inbox') && this.inbox.length < 100 && this.inboxBytes <= this.limits.maxInboxBytes / 4) this.resumeReading('inbox');
   }
 
